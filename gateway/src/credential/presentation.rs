@@ -1,0 +1,253 @@
+//! Verifiable presentations secured as `vp+jwt`: a holder's signed answer to a verifier's
+//! challenge, carrying the holder's credentials.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::error::{ErrorCode, VerificationError, fail};
+use super::jws::{self, SignError, truncate};
+use super::replay::ReplayCache;
+use super::vc::{CredentialVerifier, VerifiedCredential, VerifyContext};
+use super::{
+    CLOCK_SKEW_SECS, MAX_PRESENTATION_CREDENTIALS, MAX_PRESENTATION_LEN,
+    MAX_PRESENTATION_LIFETIME_SECS, VCDM_V2_CONTEXT, VP_TYP,
+};
+use crate::identity::KeyPair;
+
+/// The credential type that binds a corporate number to a DID.
+const IDENTITY_CREDENTIAL_TYPE: &str = "OrganizationIdentityCredential";
+
+/// The verifier's side of the exchange: who it is and the nonce it issued.
+#[derive(Debug, Clone, Copy)]
+pub struct Challenge<'a> {
+    /// The verifier's DID, which must be the presentation's `aud`.
+    pub audience: &'a str,
+    /// The nonce the verifier issued for this exchange.
+    pub nonce: &'a str,
+}
+
+/// Which DID each corporate number is already bound to, as the verifier knows it.
+pub trait IdentityBindings {
+    /// The DID bound to `corporate_number`, if any.
+    fn bound_did(&self, corporate_number: &str) -> Option<String>;
+}
+
+impl IdentityBindings for HashMap<String, String> {
+    fn bound_did(&self, corporate_number: &str) -> Option<String> {
+        self.get(corporate_number).cloned()
+    }
+}
+
+/// A presentation whose signature, challenge, freshness and every credential checked out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedPresentation {
+    /// The holder DID.
+    pub holder: String,
+    /// `iat`, Unix seconds.
+    pub issued_at: i64,
+    /// `exp`, Unix seconds.
+    pub expires_at: i64,
+    /// The verified credentials, in presentation order.
+    pub credentials: Vec<VerifiedCredential>,
+}
+
+/// Creates a `vp+jwt` answering `challenge`, valid for `lifetime_secs` (at most 300).
+pub fn create_presentation(
+    holder: &KeyPair,
+    challenge: Challenge<'_>,
+    credentials: &[String],
+    issued_at: i64,
+    lifetime_secs: i64,
+) -> Result<String, SignError> {
+    let holder_did = holder.did();
+    let lifetime = lifetime_secs.clamp(1, MAX_PRESENTATION_LIFETIME_SECS);
+    let payload = json!({
+        "iss": holder_did,
+        "aud": challenge.audience,
+        "nonce": challenge.nonce,
+        "iat": issued_at,
+        "exp": issued_at + lifetime,
+        "vp": {
+            "@context": [VCDM_V2_CONTEXT],
+            "type": ["VerifiablePresentation"],
+            "holder": holder_did,
+            "verifiableCredential": credentials.iter().map(|token| token.trim()).collect::<Vec<_>>(),
+        },
+    });
+    jws::sign(holder, VP_TYP, &payload)
+}
+
+/// The claims that must be readable before anything is checked.
+struct PresentationClaims {
+    holder: String,
+    audiences: Vec<String>,
+    nonce: Option<String>,
+    issued_at: i64,
+    expires_at: i64,
+    credentials: Vec<String>,
+    vp_holder_agrees: bool,
+}
+
+impl PresentationClaims {
+    fn extract(payload: &Map<String, Value>) -> Result<Self, VerificationError> {
+        let malformed = |message: &str| VerificationError::new(ErrorCode::Malformed, message);
+        let holder = payload
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("presentation has no iss (holder DID)"))?;
+        let audiences = match payload.get("aud") {
+            Some(Value::String(audience)) => vec![audience.clone()],
+            Some(Value::Array(audiences)) => audiences
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let number = |name| payload.get(name).and_then(Value::as_i64);
+        let (Some(issued_at), Some(expires_at)) = (number("iat"), number("exp")) else {
+            return Err(malformed("presentation needs numeric iat and exp"));
+        };
+        let vp = payload
+            .get("vp")
+            .and_then(Value::as_object)
+            .ok_or_else(|| malformed("presentation has no vp object"))?;
+        let vp_holder_agrees = vp.get("holder").is_none_or(|vp_holder| vp_holder.as_str() == Some(holder));
+        let tokens = vp
+            .get("verifiableCredential")
+            .and_then(Value::as_array)
+            .ok_or_else(|| malformed("vp.verifiableCredential must be an array"))?;
+        if tokens.len() > MAX_PRESENTATION_CREDENTIALS {
+            return fail(
+                ErrorCode::TooLarge,
+                format!("at most {MAX_PRESENTATION_CREDENTIALS} credentials per presentation"),
+            );
+        }
+        let credentials = tokens
+            .iter()
+            .map(|token| token.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("vp.verifiableCredential must hold vc+jwt strings"))?;
+        Ok(Self {
+            holder: holder.to_owned(),
+            audiences,
+            nonce: payload.get("nonce").and_then(Value::as_str).map(str::to_owned),
+            issued_at,
+            expires_at,
+            credentials,
+            vp_holder_agrees,
+        })
+    }
+
+    fn check_freshness(&self, now: i64) -> Result<(), VerificationError> {
+        let expired = |message: String| fail(ErrorCode::PresentationExpired, message);
+        if self.expires_at.saturating_sub(self.issued_at) > MAX_PRESENTATION_LIFETIME_SECS {
+            return expired(format!(
+                "presentation lives longer than {MAX_PRESENTATION_LIFETIME_SECS} s"
+            ));
+        }
+        if self.issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
+            return expired("presentation was issued in the future (check the holder's clock)".into());
+        }
+        if now.saturating_sub(CLOCK_SKEW_SECS) >= self.expires_at {
+            return expired("presentation has expired; ask the holder for a new one".into());
+        }
+        Ok(())
+    }
+}
+
+impl CredentialVerifier {
+    /// Verifies a `vp+jwt` answering `challenge`, and every credential it carries.
+    ///
+    /// The nonce is consumed once the presentation itself checks out, even if a credential
+    /// inside it then fails: the same bytes are never judged twice.
+    pub fn verify_presentation(
+        &self,
+        token: &str,
+        challenge: Challenge<'_>,
+        context: &VerifyContext<'_>,
+        replay: &ReplayCache,
+        bindings: &dyn IdentityBindings,
+    ) -> Result<VerifiedPresentation, VerificationError> {
+        let jws = jws::parse(token, MAX_PRESENTATION_LEN, VP_TYP)?;
+        let claims = PresentationClaims::extract(&jws.payload)?;
+        self.authenticate(&jws, &claims.holder, ErrorCode::PresentationBadSignature)?;
+        if !claims.audiences.iter().any(|audience| audience == challenge.audience) {
+            return fail(
+                ErrorCode::WrongAudience,
+                "presentation is addressed to another verifier",
+            );
+        }
+        if claims.nonce.as_deref() != Some(challenge.nonce) {
+            return fail(ErrorCode::NonceMismatch, "presentation answers another challenge");
+        }
+        if replay.contains(challenge.nonce) {
+            return fail(ErrorCode::Replayed, "this nonce was already used");
+        }
+        claims.check_freshness(context.now)?;
+        replay.record(
+            challenge.nonce,
+            claims.expires_at.saturating_add(CLOCK_SKEW_SECS),
+            context.now,
+        )?;
+        if !claims.vp_holder_agrees {
+            return fail(ErrorCode::HolderMismatch, "vp.holder differs from iss");
+        }
+        let mut credentials = Vec::with_capacity(claims.credentials.len());
+        for (index, token) in claims.credentials.iter().enumerate() {
+            let credential = self
+                .verify_credential(token, context)
+                .map_err(|error| VerificationError::new(error.code, format!("credential {}: {}", index + 1, error.message)))?;
+            if credential.subject != claims.holder {
+                return fail(
+                    ErrorCode::HolderMismatch,
+                    format!(
+                        "credential {} ({}) was issued to {}, not to the holder",
+                        index + 1,
+                        credential.type_name,
+                        truncate(&credential.subject)
+                    ),
+                );
+            }
+            credentials.push(credential);
+        }
+        check_identity_bindings(&claims.holder, &credentials, bindings)?;
+        Ok(VerifiedPresentation {
+            holder: claims.holder,
+            issued_at: claims.issued_at,
+            expires_at: claims.expires_at,
+            credentials,
+        })
+    }
+}
+
+/// A corporate number already bound to another DID is a conflict, never a silent rebind.
+fn check_identity_bindings(
+    holder: &str,
+    credentials: &[VerifiedCredential],
+    bindings: &dyn IdentityBindings,
+) -> Result<(), VerificationError> {
+    for credential in credentials
+        .iter()
+        .filter(|credential| credential.type_name == IDENTITY_CREDENTIAL_TYPE)
+    {
+        let Some(number) = credential.claims.get("corporateNumber").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(bound) = bindings.bound_did(number)
+            && bound != holder
+        {
+            return fail(
+                ErrorCode::IdentityConflict,
+                format!("corporate number {number} is already bound to {bound}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
