@@ -12,6 +12,9 @@ mod replay;
 mod status_list;
 mod vc;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
