@@ -1,1 +1,155 @@
-fn main(){}
+//! `tfcctl`: offline credential tools and (later) the admin client of a TFC gateway.
+//!
+//! Exit status: 0 for success or valid, 1 for invalid or denied, 2 for usage or I/O errors.
+
+mod credential;
+mod input;
+mod key;
+mod output;
+mod status_list;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Offline credential tools for TFC trust fields.
+#[derive(Parser)]
+#[command(name = "tfcctl", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Organisation and issuer keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Issue and verify credentials (vc+jwt).
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+    /// Create and verify presentations (vp+jwt).
+    #[command(subcommand)]
+    Presentation(PresentationCommand),
+    /// Bitstring status lists: revoke and suspend credentials.
+    #[command(subcommand, name = "status-list")]
+    StatusList(StatusListCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Generate a key into a new 0600 PKCS#8 PEM file and print its DID.
+    Generate {
+        /// The file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Key type: organisations use ed25519; issuers may use p256.
+        #[arg(long, value_enum, default_value_t = KeyAlg::Ed25519)]
+        alg: KeyAlg,
+    },
+    /// Print the DID of a key file.
+    Did {
+        /// The PKCS#8 PEM key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+/// Key types offered on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    /// Ed25519 (EdDSA): organisation keys.
+    Ed25519,
+    /// P-256 (ES256): accepted for issuers.
+    P256,
+}
+
+/// Status purposes offered on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum Purpose {
+    /// A set bit revokes, for good.
+    Revocation,
+    /// A set bit suspends, until cleared.
+    Suspension,
+}
+
+#[derive(Subcommand)]
+enum CredentialCommand {
+    /// Issue a credential and print it (or write it with --out).
+    Issue(credential::IssueArgs),
+    /// Verify a credential.
+    Verify(credential::VerifyArgs),
+}
+
+#[derive(Subcommand)]
+enum PresentationCommand {
+    /// Create a presentation of credentials for one verifier and challenge.
+    Create(credential::PresentArgs),
+    /// Verify a presentation and every credential in it.
+    Verify(credential::VerifyPresentationArgs),
+}
+
+#[derive(Subcommand)]
+enum StatusListCommand {
+    /// Create a signed status list with every bit clear.
+    Create(status_list::CreateArgs),
+    /// Set or clear one entry and re-sign the list.
+    Set(status_list::SetArgs),
+    /// Show a status list (verifying its signature).
+    Show(status_list::ShowArgs),
+}
+
+/// What the verification options of `verify` commands share.
+#[derive(Args)]
+struct TrustArgs {
+    /// The field charter whose trusted issuers to check against. Without it, issuer trust
+    /// is not checked (and the output says so).
+    #[arg(long)]
+    charter: Option<PathBuf>,
+    /// A status list credential file (repeatable).
+    #[arg(long = "status-list")]
+    status_lists: Vec<PathBuf>,
+    /// Status lists older than this do not count (e.g. 24h). Default: the charter's
+    /// status_max_age, else 24h.
+    #[arg(long)]
+    status_max_age: Option<String>,
+    /// Judge as of this instant (RFC 3339) instead of now.
+    #[arg(long)]
+    at: Option<String>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The result of a command that ran to completion.
+enum Outcome {
+    /// Success, or the input is valid.
+    Success,
+    /// The input is invalid or the request is denied.
+    Invalid,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Key(command) => key::run(command),
+        Command::Credential(CredentialCommand::Issue(args)) => credential::issue(args),
+        Command::Credential(CredentialCommand::Verify(args)) => credential::verify(args),
+        Command::Presentation(PresentationCommand::Create(args)) => credential::present(args),
+        Command::Presentation(PresentationCommand::Verify(args)) => {
+            credential::verify_presentation(args)
+        }
+        Command::StatusList(StatusListCommand::Create(args)) => status_list::create(args),
+        Command::StatusList(StatusListCommand::Set(args)) => status_list::set(args),
+        Command::StatusList(StatusListCommand::Show(args)) => status_list::show(args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Invalid) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -58,7 +58,12 @@ mod tests {
     #[test]
     fn computed_numbers_round_trip() {
         // Real-world shaped bases: registry office code, kind code, serial.
-        for base in ["010001008846", "011101012345", "120001077531", "999999999999"] {
+        for base in [
+            "010001008846",
+            "011101012345",
+            "120001077531",
+            "999999999999",
+        ] {
             let check = corporate_number_check_digit(base).unwrap();
             assert!((1..=9).contains(&check));
             assert!(corporate_number_is_valid(&format!("{check}{base}")));
@@ -67,7 +72,13 @@ mod tests {
 
     #[test]
     fn shapes_other_than_thirteen_digits_are_rejected() {
-        for bad in ["", "700001205000", "70000120500021", "7000O12050002", "７000012050002"] {
+        for bad in [
+            "",
+            "700001205000",
+            "70000120500021",
+            "7000O12050002",
+            "７000012050002",
+        ] {
             assert!(!corporate_number_is_valid(bad), "{bad}");
         }
         assert_eq!(corporate_number_check_digit("00001205000a"), None);

@@ -66,13 +66,21 @@ pub const CREDENTIAL_TYPES: &[CredentialType] = &[
         "organization-identity-credential",
         Some(1)
     ),
-    credential_type!("CreditRatingCredential", "credit-rating-credential", Some(1)),
+    credential_type!(
+        "CreditRatingCredential",
+        "credit-rating-credential",
+        Some(1)
+    ),
     credential_type!(
         "AntisocialForcesScreeningCredential",
         "antisocial-forces-screening-credential",
         Some(1)
     ),
-    credential_type!("TaxComplianceCredential", "tax-compliance-credential", Some(1)),
+    credential_type!(
+        "TaxComplianceCredential",
+        "tax-compliance-credential",
+        Some(1)
+    ),
     credential_type!(
         "BusinessLicenseCredential",
         "business-license-credential",

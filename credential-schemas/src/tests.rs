@@ -71,7 +71,9 @@ fn invalid_examples_fail() {
 #[test]
 fn wrong_corporate_number_check_digit_is_a_violation() {
     let set = SchemaSet::global();
-    let info = set.credential_type("OrganizationIdentityCredential").unwrap();
+    let info = set
+        .credential_type("OrganizationIdentityCredential")
+        .unwrap();
     let (_, mut credential) = examples(info, "valid-").remove(0);
     credential["credentialSubject"]["corporateNumber"] = "7000012050002".into();
     assert_eq!(set.validate(info.name, &credential), Some(Ok(())));

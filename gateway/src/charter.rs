@@ -153,11 +153,12 @@ impl Charter {
             .chain(&self.admins)
             .chain(self.issuers.iter().map(|issuer| &issuer.did));
         for did in dids {
-            PublicKey::from_did(did)
-                .map_err(|error| CharterError::Invalid(error.to_string()))?;
+            PublicKey::from_did(did).map_err(|error| CharterError::Invalid(error.to_string()))?;
         }
         if self.founders.is_empty() {
-            return Err(CharterError::Invalid("a charter needs at least one founder".into()));
+            return Err(CharterError::Invalid(
+                "a charter needs at least one founder".into(),
+            ));
         }
         self.status_max_age_secs()?;
         Ok(())
@@ -187,7 +188,9 @@ impl Charter {
             &self.tiers.transaction,
         ];
         for tier in tiers {
-            trust.self_declared_ok.extend(tier.self_declared_ok.iter().cloned());
+            trust
+                .self_declared_ok
+                .extend(tier.self_declared_ok.iter().cloned());
         }
         trust
     }
@@ -220,7 +223,10 @@ pub struct IssuerTrust {
 impl IssuerTrust {
     /// Trusts `did` to issue `types`.
     pub fn trust(&mut self, did: &str, types: impl IntoIterator<Item = String>) {
-        self.issuers.entry(did.to_owned()).or_default().extend(types);
+        self.issuers
+            .entry(did.to_owned())
+            .or_default()
+            .extend(types);
     }
 
     /// Accepts self-declared credentials of `type_name`.
@@ -245,7 +251,12 @@ impl IssuerTrust {
 
     /// Judges a credential's issuer: a trusted issuer passes; a self-issued credential passes
     /// only for a type the charter marks `self_declared_ok`.
-    pub fn check(&self, issuer: &str, subject: &str, type_name: &str) -> Result<(), VerificationError> {
+    pub fn check(
+        &self,
+        issuer: &str,
+        subject: &str,
+        type_name: &str,
+    ) -> Result<(), VerificationError> {
         if self.is_trusted(issuer, type_name) {
             return Ok(());
         }
@@ -280,13 +291,27 @@ mod tests {
         let mut trust = IssuerTrust::default();
         trust.trust(&bureau, ["CreditRatingCredential".to_owned()]);
         trust.allow_self_declared("ServiceOfferingCredential");
-        assert!(trust.check(&bureau, &holder, "CreditRatingCredential").is_ok());
-        let error = trust.check(&bureau, &holder, "BusinessLicenseCredential").unwrap_err();
+        assert!(
+            trust
+                .check(&bureau, &holder, "CreditRatingCredential")
+                .is_ok()
+        );
+        let error = trust
+            .check(&bureau, &holder, "BusinessLicenseCredential")
+            .unwrap_err();
         assert_eq!(error.code, ErrorCode::UntrustedIssuer);
-        let error = trust.check(&registrar, &holder, "CreditRatingCredential").unwrap_err();
+        let error = trust
+            .check(&registrar, &holder, "CreditRatingCredential")
+            .unwrap_err();
         assert_eq!(error.code, ErrorCode::UntrustedIssuer);
-        assert!(trust.check(&holder, &holder, "ServiceOfferingCredential").is_ok());
-        let error = trust.check(&holder, &holder, "CreditRatingCredential").unwrap_err();
+        assert!(
+            trust
+                .check(&holder, &holder, "ServiceOfferingCredential")
+                .is_ok()
+        );
+        let error = trust
+            .check(&holder, &holder, "CreditRatingCredential")
+            .unwrap_err();
         assert_eq!(error.code, ErrorCode::SelfDeclaredNotAccepted);
     }
 
@@ -318,20 +343,42 @@ mod tests {
         assert_eq!(charter.status_max_age_secs().unwrap(), 12 * 3600);
         let trust = charter.issuer_trust();
         assert!(trust.is_trusted(&bureau, "CreditRatingCredential"));
-        assert!(trust.check(&founder, &founder, "ServiceOfferingCredential").is_ok());
+        assert!(
+            trust
+                .check(&founder, &founder, "ServiceOfferingCredential")
+                .is_ok()
+        );
     }
 
     #[test]
     fn bad_charters_are_refused_with_a_reason() {
         let founder = did();
         let cases = [
-            ("name = \"x\"\nquorum = 1\nfounders = []".to_owned(), "charter_invalid"),
-            (format!("name = \"x\"\nquorum = 1\nfounders = [\"{founder}\"]\ntypo = 1"), "charter_syntax"),
-            ("name = \"x\"\nquorum = 1\nfounders = [\"did:web:x\"]".to_owned(), "charter_invalid"),
-            (format!("name = \"x\"\nquorum = 1\nfounders = [\"{founder}\"]\nstatus_max_age = \"soon\""), "charter_invalid"),
+            (
+                "name = \"x\"\nquorum = 1\nfounders = []".to_owned(),
+                "charter_invalid",
+            ),
+            (
+                format!("name = \"x\"\nquorum = 1\nfounders = [\"{founder}\"]\ntypo = 1"),
+                "charter_syntax",
+            ),
+            (
+                "name = \"x\"\nquorum = 1\nfounders = [\"did:web:x\"]".to_owned(),
+                "charter_invalid",
+            ),
+            (
+                format!(
+                    "name = \"x\"\nquorum = 1\nfounders = [\"{founder}\"]\nstatus_max_age = \"soon\""
+                ),
+                "charter_invalid",
+            ),
         ];
         for (text, code) in cases {
-            assert_eq!(Charter::from_toml(&text).unwrap_err().code(), code, "{text}");
+            assert_eq!(
+                Charter::from_toml(&text).unwrap_err().code(),
+                code,
+                "{text}"
+            );
         }
     }
 

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signer, Verifier};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use zeroize::Zeroizing;
 
 /// The `did:key:` method prefix.
@@ -229,7 +229,9 @@ impl KeyPair {
     pub fn generate(algorithm: KeyAlgorithm) -> Self {
         let mut rng = rand_core::OsRng;
         match algorithm {
-            KeyAlgorithm::Ed25519 => KeyPair::Ed25519(ed25519_dalek::SigningKey::generate(&mut rng)),
+            KeyAlgorithm::Ed25519 => {
+                KeyPair::Ed25519(ed25519_dalek::SigningKey::generate(&mut rng))
+            }
             KeyAlgorithm::P256 => KeyPair::P256(p256::ecdsa::SigningKey::random(&mut rng)),
         }
     }
@@ -269,7 +271,7 @@ impl KeyPair {
     /// The PKCS#8 DER encoding of the private key.
     pub fn to_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
         let document = match self {
-            KeyPair::Ed25519(key) => key.to_pkcs8_der(),
+            KeyPair::Ed25519(key) => ed25519_v1_pkcs8(key).to_pkcs8_der(),
             KeyPair::P256(key) => key.to_pkcs8_der(),
         };
         // Encoding an in-memory key of a fixed type into DER cannot fail.
@@ -283,7 +285,7 @@ impl KeyPair {
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
         let line_ending = p256::pkcs8::LineEnding::LF;
         let pem = match self {
-            KeyPair::Ed25519(key) => key.to_pkcs8_pem(line_ending),
+            KeyPair::Ed25519(key) => ed25519_v1_pkcs8(key).to_pkcs8_pem(line_ending),
             KeyPair::P256(key) => key.to_pkcs8_pem(line_ending),
         };
         match pem {
@@ -365,6 +367,15 @@ impl KeyPair {
     /// The libp2p `PeerId` of this organisation.
     pub fn peer_id(&self) -> Result<libp2p_identity::PeerId, IdentityError> {
         Ok(self.libp2p_keypair()?.public().to_peer_id())
+    }
+}
+
+/// The key as PKCS#8 v1 (RFC 8410 without the optional public key): ed25519-dalek writes v2,
+/// which OpenSSL accepts but Python's `cryptography` and some HSM tools refuse.
+fn ed25519_v1_pkcs8(key: &ed25519_dalek::SigningKey) -> ed25519_dalek::pkcs8::KeypairBytes {
+    ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
     }
 }
 

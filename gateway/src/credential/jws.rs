@@ -139,7 +139,11 @@ pub struct SignError(String);
 
 /// Signs `payload` as a compact JWS with header `{alg, typ, kid}`; `kid` is the key's
 /// verification method id.
-pub(crate) fn sign<T: Serialize>(key: &KeyPair, typ: &str, payload: &T) -> Result<String, SignError> {
+pub(crate) fn sign<T: Serialize>(
+    key: &KeyPair,
+    typ: &str,
+    payload: &T,
+) -> Result<String, SignError> {
     let der = key.to_pkcs8_der();
     let (alg, encoding_key) = match key.algorithm() {
         KeyAlgorithm::Ed25519 => (
@@ -154,7 +158,8 @@ pub(crate) fn sign<T: Serialize>(key: &KeyPair, typ: &str, payload: &T) -> Resul
     let mut header = jsonwebtoken::Header::new(alg);
     header.typ = Some(typ.to_owned());
     header.kid = Some(key.public_key().key_id());
-    jsonwebtoken::encode(&header, payload, &encoding_key).map_err(|error| SignError(error.to_string()))
+    jsonwebtoken::encode(&header, payload, &encoding_key)
+        .map_err(|error| SignError(error.to_string()))
 }
 
 #[cfg(test)]
@@ -177,7 +182,10 @@ mod tests {
                 KeyAlgorithm::P256 => JwsAlgorithm::Es256,
             };
             assert_eq!(parsed.alg, expected);
-            assert_eq!(parsed.kid.as_deref(), Some(key.public_key().key_id().as_str()));
+            assert_eq!(
+                parsed.kid.as_deref(),
+                Some(key.public_key().key_id().as_str())
+            );
             assert_eq!(parsed.payload["a"], 1);
             assert!(
                 key.public_key()
@@ -198,7 +206,10 @@ mod tests {
             format!("{}.{payload}.AAAA", b64("[1]")),
             format!("{header}.{}.AAAA", b64("[]")),
             format!("{header}.{payload}.***"),
-            format!("{}.{payload}.AAAA", b64(r#"{"alg":"EdDSA","typ":"vc+jwt","crit":["b64"]}"#)),
+            format!(
+                "{}.{payload}.AAAA",
+                b64(r#"{"alg":"EdDSA","typ":"vc+jwt","crit":["b64"]}"#)
+            ),
         ] {
             let error = parse(&token, 65536, "vc+jwt").unwrap_err();
             assert_eq!(error.code, ErrorCode::Malformed, "{token}: {error}");

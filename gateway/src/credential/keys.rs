@@ -47,7 +47,11 @@ impl KeyResolver {
     /// Resolves `signer` and checks the JWS against it: `kid` must be `<signer>#<multibase>`
     /// and the key type must fit `alg`. Returns the key; the signature itself is checked by
     /// the caller, so that the failure carries the right code.
-    pub(crate) fn key_for(&self, jws: &ParsedJws<'_>, signer: &str) -> Result<PublicKey, VerificationError> {
+    pub(crate) fn key_for(
+        &self,
+        jws: &ParsedJws<'_>,
+        signer: &str,
+    ) -> Result<PublicKey, VerificationError> {
         let key = self.resolve(signer)?;
         let Some(kid) = jws.kid.as_deref() else {
             return fail(ErrorCode::IssuerKeyMismatch, "header has no kid");
@@ -68,12 +72,17 @@ impl KeyResolver {
         }
         let fits = matches!(
             (jws.alg, &key),
-            (JwsAlgorithm::EdDsa, PublicKey::Ed25519(_)) | (JwsAlgorithm::Es256, PublicKey::P256(_))
+            (JwsAlgorithm::EdDsa, PublicKey::Ed25519(_))
+                | (JwsAlgorithm::Es256, PublicKey::P256(_))
         );
         if !fits {
             return fail(
                 ErrorCode::IssuerKeyMismatch,
-                format!("alg {:?} does not fit the {:?} key of the signer", jws.alg, key.algorithm()),
+                format!(
+                    "alg {:?} does not fit the {:?} key of the signer",
+                    jws.alg,
+                    key.algorithm()
+                ),
             );
         }
         Ok(key)

@@ -23,7 +23,8 @@ pub use jws::SignError;
 pub use presentation::{Challenge, IdentityBindings, VerifiedPresentation, create_presentation};
 pub use replay::ReplayCache;
 pub use status_list::{
-    IndexOutOfRange, MAX_STATUS_LIST_ENTRIES, MIN_STATUS_LIST_ENTRIES, STATUS_LIST_CREDENTIAL_TYPE, StatusEntry, StatusList, StatusLists, StatusPurpose,
+    IndexOutOfRange, MAX_STATUS_LIST_ENTRIES, MIN_STATUS_LIST_ENTRIES, STATUS_LIST_CREDENTIAL_TYPE,
+    StatusEntry, StatusList, StatusLists, StatusPurpose,
 };
 pub use vc::{
     CredentialDraft, CredentialVerifier, IssueError, VerifiedCredential, VerifyContext,

@@ -115,7 +115,9 @@ impl PresentationClaims {
             .get("vp")
             .and_then(Value::as_object)
             .ok_or_else(|| malformed("presentation has no vp object"))?;
-        let vp_holder_agrees = vp.get("holder").is_none_or(|vp_holder| vp_holder.as_str() == Some(holder));
+        let vp_holder_agrees = vp
+            .get("holder")
+            .is_none_or(|vp_holder| vp_holder.as_str() == Some(holder));
         let tokens = vp
             .get("verifiableCredential")
             .and_then(Value::as_array)
@@ -134,7 +136,10 @@ impl PresentationClaims {
         Ok(Self {
             holder: holder.to_owned(),
             audiences,
-            nonce: payload.get("nonce").and_then(Value::as_str).map(str::to_owned),
+            nonce: payload
+                .get("nonce")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             issued_at,
             expires_at,
             credentials,
@@ -150,7 +155,9 @@ impl PresentationClaims {
             ));
         }
         if self.issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
-            return expired("presentation was issued in the future (check the holder's clock)".into());
+            return expired(
+                "presentation was issued in the future (check the holder's clock)".into(),
+            );
         }
         if now.saturating_sub(CLOCK_SKEW_SECS) >= self.expires_at {
             return expired("presentation has expired; ask the holder for a new one".into());
@@ -175,14 +182,21 @@ impl CredentialVerifier {
         let jws = jws::parse(token, MAX_PRESENTATION_LEN, VP_TYP)?;
         let claims = PresentationClaims::extract(&jws.payload)?;
         self.authenticate(&jws, &claims.holder, ErrorCode::PresentationBadSignature)?;
-        if !claims.audiences.iter().any(|audience| audience == challenge.audience) {
+        if !claims
+            .audiences
+            .iter()
+            .any(|audience| audience == challenge.audience)
+        {
             return fail(
                 ErrorCode::WrongAudience,
                 "presentation is addressed to another verifier",
             );
         }
         if claims.nonce.as_deref() != Some(challenge.nonce) {
-            return fail(ErrorCode::NonceMismatch, "presentation answers another challenge");
+            return fail(
+                ErrorCode::NonceMismatch,
+                "presentation answers another challenge",
+            );
         }
         if replay.contains(challenge.nonce) {
             return fail(ErrorCode::Replayed, "this nonce was already used");
@@ -198,9 +212,12 @@ impl CredentialVerifier {
         }
         let mut credentials = Vec::with_capacity(claims.credentials.len());
         for (index, token) in claims.credentials.iter().enumerate() {
-            let credential = self
-                .verify_credential(token, context)
-                .map_err(|error| VerificationError::new(error.code, format!("credential {}: {}", index + 1, error.message)))?;
+            let credential = self.verify_credential(token, context).map_err(|error| {
+                VerificationError::new(
+                    error.code,
+                    format!("credential {}: {}", index + 1, error.message),
+                )
+            })?;
             if credential.subject != claims.holder {
                 return fail(
                     ErrorCode::HolderMismatch,
@@ -234,7 +251,11 @@ fn check_identity_bindings(
         .iter()
         .filter(|credential| credential.type_name == IDENTITY_CREDENTIAL_TYPE)
     {
-        let Some(number) = credential.claims.get("corporateNumber").and_then(Value::as_str) else {
+        let Some(number) = credential
+            .claims
+            .get("corporateNumber")
+            .and_then(Value::as_str)
+        else {
             continue;
         };
         if let Some(bound) = bindings.bound_did(number)

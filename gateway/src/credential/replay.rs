@@ -41,7 +41,12 @@ impl ReplayCache {
 
     /// Records `nonce` as used until `forget_after` (Unix seconds). Fails with `replayed` if
     /// it was already used, or if the cache is full of live nonces.
-    pub fn record(&self, nonce: &str, forget_after: i64, now: i64) -> Result<(), VerificationError> {
+    pub fn record(
+        &self,
+        nonce: &str,
+        forget_after: i64,
+        now: i64,
+    ) -> Result<(), VerificationError> {
         let Ok(mut seen) = self.seen.lock() else {
             return fail(ErrorCode::Replayed, "replay cache is unavailable");
         };
@@ -70,7 +75,10 @@ mod tests {
     fn a_nonce_is_accepted_once() {
         let cache = ReplayCache::default();
         cache.record("n1", 100, 0).unwrap();
-        assert_eq!(cache.record("n1", 100, 1).unwrap_err().code, ErrorCode::Replayed);
+        assert_eq!(
+            cache.record("n1", 100, 1).unwrap_err().code,
+            ErrorCode::Replayed
+        );
         assert!(cache.contains("n1"));
         cache.record("n2", 100, 1).unwrap();
     }
@@ -80,7 +88,10 @@ mod tests {
         let cache = ReplayCache::new(2);
         cache.record("a", 10, 0).unwrap();
         cache.record("b", 50, 0).unwrap();
-        assert_eq!(cache.record("c", 60, 5).unwrap_err().code, ErrorCode::Replayed);
+        assert_eq!(
+            cache.record("c", 60, 5).unwrap_err().code,
+            ErrorCode::Replayed
+        );
         cache.record("c", 60, 20).unwrap();
         assert!(!cache.contains("a"));
         assert!(cache.contains("b"));

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use super::error::{ErrorCode, VerificationError, fail};
 use super::jws::{self, SignError, truncate};
 use super::vc::{CredentialVerifier, check_window};
-use super::{MAX_STATUS_LIST_CREDENTIAL_LEN, VC_TYP, VCDM_V2_CONTEXT, format_rfc3339, parse_rfc3339};
+use super::{
+    MAX_STATUS_LIST_CREDENTIAL_LEN, VC_TYP, VCDM_V2_CONTEXT, format_rfc3339, parse_rfc3339,
+};
 use crate::identity::KeyPair;
 
 /// The VC type of a status list credential.
@@ -114,7 +116,13 @@ pub struct IndexOutOfRange {
 impl StatusList {
     /// A new list with every bit clear. `entries` is rounded up to a whole byte and to the
     /// specification's minimum.
-    pub fn new(id: &str, issuer: &str, purpose: StatusPurpose, entries: usize, issued_at: i64) -> Self {
+    pub fn new(
+        id: &str,
+        issuer: &str,
+        purpose: StatusPurpose,
+        entries: usize,
+        issued_at: i64,
+    ) -> Self {
         let entries = entries.clamp(MIN_STATUS_LIST_ENTRIES, MAX_STATUS_LIST_ENTRIES);
         Self {
             id: id.into(),
@@ -160,7 +168,9 @@ impl StatusList {
 
     /// The indices whose bit is set.
     pub fn set_indices(&self) -> Vec<usize> {
-        (0..self.len()).filter(|&index| self.get(index) == Some(true)).collect()
+        (0..self.len())
+            .filter(|&index| self.get(index) == Some(true))
+            .collect()
     }
 
     /// The `encodedList`: multibase base64url (`u`) of the GZIP-compressed bitstring.
@@ -189,10 +199,14 @@ impl StatusList {
             .read_to_end(&mut bits)
             .map_err(|_| "encodedList is not GZIP data")?;
         if bits.len() > limit {
-            return Err(format!("list is longer than {MAX_STATUS_LIST_ENTRIES} entries"));
+            return Err(format!(
+                "list is longer than {MAX_STATUS_LIST_ENTRIES} entries"
+            ));
         }
         if bits.len() * 8 < MIN_STATUS_LIST_ENTRIES {
-            return Err(format!("list is shorter than {MIN_STATUS_LIST_ENTRIES} entries"));
+            return Err(format!(
+                "list is shorter than {MIN_STATUS_LIST_ENTRIES} entries"
+            ));
         }
         Ok(bits)
     }
@@ -227,7 +241,11 @@ impl StatusList {
 
 impl CredentialVerifier {
     /// Verifies a status list credential: signature, validity window, shape and list.
-    pub fn verify_status_list(&self, token: &str, now: i64) -> Result<StatusList, VerificationError> {
+    pub fn verify_status_list(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<StatusList, VerificationError> {
         let jws = jws::parse(token, MAX_STATUS_LIST_CREDENTIAL_LEN, VC_TYP)?;
         let text = |name: &str| jws.payload.get(name).and_then(Value::as_str);
         let Some(issuer) = text("issuer").map(str::to_owned) else {
@@ -236,7 +254,10 @@ impl CredentialVerifier {
         self.authenticate(&jws, &issuer, ErrorCode::BadSignature)?;
         let instant = |name: &str| text(name).and_then(parse_rfc3339);
         let Some(issued_at) = instant("validFrom") else {
-            return fail(ErrorCode::Malformed, "status list credential has no valid validFrom");
+            return fail(
+                ErrorCode::Malformed,
+                "status list credential has no valid validFrom",
+            );
         };
         let valid_until = instant("validUntil");
         check_window(issued_at, valid_until, now)?;
@@ -247,19 +268,27 @@ impl CredentialVerifier {
                 && types[1] == STATUS_LIST_CREDENTIAL_TYPE
         });
         if !is_list {
-            return fail(ErrorCode::UnknownType, "not a BitstringStatusListCredential");
+            return fail(
+                ErrorCode::UnknownType,
+                "not a BitstringStatusListCredential",
+            );
         }
         let (Some(id), Some(subject)) = (text("id"), jws.payload.get("credentialSubject")) else {
-            return fail(ErrorCode::SchemaViolation, "status list credential needs id and credentialSubject");
+            return fail(
+                ErrorCode::SchemaViolation,
+                "status list credential needs id and credentialSubject",
+            );
         };
         let purpose = subject
             .get("statusPurpose")
             .cloned()
             .and_then(|purpose| serde_json::from_value::<StatusPurpose>(purpose).ok());
         let encoded = subject.get("encodedList").and_then(Value::as_str);
-        let (Some(purpose), Some(encoded), Some("BitstringStatusList")) =
-            (purpose, encoded, subject.get("type").and_then(Value::as_str))
-        else {
+        let (Some(purpose), Some(encoded), Some("BitstringStatusList")) = (
+            purpose,
+            encoded,
+            subject.get("type").and_then(Value::as_str),
+        ) else {
             return fail(
                 ErrorCode::SchemaViolation,
                 "credentialSubject must be a BitstringStatusList with statusPurpose and encodedList",
@@ -268,7 +297,10 @@ impl CredentialVerifier {
         let bits = StatusList::decode_bits(encoded)
             .map_err(|reason| VerificationError::new(ErrorCode::SchemaViolation, reason))?;
         if text("iss").is_some_and(|iss| iss != issuer) {
-            return fail(ErrorCode::ClaimsMismatch, "JWT claim iss disagrees with issuer");
+            return fail(
+                ErrorCode::ClaimsMismatch,
+                "JWT claim iss disagrees with issuer",
+            );
         }
         Ok(StatusList {
             id: id.into(),
@@ -324,7 +356,9 @@ impl StatusLists {
             return unavailable(format!("status list {list_id} is not known"));
         };
         if list.issuer != issuer {
-            return unavailable(format!("status list {list_id} is not from the credential's issuer"));
+            return unavailable(format!(
+                "status list {list_id} is not from the credential's issuer"
+            ));
         }
         if list.purpose != entry.status_purpose {
             return unavailable(format!(

@@ -68,12 +68,16 @@ impl Envelope {
         let issuer = match payload.get("issuer") {
             Some(Value::String(issuer)) => issuer.clone(),
             Some(Value::Object(_)) => {
-                return fail(ErrorCode::Malformed, "issuer must be a DID string, not an object");
+                return fail(
+                    ErrorCode::Malformed,
+                    "issuer must be a DID string, not an object",
+                );
             }
             _ => return fail(ErrorCode::Malformed, "credential has no issuer"),
         };
-        let valid_from = instant(payload, "validFrom")?
-            .ok_or_else(|| VerificationError::new(ErrorCode::Malformed, "credential has no validFrom"))?;
+        let valid_from = instant(payload, "validFrom")?.ok_or_else(|| {
+            VerificationError::new(ErrorCode::Malformed, "credential has no validFrom")
+        })?;
         let valid_until = instant(payload, "validUntil")?;
         Ok(Self {
             issuer,
@@ -156,7 +160,11 @@ impl CredentialVerifier {
         check_claims_agree(&payload, &envelope)?;
         let credential = into_verified(payload, type_name, envelope, context.trust.is_some())?;
         if let Some(trust) = context.trust {
-            trust.check(&credential.issuer, &credential.subject, &credential.type_name)?;
+            trust.check(
+                &credential.issuer,
+                &credential.subject,
+                &credential.type_name,
+            )?;
         }
         check_status(&credential, context)?;
         Ok(credential)
@@ -173,7 +181,10 @@ impl CredentialVerifier {
         if key.verify(jws.signing_input.as_bytes(), &jws.signature) {
             Ok(())
         } else {
-            fail(bad_signature_code, "signature does not verify with the signer's key")
+            fail(
+                bad_signature_code,
+                "signature does not verify with the signer's key",
+            )
         }
     }
 
@@ -205,7 +216,6 @@ impl CredentialVerifier {
             None => fail(ErrorCode::UnknownType, format!("no schema for {type_name}")),
         }
     }
-
 }
 
 /// Checks every status entry; the first failure in code order (revoked, suspended,
@@ -217,7 +227,12 @@ fn check_status(
     let failures = credential.status.iter().filter_map(|entry| {
         context
             .status_lists
-            .check_entry(entry, &credential.issuer, context.now, context.status_max_age_secs)
+            .check_entry(
+                entry,
+                &credential.issuer,
+                context.now,
+                context.status_max_age_secs,
+            )
             .err()
     });
     match failures.min_by_key(|error| error.code) {
@@ -239,7 +254,9 @@ fn check_claims_agree(payload: &Value, envelope: &Envelope) -> Result<(), Verifi
     if payload.get("iss").is_some() && text("iss") != Some(envelope.issuer.as_str()) {
         return mismatch("iss", "issuer");
     }
-    let subject = payload.pointer("/credentialSubject/id").and_then(Value::as_str);
+    let subject = payload
+        .pointer("/credentialSubject/id")
+        .and_then(Value::as_str);
     if payload.get("sub").is_some() && text("sub") != subject {
         return mismatch("sub", "credentialSubject.id");
     }
@@ -270,7 +287,10 @@ fn into_verified(
         _ => return fail(ErrorCode::SchemaViolation, "credential has no id"),
     };
     let Some(Value::Object(mut claims)) = payload.remove("credentialSubject") else {
-        return fail(ErrorCode::SchemaViolation, "credentialSubject is not an object");
+        return fail(
+            ErrorCode::SchemaViolation,
+            "credentialSubject is not an object",
+        );
     };
     let Some(Value::String(subject)) = claims.remove("id") else {
         return fail(ErrorCode::SchemaViolation, "credentialSubject has no id");
@@ -285,7 +305,10 @@ fn into_verified(
         .map(serde_json::from_value)
         .collect::<Result<Vec<StatusEntry>, _>>()
         .map_err(|error| {
-            VerificationError::new(ErrorCode::SchemaViolation, format!("credentialStatus: {error}"))
+            VerificationError::new(
+                ErrorCode::SchemaViolation,
+                format!("credentialStatus: {error}"),
+            )
         })?;
     Ok(VerifiedCredential {
         id,
@@ -365,14 +388,22 @@ pub fn issue_credential(
     let schema_id = schemas
         .schema_id(&draft.type_name)
         .ok_or_else(|| IssueError::UnknownType(draft.type_name.clone()))?;
-    if draft.valid_until.is_some_and(|until| until <= draft.valid_from) {
+    if draft
+        .valid_until
+        .is_some_and(|until| until <= draft.valid_from)
+    {
         return Err(IssueError::EmptyWindow);
     }
     let issuer_did = issuer.did();
     let id = format!("urn:uuid:{}", uuid::Uuid::new_v4());
     let mut subject = Map::with_capacity(draft.claims.len() + 1);
     subject.insert("id".into(), draft.subject.clone().into());
-    subject.extend(draft.claims.iter().map(|(key, value)| (key.clone(), value.clone())));
+    subject.extend(
+        draft
+            .claims
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
     let mut payload = json!({
         "@context": [VCDM_V2_CONTEXT],
         "id": id,

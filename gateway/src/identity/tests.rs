@@ -36,7 +36,10 @@ fn bad_dids_are_rejected_with_a_reason() {
         ("did:key:u6Mk", "not base58btc multibase"),
         ("did:key:z0OIl", "bad base58btc"),
         // secp256k1 multicodec (0xe7) is not supported.
-        ("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme", "unsupported key type"),
+        (
+            "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
+            "unsupported key type",
+        ),
     ];
     for (did, expected) in cases {
         match PublicKey::from_did(did) {
@@ -44,7 +47,10 @@ fn bad_dids_are_rejected_with_a_reason() {
             other => panic!("{did}: {other:?}"),
         }
     }
-    let short = format!("did:key:z{}", bs58::encode([0xed, 0x01, 1, 2, 3]).into_string());
+    let short = format!(
+        "did:key:z{}",
+        bs58::encode([0xed, 0x01, 1, 2, 3]).into_string()
+    );
     assert!(matches!(
         PublicKey::from_did(&short),
         Err(IdentityError::InvalidDid {
@@ -116,7 +122,9 @@ fn p256_key_file_round_trips() {
 fn group_or_world_readable_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("org.pem");
-    KeyPair::generate(KeyAlgorithm::Ed25519).save(&path).unwrap();
+    KeyPair::generate(KeyAlgorithm::Ed25519)
+        .save(&path)
+        .unwrap();
     for mode in [0o640, 0o604, 0o644] {
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         let error = KeyPair::load(&path).unwrap_err();
@@ -129,7 +137,11 @@ fn group_or_world_readable_key_is_refused() {
 fn garbage_key_file_is_not_a_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junk.pem");
-    fs::write(&path, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    fs::write(
+        &path,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(KeyPair::load(&path).unwrap_err().code(), "not_a_key");
 }

@@ -27,11 +27,18 @@ impl Exchange {
         .into_iter()
         .map(|(issuer, type_name)| issue(issuer, &draft(type_name, &holder)))
         .collect();
-        Self { verifier: ed25519(), holder, credentials }
+        Self {
+            verifier: ed25519(),
+            holder,
+            credentials,
+        }
     }
 
     fn challenge(&self) -> Challenge<'_> {
-        Challenge { audience: self.verifier_did(), nonce: NONCE }
+        Challenge {
+            audience: self.verifier_did(),
+            nonce: NONCE,
+        }
     }
 
     fn verifier_did(&self) -> &'static str {
@@ -51,13 +58,24 @@ impl Exchange {
         bindings: &HashMap<String, String>,
     ) -> Result<VerifiedPresentation, VerificationError> {
         let lists = StatusLists::new();
-        CredentialVerifier::new().verify_presentation(token, challenge, &context(&lists), replay, bindings)
+        CredentialVerifier::new().verify_presentation(
+            token,
+            challenge,
+            &context(&lists),
+            replay,
+            bindings,
+        )
     }
 
     fn code_of(&self, token: &str) -> ErrorCode {
-        self.verify_with(token, self.challenge(), &ReplayCache::default(), &HashMap::new())
-            .unwrap_err()
-            .code
+        self.verify_with(
+            token,
+            self.challenge(),
+            &ReplayCache::default(),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .code
     }
 
     /// Re-signs an edited copy of a good presentation's payload with the holder's key.
@@ -72,7 +90,12 @@ impl Exchange {
 fn a_presentation_with_four_credentials_verifies() {
     let exchange = Exchange::new();
     let verified = exchange
-        .verify_with(&exchange.present(), exchange.challenge(), &ReplayCache::default(), &HashMap::new())
+        .verify_with(
+            &exchange.present(),
+            exchange.challenge(),
+            &ReplayCache::default(),
+            &HashMap::new(),
+        )
         .unwrap();
     assert_eq!(verified.holder, exchange.holder.did());
     assert_eq!(verified.credentials.len(), 4);
@@ -83,18 +106,32 @@ fn a_presentation_with_four_credentials_verifies() {
 fn presentation_bad_signature() {
     let exchange = Exchange::new();
     let forger = ed25519();
-    let forged = sign_raw(&forger, &header(&exchange.holder, VP_TYP), &payload_of(&exchange.present()));
-    assert_eq!(exchange.code_of(&forged), ErrorCode::PresentationBadSignature);
+    let forged = sign_raw(
+        &forger,
+        &header(&exchange.holder, VP_TYP),
+        &payload_of(&exchange.present()),
+    );
+    assert_eq!(
+        exchange.code_of(&forged),
+        ErrorCode::PresentationBadSignature
+    );
 }
 
 #[test]
 fn presentation_envelope_errors_use_the_shared_codes() {
     let exchange = Exchange::new();
     let payload = payload_of(&exchange.present());
-    let as_vc = sign_raw(&exchange.holder, &header(&exchange.holder, VC_TYP), &payload);
+    let as_vc = sign_raw(
+        &exchange.holder,
+        &header(&exchange.holder, VC_TYP),
+        &payload,
+    );
     assert_eq!(exchange.code_of(&as_vc), ErrorCode::WrongTyp);
     assert_eq!(exchange.code_of("%%%"), ErrorCode::Malformed);
-    assert_eq!(exchange.code_of(&"a".repeat(MAX_PRESENTATION_LEN + 1)), ErrorCode::TooLarge);
+    assert_eq!(
+        exchange.code_of(&"a".repeat(MAX_PRESENTATION_LEN + 1)),
+        ErrorCode::TooLarge
+    );
     let no_vp = exchange.edited(|payload| {
         payload.as_object_mut().unwrap().remove("vp");
     });
@@ -111,24 +148,48 @@ fn presentation_envelope_errors_use_the_shared_codes() {
 fn wrong_audience() {
     let exchange = Exchange::new();
     let other = ed25519().did();
-    let challenge = Challenge { audience: &other, nonce: NONCE };
+    let challenge = Challenge {
+        audience: &other,
+        nonce: NONCE,
+    };
     let error = exchange
-        .verify_with(&exchange.present(), challenge, &ReplayCache::default(), &HashMap::new())
+        .verify_with(
+            &exchange.present(),
+            challenge,
+            &ReplayCache::default(),
+            &HashMap::new(),
+        )
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::WrongAudience);
     // An audience array must contain the verifier.
-    let listed = exchange.edited(|payload| payload["aud"] = json!(["did:key:zOther", payload["aud"].clone()]));
-    assert!(exchange
-        .verify_with(&listed, exchange.challenge(), &ReplayCache::default(), &HashMap::new())
-        .is_ok());
+    let listed = exchange
+        .edited(|payload| payload["aud"] = json!(["did:key:zOther", payload["aud"].clone()]));
+    assert!(
+        exchange
+            .verify_with(
+                &listed,
+                exchange.challenge(),
+                &ReplayCache::default(),
+                &HashMap::new()
+            )
+            .is_ok()
+    );
 }
 
 #[test]
 fn nonce_mismatch() {
     let exchange = Exchange::new();
-    let challenge = Challenge { audience: exchange.verifier_did(), nonce: "another" };
+    let challenge = Challenge {
+        audience: exchange.verifier_did(),
+        nonce: "another",
+    };
     let error = exchange
-        .verify_with(&exchange.present(), challenge, &ReplayCache::default(), &HashMap::new())
+        .verify_with(
+            &exchange.present(),
+            challenge,
+            &ReplayCache::default(),
+            &HashMap::new(),
+        )
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::NonceMismatch);
     let no_nonce = exchange.edited(|payload| {
@@ -142,7 +203,9 @@ fn replayed() {
     let exchange = Exchange::new();
     let replay = ReplayCache::default();
     let token = exchange.present();
-    exchange.verify_with(&token, exchange.challenge(), &replay, &HashMap::new()).unwrap();
+    exchange
+        .verify_with(&token, exchange.challenge(), &replay, &HashMap::new())
+        .unwrap();
     let error = exchange
         .verify_with(&token, exchange.challenge(), &replay, &HashMap::new())
         .unwrap_err();
@@ -158,7 +221,10 @@ fn presentation_expired() {
     });
     assert_eq!(exchange.code_of(&old), ErrorCode::PresentationExpired);
     let long_lived = exchange.edited(|payload| payload["exp"] = (NOW + 301).into());
-    assert_eq!(exchange.code_of(&long_lived), ErrorCode::PresentationExpired);
+    assert_eq!(
+        exchange.code_of(&long_lived),
+        ErrorCode::PresentationExpired
+    );
     let future = exchange.edited(|payload| {
         payload["iat"] = (NOW + 120).into();
         payload["exp"] = (NOW + 240).into();
@@ -171,11 +237,25 @@ fn holder_mismatch() {
     let exchange = Exchange::new();
     let (bureau, someone_else) = (ed25519(), ed25519());
     let mut credentials = exchange.credentials.clone();
-    credentials.push(issue(&bureau, &draft("CreditRatingCredential", &someone_else)));
-    let token = create_presentation(&exchange.holder, exchange.challenge(), &credentials, NOW, 60).unwrap();
+    credentials.push(issue(
+        &bureau,
+        &draft("CreditRatingCredential", &someone_else),
+    ));
+    let token = create_presentation(
+        &exchange.holder,
+        exchange.challenge(),
+        &credentials,
+        NOW,
+        60,
+    )
+    .unwrap();
     assert_eq!(exchange.code_of(&token), ErrorCode::HolderMismatch);
-    let other_vp_holder = exchange.edited(|payload| payload["vp"]["holder"] = someone_else.did().into());
-    assert_eq!(exchange.code_of(&other_vp_holder), ErrorCode::HolderMismatch);
+    let other_vp_holder =
+        exchange.edited(|payload| payload["vp"]["holder"] = someone_else.did().into());
+    assert_eq!(
+        exchange.code_of(&other_vp_holder),
+        ErrorCode::HolderMismatch
+    );
 }
 
 #[test]
@@ -186,12 +266,28 @@ fn a_bad_credential_gives_its_own_code() {
     expired.valid_until = Some(NOW - DAY);
     let mut credentials = exchange.credentials.clone();
     credentials.insert(1, issue(&bureau, &expired));
-    let token = create_presentation(&exchange.holder, exchange.challenge(), &credentials, NOW, 60).unwrap();
+    let token = create_presentation(
+        &exchange.holder,
+        exchange.challenge(),
+        &credentials,
+        NOW,
+        60,
+    )
+    .unwrap();
     let error = exchange
-        .verify_with(&token, exchange.challenge(), &ReplayCache::default(), &HashMap::new())
+        .verify_with(
+            &token,
+            exchange.challenge(),
+            &ReplayCache::default(),
+            &HashMap::new(),
+        )
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::Expired);
-    assert!(error.message.starts_with("credential 2:"), "{}", error.message);
+    assert!(
+        error.message.starts_with("credential 2:"),
+        "{}",
+        error.message
+    );
 }
 
 #[test]
@@ -200,12 +296,24 @@ fn identity_conflict() {
     let squatter = ed25519().did();
     let bindings = HashMap::from([("7000012050002".to_owned(), squatter)]);
     let error = exchange
-        .verify_with(&exchange.present(), exchange.challenge(), &ReplayCache::default(), &bindings)
+        .verify_with(
+            &exchange.present(),
+            exchange.challenge(),
+            &ReplayCache::default(),
+            &bindings,
+        )
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::IdentityConflict);
     // The same binding to the holder itself is no conflict.
     let own = HashMap::from([("7000012050002".to_owned(), exchange.holder.did())]);
-    assert!(exchange
-        .verify_with(&exchange.present(), exchange.challenge(), &ReplayCache::default(), &own)
-        .is_ok());
+    assert!(
+        exchange
+            .verify_with(
+                &exchange.present(),
+                exchange.challenge(),
+                &ReplayCache::default(),
+                &own
+            )
+            .is_ok()
+    );
 }

@@ -3,7 +3,13 @@ use crate::credential::test_support::*;
 use crate::identity::KeyAlgorithm;
 
 fn list(issuer: &KeyPair) -> StatusList {
-    StatusList::new("https://status.example/1", &issuer.did(), StatusPurpose::Revocation, 0, NOW - 60)
+    StatusList::new(
+        "https://status.example/1",
+        &issuer.did(),
+        StatusPurpose::Revocation,
+        0,
+        NOW - 60,
+    )
 }
 
 #[test]
@@ -39,11 +45,25 @@ fn encoded_list_round_trips() {
 
 #[test]
 fn decoding_bounds_size_and_shape() {
-    let short = StatusList { bits: vec![0; 16], ..list(&ed25519()) };
-    assert!(StatusList::decode_bits(&short.encode()).unwrap_err().contains("shorter"));
+    let short = StatusList {
+        bits: vec![0; 16],
+        ..list(&ed25519())
+    };
+    assert!(
+        StatusList::decode_bits(&short.encode())
+            .unwrap_err()
+            .contains("shorter")
+    );
     // A GZIP bomb: far more zeros than any list may hold, compressed to a few KiB.
-    let bomb = StatusList { bits: vec![0; MAX_STATUS_LIST_ENTRIES / 8 + 1], ..list(&ed25519()) };
-    assert!(StatusList::decode_bits(&bomb.encode()).unwrap_err().contains("longer"));
+    let bomb = StatusList {
+        bits: vec![0; MAX_STATUS_LIST_ENTRIES / 8 + 1],
+        ..list(&ed25519())
+    };
+    assert!(
+        StatusList::decode_bits(&bomb.encode())
+            .unwrap_err()
+            .contains("longer")
+    );
     for bad in ["", "zABC", "u!!!", "uAAAA"] {
         assert!(StatusList::decode_bits(bad).is_err(), "{bad}");
     }
@@ -56,7 +76,9 @@ fn status_list_credentials_verify_for_both_algorithms() {
         let mut list = list(&issuer);
         list.set(3, true).unwrap();
         let token = list.issue(&issuer).unwrap();
-        let verified = CredentialVerifier::new().verify_status_list(&token, NOW).unwrap();
+        let verified = CredentialVerifier::new()
+            .verify_status_list(&token, NOW)
+            .unwrap();
         assert_eq!(verified, list);
     }
 }
@@ -67,15 +89,27 @@ fn tampered_or_mistyped_status_lists_are_refused() {
     let token = list(&issuer).issue(&issuer).unwrap();
     let verifier = CredentialVerifier::new();
     let forged = sign_raw(&forger, &header(&issuer, VC_TYP), &payload_of(&token));
-    assert_eq!(verifier.verify_status_list(&forged, NOW).unwrap_err().code, ErrorCode::BadSignature);
+    assert_eq!(
+        verifier.verify_status_list(&forged, NOW).unwrap_err().code,
+        ErrorCode::BadSignature
+    );
     let mut payload = payload_of(&token);
     payload["type"] = json!(["VerifiableCredential", "CreditRatingCredential"]);
     let mistyped = sign_raw(&issuer, &header(&issuer, VC_TYP), &payload);
-    assert_eq!(verifier.verify_status_list(&mistyped, NOW).unwrap_err().code, ErrorCode::UnknownType);
+    assert_eq!(
+        verifier
+            .verify_status_list(&mistyped, NOW)
+            .unwrap_err()
+            .code,
+        ErrorCode::UnknownType
+    );
     let mut payload = payload_of(&token);
     payload["credentialSubject"]["encodedList"] = "uAAAA".into();
     let broken = sign_raw(&issuer, &header(&issuer, VC_TYP), &payload);
-    assert_eq!(verifier.verify_status_list(&broken, NOW).unwrap_err().code, ErrorCode::SchemaViolation);
+    assert_eq!(
+        verifier.verify_status_list(&broken, NOW).unwrap_err().code,
+        ErrorCode::SchemaViolation
+    );
     let early = verifier.verify_status_list(&token, NOW - 3600).unwrap_err();
     assert_eq!(early.code, ErrorCode::NotYetValid);
 }
@@ -85,7 +119,10 @@ fn newer_issue_of_a_list_replaces_an_older_one() {
     let issuer = ed25519();
     let mut lists = StatusLists::new();
     let older = list(&issuer);
-    let mut newer = StatusList { issued_at: NOW, ..older.clone() };
+    let mut newer = StatusList {
+        issued_at: NOW,
+        ..older.clone()
+    };
     newer.set(1, true).unwrap();
     assert!(lists.insert(newer.clone()));
     assert!(!lists.insert(older));

@@ -85,7 +85,9 @@ fn malformed() {
         payload["issuer"] = json!({"id": issuer.did()});
     });
     assert_eq!(code_of(&object_issuer), ErrorCode::Malformed);
-    let bad_date = edited(&issuer, &token, |payload| payload["validFrom"] = "yesterday".into());
+    let bad_date = edited(&issuer, &token, |payload| {
+        payload["validFrom"] = "yesterday".into()
+    });
     assert_eq!(code_of(&bad_date), ErrorCode::Malformed);
 }
 
@@ -96,7 +98,11 @@ fn unsupported_alg() {
     for alg in ["HS256", "RS256", "none", "ES384", "Ed25519"] {
         let mut header = header(&issuer, VC_TYP);
         header["alg"] = alg.into();
-        assert_eq!(code_of(&sign_raw(&issuer, &header, &payload)), ErrorCode::UnsupportedAlg, "{alg}");
+        assert_eq!(
+            code_of(&sign_raw(&issuer, &header, &payload)),
+            ErrorCode::UnsupportedAlg,
+            "{alg}"
+        );
     }
 }
 
@@ -109,7 +115,11 @@ fn wrong_typ() {
         header["typ"] = typ.clone();
         let code = code_of(&sign_raw(&issuer, &header, &payload));
         // A non-string typ makes the header unreadable as a JOSE header.
-        let expected = if typ.is_number() { ErrorCode::Malformed } else { ErrorCode::WrongTyp };
+        let expected = if typ.is_number() {
+            ErrorCode::Malformed
+        } else {
+            ErrorCode::WrongTyp
+        };
         assert_eq!(code, expected, "{typ}");
     }
 }
@@ -118,7 +128,11 @@ fn wrong_typ() {
 fn unresolvable_issuer() {
     let (issuer, holder) = (ed25519(), ed25519());
     let token = issue(&issuer, &draft("CreditRatingCredential", &holder));
-    for did in ["did:web:bureau.example", "did:key:zNotBase58", "did:key:z6Mk"] {
+    for did in [
+        "did:web:bureau.example",
+        "did:key:zNotBase58",
+        "did:key:z6Mk",
+    ] {
         let token = edited(&issuer, &token, |payload| {
             payload["issuer"] = did.into();
             payload["iss"] = did.into();
@@ -134,19 +148,31 @@ fn issuer_key_mismatch() {
     let payload = payload_of(&token);
     // kid names another key.
     let header_other = header(&other, VC_TYP);
-    assert_eq!(code_of(&sign_raw(&other, &header_other, &payload)), ErrorCode::IssuerKeyMismatch);
+    assert_eq!(
+        code_of(&sign_raw(&other, &header_other, &payload)),
+        ErrorCode::IssuerKeyMismatch
+    );
     // No kid.
     let mut no_kid = header(&issuer, VC_TYP);
     no_kid.as_object_mut().unwrap().remove("kid");
-    assert_eq!(code_of(&sign_raw(&issuer, &no_kid, &payload)), ErrorCode::IssuerKeyMismatch);
+    assert_eq!(
+        code_of(&sign_raw(&issuer, &no_kid, &payload)),
+        ErrorCode::IssuerKeyMismatch
+    );
     // Right DID, wrong fragment.
     let mut bad_fragment = header(&issuer, VC_TYP);
     bad_fragment["kid"] = format!("{}#key-1", issuer.did()).into();
-    assert_eq!(code_of(&sign_raw(&issuer, &bad_fragment, &payload)), ErrorCode::IssuerKeyMismatch);
+    assert_eq!(
+        code_of(&sign_raw(&issuer, &bad_fragment, &payload)),
+        ErrorCode::IssuerKeyMismatch
+    );
     // ES256 claimed for an Ed25519 key.
     let mut wrong_alg = header(&issuer, VC_TYP);
     wrong_alg["alg"] = "ES256".into();
-    assert_eq!(code_of(&sign_raw(&issuer, &wrong_alg, &payload)), ErrorCode::IssuerKeyMismatch);
+    assert_eq!(
+        code_of(&sign_raw(&issuer, &wrong_alg, &payload)),
+        ErrorCode::IssuerKeyMismatch
+    );
 }
 
 #[test]
@@ -157,7 +183,10 @@ fn bad_signature() {
     let (signing_input, signature) = token.rsplit_once('.').unwrap();
     let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
     bytes[10] ^= 1;
-    assert_eq!(code_of(&format!("{signing_input}.{}", b64(&bytes))), ErrorCode::BadSignature);
+    assert_eq!(
+        code_of(&format!("{signing_input}.{}", b64(&bytes))),
+        ErrorCode::BadSignature
+    );
     // A forger signs with its own key but claims the issuer's.
     let forged = sign_raw(&forger, &header(&issuer, VC_TYP), &payload_of(&token));
     assert_eq!(code_of(&forged), ErrorCode::BadSignature);
@@ -165,7 +194,10 @@ fn bad_signature() {
     let mut payload = payload_of(&token);
     payload["credentialSubject"]["score"] = 99.into();
     let header_part = token.split('.').next().unwrap();
-    let tampered = format!("{header_part}.{}.{signature}", b64(payload.to_string().as_bytes()));
+    let tampered = format!(
+        "{header_part}.{}.{signature}",
+        b64(payload.to_string().as_bytes())
+    );
     assert_eq!(code_of(&tampered), ErrorCode::BadSignature);
 }
 
@@ -226,7 +258,10 @@ fn schema_violation() {
         |payload| payload["@context"] = json!(["https://www.w3.org/2018/credentials/v1"]),
     ];
     for edit in edits {
-        assert_eq!(code_of(&edited(&issuer, &token, edit)), ErrorCode::SchemaViolation);
+        assert_eq!(
+            code_of(&edited(&issuer, &token, edit)),
+            ErrorCode::SchemaViolation
+        );
     }
 }
 
@@ -239,7 +274,11 @@ fn schema_violation_on_corporate_number_check_digit() {
     });
     let error = verify(&token).unwrap_err();
     assert_eq!(error.code, ErrorCode::SchemaViolation);
-    assert!(error.message.contains("corporateNumber"), "{}", error.message);
+    assert!(
+        error.message.contains("corporateNumber"),
+        "{}",
+        error.message
+    );
 }
 
 #[test]
@@ -247,7 +286,8 @@ fn claims_mismatch() {
     let (issuer, holder, other) = (ed25519(), ed25519(), ed25519());
     let token = issue(&issuer, &draft("CreditRatingCredential", &holder));
     let other_did = other.did();
-    let edits: Vec<Box<dyn Fn(&mut Value)>> = vec![
+    type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
+    let edits: Vec<Edit> = vec![
         Box::new(|payload| payload["iss"] = other_did.clone().into()),
         Box::new(|payload| payload["sub"] = other_did.clone().into()),
         Box::new(|payload| payload["jti"] = "urn:uuid:00000000-0000-4000-8000-000000000000".into()),
@@ -255,7 +295,10 @@ fn claims_mismatch() {
         Box::new(|payload| payload["exp"] = (NOW + 400 * DAY).into()),
     ];
     for edit in edits {
-        assert_eq!(code_of(&edited(&issuer, &token, edit)), ErrorCode::ClaimsMismatch);
+        assert_eq!(
+            code_of(&edited(&issuer, &token, edit)),
+            ErrorCode::ClaimsMismatch
+        );
     }
     // Absent JWT claims are fine: only present ones must agree.
     let bare = edited(&issuer, &token, |payload| {
@@ -278,21 +321,26 @@ fn untrusted_issuer_and_self_declared_need_a_charter() {
     };
     let verifier = CredentialVerifier::new();
     let trusted = issue(&bureau, &draft("CreditRatingCredential", &holder));
-    assert!(verifier.verify_credential(&trusted, &context).unwrap().trust_checked);
+    assert!(
+        verifier
+            .verify_credential(&trusted, &context)
+            .unwrap()
+            .trust_checked
+    );
     let untrusted = issue(&stranger, &draft("CreditRatingCredential", &holder));
-    let error = verifier.verify_credential(&untrusted, &context).unwrap_err();
+    let error = verifier
+        .verify_credential(&untrusted, &context)
+        .unwrap_err();
     assert_eq!(error.code, ErrorCode::UntrustedIssuer);
     let self_issued = issue(&holder, &draft("CreditRatingCredential", &holder));
-    let error = verifier.verify_credential(&self_issued, &context).unwrap_err();
+    let error = verifier
+        .verify_credential(&self_issued, &context)
+        .unwrap_err();
     assert_eq!(error.code, ErrorCode::SelfDeclaredNotAccepted);
 }
 
 /// A credential with a status entry at `index` of `list_id`, and the verifier's list.
-fn with_status(
-    issuer: &KeyPair,
-    purpose: StatusPurpose,
-    index: usize,
-) -> (String, StatusList) {
+fn with_status(issuer: &KeyPair, purpose: StatusPurpose, index: usize) -> (String, StatusList) {
     let holder = ed25519();
     let list_id = format!("https://status.example/{}", purpose.as_str());
     let mut credential = draft("CreditRatingCredential", &holder);
@@ -328,22 +376,37 @@ fn status_unavailable_fails_closed() {
     let (issuer, other) = (ed25519(), ed25519());
     let (token, list) = with_status(&issuer, StatusPurpose::Revocation, 7);
     // No list at all.
-    assert_eq!(verify(&token).unwrap_err().code, ErrorCode::StatusUnavailable);
+    assert_eq!(
+        verify(&token).unwrap_err().code,
+        ErrorCode::StatusUnavailable
+    );
     // A list older than the freshness limit.
     let mut stale = list.clone();
     stale.issued_at = NOW - DAY - 1;
-    assert_eq!(verify_with(&token, stale).unwrap_err().code, ErrorCode::StatusUnavailable);
+    assert_eq!(
+        verify_with(&token, stale).unwrap_err().code,
+        ErrorCode::StatusUnavailable
+    );
     // A list from someone else cannot speak for this issuer.
     let mut foreign = list.clone();
     foreign.issuer = other.did();
-    assert_eq!(verify_with(&token, foreign).unwrap_err().code, ErrorCode::StatusUnavailable);
+    assert_eq!(
+        verify_with(&token, foreign).unwrap_err().code,
+        ErrorCode::StatusUnavailable
+    );
     // A suspension list cannot answer a revocation entry.
     let mut wrong_purpose = list.clone();
     wrong_purpose.purpose = StatusPurpose::Suspension;
-    assert_eq!(verify_with(&token, wrong_purpose).unwrap_err().code, ErrorCode::StatusUnavailable);
+    assert_eq!(
+        verify_with(&token, wrong_purpose).unwrap_err().code,
+        ErrorCode::StatusUnavailable
+    );
     // An index outside the list.
     let (far, list) = with_status(&issuer, StatusPurpose::Revocation, 500_000);
-    assert_eq!(verify_with(&far, list).unwrap_err().code, ErrorCode::StatusUnavailable);
+    assert_eq!(
+        verify_with(&far, list).unwrap_err().code,
+        ErrorCode::StatusUnavailable
+    );
 }
 
 #[test]
@@ -353,7 +416,11 @@ fn earlier_checks_win_when_several_fail() {
     both.valid_until = Some(NOW - DAY);
     both.claims["score"] = 50.into();
     // Expired and forged: the signature is judged first.
-    let forged = sign_raw(&forger, &header(&issuer, VC_TYP), &payload_of(&issue(&issuer, &both)));
+    let forged = sign_raw(
+        &forger,
+        &header(&issuer, VC_TYP),
+        &payload_of(&issue(&issuer, &both)),
+    );
     assert_eq!(code_of(&forged), ErrorCode::BadSignature);
     // Expired and schema-violating: time is judged before the schema.
     let token = edited(&issuer, &issue(&issuer, &both), |payload| {
@@ -367,10 +434,19 @@ fn issuing_refuses_what_verifying_would_reject() {
     let (issuer, holder) = (ed25519(), ed25519());
     let mut bad = draft("CreditRatingCredential", &holder);
     bad.claims["score"] = 101.into();
-    assert_eq!(issue_credential(&issuer, &bad, NOW).unwrap_err().code(), "schema_violation");
+    assert_eq!(
+        issue_credential(&issuer, &bad, NOW).unwrap_err().code(),
+        "schema_violation"
+    );
     bad.type_name = "NoSuchCredential".into();
-    assert_eq!(issue_credential(&issuer, &bad, NOW).unwrap_err().code(), "unknown_type");
+    assert_eq!(
+        issue_credential(&issuer, &bad, NOW).unwrap_err().code(),
+        "unknown_type"
+    );
     let mut empty = draft("CreditRatingCredential", &holder);
     empty.valid_until = Some(empty.valid_from);
-    assert_eq!(issue_credential(&issuer, &empty, NOW).unwrap_err().code(), "empty_validity_window");
+    assert_eq!(
+        issue_credential(&issuer, &empty, NOW).unwrap_err().code(),
+        "empty_validity_window"
+    );
 }

@@ -1,0 +1,585 @@
+//! `tfcctl` end to end: real binary, real files, exit statuses and JSON of the contract.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn tfcctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tfcctl"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs tfcctl, asserting its exit status; returns stdout.
+    fn expect(&self, status: i32, args: &[&str]) -> String {
+        let output = self.tfcctl(args);
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "tfcctl {args:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn json(&self, status: i32, args: &[&str]) -> Value {
+        serde_json::from_str(&self.expect(status, args)).unwrap()
+    }
+
+    fn key(&self, name: &str, alg: &str) -> String {
+        let file = format!("{name}.pem");
+        self.expect(0, &["key", "generate", "--out", &file, "--alg", alg])
+            .trim()
+            .to_owned()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        fs::write(self.path(name), text).unwrap();
+        name.to_owned()
+    }
+
+    fn credit_credential(&self, issuer_key: &str, subject: &str, out: &str, extra: &[&str]) {
+        let claims = self.write(
+            "claims.json",
+            r#"{"grade":"A","score":88,"assessedOn":"2026-03-01"}"#,
+        );
+        let mut args = vec![
+            "credential",
+            "issue",
+            "--issuer-key",
+            issuer_key,
+            "--type",
+            "CreditRatingCredential",
+            "--subject",
+            subject,
+            "--claims",
+            &claims,
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        self.expect(0, &args);
+    }
+}
+
+#[test]
+fn key_generate_writes_0600_prints_the_did_and_never_overwrites() {
+    let ws = Workspace::new();
+    let did = ws.key("org", "ed25519");
+    assert!(did.starts_with("did:key:z6Mk"), "{did}");
+    let mode = fs::metadata(ws.path("org.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        ws.expect(0, &["key", "did", "--key", "org.pem"]).trim(),
+        did
+    );
+    ws.expect(2, &["key", "generate", "--out", "org.pem"]);
+    assert!(ws.key("issuer", "p256").starts_with("did:key:zDn"));
+    fs::set_permissions(ws.path("org.pem"), fs::Permissions::from_mode(0o644)).unwrap();
+    let output = ws.tfcctl(&["key", "did", "--key", "org.pem"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("chmod 600"));
+}
+
+#[test]
+fn issue_then_verify_in_human_and_json_forms() {
+    let ws = Workspace::new();
+    let bureau = ws.key("bureau", "p256");
+    let holder = ws.key("holder", "ed25519");
+    ws.credit_credential("bureau.pem", &holder, "credit.jwt", &[]);
+    let human = ws.expect(0, &["credential", "verify", "credit.jwt"]);
+    assert!(
+        human.starts_with("VALID  CreditRatingCredential"),
+        "{human}"
+    );
+    assert!(human.contains("issuer trust was not checked"), "{human}");
+    let report = ws.json(0, &["credential", "verify", "credit.jwt", "--json"]);
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["trustChecked"], false);
+    assert_eq!(report["credential"]["issuer"], bureau);
+    assert_eq!(report["credential"]["claims"]["score"], 88);
+}
+
+#[test]
+fn invalid_credentials_exit_1_with_their_code() {
+    let ws = Workspace::new();
+    ws.key("bureau", "ed25519");
+    let holder = ws.key("holder", "ed25519");
+    ws.credit_credential("bureau.pem", &holder, "credit.jwt", &["--valid-days", "30"]);
+    let later = ws.json(
+        1,
+        &[
+            "credential",
+            "verify",
+            "credit.jwt",
+            "--json",
+            "--at",
+            "2099-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(later["valid"], false);
+    assert_eq!(later["code"], "expired");
+    ws.write("garbage.jwt", "\u{0}\u{1}not a token");
+    assert_eq!(
+        ws.json(1, &["credential", "verify", "garbage.jwt", "--json"])["code"],
+        "malformed"
+    );
+    let output = ws.tfcctl(&["credential", "verify", "garbage.jwt"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("INVALID  malformed:"));
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let ws = Workspace::new();
+    ws.expect(2, &["credential", "verify", "missing.jwt"]);
+    ws.expect(
+        2,
+        &["credential", "verify", "missing.jwt", "--at", "tomorrow"],
+    );
+    ws.expect(2, &["credential", "frobnicate"]);
+    let holder = ws.key("holder", "ed25519");
+    ws.write("bad-claims.json", "[1, 2]");
+    ws.expect(
+        2,
+        &[
+            "credential",
+            "issue",
+            "--issuer-key",
+            "holder.pem",
+            "--type",
+            "CreditRatingCredential",
+            "--subject",
+            &holder,
+            "--claims",
+            "bad-claims.json",
+        ],
+    );
+    // Claims that break the schema are refused before signing.
+    ws.write(
+        "weak.json",
+        r#"{"grade":"A","score":250,"assessedOn":"2026-03-01"}"#,
+    );
+    ws.expect(
+        2,
+        &[
+            "credential",
+            "issue",
+            "--issuer-key",
+            "holder.pem",
+            "--type",
+            "CreditRatingCredential",
+            "--subject",
+            &holder,
+            "--claims",
+            "weak.json",
+        ],
+    );
+}
+
+fn charter(ws: &Workspace, founder: &str, issuer: &str) -> String {
+    ws.write(
+        "charter.toml",
+        &format!(
+            r#"name = "test field"
+founders = ["{founder}"]
+quorum = 1
+[[issuers]]
+did = "{issuer}"
+name = "Credit bureau"
+types = ["CreditRatingCredential"]
+"#
+        ),
+    )
+}
+
+#[test]
+fn charter_decides_issuer_trust() {
+    let ws = Workspace::new();
+    let bureau = ws.key("bureau", "ed25519");
+    let stranger = ws.key("stranger", "ed25519");
+    let holder = ws.key("holder", "ed25519");
+    let charter = charter(&ws, &holder, &bureau);
+    ws.credit_credential("bureau.pem", &holder, "trusted.jwt", &[]);
+    ws.credit_credential("stranger.pem", &holder, "untrusted.jwt", &[]);
+    ws.credit_credential("holder.pem", &holder, "self.jwt", &[]);
+    let trusted = ws.json(
+        0,
+        &[
+            "credential",
+            "verify",
+            "trusted.jwt",
+            "--charter",
+            &charter,
+            "--json",
+        ],
+    );
+    assert_eq!(trusted["trustChecked"], true);
+    let untrusted = ws.json(
+        1,
+        &[
+            "credential",
+            "verify",
+            "untrusted.jwt",
+            "--charter",
+            &charter,
+            "--json",
+        ],
+    );
+    assert_eq!(untrusted["code"], "untrusted_issuer");
+    assert!(untrusted["message"].as_str().unwrap().contains(&stranger));
+    let self_issued = ws.json(
+        1,
+        &[
+            "credential",
+            "verify",
+            "self.jwt",
+            "--charter",
+            &charter,
+            "--json",
+        ],
+    );
+    assert_eq!(self_issued["code"], "self_declared_not_accepted");
+    ws.write("broken.toml", "name = ");
+    ws.expect(
+        2,
+        &[
+            "credential",
+            "verify",
+            "trusted.jwt",
+            "--charter",
+            "broken.toml",
+        ],
+    );
+}
+
+#[test]
+fn status_list_revokes_and_suspends() {
+    let ws = Workspace::new();
+    ws.key("bureau", "ed25519");
+    let holder = ws.key("holder", "ed25519");
+    let revocations = "https://bureau.example/status/revocation";
+    let suspensions = "https://bureau.example/status/suspension";
+    ws.expect(
+        0,
+        &[
+            "status-list",
+            "create",
+            "--issuer-key",
+            "bureau.pem",
+            "--id",
+            revocations,
+            "--out",
+            "revocation.jwt",
+        ],
+    );
+    ws.expect(
+        0,
+        &[
+            "status-list",
+            "create",
+            "--issuer-key",
+            "bureau.pem",
+            "--id",
+            suspensions,
+            "--purpose",
+            "suspension",
+            "--out",
+            "suspension.jwt",
+        ],
+    );
+    ws.credit_credential(
+        "bureau.pem",
+        &holder,
+        "r.jwt",
+        &["--status-list", revocations, "--status-index", "17"],
+    );
+    ws.credit_credential(
+        "bureau.pem",
+        &holder,
+        "s.jwt",
+        &[
+            "--status-list",
+            suspensions,
+            "--status-index",
+            "3",
+            "--status-purpose",
+            "suspension",
+        ],
+    );
+    let verify = |file: &str, list: &str, status: i32| {
+        ws.json(
+            status,
+            &[
+                "credential",
+                "verify",
+                file,
+                "--status-list",
+                list,
+                "--json",
+            ],
+        )
+    };
+    assert_eq!(
+        ws.json(1, &["credential", "verify", "r.jwt", "--json"])["code"],
+        "status_unavailable"
+    );
+    verify("r.jwt", "revocation.jwt", 0);
+    ws.expect(
+        0,
+        &[
+            "status-list",
+            "set",
+            "revocation.jwt",
+            "--issuer-key",
+            "bureau.pem",
+            "--index",
+            "17",
+        ],
+    );
+    assert_eq!(verify("r.jwt", "revocation.jwt", 1)["code"], "revoked");
+    ws.expect(
+        0,
+        &[
+            "status-list",
+            "set",
+            "suspension.jwt",
+            "--issuer-key",
+            "bureau.pem",
+            "--index",
+            "3",
+        ],
+    );
+    assert_eq!(verify("s.jwt", "suspension.jwt", 1)["code"], "suspended");
+    ws.expect(
+        0,
+        &[
+            "status-list",
+            "set",
+            "suspension.jwt",
+            "--issuer-key",
+            "bureau.pem",
+            "--index",
+            "3",
+            "--clear",
+        ],
+    );
+    verify("s.jwt", "suspension.jwt", 0);
+    let shown = ws.json(
+        0,
+        &[
+            "status-list",
+            "show",
+            "revocation.jwt",
+            "--index",
+            "17",
+            "--json",
+        ],
+    );
+    assert_eq!(shown["set"], serde_json::json!([17]));
+    assert_eq!(shown["isSet"], true);
+    assert_eq!(shown["purpose"], "revocation");
+    // Only the list's issuer may change it.
+    ws.expect(
+        2,
+        &[
+            "status-list",
+            "set",
+            "revocation.jwt",
+            "--issuer-key",
+            "holder.pem",
+            "--index",
+            "1",
+        ],
+    );
+    // A stale list does not count.
+    let stale = ws.json(
+        1,
+        &[
+            "credential",
+            "verify",
+            "r.jwt",
+            "--status-list",
+            "revocation.jwt",
+            "--json",
+            "--at",
+            &in_days(2),
+        ],
+    );
+    assert_eq!(stale["code"], "status_unavailable");
+}
+
+fn in_days(days: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[test]
+fn presentation_round_trip_and_challenge_checks() {
+    let ws = Workspace::new();
+    ws.key("bureau", "ed25519");
+    let holder = ws.key("holder", "ed25519");
+    let verifier = ws.key("verifier", "ed25519");
+    ws.credit_credential("bureau.pem", &holder, "credit.jwt", &[]);
+    ws.expect(
+        0,
+        &[
+            "presentation",
+            "create",
+            "--holder-key",
+            "holder.pem",
+            "--audience",
+            &verifier,
+            "--nonce",
+            "abc123",
+            "credit.jwt",
+            "--out",
+            "vp.jwt",
+        ],
+    );
+    let report = ws.json(
+        0,
+        &[
+            "presentation",
+            "verify",
+            "vp.jwt",
+            "--audience",
+            &verifier,
+            "--nonce",
+            "abc123",
+            "--json",
+        ],
+    );
+    assert_eq!(report["presentation"]["holder"], holder);
+    assert_eq!(
+        report["presentation"]["credentials"][0]["type"],
+        "CreditRatingCredential"
+    );
+    let wrong_nonce = ws.json(
+        1,
+        &[
+            "presentation",
+            "verify",
+            "vp.jwt",
+            "--audience",
+            &verifier,
+            "--nonce",
+            "zzz",
+            "--json",
+        ],
+    );
+    assert_eq!(wrong_nonce["code"], "nonce_mismatch");
+    let wrong_audience = ws.json(
+        1,
+        &[
+            "presentation",
+            "verify",
+            "vp.jwt",
+            "--audience",
+            &holder,
+            "--nonce",
+            "abc123",
+            "--json",
+        ],
+    );
+    assert_eq!(wrong_audience["code"], "wrong_audience");
+    let expired = ws.json(
+        1,
+        &[
+            "presentation",
+            "verify",
+            "vp.jwt",
+            "--audience",
+            &verifier,
+            "--nonce",
+            "abc123",
+            "--json",
+            "--at",
+            &in_days(1),
+        ],
+    );
+    assert_eq!(expired["code"], "presentation_expired");
+    // A credential of someone else's, presented by the holder.
+    let other = ws.key("other", "ed25519");
+    ws.credit_credential("bureau.pem", &other, "theirs.jwt", &[]);
+    ws.expect(
+        0,
+        &[
+            "presentation",
+            "create",
+            "--holder-key",
+            "holder.pem",
+            "--audience",
+            &verifier,
+            "--nonce",
+            "n2",
+            "theirs.jwt",
+            "--out",
+            "stolen.jwt",
+        ],
+    );
+    let stolen = ws.json(
+        1,
+        &[
+            "presentation",
+            "verify",
+            "stolen.jwt",
+            "--audience",
+            &verifier,
+            "--nonce",
+            "n2",
+            "--json",
+        ],
+    );
+    assert_eq!(stolen["code"], "holder_mismatch");
+}
+
+/// The independent implementation: Python's jwcrypto mints and checks tokens both ways.
+#[test]
+fn interoperates_with_jwcrypto_both_ways() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/jwcrypto_interop.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args(["--tfcctl", env!("CARGO_BIN_EXE_tfcctl")])
+        .output()
+        .expect(
+            "python3 is needed: install it and run `pip install -r tests/interop/requirements.txt`",
+        );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "interop failed (did you `pip install -r tests/interop/requirements.txt`?)\n{stdout}\n{stderr}"
+    );
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.ends_with(" 0 failed") && !summary.starts_with("0 passed"),
+        "{summary}"
+    );
+}
