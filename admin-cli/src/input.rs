@@ -79,7 +79,7 @@ impl TrustSettings {
         let status_max_age_secs = match (&args.status_max_age, &charter) {
             (Some(text), _) => parse_duration_secs(text)
                 .with_context(|| format!("--status-max-age {text:?} is not a duration like 24h"))?,
-            (None, Some(charter)) => charter.status_max_age_secs()?,
+            (None, Some(charter)) => charter.status_max_age_secs,
             (None, None) => DEFAULT_STATUS_MAX_AGE_SECS,
         };
         let mut status_lists = StatusLists::new();

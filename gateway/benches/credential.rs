@@ -42,11 +42,16 @@ struct RawCheck {
 impl RawCheck {
     fn new(signed: &Signed) -> Self {
         let (signing_input, signature) = signed.raw_parts();
-        Self { signing_input, signature, key: signed.key.clone() }
+        Self {
+            signing_input,
+            signature,
+            key: signed.key.clone(),
+        }
     }
 
     fn verify(&self) -> bool {
-        self.key.verify(self.signing_input.as_bytes(), &self.signature)
+        self.key
+            .verify(self.signing_input.as_bytes(), &self.signature)
     }
 }
 
@@ -61,7 +66,13 @@ struct Fixture {
     presentation_raw: Vec<RawCheck>,
 }
 
-fn credential(issuer: &KeyPair, holder: &KeyPair, type_name: &str, claims: serde_json::Value, now: i64) -> Signed {
+fn credential(
+    issuer: &KeyPair,
+    holder: &KeyPair,
+    type_name: &str,
+    claims: serde_json::Value,
+    now: i64,
+) -> Signed {
     let draft = CredentialDraft {
         type_name: type_name.into(),
         subject: holder.did(),
@@ -70,7 +81,10 @@ fn credential(issuer: &KeyPair, holder: &KeyPair, type_name: &str, claims: serde
         valid_until: Some(now + 365 * 86_400),
         status: vec![],
     };
-    Signed { token: issue_credential(issuer, &draft, now).expect("issue"), key: issuer.public_key() }
+    Signed {
+        token: issue_credential(issuer, &draft, now).expect("issue"),
+        key: issuer.public_key(),
+    }
 }
 
 impl Fixture {
@@ -87,14 +101,35 @@ impl Fixture {
         let screening = serde_json::json!({"result": "clear", "screenedOn": "2026-04-02", "method": "database"});
         let tax = serde_json::json!({"noArrears": true, "period": "2025"});
         let four = [
-            credential(&registrar, &holder, "OrganizationIdentityCredential", identity, now),
-            credential(&bureau, &holder, "CreditRatingCredential", credit.clone(), now),
-            credential(&screener, &holder, "AntisocialForcesScreeningCredential", screening, now),
+            credential(
+                &registrar,
+                &holder,
+                "OrganizationIdentityCredential",
+                identity,
+                now,
+            ),
+            credential(
+                &bureau,
+                &holder,
+                "CreditRatingCredential",
+                credit.clone(),
+                now,
+            ),
+            credential(
+                &screener,
+                &holder,
+                "AntisocialForcesScreeningCredential",
+                screening,
+                now,
+            ),
             credential(&registrar, &holder, "TaxComplianceCredential", tax, now),
         ];
         let audience = verifier_key.did();
         let tokens: Vec<String> = four.iter().map(|signed| signed.token.clone()).collect();
-        let challenge = Challenge { audience: &audience, nonce: "bench-nonce" };
+        let challenge = Challenge {
+            audience: &audience,
+            nonce: "bench-nonce",
+        };
         let presentation = Signed {
             token: create_presentation(&holder, challenge, &tokens, now, 300).expect("present"),
             key: holder.public_key(),
@@ -106,28 +141,56 @@ impl Fixture {
             verifier: CredentialVerifier::new(),
             lists: StatusLists::new(),
             audience,
-            ed25519_credential: credential(&bureau, &holder, "CreditRatingCredential", credit.clone(), now),
-            es256_credential: credential(&p256_bureau, &holder, "CreditRatingCredential", credit, now),
+            ed25519_credential: credential(
+                &bureau,
+                &holder,
+                "CreditRatingCredential",
+                credit.clone(),
+                now,
+            ),
+            es256_credential: credential(
+                &p256_bureau,
+                &holder,
+                "CreditRatingCredential",
+                credit,
+                now,
+            ),
             presentation,
             presentation_raw,
         }
     }
 
     fn context(&self) -> VerifyContext<'_> {
-        VerifyContext { now: self.now, trust: None, status_lists: &self.lists, status_max_age_secs: 86_400 }
+        VerifyContext {
+            now: self.now,
+            trust: None,
+            status_lists: &self.lists,
+            status_max_age_secs: 86_400,
+        }
     }
 
     fn verify_credential(&self, signed: &Signed) -> bool {
-        self.verifier.verify_credential(&signed.token, &self.context()).is_ok()
+        self.verifier
+            .verify_credential(&signed.token, &self.context())
+            .is_ok()
     }
 
     fn verify_presentation(&self) -> bool {
-        let challenge = Challenge { audience: &self.audience, nonce: "bench-nonce" };
+        let challenge = Challenge {
+            audience: &self.audience,
+            nonce: "bench-nonce",
+        };
         // A fresh cache per call: the nonce would otherwise be a replay the second time.
         let replay = ReplayCache::new(4);
         let bindings: HashMap<String, String> = HashMap::new();
         self.verifier
-            .verify_presentation(&self.presentation.token, challenge, &self.context(), &replay, &bindings)
+            .verify_presentation(
+                &self.presentation.token,
+                challenge,
+                &self.context(),
+                &replay,
+                &bindings,
+            )
             .is_ok()
     }
 }
@@ -136,13 +199,21 @@ fn criterion_groups(criterion: &mut Criterion, fixture: &Fixture) {
     let mut group = criterion.benchmark_group("credential");
     let raw_ed = RawCheck::new(&fixture.ed25519_credential);
     let raw_es = RawCheck::new(&fixture.es256_credential);
-    group.bench_function("verify EdDSA", |b| b.iter(|| black_box(fixture.verify_credential(&fixture.ed25519_credential))));
-    group.bench_function("raw ed25519 verify", |b| b.iter(|| black_box(raw_ed.verify())));
-    group.bench_function("verify ES256", |b| b.iter(|| black_box(fixture.verify_credential(&fixture.es256_credential))));
+    group.bench_function("verify EdDSA", |b| {
+        b.iter(|| black_box(fixture.verify_credential(&fixture.ed25519_credential)))
+    });
+    group.bench_function("raw ed25519 verify", |b| {
+        b.iter(|| black_box(raw_ed.verify()))
+    });
+    group.bench_function("verify ES256", |b| {
+        b.iter(|| black_box(fixture.verify_credential(&fixture.es256_credential)))
+    });
     group.bench_function("raw p256 verify", |b| b.iter(|| black_box(raw_es.verify())));
     group.finish();
     let mut group = criterion.benchmark_group("presentation");
-    group.bench_function("verify (4 credentials)", |b| b.iter(|| black_box(fixture.verify_presentation())));
+    group.bench_function("verify (4 credentials)", |b| {
+        b.iter(|| black_box(fixture.verify_presentation()))
+    });
     group.bench_function("raw ed25519 verify x5", |b| {
         b.iter(|| black_box(fixture.presentation_raw.iter().all(RawCheck::verify)))
     });
@@ -171,15 +242,32 @@ fn interleaved(subject: impl Fn() -> bool, baseline: impl Fn() -> bool) -> (Dura
     (subject_times[ROUNDS / 2], baseline_times[ROUNDS / 2])
 }
 
-fn report(name: &str, baseline_name: &str, (subject, baseline): (Duration, Duration), target: Option<f64>) {
+fn report(
+    name: &str,
+    baseline_name: &str,
+    (subject, baseline): (Duration, Duration),
+    target: Option<f64>,
+) {
     let per_sec = |d: Duration| 1.0 / d.as_secs_f64();
     let ratio = baseline.as_secs_f64() / subject.as_secs_f64();
-    println!("{name:<42} {:>9.1} µs {:>9.0}/s", subject.as_secs_f64() * 1e6, per_sec(subject));
-    println!("{baseline_name:<42} {:>9.1} µs {:>9.0}/s", baseline.as_secs_f64() * 1e6, per_sec(baseline));
+    println!(
+        "{name:<42} {:>9.1} µs {:>9.0}/s",
+        subject.as_secs_f64() * 1e6,
+        per_sec(subject)
+    );
+    println!(
+        "{baseline_name:<42} {:>9.1} µs {:>9.0}/s",
+        baseline.as_secs_f64() * 1e6,
+        per_sec(baseline)
+    );
     match target {
         Some(target) => {
             let verdict = if ratio >= target { "meets" } else { "MISSES" };
-            println!("  ratio {:.1}% of raw ({verdict} the target of ≥ {:.0}%)\n", ratio * 100.0, target * 100.0);
+            println!(
+                "  ratio {:.1}% of raw ({verdict} the target of ≥ {:.0}%)\n",
+                ratio * 100.0,
+                target * 100.0
+            );
         }
         None => println!("  ratio {:.1}% of raw\n", ratio * 100.0),
     }
@@ -203,19 +291,28 @@ fn main() {
     report(
         "credential verify, EdDSA",
         "raw ed25519-dalek verify, same input",
-        interleaved(|| fixture.verify_credential(&fixture.ed25519_credential), || raw_ed.verify()),
+        interleaved(
+            || fixture.verify_credential(&fixture.ed25519_credential),
+            || raw_ed.verify(),
+        ),
         Some(0.70),
     );
     report(
         "credential verify, ES256",
         "raw p256 verify, same input",
-        interleaved(|| fixture.verify_credential(&fixture.es256_credential), || raw_es.verify()),
+        interleaved(
+            || fixture.verify_credential(&fixture.es256_credential),
+            || raw_es.verify(),
+        ),
         Some(0.70),
     );
     report(
         "presentation verify, 4 credentials",
         "raw ed25519-dalek verify x5, same inputs",
-        interleaved(|| fixture.verify_presentation(), || fixture.presentation_raw.iter().all(RawCheck::verify)),
+        interleaved(
+            || fixture.verify_presentation(),
+            || fixture.presentation_raw.iter().all(RawCheck::verify),
+        ),
         Some(0.70),
     );
 }

@@ -236,6 +236,11 @@ impl KeyPair {
         }
     }
 
+    /// An Ed25519 key from its 32-byte secret seed (to import a key held elsewhere).
+    pub fn ed25519_from_seed(seed: &[u8; 32]) -> Self {
+        KeyPair::Ed25519(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
     /// The public half.
     pub fn public_key(&self) -> PublicKey {
         match self {

@@ -30,3 +30,5 @@
 pub mod charter;
 pub mod credential;
 pub mod identity;
+pub mod policy;
+pub mod tier;

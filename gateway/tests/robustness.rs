@@ -38,7 +38,10 @@ impl Fixture {
         };
         let credential = issue_credential(&issuer, &draft, NOW).unwrap();
         let audience = verifier_key.did();
-        let challenge = Challenge { audience: &audience, nonce: "nonce" };
+        let challenge = Challenge {
+            audience: &audience,
+            nonce: "nonce",
+        };
         let presentation =
             create_presentation(&holder, challenge, &[credential.clone()], NOW, 60).unwrap();
         Self {
@@ -51,18 +54,34 @@ impl Fixture {
     }
 
     fn context(&self) -> VerifyContext<'_> {
-        VerifyContext { now: NOW, trust: None, status_lists: &self.lists, status_max_age_secs: 86_400 }
+        VerifyContext {
+            now: NOW,
+            trust: None,
+            status_lists: &self.lists,
+            status_max_age_secs: 86_400,
+        }
     }
 
     fn credential(&self, token: &str) -> Result<(), VerificationError> {
-        self.verifier.verify_credential(token, &self.context()).map(drop)
+        self.verifier
+            .verify_credential(token, &self.context())
+            .map(drop)
     }
 
     fn presentation(&self, token: &str) -> Result<(), VerificationError> {
-        let challenge = Challenge { audience: &self.audience, nonce: "nonce" };
+        let challenge = Challenge {
+            audience: &self.audience,
+            nonce: "nonce",
+        };
         let bindings: HashMap<String, String> = HashMap::new();
         self.verifier
-            .verify_presentation(token, challenge, &self.context(), &ReplayCache::default(), &bindings)
+            .verify_presentation(
+                token,
+                challenge,
+                &self.context(),
+                &ReplayCache::default(),
+                &bindings,
+            )
             .map(drop)
     }
 }

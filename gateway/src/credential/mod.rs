@@ -71,3 +71,14 @@ pub fn format_rfc3339(unix_secs: i64) -> String {
 pub fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
+
+/// Decodes a token's payload without verifying anything, to say what a rejected token
+/// claimed to be (its type, its validFrom). Never base a decision on it.
+pub fn unverified_payload(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use base64::Engine;
+    let payload = token.trim_ascii().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}

@@ -1,0 +1,373 @@
+//! Typed Cedar entities built from verified facts.
+//!
+//! Typed construction costs about a fifth of building the same entities from JSON
+//! (MEASUREMENTS.md), and keeps the attribute names in one place, next to the schema.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::charter::Charter;
+use crate::credential::VerifiedCredential;
+
+/// The Cedar namespace of every TFC entity and action.
+pub(super) const NAMESPACE: &str = "Tfc";
+
+/// Assurance levels of security certifications, lowest first.
+pub const ASSURANCE_LEVELS: [&str; 3] = ["basic", "substantial", "high"];
+
+/// What the deciding gateway knows about an organisation, from verified facts only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgFacts {
+    /// The organisation's DID.
+    pub did: String,
+    /// 法人番号, if an identity credential verified.
+    pub corporate_number: Option<String>,
+    /// The tier this gateway computed for the org in this field.
+    pub tier: u8,
+    /// Credit score and grade, if a credit rating verified.
+    pub credit_score: Option<i64>,
+    /// Credit grade (A–E).
+    pub credit_grade: Option<String>,
+    /// Licensed trades and licence kinds.
+    pub licences: BTreeSet<String>,
+    /// `<scheme>:<level>` for each level at or below each verified certification.
+    pub certifications: BTreeSet<String>,
+    /// Programmes the org is qualified for.
+    pub programs: BTreeSet<String>,
+    /// Charter roles: `founder`, `admin`.
+    pub roles: BTreeSet<String>,
+    /// A committed suspension applies.
+    pub suspended: bool,
+    /// A vulnerability indicator matches the org's software.
+    pub vulnerable: bool,
+}
+
+impl OrgFacts {
+    /// Facts from credentials that verified and counted for the org's tier, and from the
+    /// charter's roles. Suspension and vulnerability come from governance and threats.
+    pub fn from_verified(
+        did: &str,
+        tier: u8,
+        credentials: &[VerifiedCredential],
+        charter: &Charter,
+    ) -> Self {
+        let mut facts = OrgFacts {
+            did: did.to_owned(),
+            tier,
+            ..OrgFacts::default()
+        };
+        for credential in credentials
+            .iter()
+            .filter(|credential| credential.subject == did)
+        {
+            facts.absorb(credential);
+        }
+        if charter.founders.iter().any(|founder| founder == did) {
+            facts.roles.insert("founder".into());
+        }
+        if charter.admins.iter().any(|admin| admin == did) {
+            facts.roles.insert("admin".into());
+        }
+        facts
+    }
+
+    fn absorb(&mut self, credential: &VerifiedCredential) {
+        let text = |name: &str| {
+            credential
+                .claims
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let texts = |name: &str| -> Vec<String> {
+            credential
+                .claims
+                .get(name)
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match credential.type_name.as_str() {
+            "OrganizationIdentityCredential" => self.corporate_number = text("corporateNumber"),
+            "CreditRatingCredential" => {
+                self.credit_score = credential.claims.get("score").and_then(Value::as_i64);
+                self.credit_grade = text("grade");
+            }
+            "BusinessLicenseCredential" => {
+                self.licences.extend(texts("trades"));
+                self.licences.extend(text("kind"));
+            }
+            "SecurityCertificationCredential" => {
+                if let (Some(scheme), Some(level)) = (text("scheme"), text("assuranceLevel"))
+                    && let Some(rank) = ASSURANCE_LEVELS.iter().position(|known| *known == level)
+                {
+                    for lower in &ASSURANCE_LEVELS[..=rank] {
+                        self.certifications.insert(format!("{scheme}:{lower}"));
+                    }
+                }
+            }
+            "ProgramQualificationCredential" => self.programs.extend(text("program")),
+            _ => {}
+        }
+    }
+}
+
+/// A record's category (カテゴリ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// Personal data.
+    Personal,
+    /// Data related to persons.
+    PersonalRelated,
+    /// No personal data.
+    NonPersonal,
+    /// A trade secret.
+    TradeSecret,
+}
+
+impl Category {
+    fn as_str(self) -> &'static str {
+        match self {
+            Category::Personal => "personal",
+            Category::PersonalRelated => "personal-related",
+            Category::NonPersonal => "non-personal",
+            Category::TradeSecret => "trade-secret",
+        }
+    }
+}
+
+/// A record's value level (価値).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueLevel {
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Very high.
+    VeryHigh,
+}
+
+impl ValueLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            ValueLevel::Low => "low",
+            ValueLevel::Medium => "medium",
+            ValueLevel::High => "high",
+            ValueLevel::VeryHigh => "very-high",
+        }
+    }
+
+    fn rank(self) -> i64 {
+        self as i64 + 1
+    }
+}
+
+/// A data space: one per tier per field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceRef {
+    /// The field id.
+    pub field: String,
+    /// The space's tier, 1–3.
+    pub tier: u8,
+}
+
+impl SpaceRef {
+    pub(super) fn uid(&self) -> EntityUid {
+        uid("Space", &format!("{}/tier-{}", self.field, self.tier))
+    }
+
+    pub(super) fn field_uid(&self) -> EntityUid {
+        uid("Field", &self.field)
+    }
+}
+
+/// A record's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordLabels {
+    /// The record id.
+    pub id: String,
+    /// The owner's DID.
+    pub owner: String,
+    /// カテゴリ.
+    pub category: Category,
+    /// 価値.
+    pub value_level: ValueLevel,
+    /// データ権利者: DIDs.
+    pub rights_holders: BTreeSet<String>,
+    /// 利用目的.
+    pub allowed_purposes: BTreeSet<String>,
+    /// 開示範囲: DIDs.
+    pub disclosure: BTreeSet<String>,
+}
+
+/// The object of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Resource {
+    /// A whole space (list, write a new record).
+    Space {
+        /// The space.
+        space: SpaceRef,
+    },
+    /// One record.
+    Record {
+        /// Its space.
+        space: SpaceRef,
+        /// Its labels.
+        labels: RecordLabels,
+    },
+}
+
+impl Resource {
+    /// The space the resource is in (or is).
+    pub fn space(&self) -> &SpaceRef {
+        match self {
+            Resource::Space { space } | Resource::Record { space, .. } => space,
+        }
+    }
+
+    pub(super) fn uid(&self) -> EntityUid {
+        match self {
+            Resource::Space { space } => space.uid(),
+            Resource::Record { space, labels } => {
+                uid("Record", &format!("{}/{}", space.field, labels.id))
+            }
+        }
+    }
+
+    /// The resource's ancestors: its space (for a record) and its field.
+    pub(super) fn ancestors(&self) -> Vec<EntityUid> {
+        match self {
+            Resource::Space { space } => vec![space.field_uid()],
+            Resource::Record { space, .. } => vec![space.uid(), space.field_uid()],
+        }
+    }
+
+    pub(super) fn type_name(&self) -> &'static str {
+        match self {
+            Resource::Space { .. } => "Space",
+            Resource::Record { .. } => "Record",
+        }
+    }
+}
+
+/// An entity uid in the TFC namespace. Ids are opaque strings, so any text is safe.
+pub(super) fn uid(type_name: &str, id: &str) -> EntityUid {
+    let type_name: EntityTypeName = match format!("{NAMESPACE}::{type_name}").parse() {
+        Ok(type_name) => type_name,
+        Err(error) => unreachable!("TFC type names are valid Cedar identifiers: {error}"),
+    };
+    EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+}
+
+fn text(value: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(value.to_owned())
+}
+
+fn texts<'a>(values: impl IntoIterator<Item = &'a String>) -> RestrictedExpression {
+    RestrictedExpression::new_set(values.into_iter().map(|value| text(value)))
+}
+
+fn orgs<'a>(dids: impl IntoIterator<Item = &'a String>) -> RestrictedExpression {
+    RestrictedExpression::new_set(
+        dids.into_iter()
+            .map(|did| RestrictedExpression::new_entity_uid(uid("Org", did))),
+    )
+}
+
+/// The principal entity.
+pub(super) fn org_entity(facts: &OrgFacts) -> Result<Entity, String> {
+    let attrs = HashMap::from([
+        ("did".to_owned(), text(&facts.did)),
+        (
+            "corporateNumber".to_owned(),
+            text(facts.corporate_number.as_deref().unwrap_or("")),
+        ),
+        (
+            "tier".to_owned(),
+            RestrictedExpression::new_long(i64::from(facts.tier)),
+        ),
+        (
+            "creditScore".to_owned(),
+            RestrictedExpression::new_long(facts.credit_score.unwrap_or(-1)),
+        ),
+        (
+            "creditGrade".to_owned(),
+            text(facts.credit_grade.as_deref().unwrap_or("")),
+        ),
+        ("licences".to_owned(), texts(&facts.licences)),
+        ("certifications".to_owned(), texts(&facts.certifications)),
+        ("programs".to_owned(), texts(&facts.programs)),
+        ("roles".to_owned(), texts(&facts.roles)),
+        (
+            "suspended".to_owned(),
+            RestrictedExpression::new_bool(facts.suspended),
+        ),
+        (
+            "vulnerable".to_owned(),
+            RestrictedExpression::new_bool(facts.vulnerable),
+        ),
+    ]);
+    Entity::new(uid("Org", &facts.did), attrs, HashSet::new()).map_err(|error| error.to_string())
+}
+
+/// The resource entity and its ancestors.
+pub(super) fn resource_entities(resource: &Resource) -> Result<Vec<Entity>, String> {
+    let space = resource.space();
+    let field = Entity::new_no_attrs(space.field_uid(), HashSet::new());
+    let space_attrs = HashMap::from([
+        ("field".to_owned(), text(&space.field)),
+        (
+            "tier".to_owned(),
+            RestrictedExpression::new_long(i64::from(space.tier)),
+        ),
+    ]);
+    let space_entity = Entity::new(space.uid(), space_attrs, HashSet::from([space.field_uid()]))
+        .map_err(|error| error.to_string())?;
+    let mut entities = vec![field, space_entity];
+    if let Resource::Record { space, labels } = resource {
+        let attrs = HashMap::from([
+            (
+                "owner".to_owned(),
+                RestrictedExpression::new_entity_uid(uid("Org", &labels.owner)),
+            ),
+            ("field".to_owned(), text(&space.field)),
+            (
+                "tier".to_owned(),
+                RestrictedExpression::new_long(i64::from(space.tier)),
+            ),
+            ("category".to_owned(), text(labels.category.as_str())),
+            ("valueLevel".to_owned(), text(labels.value_level.as_str())),
+            (
+                "valueRank".to_owned(),
+                RestrictedExpression::new_long(labels.value_level.rank()),
+            ),
+            ("rightsHolders".to_owned(), orgs(&labels.rights_holders)),
+            (
+                "allowedPurposes".to_owned(),
+                texts(&labels.allowed_purposes),
+            ),
+            ("disclosure".to_owned(), orgs(&labels.disclosure)),
+        ]);
+        entities.push(
+            Entity::new(resource.uid(), attrs, HashSet::from([space.uid()]))
+                .map_err(|error| error.to_string())?,
+        );
+    }
+    Ok(entities)
+}

@@ -1,0 +1,327 @@
+//! Purpose-bound, attribute-based access decisions with Cedar.
+//!
+//! The schema (`config/policies/tfc.cedarschema`) is embedded: it is tied to the entity
+//! builder in `entities`. A field's policies are validated against it when the charter loads.
+//! Each decision evaluates only the policies whose scope can match the request (see
+//! `index`), and says which policies decided and why, in one line.
+
+mod entities;
+mod index;
+
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use serde::{Deserialize, Serialize};
+
+pub use entities::{
+    ASSURANCE_LEVELS, Category, OrgFacts, RecordLabels, Resource, SpaceRef, ValueLevel,
+};
+
+use index::PolicyIndex;
+
+/// The Cedar schema of every field.
+pub const SCHEMA_SOURCE: &str = include_str!("../../../config/policies/tfc.cedarschema");
+
+/// A policy file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The schema does not parse (a build defect).
+    #[error("the embedded Cedar schema is invalid: {0}")]
+    Schema(String),
+    /// The policies do not parse.
+    #[error("policy syntax: {0}")]
+    Syntax(String),
+    /// The policies do not type-check against the schema.
+    #[error("policy validation: {0}")]
+    Validation(String),
+}
+
+impl PolicyError {
+    /// A stable machine code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PolicyError::Schema(_) => "policy_schema",
+            PolicyError::Syntax(_) => "policy_syntax",
+            PolicyError::Validation(_) => "policy_invalid",
+        }
+    }
+}
+
+/// The operations on data spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Read a record.
+    Read,
+    /// Write a record (or a new one into a space).
+    Write,
+    /// List a space.
+    List,
+    /// Submit a copy of a record to another organisation.
+    Submit,
+    /// Delete a record.
+    Delete,
+}
+
+impl Action {
+    /// The Cedar action name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::List => "list",
+            Action::Submit => "submit",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "read" => Ok(Action::Read),
+            "write" => Ok(Action::Write),
+            "list" => Ok(Action::List),
+            "submit" => Ok(Action::Submit),
+            "delete" => Ok(Action::Delete),
+            other => Err(format!(
+                "unknown action {other:?} (read, write, list, submit, delete)"
+            )),
+        }
+    }
+}
+
+/// One access request, built from verified facts plus the declared purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequest {
+    /// Who asks.
+    pub principal: OrgFacts,
+    /// What they want to do.
+    pub action: Action,
+    /// To what.
+    pub resource: Resource,
+    /// The declared purpose (利用目的).
+    pub purpose: String,
+    /// The field's threat level, 0 (none) to 4 (critical).
+    #[serde(default)]
+    pub threat_level: u8,
+}
+
+/// A decision and its reasons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Whether the request is allowed.
+    pub allowed: bool,
+    /// The ids (`@id` annotations, else Cedar ids) of the policies that decided.
+    pub policies: Vec<String>,
+    /// One line a person can read.
+    pub reason: String,
+    /// Policies that could not be evaluated (they are skipped, which can only deny more).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// A field's validated policies, indexed for fast decisions.
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    index: PolicyIndex,
+    authorizer: Authorizer,
+}
+
+impl PolicyEngine {
+    /// Parses `source` and validates it strictly against the TFC schema.
+    pub fn new(source: &str) -> Result<Self, PolicyError> {
+        let schema = tfc_schema()?;
+        let policies = PolicySet::from_str(source)
+            .map_err(|error| PolicyError::Syntax(format!("{error:?}")))?;
+        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if !validation.validation_passed() {
+            let problems: Vec<String> = validation
+                .validation_errors()
+                .map(|error| format!("{error}"))
+                .collect();
+            return Err(PolicyError::Validation(problems.join("; ")));
+        }
+        let index = PolicyIndex::new(&policies, &schema);
+        Ok(Self {
+            schema,
+            policies,
+            index,
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// How many policies the field has.
+    pub fn policy_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Decides a request, evaluating only the policies that can apply to it.
+    pub fn decide(&self, request: &AccessRequest) -> Decision {
+        let resource_uid = request.resource.uid();
+        let ancestors = request.resource.ancestors();
+        let action = entities::uid("Action", request.action.as_str());
+        let resource_type =
+            match format!("{}::{}", entities::NAMESPACE, request.resource.type_name()).parse() {
+                Ok(type_name) => type_name,
+                Err(_) => return deny_with("internal error: resource type name"),
+            };
+        let slice = self
+            .index
+            .slice(&action, &resource_uid, &ancestors, &resource_type);
+        self.evaluate(request, &slice)
+    }
+
+    /// Decides a request against every policy of the field (the reference for `decide`).
+    pub fn decide_unsliced(&self, request: &AccessRequest) -> Decision {
+        self.evaluate(request, &self.policies)
+    }
+
+    fn evaluate(&self, request: &AccessRequest, policies: &PolicySet) -> Decision {
+        let (cedar_request, entities) = match self.build(request, None) {
+            Ok(built) => built,
+            Err(error) => return deny_with(&format!("request could not be built: {error}")),
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&cedar_request, policies, &entities);
+        let allowed = response.decision() == CedarDecision::Allow;
+        // The diagnostics hold a set: sort by policy id so that the reason is stable.
+        let mut decided: Vec<(String, Option<&str>)> = response
+            .diagnostics()
+            .reason()
+            .map(|id| {
+                let name = self
+                    .policies
+                    .annotation(id, "id")
+                    .map_or_else(|| id.to_string(), str::to_owned);
+                (name, self.policies.annotation(id, "reason"))
+            })
+            .collect();
+        decided.sort();
+        let reasons: Vec<&str> = decided.iter().filter_map(|(_, reason)| *reason).collect();
+        let reason = match (allowed, reasons.is_empty()) {
+            (_, false) => reasons.join("; "),
+            (true, true) => "allowed by policy".to_owned(),
+            (false, true) => "no policy permits this request".to_owned(),
+        };
+        let policies_decided = decided.into_iter().map(|(name, _)| name).collect();
+        let errors = response
+            .diagnostics()
+            .errors()
+            .map(|error| error.to_string())
+            .collect();
+        Decision {
+            allowed,
+            policies: policies_decided,
+            reason,
+            errors,
+        }
+    }
+
+    /// Builds the Cedar request and entities; with `schema`, also checks them against it.
+    fn build(
+        &self,
+        request: &AccessRequest,
+        schema: Option<&Schema>,
+    ) -> Result<(Request, Entities), String> {
+        let principal = entities::org_entity(&request.principal)?;
+        let principal_uid = principal.uid();
+        let mut all = entities::resource_entities(&request.resource)?;
+        all.push(principal);
+        let entities = Entities::from_entities(all, schema).map_err(|error| error.to_string())?;
+        let context = Context::from_pairs([
+            (
+                "purpose".to_owned(),
+                RestrictedExpression::new_string(request.purpose.clone()),
+            ),
+            (
+                "threatLevel".to_owned(),
+                RestrictedExpression::new_long(i64::from(request.threat_level)),
+            ),
+        ])
+        .map_err(|error| error.to_string())?;
+        let action = entities::uid("Action", request.action.as_str());
+        let cedar_request = Request::new(
+            principal_uid,
+            action,
+            request.resource.uid(),
+            context,
+            schema,
+        )
+        .map_err(|error| error.to_string())?;
+        Ok((cedar_request, entities))
+    }
+
+    /// Checks a request and its entities against the schema (tests and `tfcctl policy check`).
+    pub fn check_request_shape(&self, request: &AccessRequest) -> Result<(), String> {
+        self.build(request, Some(&self.schema)).map(drop)
+    }
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PolicyEngine({} policies)", self.policy_count())
+    }
+}
+
+fn deny_with(reason: &str) -> Decision {
+    Decision {
+        allowed: false,
+        policies: Vec::new(),
+        reason: reason.to_owned(),
+        errors: Vec::new(),
+    }
+}
+
+fn tfc_schema() -> Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA_SOURCE)
+        .map(|(schema, _warnings)| schema)
+        .map_err(|error| PolicyError::Schema(format!("{error:?}")))
+}
+
+#[cfg(test)]
+mod tests;
+
+/// A reproducible policy set of `count` policies over 50 fields, mixing the scopes real fields
+/// use (per space, per action, unscoped), for benchmarks and the slicing tests.
+pub fn synthetic_policy_set(count: usize) -> String {
+    let mut source = String::new();
+    for i in 0..count {
+        let field = format!("field-{}", i % 50);
+        let tier = 1 + i % 3;
+        let purpose = format!("purpose-{}", i % 7);
+        let policy = match i % 10 {
+            0..=5 => format!(
+                "@id(\"p{i}\") permit (principal, action == Tfc::Action::\"read\", resource is Tfc::Record in Tfc::Space::\"{field}/tier-{tier}\") \
+                 when {{ principal.tier >= {tier} && resource.allowedPurposes.contains(\"{purpose}\") && resource.disclosure.contains(principal) }};\n"
+            ),
+            6 => format!(
+                "@id(\"p{i}\") permit (principal, action in [Tfc::Action::\"list\", Tfc::Action::\"write\"], resource == Tfc::Space::\"{field}/tier-{tier}\") \
+                 when {{ principal.tier >= {tier} }};\n"
+            ),
+            7 => format!(
+                "@id(\"p{i}\") forbid (principal, action == Tfc::Action::\"read\", resource is Tfc::Record in Tfc::Field::\"{field}\") \
+                 when {{ resource.valueRank >= 4 }} unless {{ principal.certifications.contains(\"ISO27001:substantial\") }};\n"
+            ),
+            8 => format!(
+                "@id(\"p{i}\") permit (principal, action, resource is Tfc::Record in Tfc::Field::\"{field}\") \
+                 when {{ resource.owner == principal && context.purpose == \"{purpose}\" }};\n"
+            ),
+            _ => format!(
+                "@id(\"p{i}\") forbid (principal, action == Tfc::Action::\"delete\", resource) \
+                 when {{ context.threatLevel >= {} && !principal.roles.contains(\"admin\") }};\n",
+                3 + i % 2
+            ),
+        };
+        source.push_str(&policy);
+    }
+    source
+}
