@@ -68,8 +68,8 @@ pub(crate) struct PresentArgs {
     /// The verifier's DID.
     #[arg(long)]
     audience: String,
-    /// The verifier's challenge.
-    #[arg(long)]
+    /// The verifier's challenge (may begin with '-').
+    #[arg(long, allow_hyphen_values = true)]
     nonce: String,
     /// Seconds until the presentation expires (at most 300).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(i64).range(1..=MAX_PRESENTATION_LIFETIME_SECS))]
@@ -90,8 +90,8 @@ pub(crate) struct VerifyPresentationArgs {
     /// The verifier's DID: the presentation must be addressed to it.
     #[arg(long)]
     audience: String,
-    /// The challenge the verifier issued.
-    #[arg(long)]
+    /// The challenge the verifier issued (may begin with '-').
+    #[arg(long, allow_hyphen_values = true)]
     nonce: String,
     #[command(flatten)]
     trust: TrustArgs,

@@ -3,6 +3,7 @@
 //! Exit status: 0 for success or valid, 1 for invalid or denied, 2 for usage or I/O errors.
 
 mod credential;
+mod field;
 mod input;
 mod key;
 mod output;
@@ -35,6 +36,34 @@ enum Command {
     /// Bitstring status lists: revoke and suspend credentials.
     #[command(subcommand, name = "status-list")]
     StatusList(StatusListCommand),
+    /// Field charters.
+    #[command(subcommand)]
+    Field(FieldCommand),
+    /// Trust tiers.
+    #[command(subcommand)]
+    Tier(TierCommand),
+    /// Access policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum FieldCommand {
+    /// Hash, sign and verify a charter offline.
+    #[command(subcommand)]
+    Charter(field::CharterCommand),
+}
+
+#[derive(Subcommand)]
+enum TierCommand {
+    /// Compute the tier a holder reaches in a field, and explain it (exit 1 at tier 0).
+    Evaluate(field::TierArgs),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Decide one access request offline (exit 1 when denied).
+    Check(field::PolicyCheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -143,6 +172,9 @@ fn main() -> ExitCode {
         Command::StatusList(StatusListCommand::Create(args)) => status_list::create(args),
         Command::StatusList(StatusListCommand::Set(args)) => status_list::set(args),
         Command::StatusList(StatusListCommand::Show(args)) => status_list::show(args),
+        Command::Field(FieldCommand::Charter(command)) => field::charter(command),
+        Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
+        Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

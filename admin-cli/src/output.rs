@@ -124,6 +124,6 @@ fn print_failure(error: &VerificationError, as_json: bool) -> Outcome {
     Outcome::Invalid
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     println!("{value}");
 }

@@ -225,6 +225,17 @@ fn charter_decides_issuer_trust() {
     let stranger = ws.key("stranger", "ed25519");
     let holder = ws.key("holder", "ed25519");
     let charter = charter(&ws, &holder, &bureau);
+    // An unsigned charter is refused.
+    assert_eq!(
+        ws.tfcctl(&["credential", "verify", "x.jwt", "--charter", &charter])
+            .status
+            .code(),
+        Some(2)
+    );
+    ws.expect(
+        0,
+        &["field", "charter", "sign", &charter, "--key", "holder.pem"],
+    );
     ws.credit_credential("bureau.pem", &holder, "trusted.jwt", &[]);
     ws.credit_credential("stranger.pem", &holder, "untrusted.jwt", &[]);
     ws.credit_credential("holder.pem", &holder, "self.jwt", &[]);
@@ -581,5 +592,191 @@ fn interoperates_with_jwcrypto_both_ways() {
     assert!(
         summary.ends_with(" 0 failed") && !summary.starts_with("0 passed"),
         "{summary}"
+    );
+}
+
+#[test]
+fn charter_hash_sign_verify_offline() {
+    let ws = Workspace::new();
+    let founder = ws.key("founder", "ed25519");
+    let cofounder = ws.key("cofounder", "ed25519");
+    let bureau = ws.key("bureau", "ed25519");
+    ws.write(
+        "field.toml",
+        &format!("name = \"f\"\nfounders = [\"{founder}\", \"{cofounder}\"]\nquorum = 2\n[[issuers]]\ndid = \"{bureau}\"\nname = \"B\"\ntypes = [\"CreditRatingCredential\"]\n"),
+    );
+    let id = ws
+        .expect(0, &["field", "charter", "hash", "field.toml"])
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 64);
+    let unsigned = ws.json(1, &["field", "charter", "verify", "field.toml", "--json"]);
+    assert_eq!(unsigned["code"], "charter_signature");
+    let signed = ws.expect(
+        0,
+        &[
+            "field",
+            "charter",
+            "sign",
+            "field.toml",
+            "--key",
+            "founder.pem",
+        ],
+    );
+    assert!(signed.contains("1 of 2 founders"), "{signed}");
+    ws.expect(
+        1,
+        &[
+            "field",
+            "charter",
+            "sign",
+            "field.toml",
+            "--key",
+            "founder.pem",
+        ],
+    );
+    ws.expect(
+        1,
+        &[
+            "field",
+            "charter",
+            "sign",
+            "field.toml",
+            "--key",
+            "bureau.pem",
+        ],
+    );
+    ws.expect(
+        0,
+        &[
+            "field",
+            "charter",
+            "sign",
+            "field.toml",
+            "--key",
+            "cofounder.pem",
+        ],
+    );
+    let verified = ws.json(0, &["field", "charter", "verify", "field.toml", "--json"]);
+    assert_eq!(verified["fieldId"], id);
+    // An edit after signing is detected.
+    let text = fs::read_to_string(ws.path("field.toml")).unwrap();
+    ws.write("field.toml", &text.replace("quorum = 2", "quorum = 1"));
+    assert_eq!(
+        ws.json(1, &["field", "charter", "verify", "field.toml", "--json"])["code"],
+        "charter_signature"
+    );
+    // A bad constraint names its line.
+    ws.write("bad.toml", &format!("name = \"f\"\nfounders = [\"{founder}\"]\nquorum = 1\n[tiers.prescreening]\nrequire = [\"CreditRatingCredential\"]\nconstraints = [\"CreditRatingCredential.score >> 3\"]\n"));
+    let output = ws.tfcctl(&["field", "charter", "verify", "bad.toml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("line 6"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ws.expect(2, &["field", "charter", "hash", "missing.toml"]);
+}
+
+fn example_charter(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../config/fields/{name}.toml"))
+        .display()
+        .to_string()
+}
+
+#[test]
+fn tier_evaluate_explains_the_tier() {
+    let ws = Workspace::new();
+    // The example field trusts example issuers whose keys the CLI cannot hold: a credential
+    // from a fresh key is untrusted, so the contractor reaches no tier, and the report says why.
+    ws.key("bureau", "ed25519");
+    let holder = ws.key("holder", "ed25519");
+    ws.credit_credential("bureau.pem", &holder, "credit.jwt", &[]);
+    let charter = example_charter("housing-subsidy");
+    let output = ws.tfcctl(&["tier", "evaluate", "--charter", &charter, "credit.jwt"]);
+    assert_eq!(output.status.code(), Some(1));
+    let human = String::from_utf8_lossy(&output.stdout);
+    assert!(human.contains("TIER 0"), "{human}");
+    assert!(
+        human.contains(
+            "OrganizationIdentityCredential: no OrganizationIdentityCredential was presented"
+        ),
+        "{human}"
+    );
+    assert!(human.contains("[untrusted_issuer]"), "{human}");
+    let report = ws.json(
+        1,
+        &[
+            "tier",
+            "evaluate",
+            "--charter",
+            &charter,
+            "credit.jwt",
+            "--json",
+        ],
+    );
+    assert_eq!(report["report"]["tier"], 0);
+    assert_eq!(report["report"]["holder"], holder);
+    ws.expect(2, &["tier", "evaluate", "credit.jwt"]);
+}
+
+#[test]
+fn policy_check_decides_one_request() {
+    let ws = Workspace::new();
+    let charter = example_charter("housing-subsidy");
+    let request = |principal: &str, purpose: &str| {
+        format!(
+            r#"{{"principal": {{"did": "{principal}", "tier": 3, "roles": []}},
+               "action": "read",
+               "resource": {{"kind": "record", "space": {{"field": "f", "tier": 3}},
+                             "labels": {{"id": "app-1", "owner": "did:key:zOwner", "category": "personal-related",
+                                         "valueLevel": "high", "rightsHolders": [], "allowedPurposes": ["subsidy-review"],
+                                         "disclosure": ["did:key:zReviewer"]}}}},
+               "purpose": "{purpose}"}}"#
+        )
+    };
+    ws.write(
+        "allowed.json",
+        &request("did:key:zReviewer", "subsidy-review"),
+    );
+    let decision = ws.json(
+        0,
+        &[
+            "policy",
+            "check",
+            "--charter",
+            &charter,
+            "--request",
+            "allowed.json",
+            "--json",
+        ],
+    );
+    assert_eq!(decision["allowed"], true);
+    assert_eq!(decision["policies"], serde_json::json!(["disclosed-read"]));
+    ws.write("denied.json", &request("did:key:zReviewer", "marketing"));
+    let human = ws.expect(
+        1,
+        &[
+            "policy",
+            "check",
+            "--charter",
+            &charter,
+            "--request",
+            "denied.json",
+        ],
+    );
+    assert!(human.starts_with("DENY"), "{human}");
+    ws.write("broken.json", r#"{"principal": {}, "action": "steal"}"#);
+    ws.expect(
+        2,
+        &[
+            "policy",
+            "check",
+            "--charter",
+            &charter,
+            "--request",
+            "broken.json",
+        ],
     );
 }

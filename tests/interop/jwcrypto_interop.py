@@ -557,6 +557,7 @@ class TfcctlChecks:
 
     @fixture
     def py_vp(self):
+        # token_urlsafe may start with '-': nonces are passed as --nonce=VALUE throughout.
         nonce = secrets.token_urlsafe(16)
         token = mint_vp(self.py_holder, self.verifier_did, nonce,
                         [self.py_vc_ed, self.py_vc_p256])
@@ -585,7 +586,7 @@ class TfcctlChecks:
     def py_presentation_accepted(self):
         token, nonce = self.py_vp
         self.expect_valid("presentation", token, "--audience", self.verifier_did,
-                          "--nonce", nonce)
+                          f"--nonce={nonce}")
 
     # -- 4: negative controls (each token is valid but for one defect) ----
 
@@ -614,13 +615,13 @@ class TfcctlChecks:
         token, nonce = self.py_vp
         self.expect_invalid("presentation", token, ["nonce_mismatch"],
                             "--audience", self.verifier_did,
-                            "--nonce", nonce + "-other")
+                            f"--nonce={nonce}-other")
 
     def neg_presentation_other_audience(self):
         token, nonce = self.py_vp
         other = did_from_jwk(new_key("ed25519"))
         self.expect_invalid("presentation", token, ["wrong_audience"],
-                            "--audience", other, "--nonce", nonce)
+                            "--audience", other, f"--nonce={nonce}")
 
     def neg_es256_der_signature(self):
         self.expect_invalid("credential", es256_sig_to_der(self.py_vc_p256),
@@ -648,7 +649,7 @@ class TfcctlChecks:
         nonce = secrets.token_urlsafe(16)
         token = mint_vp(self.py_holder, self.verifier_did, nonce, [cred])
         self.expect_invalid("presentation", token, None,
-                            "--audience", self.verifier_did, "--nonce", nonce)
+                            "--audience", self.verifier_did, f"--nonce={nonce}")
 
     def missing_file_is_exit_2(self):
         # Contract: I/O errors are exit 2, distinct from "invalid" (exit 1).
@@ -712,7 +713,7 @@ class TfcctlChecks:
         nonce = secrets.token_urlsafe(16)
         out = self.path("presentation", "jwt")
         self.run_ok("presentation", "create", "--holder-key", holder_pem,
-                    "--audience", self.verifier_did, "--nonce", nonce, *files,
+                    "--audience", self.verifier_did, f"--nonce={nonce}", *files,
                     "--out", out)
         with open(out, encoding="utf-8") as fh:
             token = fh.read().strip()

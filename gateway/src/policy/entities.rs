@@ -20,7 +20,7 @@ pub const ASSURANCE_LEVELS: [&str; 3] = ["basic", "substantial", "high"];
 
 /// What the deciding gateway knows about an organisation, from verified facts only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct OrgFacts {
     /// The organisation's DID.
     pub did: String,
@@ -178,6 +178,7 @@ impl ValueLevel {
 
 /// A data space: one per tier per field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpaceRef {
     /// The field id.
     pub field: String,
@@ -197,7 +198,7 @@ impl SpaceRef {
 
 /// A record's labels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecordLabels {
     /// The record id.
     pub id: String,
@@ -208,10 +209,13 @@ pub struct RecordLabels {
     /// 価値.
     pub value_level: ValueLevel,
     /// データ権利者: DIDs.
+    #[serde(default)]
     pub rights_holders: BTreeSet<String>,
     /// 利用目的.
+    #[serde(default)]
     pub allowed_purposes: BTreeSet<String>,
     /// 開示範囲: DIDs.
+    #[serde(default)]
     pub disclosure: BTreeSet<String>,
 }
 

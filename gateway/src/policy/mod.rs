@@ -98,7 +98,7 @@ impl FromStr for Action {
 
 /// One access request, built from verified facts plus the declared purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccessRequest {
     /// Who asks.
     pub principal: OrgFacts,

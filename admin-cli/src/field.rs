@@ -1,0 +1,314 @@
+//! `tfcctl field charter hash|sign|verify`, `tfcctl tier evaluate`, `tfcctl policy check`:
+//! offline work on a field's charter.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use tfc_gateway::charter::{Charter, CharterError};
+use tfc_gateway::credential::{CredentialVerifier, VP_TYP, format_rfc3339, unverified_payload};
+use tfc_gateway::identity::KeyPair;
+use tfc_gateway::policy::{AccessRequest, PolicyEngine};
+use tfc_gateway::tier::{RequirementStatus, TierContext, TierReport, evaluate};
+
+use crate::Outcome;
+use crate::input::{TrustSettings, read_json_object, read_token};
+use crate::output::print_json;
+
+/// `tfcctl field charter …`.
+#[derive(Subcommand)]
+pub(crate) enum CharterCommand {
+    /// Print the field id: SHA-256 of the charter's canonical JSON.
+    Hash {
+        /// The charter file.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append a founder's signature to the charter file.
+    Sign {
+        /// The charter file (a signature block is appended).
+        file: PathBuf,
+        /// The founder's key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check that every founder has signed this exact charter.
+    Verify {
+        /// The charter file.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Arguments of `tfcctl tier evaluate`.
+#[derive(Args)]
+pub(crate) struct TierArgs {
+    /// Credential or presentation files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The holder to judge (default: the presentation's holder, or the subject of the first
+    /// credential that verifies).
+    #[arg(long)]
+    holder: Option<String>,
+    #[command(flatten)]
+    trust: crate::TrustArgs,
+}
+
+/// Arguments of `tfcctl policy check`.
+#[derive(Args)]
+pub(crate) struct PolicyCheckArgs {
+    /// The field charter (its policy file is used).
+    #[arg(long)]
+    charter: PathBuf,
+    /// A JSON file with the request: principal facts, action, resource, purpose, threatLevel.
+    #[arg(long)]
+    request: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn charter(command: CharterCommand) -> anyhow::Result<Outcome> {
+    match command {
+        CharterCommand::Hash { file, json } => {
+            let charter = match Charter::load_unsigned(&file) {
+                Ok(charter) => charter,
+                Err(error) => return charter_failure(&error, json),
+            };
+            if json {
+                print_json(
+                    &json!({"fieldId": charter.field_id(), "name": charter.name, "signedBy": charter.signed_by(), "unsigned": charter.unsigned_founders()}),
+                );
+            } else {
+                println!("{}", charter.field_id());
+            }
+            Ok(Outcome::Success)
+        }
+        CharterCommand::Sign { file, key } => {
+            let founder = KeyPair::load(&key)?;
+            let charter = match Charter::load_unsigned(&file) {
+                Ok(charter) => charter,
+                Err(error) => return charter_failure(&error, false),
+            };
+            let block = match charter.sign(&founder) {
+                Ok(block) => block,
+                Err(error) => return charter_failure(&error, false),
+            };
+            OpenOptions::new()
+                .append(true)
+                .open(&file)
+                .and_then(|mut handle| handle.write_all(block.as_bytes()))
+                .with_context(|| format!("cannot append the signature to {}", file.display()))?;
+            let signed = charter.signed_by().len() + 1;
+            println!("signed field {} as {}", charter.field_id(), founder.did());
+            println!(
+                "{signed} of {} founders have signed",
+                charter.founders.len()
+            );
+            Ok(Outcome::Success)
+        }
+        CharterCommand::Verify { file, json } => match Charter::load(&file) {
+            Ok(charter) => {
+                if json {
+                    print_json(
+                        &json!({"valid": true, "fieldId": charter.field_id(), "name": charter.name, "signedBy": charter.signed_by()}),
+                    );
+                } else {
+                    println!("VALID  {} ({})", charter.name, charter.field_id());
+                    println!("  signed by all {} founders", charter.founders.len());
+                }
+                Ok(Outcome::Success)
+            }
+            Err(error) => charter_failure(&error, json),
+        },
+    }
+}
+
+/// A charter that does not load is invalid input (exit 1), unless it could not be read.
+fn charter_failure(error: &CharterError, json: bool) -> anyhow::Result<Outcome> {
+    if matches!(error, CharterError::Io { .. }) {
+        anyhow::bail!("{error}");
+    }
+    if json {
+        print_json(&json!({"valid": false, "code": error.code(), "message": error.to_string()}));
+    } else {
+        eprintln!("INVALID  {}: {error}", error.code());
+    }
+    Ok(Outcome::Invalid)
+}
+
+fn load_charter(path: &PathBuf) -> anyhow::Result<Charter> {
+    Charter::load(path).with_context(|| format!("charter {}", path.display()))
+}
+
+pub(crate) fn tier(args: TierArgs) -> anyhow::Result<Outcome> {
+    let charter_path = args
+        .trust
+        .charter
+        .clone()
+        .context("--charter is required: tiers are defined by a field's charter")?;
+    let charter = load_charter(&charter_path)?;
+    let verifier = CredentialVerifier::new();
+    let settings = TrustSettings::load(&args.trust, &verifier)?;
+    let (tokens, presented_holder) = collect_credentials(&args.files)?;
+    let holder = args.holder.or(presented_holder);
+    let context = TierContext {
+        at: settings.now,
+        status_lists: &settings.status_lists,
+        holder: holder.as_deref(),
+    };
+    let report = evaluate(&charter, &verifier, &tokens, context);
+    if args.trust.json {
+        print_json(&json!({"fieldId": charter.field_id(), "report": report}));
+    } else {
+        print_tier_report(&charter, &report);
+    }
+    Ok(if report.tier >= 1 {
+        Outcome::Success
+    } else {
+        Outcome::Invalid
+    })
+}
+
+/// Credentials from credential files and from presentations' `vp.verifiableCredential`.
+/// A presentation's holder signature is not checked offline (there is no challenge); each
+/// credential is verified, and must belong to the holder.
+fn collect_credentials(files: &[PathBuf]) -> anyhow::Result<(Vec<String>, Option<String>)> {
+    let mut tokens = Vec::new();
+    let mut holder = None;
+    for path in files {
+        let token = read_token(path)?;
+        let payload = unverified_payload(&token);
+        let is_presentation = token_typ(&token).as_deref() == Some(VP_TYP);
+        match payload.filter(|_| is_presentation) {
+            Some(payload) => {
+                holder = holder.or_else(|| {
+                    payload
+                        .get("iss")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                });
+                let carried = payload
+                    .get("vp")
+                    .and_then(|vp| vp.get("verifiableCredential"))
+                    .and_then(Value::as_array);
+                tokens.extend(
+                    carried
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned),
+                );
+            }
+            None => tokens.push(token.trim().to_owned()),
+        }
+    }
+    Ok((tokens, holder))
+}
+
+fn token_typ(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.trim().split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let header: Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("typ").and_then(Value::as_str).map(str::to_owned)
+}
+
+fn print_tier_report(charter: &Charter, report: &TierReport) {
+    let tier_title = |tier: u8| match tier {
+        1 => "pre-screening (事前審査)",
+        2 => "certification (認定)",
+        3 => "transaction (取引・監査)",
+        _ => "none",
+    };
+    println!("{}", charter.name);
+    println!(
+        "  holder   {}",
+        report
+            .holder
+            .as_deref()
+            .unwrap_or("(no credential verified)")
+    );
+    println!("  as of    {}", format_rfc3339(report.at));
+    println!("  TIER {}: {}\n", report.tier, tier_title(report.tier));
+    for tier in &report.tiers {
+        let verdict = if tier.satisfied { "met" } else { "not met" };
+        println!("Tier {} {}: {verdict}", tier.tier, tier_title(tier.tier));
+        if tier.requirements.is_empty() {
+            println!(
+                "    (this field defines no requirements for this tier, so it cannot be reached)"
+            );
+        }
+        for outcome in &tier.requirements {
+            let mark = match outcome.status {
+                RequirementStatus::Satisfied => "✓",
+                RequirementStatus::Missing | RequirementStatus::Failed => "✗",
+            };
+            let code = outcome
+                .code
+                .map(|code| format!(" [{code}]"))
+                .unwrap_or_default();
+            println!(
+                "  {mark} {}: {}{code}",
+                outcome.requirement, outcome.explanation
+            );
+        }
+    }
+    match (report.next_change, &report.next_change_reason) {
+        (Some(instant), Some(reason)) => println!(
+            "\nThis may change at {} ({reason}).",
+            format_rfc3339(instant)
+        ),
+        _ => println!("\nNothing scheduled will change this result."),
+    }
+}
+
+pub(crate) fn policy_check(args: PolicyCheckArgs) -> anyhow::Result<Outcome> {
+    let charter = load_charter(&args.charter)?;
+    let (_, policy) = charter
+        .policy
+        .as_ref()
+        .context("the charter names no policy file")?;
+    let engine = PolicyEngine::new(policy)
+        .with_context(|| format!("policy of {}", args.charter.display()))?;
+    let request: AccessRequest =
+        serde_json::from_value(Value::Object(read_json_object(&args.request)?))
+            .with_context(|| format!("{} is not an access request", args.request.display()))?;
+    anyhow::ensure!(
+        !request.principal.did.is_empty(),
+        "the request's principal needs a did"
+    );
+    engine
+        .check_request_shape(&request)
+        .map_err(|error| anyhow::anyhow!("the request does not fit the schema: {error}"))?;
+    let decision = engine.decide(&request);
+    if args.json {
+        print_json(&json!(decision));
+    } else {
+        let verdict = if decision.allowed { "ALLOW" } else { "DENY " };
+        println!(
+            "{verdict}  {} {} for {:?}",
+            request.principal.did,
+            request.action.as_str(),
+            request.purpose
+        );
+        println!("  reason    {}", decision.reason);
+        if !decision.policies.is_empty() {
+            println!("  policies  {}", decision.policies.join(", "));
+        }
+    }
+    Ok(if decision.allowed {
+        Outcome::Success
+    } else {
+        Outcome::Invalid
+    })
+}
