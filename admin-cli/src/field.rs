@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -144,7 +144,7 @@ fn charter_failure(error: &CharterError, json: bool) -> anyhow::Result<Outcome> 
     Ok(Outcome::Invalid)
 }
 
-fn load_charter(path: &PathBuf) -> anyhow::Result<Charter> {
+fn load_charter(path: &Path) -> anyhow::Result<Charter> {
     Charter::load(path).with_context(|| format!("charter {}", path.display()))
 }
 

@@ -43,7 +43,7 @@ impl Fixture {
             nonce: "nonce",
         };
         let presentation =
-            create_presentation(&holder, challenge, &[credential.clone()], NOW, 60).unwrap();
+            create_presentation(&holder, challenge, std::slice::from_ref(&credential), NOW, 60).unwrap();
         Self {
             verifier: CredentialVerifier::new(),
             lists: StatusLists::new(),

@@ -4,6 +4,7 @@
 //! (MEASUREMENTS.md), and keeps the attribute names in one place, next to the schema.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ pub(super) const NAMESPACE: &str = "Tfc";
 pub const ASSURANCE_LEVELS: [&str; 3] = ["basic", "substantial", "high"];
 
 /// What the deciding gateway knows about an organisation, from verified facts only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct OrgFacts {
     /// The organisation's DID.
@@ -177,7 +178,7 @@ impl ValueLevel {
 }
 
 /// A data space: one per tier per field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpaceRef {
     /// The field id.
@@ -270,13 +271,23 @@ impl Resource {
     }
 }
 
+/// The entity types of the schema, parsed once: Cedar's parser costs microseconds per name.
+pub(super) fn type_name(name: &str) -> &'static EntityTypeName {
+    static TYPES: LazyLock<HashMap<&'static str, EntityTypeName>> = LazyLock::new(|| {
+        ["Org", "Field", "Space", "Record", "Action"]
+            .into_iter()
+            .filter_map(|name| Some((name, format!("{NAMESPACE}::{name}").parse().ok()?)))
+            .collect()
+    });
+    match TYPES.get(name) {
+        Some(type_name) => type_name,
+        None => unreachable!("{name} is not a TFC entity type"),
+    }
+}
+
 /// An entity uid in the TFC namespace. Ids are opaque strings, so any text is safe.
-pub(super) fn uid(type_name: &str, id: &str) -> EntityUid {
-    let type_name: EntityTypeName = match format!("{NAMESPACE}::{type_name}").parse() {
-        Ok(type_name) => type_name,
-        Err(error) => unreachable!("TFC type names are valid Cedar identifiers: {error}"),
-    };
-    EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+pub(super) fn uid(type_name_: &str, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name(type_name_).clone(), EntityId::new(id))
 }
 
 fn text(value: &str) -> RestrictedExpression {
@@ -295,7 +306,7 @@ fn orgs<'a>(dids: impl IntoIterator<Item = &'a String>) -> RestrictedExpression 
 }
 
 /// The principal entity.
-pub(super) fn org_entity(facts: &OrgFacts) -> Result<Entity, String> {
+fn org_entity(facts: &OrgFacts) -> Result<Entity, String> {
     let attrs = HashMap::from([
         ("did".to_owned(), text(&facts.did)),
         (
@@ -330,48 +341,101 @@ pub(super) fn org_entity(facts: &OrgFacts) -> Result<Entity, String> {
     Entity::new(uid("Org", &facts.did), attrs, HashSet::new()).map_err(|error| error.to_string())
 }
 
-/// The resource entity and its ancestors.
-pub(super) fn resource_entities(resource: &Resource) -> Result<Vec<Entity>, String> {
-    let space = resource.space();
-    let field = Entity::new_no_attrs(space.field_uid(), HashSet::new());
-    let space_attrs = HashMap::from([
+/// A space entity. Its field is only a parent uid: `resource in Tfc::Field::"…"` reads the
+/// ancestor set, so the field entity itself need not exist (one entity less to close over).
+fn space_entity(space: &SpaceRef) -> Result<Entity, String> {
+    let attrs = HashMap::from([
         ("field".to_owned(), text(&space.field)),
         (
             "tier".to_owned(),
             RestrictedExpression::new_long(i64::from(space.tier)),
         ),
     ]);
-    let space_entity = Entity::new(space.uid(), space_attrs, HashSet::from([space.field_uid()]))
-        .map_err(|error| error.to_string())?;
-    let mut entities = vec![field, space_entity];
-    if let Resource::Record { space, labels } = resource {
-        let attrs = HashMap::from([
-            (
-                "owner".to_owned(),
-                RestrictedExpression::new_entity_uid(uid("Org", &labels.owner)),
-            ),
-            ("field".to_owned(), text(&space.field)),
-            (
-                "tier".to_owned(),
-                RestrictedExpression::new_long(i64::from(space.tier)),
-            ),
-            ("category".to_owned(), text(labels.category.as_str())),
-            ("valueLevel".to_owned(), text(labels.value_level.as_str())),
-            (
-                "valueRank".to_owned(),
-                RestrictedExpression::new_long(labels.value_level.rank()),
-            ),
-            ("rightsHolders".to_owned(), orgs(&labels.rights_holders)),
-            (
-                "allowedPurposes".to_owned(),
-                texts(&labels.allowed_purposes),
-            ),
-            ("disclosure".to_owned(), orgs(&labels.disclosure)),
-        ]);
-        entities.push(
-            Entity::new(resource.uid(), attrs, HashSet::from([space.uid()]))
-                .map_err(|error| error.to_string())?,
-        );
+    Entity::new(space.uid(), attrs, HashSet::from([space.field_uid()]))
+        .map_err(|error| error.to_string())
+}
+
+fn record_entity(
+    space: &SpaceRef,
+    labels: &RecordLabels,
+    uid: EntityUid,
+) -> Result<Entity, String> {
+    let attrs = HashMap::from([
+        (
+            "owner".to_owned(),
+            RestrictedExpression::new_entity_uid(self::uid("Org", &labels.owner)),
+        ),
+        ("field".to_owned(), text(&space.field)),
+        (
+            "tier".to_owned(),
+            RestrictedExpression::new_long(i64::from(space.tier)),
+        ),
+        ("category".to_owned(), text(labels.category.as_str())),
+        ("valueLevel".to_owned(), text(labels.value_level.as_str())),
+        (
+            "valueRank".to_owned(),
+            RestrictedExpression::new_long(labels.value_level.rank()),
+        ),
+        ("rightsHolders".to_owned(), orgs(&labels.rights_holders)),
+        (
+            "allowedPurposes".to_owned(),
+            texts(&labels.allowed_purposes),
+        ),
+        ("disclosure".to_owned(), orgs(&labels.disclosure)),
+    ]);
+    // Both ancestors are listed, so the hierarchy is already closed and the space entity
+    // need not be in the request's entities (policies cannot read a parent's attributes).
+    Entity::new(uid, attrs, HashSet::from([space.uid(), space.field_uid()]))
+        .map_err(|error| error.to_string())
+}
+
+/// Entities kept between requests: a principal's entity depends only on its facts, a
+/// space's only on its reference, and both recur on every request of a session.
+#[derive(Default)]
+pub(super) struct EntityCache {
+    principals: Mutex<HashMap<OrgFacts, Entity>>,
+    spaces: Mutex<HashMap<SpaceRef, Entity>>,
+}
+
+/// Entries kept per cache before it is emptied.
+const ENTITY_CACHE_CAPACITY: usize = 4096;
+
+fn cached<K: std::hash::Hash + Eq + Clone, V: Clone>(
+    cache: &Mutex<HashMap<K, V>>,
+    key: &K,
+    build: impl FnOnce(&K) -> Result<V, String>,
+) -> Result<V, String> {
+    if let Ok(cache) = cache.lock()
+        && let Some(value) = cache.get(key)
+    {
+        return Ok(value.clone());
     }
-    Ok(entities)
+    let value = build(key)?;
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= ENTITY_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key.clone(), value.clone());
+    }
+    Ok(value)
+}
+
+impl EntityCache {
+    /// The principal and resource entities of a request (Cedar closes the hierarchy over
+    /// every entity given, at a cost per entity, so only these two are given).
+    pub(super) fn request_entities(
+        &self,
+        principal: &OrgFacts,
+        resource: &Resource,
+        resource_uid: &EntityUid,
+    ) -> Result<Vec<Entity>, String> {
+        let principal = cached(&self.principals, principal, org_entity)?;
+        let resource = match resource {
+            Resource::Space { space } => cached(&self.spaces, space, space_entity)?,
+            Resource::Record { space, labels } => {
+                record_entity(space, labels, resource_uid.clone())?
+            }
+        };
+        Ok(vec![principal, resource])
+    }
 }

@@ -16,16 +16,17 @@ use cedar_policy::{
 /// Cached slices kept before the cache is emptied.
 const SLICE_CACHE_CAPACITY: usize = 4096;
 
-/// Which actions a policy's scope admits.
-enum ActionScope {
-    Any,
-    Only(HashSet<EntityUid>),
-}
+/// Which actions a policy's scope admits: one bit per schema action, so that filtering a
+/// slice costs a bit test rather than hashing an entity uid per policy.
+type ActionMask = u128;
 
 /// The policies of a set, indexed by action and resource scope.
 pub(super) struct PolicyIndex {
     policies: Vec<Policy>,
-    actions: Vec<ActionScope>,
+    /// The bit of each schema action; actions past the 128th share the last bit, which only
+    /// makes slices larger, never smaller.
+    action_bits: HashMap<EntityUid, ActionMask>,
+    actions: Vec<ActionMask>,
     any_resource: Vec<usize>,
     by_resource_uid: HashMap<EntityUid, Vec<usize>>,
     by_resource_type: HashMap<EntityTypeName, Vec<usize>>,
@@ -37,8 +38,14 @@ impl PolicyIndex {
     /// group matches each of the group's actions.
     pub(super) fn new(set: &PolicySet, schema: &Schema) -> Self {
         let action_ancestors = action_ancestors(schema);
+        let action_bits: HashMap<EntityUid, ActionMask> = action_ancestors
+            .keys()
+            .enumerate()
+            .map(|(position, action)| (action.clone(), 1 << position.min(127)))
+            .collect();
         let mut index = Self {
             policies: Vec::new(),
+            action_bits,
             actions: Vec::new(),
             any_resource: Vec::new(),
             by_resource_uid: HashMap::new(),
@@ -46,7 +53,8 @@ impl PolicyIndex {
             slices: Mutex::new(HashMap::new()),
         };
         for (position, policy) in set.policies().enumerate() {
-            index.actions.push(action_scope(policy, &action_ancestors));
+            let mask = action_mask(policy, &action_ancestors, &index.action_bits);
+            index.actions.push(mask);
             match policy.resource_constraint() {
                 ResourceConstraint::Any => index.any_resource.push(position),
                 ResourceConstraint::Eq(uid)
@@ -86,9 +94,10 @@ impl PolicyIndex {
                 .into_iter()
                 .flatten(),
         );
-        members.retain(|&position| match &self.actions[position] {
-            ActionScope::Any => true,
-            ActionScope::Only(actions) => actions.contains(action),
+        // An action outside the schema matches no scoped policy, only unscoped ones.
+        let bit = self.action_bits.get(action).copied().unwrap_or(0);
+        members.retain(|&position| {
+            self.actions[position] == ActionMask::MAX || self.actions[position] & bit != 0
         });
         members.sort_unstable();
         members.dedup();
@@ -147,20 +156,29 @@ fn action_ancestors(schema: &Schema) -> HashMap<EntityUid, HashSet<EntityUid>> {
         .collect()
 }
 
-fn action_scope(
+/// The bits of the actions a policy's scope admits; `ActionMask::MAX` for any action.
+fn action_mask(
     policy: &Policy,
     action_ancestors: &HashMap<EntityUid, HashSet<EntityUid>>,
-) -> ActionScope {
+    action_bits: &HashMap<EntityUid, ActionMask>,
+) -> ActionMask {
     let listed: Vec<EntityUid> = match policy.action_constraint() {
-        ActionConstraint::Any => return ActionScope::Any,
-        ActionConstraint::Eq(uid) => return ActionScope::Only(HashSet::from([uid])),
+        ActionConstraint::Any => return ActionMask::MAX,
+        ActionConstraint::Eq(uid) => vec![uid],
         ActionConstraint::In(uids) => uids,
     };
-    // `action in [G]` admits every action whose groups include G.
-    let admitted: HashSet<EntityUid> = action_ancestors
+    // `action in [G]` admits every action whose groups include G; `action == A` only A
+    // (an action's groups include itself).
+    let exact = matches!(policy.action_constraint(), ActionConstraint::Eq(_));
+    action_ancestors
         .iter()
-        .filter(|(_, groups)| listed.iter().any(|uid| groups.contains(uid)))
-        .map(|(action, _)| action.clone())
-        .collect();
-    ActionScope::Only(admitted)
+        .filter(|(action, groups)| {
+            if exact {
+                listed.contains(action)
+            } else {
+                listed.iter().any(|uid| groups.contains(uid))
+            }
+        })
+        .filter_map(|(action, _)| action_bits.get(action))
+        .fold(0, |mask, bit| mask | bit)
 }

@@ -8,10 +8,11 @@
 mod entities;
 mod index;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, PolicySet, Request,
+    Authorizer, Context, Decision as CedarDecision, Entities, PolicyId, PolicySet, Request,
     RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
@@ -133,6 +134,9 @@ pub struct PolicyEngine {
     policies: PolicySet,
     index: PolicyIndex,
     authorizer: Authorizer,
+    /// Each policy's `@id` (or Cedar id) and `@reason`, looked up once.
+    labels: HashMap<PolicyId, (String, Option<String>)>,
+    entities: entities::EntityCache,
 }
 
 impl PolicyEngine {
@@ -150,11 +154,25 @@ impl PolicyEngine {
             return Err(PolicyError::Validation(problems.join("; ")));
         }
         let index = PolicyIndex::new(&policies, &schema);
+        let labels = policies
+            .policies()
+            .map(|policy| {
+                let name = policy
+                    .annotation("id")
+                    .map_or_else(|| policy.id().to_string(), str::to_owned);
+                (
+                    policy.id().clone(),
+                    (name, policy.annotation("reason").map(str::to_owned)),
+                )
+            })
+            .collect();
         Ok(Self {
             schema,
             policies,
             index,
             authorizer: Authorizer::new(),
+            labels,
+            entities: entities::EntityCache::default(),
         })
     }
 
@@ -168,14 +186,10 @@ impl PolicyEngine {
         let resource_uid = request.resource.uid();
         let ancestors = request.resource.ancestors();
         let action = entities::uid("Action", request.action.as_str());
-        let resource_type =
-            match format!("{}::{}", entities::NAMESPACE, request.resource.type_name()).parse() {
-                Ok(type_name) => type_name,
-                Err(_) => return deny_with("internal error: resource type name"),
-            };
+        let resource_type = entities::type_name(request.resource.type_name());
         let slice = self
             .index
-            .slice(&action, &resource_uid, &ancestors, &resource_type);
+            .slice(&action, &resource_uid, &ancestors, resource_type);
         self.evaluate(request, &slice)
     }
 
@@ -194,25 +208,22 @@ impl PolicyEngine {
             .is_authorized(&cedar_request, policies, &entities);
         let allowed = response.decision() == CedarDecision::Allow;
         // The diagnostics hold a set: sort by policy id so that the reason is stable.
-        let mut decided: Vec<(String, Option<&str>)> = response
+        let mut decided: Vec<&(String, Option<String>)> = response
             .diagnostics()
             .reason()
-            .map(|id| {
-                let name = self
-                    .policies
-                    .annotation(id, "id")
-                    .map_or_else(|| id.to_string(), str::to_owned);
-                (name, self.policies.annotation(id, "reason"))
-            })
+            .filter_map(|id| self.labels.get(id))
             .collect();
         decided.sort();
-        let reasons: Vec<&str> = decided.iter().filter_map(|(_, reason)| *reason).collect();
+        let reasons: Vec<&str> = decided
+            .iter()
+            .filter_map(|(_, reason)| reason.as_deref())
+            .collect();
         let reason = match (allowed, reasons.is_empty()) {
             (_, false) => reasons.join("; "),
             (true, true) => "allowed by policy".to_owned(),
             (false, true) => "no policy permits this request".to_owned(),
         };
-        let policies_decided = decided.into_iter().map(|(name, _)| name).collect();
+        let policies_decided = decided.into_iter().map(|(name, _)| name.clone()).collect();
         let errors = response
             .diagnostics()
             .errors()
@@ -232,10 +243,11 @@ impl PolicyEngine {
         request: &AccessRequest,
         schema: Option<&Schema>,
     ) -> Result<(Request, Entities), String> {
-        let principal = entities::org_entity(&request.principal)?;
-        let principal_uid = principal.uid();
-        let mut all = entities::resource_entities(&request.resource)?;
-        all.push(principal);
+        let resource_uid = request.resource.uid();
+        let all =
+            self.entities
+                .request_entities(&request.principal, &request.resource, &resource_uid)?;
+        let principal_uid = entities::uid("Org", &request.principal.did);
         let entities = Entities::from_entities(all, schema).map_err(|error| error.to_string())?;
         let context = Context::from_pairs([
             (
@@ -249,14 +261,8 @@ impl PolicyEngine {
         ])
         .map_err(|error| error.to_string())?;
         let action = entities::uid("Action", request.action.as_str());
-        let cedar_request = Request::new(
-            principal_uid,
-            action,
-            request.resource.uid(),
-            context,
-            schema,
-        )
-        .map_err(|error| error.to_string())?;
+        let cedar_request = Request::new(principal_uid, action, resource_uid, context, schema)
+            .map_err(|error| error.to_string())?;
         Ok((cedar_request, entities))
     }
 
