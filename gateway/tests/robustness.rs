@@ -42,8 +42,14 @@ impl Fixture {
             audience: &audience,
             nonce: "nonce",
         };
-        let presentation =
-            create_presentation(&holder, challenge, std::slice::from_ref(&credential), NOW, 60).unwrap();
+        let presentation = create_presentation(
+            &holder,
+            challenge,
+            std::slice::from_ref(&credential),
+            NOW,
+            60,
+        )
+        .unwrap();
         Self {
             verifier: CredentialVerifier::new(),
             lists: StatusLists::new(),
