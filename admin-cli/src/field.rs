@@ -10,8 +10,9 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tfc_gateway::charter::{Charter, CharterError};
 use tfc_gateway::credential::{CredentialVerifier, VP_TYP, format_rfc3339, unverified_payload};
+use tfc_gateway::field::{Field, FieldError};
 use tfc_gateway::identity::KeyPair;
-use tfc_gateway::policy::{AccessRequest, PolicyEngine};
+use tfc_gateway::policy::AccessRequest;
 use tfc_gateway::tier::{RequirementStatus, TierContext, TierReport, evaluate};
 
 use crate::Outcome;
@@ -114,8 +115,8 @@ pub(crate) fn charter(command: CharterCommand) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Success)
         }
-        CharterCommand::Verify { file, json } => match Charter::load(&file) {
-            Ok(charter) => {
+        CharterCommand::Verify { file, json } => match Field::load(&file) {
+            Ok(Field { charter, .. }) => {
                 if json {
                     print_json(
                         &json!({"valid": true, "fieldId": charter.field_id(), "name": charter.name, "signedBy": charter.signed_by()}),
@@ -126,7 +127,8 @@ pub(crate) fn charter(command: CharterCommand) -> anyhow::Result<Outcome> {
                 }
                 Ok(Outcome::Success)
             }
-            Err(error) => charter_failure(&error, json),
+            Err(FieldError::Charter(error)) => charter_failure(&error, json),
+            Err(error) => Ok(report_invalid(error.code(), &error.to_string(), json)),
         },
     }
 }
@@ -136,16 +138,20 @@ fn charter_failure(error: &CharterError, json: bool) -> anyhow::Result<Outcome> 
     if matches!(error, CharterError::Io { .. }) {
         anyhow::bail!("{error}");
     }
-    if json {
-        print_json(&json!({"valid": false, "code": error.code(), "message": error.to_string()}));
-    } else {
-        eprintln!("INVALID  {}: {error}", error.code());
-    }
-    Ok(Outcome::Invalid)
+    Ok(report_invalid(error.code(), &error.to_string(), json))
 }
 
-fn load_charter(path: &Path) -> anyhow::Result<Charter> {
-    Charter::load(path).with_context(|| format!("charter {}", path.display()))
+fn report_invalid(code: &str, message: &str, json: bool) -> Outcome {
+    if json {
+        print_json(&json!({"valid": false, "code": code, "message": message}));
+    } else {
+        eprintln!("INVALID  {code}: {message}");
+    }
+    Outcome::Invalid
+}
+
+fn load_field(path: &Path) -> anyhow::Result<Field> {
+    Field::load(path).with_context(|| format!("field charter {}", path.display()))
 }
 
 pub(crate) fn tier(args: TierArgs) -> anyhow::Result<Outcome> {
@@ -154,7 +160,7 @@ pub(crate) fn tier(args: TierArgs) -> anyhow::Result<Outcome> {
         .charter
         .clone()
         .context("--charter is required: tiers are defined by a field's charter")?;
-    let charter = load_charter(&charter_path)?;
+    let charter = load_field(&charter_path)?.charter;
     let verifier = CredentialVerifier::new();
     let settings = TrustSettings::load(&args.trust, &verifier)?;
     let (tokens, presented_holder) = collect_credentials(&args.files)?;
@@ -273,13 +279,9 @@ fn print_tier_report(charter: &Charter, report: &TierReport) {
 }
 
 pub(crate) fn policy_check(args: PolicyCheckArgs) -> anyhow::Result<Outcome> {
-    let charter = load_charter(&args.charter)?;
-    let (_, policy) = charter
+    let engine = load_field(&args.charter)?
         .policy
-        .as_ref()
-        .context("the charter names no policy file")?;
-    let engine = PolicyEngine::new(policy)
-        .with_context(|| format!("policy of {}", args.charter.display()))?;
+        .context("the charter names no policy file, so every access is denied")?;
     let request: AccessRequest =
         serde_json::from_value(Value::Object(read_json_object(&args.request)?))
             .with_context(|| format!("{} is not an access request", args.request.display()))?;

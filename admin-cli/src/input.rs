@@ -5,10 +5,11 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use tfc_gateway::charter::{Charter, IssuerTrust, parse_duration_secs};
+use tfc_gateway::charter::{IssuerTrust, parse_duration_secs};
 use tfc_gateway::credential::{
     CredentialVerifier, DEFAULT_STATUS_MAX_AGE_SECS, StatusLists, now_unix, parse_rfc3339,
 };
+use tfc_gateway::field::Field;
 
 use crate::TrustArgs;
 
@@ -74,8 +75,11 @@ impl TrustSettings {
         let charter = args
             .charter
             .as_deref()
-            .map(|path| Charter::load(path).with_context(|| format!("charter {}", path.display())))
-            .transpose()?;
+            .map(|path| {
+                Field::load(path).with_context(|| format!("field charter {}", path.display()))
+            })
+            .transpose()?
+            .map(|field| field.charter);
         let status_max_age_secs = match (&args.status_max_age, &charter) {
             (Some(text), _) => parse_duration_secs(text)
                 .with_context(|| format!("--status-max-age {text:?} is not a duration like 24h"))?,

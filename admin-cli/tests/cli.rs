@@ -579,14 +579,12 @@ fn interoperates_with_jwcrypto_both_ways() {
         .arg(&script)
         .args(["--tfcctl", env!("CARGO_BIN_EXE_tfcctl")])
         .output()
-        .expect(
-            "python3 is needed: install it and run `pip install -r tests/interop/requirements.txt`",
-        );
+        .expect("python3 is needed: install it and run `pip install -r tests/requirements.txt`");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "interop failed (did you `pip install -r tests/interop/requirements.txt`?)\n{stdout}\n{stderr}"
+        "interop failed (did you `pip install -r tests/requirements.txt`?)\n{stdout}\n{stderr}"
     );
     let summary = stdout.lines().last().unwrap_or_default();
     assert!(

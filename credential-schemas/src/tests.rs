@@ -90,3 +90,21 @@ fn unknown_type_is_none() {
             .is_none()
     );
 }
+
+/// A second, independent validator (Python's `jsonschema`) agrees on every example, and
+/// each invalid example fails for the reason its name gives (`examples/expected-errors.json`).
+#[test]
+fn python_jsonschema_agrees_on_every_example() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/check_examples.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .output()
+        .expect("python3 is needed: install it and run `pip install -r tests/requirements.txt`");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "did you `pip install -r tests/requirements.txt`?\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}

@@ -11,7 +11,7 @@ use tfc_gateway::charter::IssuerTrust;
 use tfc_gateway::credential::{
     Challenge, CredentialDraft, CredentialVerifier, ErrorCode, ReplayCache, StatusEntry,
     StatusList, StatusLists, StatusPurpose, VerificationError, VerifyContext, create_presentation,
-    issue_credential, now_unix,
+    issue_credential, now_unix, unverified_payload,
 };
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 
@@ -323,23 +323,16 @@ pub(crate) fn run(json_output: bool) -> anyhow::Result<bool> {
     Ok(all_ok)
 }
 
-fn decode_payload(token: &str) -> Option<Value> {
-    use base64::Engine;
-    let part = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
 /// Re-encodes a credential's payload with a better score, keeping the original signature.
 fn tamper_score(token: &str) -> String {
     use base64::Engine;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    if let Some(mut payload) = decode_payload(token) {
-        payload["credentialSubject"]["score"] = 95.into();
-        parts[1] = engine.encode(payload.to_string());
+    if let Some(mut payload) = unverified_payload(token) {
+        if let Some(Value::Object(subject)) = payload.get_mut("credentialSubject") {
+            subject.insert("score".into(), 95.into());
+        }
+        parts[1] = engine.encode(Value::Object(payload).to_string());
     }
     parts.join(".")
 }

@@ -29,6 +29,7 @@
 
 pub mod charter;
 pub mod credential;
+pub mod field;
 pub mod identity;
 pub mod policy;
 pub mod tier;

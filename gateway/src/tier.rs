@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::charter::{Charter, TierRequirement};
+use crate::charter::{Charter, IssuerTrust, TierRequirement};
 use crate::credential::{
     CLOCK_SKEW_SECS, CredentialVerifier, ErrorCode, StatusLists, VerificationError,
     VerifiedCredential, VerifyContext, parse_rfc3339, unverified_payload,
@@ -127,6 +127,7 @@ pub fn evaluate(
     });
     let mut evaluation = Evaluation {
         charter,
+        trust: charter.issuer_trust(),
         judged: &judged,
         holder: holder.as_deref(),
         context,
@@ -183,6 +184,7 @@ fn judge(verifier: &CredentialVerifier, token: &str, context: &VerifyContext<'_>
 
 struct Evaluation<'a> {
     charter: &'a Charter,
+    trust: IssuerTrust,
     judged: &'a [Judged],
     holder: Option<&'a str>,
     context: TierContext<'a>,
@@ -312,10 +314,9 @@ impl<'a> Evaluation<'a> {
                 ),
             ));
         }
-        let trusted = self.charter.issuers.iter().any(|issuer| {
-            issuer.did == credential.issuer && issuer.types.contains(&credential.type_name)
-        });
-        if trusted
+        if self
+            .trust
+            .is_trusted(&credential.issuer, &credential.type_name)
             || (credential.self_declared && tier.self_declared_ok.contains(&credential.type_name))
         {
             return Ok(());

@@ -14,7 +14,7 @@ Usage:
 Prints `ok  <name>` or `FAIL <name>: <reason>` per check, then the line
 `N passed, M failed`. Exits 0 only when M == 0.
 
-Dependencies: jwcrypto (see requirements.txt) and the standard library.
+Dependencies: jwcrypto (see tests/requirements.txt) and the standard library.
 """
 
 import argparse

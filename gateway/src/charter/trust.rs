@@ -1,6 +1,6 @@
 //! The trusted-issuer registry of a field.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::credential::{ErrorCode, VerificationError};
 
@@ -31,14 +31,6 @@ impl IssuerTrust {
         self.issuers
             .get(did)
             .is_some_and(|types| types.contains(type_name))
-    }
-
-    /// The trusted issuers and their types, sorted.
-    pub fn issuers(&self) -> BTreeMap<&str, &BTreeSet<String>> {
-        self.issuers
-            .iter()
-            .map(|(did, types)| (did.as_str(), types))
-            .collect()
     }
 
     /// Judges a credential's issuer: a trusted issuer passes; a self-issued credential passes
