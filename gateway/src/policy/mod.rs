@@ -144,12 +144,12 @@ impl PolicyEngine {
     pub fn new(source: &str) -> Result<Self, PolicyError> {
         let schema = tfc_schema()?;
         let policies = PolicySet::from_str(source)
-            .map_err(|error| PolicyError::Syntax(format!("{error:?}")))?;
+            .map_err(|error| PolicyError::Syntax(located(source, &error)))?;
         let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
         if !validation.validation_passed() {
             let problems: Vec<String> = validation
                 .validation_errors()
-                .map(|error| format!("{error}"))
+                .map(|error| located(source, error))
                 .collect();
             return Err(PolicyError::Validation(problems.join("; ")));
         }
@@ -275,6 +275,30 @@ impl PolicyEngine {
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PolicyEngine({} policies)", self.policy_count())
+    }
+}
+
+/// A Cedar diagnostic prefixed with the line and column of its first label in `source`.
+fn located(source: &str, error: &dyn miette::Diagnostic) -> String {
+    let offset = error
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset());
+    let mut message = error.to_string();
+    if let Some(help) = error.help() {
+        message = format!("{message} ({help})");
+    }
+    match offset.and_then(|offset| source.get(..offset)) {
+        Some(before) => {
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .map_or(0, |text| text.chars().count())
+                + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }
 

@@ -74,6 +74,7 @@ fn bad_policies_are_refused_with_the_place() {
         PolicyEngine::new("permit(principal, action, resource) when { principal.tier >= };")
             .unwrap_err();
     assert_eq!(syntax.code(), "policy_syntax");
+    assert!(syntax.to_string().contains("line 1, column 62"), "{syntax}");
     let unknown_attribute = PolicyEngine::new(
         "permit(principal, action, resource is Tfc::Record) when { resource.colour == \"red\" };",
     )
