@@ -458,87 +458,67 @@ fn presentation_round_trip_and_challenge_checks() {
     let holder = ws.key("holder", "ed25519");
     let verifier = ws.key("verifier", "ed25519");
     ws.credit_credential("bureau.pem", &holder, "credit.jwt", &[]);
-    ws.expect(
-        0,
-        &[
-            "presentation",
-            "create",
-            "--holder-key",
-            "holder.pem",
-            "--audience",
-            &verifier,
-            "--nonce",
-            "abc123",
-            "credit.jwt",
-            "--out",
-            "vp.jwt",
-        ],
-    );
-    let report = ws.json(
-        0,
-        &[
+    let present = |nonce: &str, credential: &str, out: &str| {
+        let nonce = format!("--nonce={nonce}");
+        ws.expect(
+            0,
+            &[
+                "presentation",
+                "create",
+                "--holder-key",
+                "holder.pem",
+                "--audience",
+                &verifier,
+                &nonce,
+                credential,
+                "--out",
+                out,
+            ],
+        );
+    };
+    let verify = |status: i32, file: &str, audience: &str, nonce: &str, extra: &[&str]| {
+        let nonce = format!("--nonce={nonce}");
+        let mut args = vec![
             "presentation",
             "verify",
-            "vp.jwt",
+            file,
             "--audience",
-            &verifier,
-            "--nonce",
-            "abc123",
+            audience,
+            &nonce,
             "--json",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        ws.json(status, &args)
+    };
+    present("abc123", "credit.jwt", "vp.jwt");
+    let report = verify(0, "vp.jwt", &verifier, "abc123", &[]);
     assert_eq!(report["presentation"]["holder"], holder);
     assert_eq!(
         report["presentation"]["credentials"][0]["type"],
         "CreditRatingCredential"
     );
-    let wrong_nonce = ws.json(
-        1,
-        &[
-            "presentation",
-            "verify",
-            "vp.jwt",
-            "--audience",
-            &verifier,
-            "--nonce",
-            "zzz",
-            "--json",
-        ],
+    assert_eq!(
+        verify(1, "vp.jwt", &verifier, "zzz", &[])["code"],
+        "nonce_mismatch"
     );
-    assert_eq!(wrong_nonce["code"], "nonce_mismatch");
-    let wrong_audience = ws.json(
-        1,
-        &[
-            "presentation",
-            "verify",
-            "vp.jwt",
-            "--audience",
-            &holder,
-            "--nonce",
-            "abc123",
-            "--json",
-        ],
+    assert_eq!(
+        verify(1, "vp.jwt", &holder, "abc123", &[])["code"],
+        "wrong_audience"
     );
-    assert_eq!(wrong_audience["code"], "wrong_audience");
-    let expired = ws.json(
-        1,
-        &[
-            "presentation",
-            "verify",
-            "vp.jwt",
-            "--audience",
-            &verifier,
-            "--nonce",
-            "abc123",
-            "--json",
-            "--at",
-            &in_days(1),
-        ],
+    let tomorrow = in_days(1);
+    assert_eq!(
+        verify(1, "vp.jwt", &verifier, "abc123", &["--at", &tomorrow])["code"],
+        "presentation_expired"
     );
-    assert_eq!(expired["code"], "presentation_expired");
     // A credential of someone else's, presented by the holder.
     let other = ws.key("other", "ed25519");
     ws.credit_credential("bureau.pem", &other, "theirs.jwt", &[]);
+    present("n2", "theirs.jwt", "stolen.jwt");
+    assert_eq!(
+        verify(1, "stolen.jwt", &verifier, "n2", &[])["code"],
+        "holder_mismatch"
+    );
+    // Nonces drawn from base64url may begin with '-', even as a separate argument.
     ws.expect(
         0,
         &[
@@ -549,28 +529,26 @@ fn presentation_round_trip_and_challenge_checks() {
             "--audience",
             &verifier,
             "--nonce",
-            "n2",
-            "theirs.jwt",
+            "-Xy_3",
+            "credit.jwt",
             "--out",
-            "stolen.jwt",
+            "dash.jwt",
         ],
     );
-    let stolen = ws.json(
-        1,
+    ws.json(
+        0,
         &[
             "presentation",
             "verify",
-            "stolen.jwt",
+            "dash.jwt",
             "--audience",
             &verifier,
             "--nonce",
-            "n2",
+            "-Xy_3",
             "--json",
         ],
     );
-    assert_eq!(stolen["code"], "holder_mismatch");
 }
-
 /// The independent implementation: Python's jwcrypto mints and checks tokens both ways.
 #[test]
 fn interoperates_with_jwcrypto_both_ways() {
