@@ -4,14 +4,14 @@
 //! key, so network identity and organisation identity are one. Issuers may also use P-256.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer, Verifier};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use zeroize::Zeroizing;
+
+use crate::secret_file::{PrivacyError, check_private, create_private};
 
 /// The `did:key:` method prefix.
 pub const DID_KEY_PREFIX: &str = "did:key:";
@@ -311,24 +311,15 @@ impl KeyPair {
 
     /// Writes the key as PKCS#8 PEM to a new file with mode 0600. Never overwrites.
     pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
-        let io_error = |source| IdentityError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::AlreadyExists => IdentityError::AlreadyExists {
-                    path: path.to_owned(),
-                },
-                _ => io_error(source),
-            })?;
-        file.write_all(self.to_pkcs8_pem().as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io_error)
+        create_private(path, self.to_pkcs8_pem().as_bytes()).map_err(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => IdentityError::AlreadyExists {
+                path: path.to_owned(),
+            },
+            _ => IdentityError::Io {
+                path: path.to_owned(),
+                source,
+            },
+        })
     }
 
     /// Loads a PKCS#8 PEM key file, refusing files that group or others can read.
@@ -337,15 +328,17 @@ impl KeyPair {
             path: path.to_owned(),
             source,
         };
-        let metadata = fs::metadata(path).map_err(io_error)?;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(IdentityError::InsecurePermissions {
-                path: path.to_owned(),
-                mode,
-            });
+        match check_private(path) {
+            Ok(()) => {}
+            Err(PrivacyError::Exposed { mode }) => {
+                return Err(IdentityError::InsecurePermissions {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+            Err(PrivacyError::Io(source)) => return Err(io_error(source)),
         }
-        if metadata.len() > MAX_KEY_FILE_LEN {
+        if fs::metadata(path).map_err(io_error)?.len() > MAX_KEY_FILE_LEN {
             return Err(IdentityError::NotAKey {
                 path: path.to_owned(),
             });

@@ -28,8 +28,11 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod charter;
+pub mod config;
 pub mod credential;
 pub mod field;
 pub mod identity;
 pub mod policy;
+pub mod secret_file;
+pub mod store;
 pub mod tier;

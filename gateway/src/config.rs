@@ -1,0 +1,380 @@
+//! `gateway.toml`: one struct, defaults that trust nothing, and validation on load.
+//!
+//! Unknown keys are errors, so that a typo is reported rather than silently ignored. Relative
+//! paths are resolved against `data_dir`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::charter::parse_duration_secs;
+
+/// Config files larger than this are refused.
+const MAX_CONFIG_LEN: u64 = 256 * 1024;
+/// The largest message any protocol may be configured to accept.
+const MAX_MESSAGE_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid config TOML (unknown keys included).
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// A stable machine code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConfigError::Io { .. } => "io",
+            ConfigError::Syntax { .. } => "config_syntax",
+            ConfigError::Invalid { .. } => "config_invalid",
+        }
+    }
+}
+
+/// The gateway's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Directory of the key, the TLS files and the store; relative paths below are resolved
+    /// against it.
+    pub data_dir: PathBuf,
+    /// The organisation's identity.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Peer-to-peer networking.
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// The local HTTPS admin and application API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// The organisation's Ed25519 key (PKCS#8 PEM, mode 0600). Default `org-key.pem`.
+    pub key_file: PathBuf,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            key_file: "org-key.pem".into(),
+        }
+    }
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// libp2p listen addresses. Default `["/ip4/0.0.0.0/tcp/7400"]`.
+    pub listen: Vec<String>,
+    /// Peers to dial at start (`/ip4/…/tcp/…/p2p/<peer id>`), in addition to the charters'.
+    /// Default none.
+    pub bootstrap: Vec<String>,
+    /// How long an unknown peer may take to complete the handshake. Default `"10s"`; at most
+    /// `"5m"`.
+    pub handshake_grace: String,
+    /// Largest message accepted on any protocol, in bytes. Default 1 MiB; at most 16 MiB.
+    pub max_message_bytes: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/7400".into()],
+            bootstrap: Vec::new(),
+            handshake_grace: "10s".into(),
+            max_message_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the HTTPS API. Default `127.0.0.1:7443` (loopback only).
+    pub listen: SocketAddr,
+    /// The admin CA certificate: clients must present a certificate it signed. Default
+    /// `tls/admin-ca.pem`.
+    pub ca_cert: PathBuf,
+    /// The server certificate. Default `tls/server.pem`.
+    pub server_cert: PathBuf,
+    /// The server key (mode 0600). Default `tls/server-key.pem`.
+    pub server_key: PathBuf,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            ca_cert: "tls/admin-ca.pem".into(),
+            server_cert: "tls/server.pem".into(),
+            server_key: "tls/server-key.pem".into(),
+        }
+    }
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`. Default `human`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `tfc_gateway=debug`. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The defaults for a data directory.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            identity: IdentityConfig::default(),
+            network: NetworkConfig::default(),
+            api: ApiConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if std::fs::metadata(path).map_err(io)?.len() > MAX_CONFIG_LEN {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!("larger than {MAX_CONFIG_LEN} bytes"),
+            });
+        }
+        Self::parse(&std::fs::read_to_string(path).map_err(io)?, path)
+    }
+
+    /// Parses and checks config text; `path` is named in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let grace = parse_duration_secs(&self.network.handshake_grace).ok_or_else(|| {
+            format!(
+                "network.handshake_grace {:?} is not a duration like \"10s\"",
+                self.network.handshake_grace
+            )
+        })?;
+        if grace > 300 {
+            return Err(
+                "network.handshake_grace must be at most 5m: unknown peers are held only briefly"
+                    .into(),
+            );
+        }
+        if !(1024..=MAX_MESSAGE_BYTES_LIMIT).contains(&self.network.max_message_bytes) {
+            return Err(format!(
+                "network.max_message_bytes must be between 1024 and {MAX_MESSAGE_BYTES_LIMIT}"
+            ));
+        }
+        if self.network.listen.is_empty() {
+            return Err("network.listen needs at least one address".into());
+        }
+        Ok(())
+    }
+
+    /// The handshake grace window in seconds (checked on load).
+    pub fn handshake_grace_secs(&self) -> i64 {
+        parse_duration_secs(&self.network.handshake_grace).unwrap_or(10)
+    }
+
+    /// A path from the config, resolved against `data_dir`.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.data_dir.join(path)
+    }
+}
+
+/// The commented `gateway.toml` that `tfc-gateway init` writes.
+pub fn default_config_text(data_dir: &Path) -> String {
+    let data_dir = data_dir
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    format!(
+        r#"# TFC gateway configuration. Unknown keys are errors. Relative paths are resolved
+# against data_dir. Every value below is the default except data_dir.
+
+# Where the organisation key, the TLS files and the store live.
+data_dir = "{data_dir}"
+
+[identity]
+# The organisation's Ed25519 key (PKCS#8 PEM). The gateway refuses it unless its mode is 0600.
+key_file = "org-key.pem"
+
+[network]
+# libp2p listen addresses.
+listen = ["/ip4/0.0.0.0/tcp/7400"]
+# Peers to dial at start, e.g. "/ip4/192.0.2.10/tcp/7400/p2p/12D3KooW…".
+bootstrap = []
+# How long an unknown peer may take to complete the mutual handshake (at most 5m).
+handshake_grace = "10s"
+# Largest message accepted on any protocol, in bytes (1024 to 16 MiB).
+max_message_bytes = 1048576
+
+[api]
+# The local HTTPS API. Clients must present a certificate signed by the admin CA (mutual TLS).
+listen = "127.0.0.1:7443"
+ca_cert = "tls/admin-ca.pem"
+server_cert = "tls/server.pem"
+server_key = "tls/server-key.pem"
+
+[log]
+# "human" or "json".
+format = "human"
+# A tracing filter, e.g. "info" or "tfc_gateway=debug".
+level = "info"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_text_parses_to_the_defaults() {
+        let dir = Path::new("/var/lib/tfc");
+        let config =
+            GatewayConfig::parse(&default_config_text(dir), Path::new("gateway.toml")).unwrap();
+        assert_eq!(config, GatewayConfig::new(dir));
+        assert_eq!(config.handshake_grace_secs(), 10);
+        assert_eq!(
+            config.resolve(&config.api.ca_cert),
+            Path::new("/var/lib/tfc/tls/admin-ca.pem")
+        );
+    }
+
+    #[test]
+    fn only_data_dir_is_required() {
+        let config = GatewayConfig::parse("data_dir = \"/d\"", Path::new("g.toml")).unwrap();
+        assert_eq!(config.network.max_message_bytes, 1024 * 1024);
+        assert_eq!(
+            GatewayConfig::parse("", Path::new("g.toml"))
+                .unwrap_err()
+                .code(),
+            "config_syntax"
+        );
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_reported() {
+        let cases = [
+            (
+                "data_dir = \"/d\"\n[network]\nlisten_on = []",
+                "config_syntax",
+                "listen_on",
+            ),
+            (
+                "data_dir = \"/d\"\n[api]\nlisten = \"localhost\"",
+                "config_syntax",
+                "listen",
+            ),
+            (
+                "data_dir = \"/d\"\n[network]\nhandshake_grace = \"forever\"",
+                "config_invalid",
+                "handshake_grace",
+            ),
+            (
+                "data_dir = \"/d\"\n[network]\nhandshake_grace = \"1h\"",
+                "config_invalid",
+                "at most 5m",
+            ),
+            (
+                "data_dir = \"/d\"\n[network]\nmax_message_bytes = 99999999999",
+                "config_invalid",
+                "max_message_bytes",
+            ),
+            (
+                "data_dir = \"/d\"\n[network]\nlisten = []",
+                "config_invalid",
+                "at least one",
+            ),
+            (
+                "data_dir = \"/d\"\n[log]\nformat = \"xml\"",
+                "config_syntax",
+                "format",
+            ),
+        ];
+        for (text, code, mention) in cases {
+            let error = GatewayConfig::parse(text, Path::new("g.toml")).unwrap_err();
+            assert_eq!(error.code(), code, "{text}: {error}");
+            assert!(
+                error.to_string().contains(mention),
+                "{error} should mention {mention}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_in_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.example.toml");
+        GatewayConfig::load(&path).unwrap();
+    }
+}

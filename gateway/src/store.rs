@@ -1,0 +1,357 @@
+//! The one layer that touches sled: one tree per module, versioned values, a schema version
+//! with migrations, durable writes, and backup/restore.
+//!
+//! Every stored value starts with a version byte; [`Stored::upgrade`] turns older encodings
+//! into the current one when read. The database as a whole carries a schema version in the
+//! `meta` tree; opening a store written by a newer gateway fails rather than guessing.
+//!
+//! Durability: [`StoreTree::put_durable`] returns only after `flush()`, which on Linux issues
+//! `sync_file_range`: an acknowledged write survives the process being killed. Surviving power
+//! loss additionally needs the device to honour the flush; sled also calls `sync_all` every
+//! 500 ms in the background.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The layout version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const BACKUP_MAGIC: &str = "tfc-gateway backup v1";
+
+/// The trees, one per owning module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    /// Store bookkeeping: the schema version.
+    Meta,
+    /// `credential`: used presentation nonces and their expiry.
+    Replay,
+    /// `handshake`/`tier`: verified facts about peers.
+    Peers,
+    /// `charter`: the fields joined and their charters.
+    Fields,
+    /// The organisation's own credentials.
+    Wallet,
+}
+
+impl Tree {
+    /// Every tree.
+    pub const ALL: [Tree; 5] = [
+        Tree::Meta,
+        Tree::Replay,
+        Tree::Peers,
+        Tree::Fields,
+        Tree::Wallet,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Tree::Meta => "meta",
+            Tree::Replay => "replay",
+            Tree::Peers => "peers",
+            Tree::Fields => "fields",
+            Tree::Wallet => "wallet",
+        }
+    }
+}
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption, a full disk).
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A value could not be encoded or decoded.
+    #[error("store: value under {key} is unreadable: {reason}")]
+    Corrupt {
+        /// The key, for the log.
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The store was written by a newer gateway.
+    #[error(
+        "store schema version {found} is newer than this gateway's ({SCHEMA_VERSION}); upgrade the gateway"
+    )]
+    TooNew {
+        /// The version found.
+        found: u32,
+    },
+    /// A backup file could not be read or written.
+    #[error("backup {path}: {reason}")]
+    Backup {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// A stable machine code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Sled(_) => "store_io",
+            StoreError::Corrupt { .. } => "store_corrupt",
+            StoreError::TooNew { .. } => "store_too_new",
+            StoreError::Backup { .. } => "backup_failed",
+        }
+    }
+}
+
+/// A value kept in the store, with its encoding version.
+pub trait Stored: Serialize + DeserializeOwned {
+    /// The version written now.
+    const VERSION: u8;
+
+    /// Decodes a value written under an older `version`. The default knows no older
+    /// versions.
+    fn upgrade(version: u8, body: &[u8]) -> Result<Self, String> {
+        Err(format!(
+            "unknown encoding version {version} (this build writes {}; body of {} bytes)",
+            Self::VERSION,
+            body.len()
+        ))
+    }
+}
+
+/// The gateway's database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, migrating it to [`SCHEMA_VERSION`].
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::from_db(sled::Config::new().path(dir).open()?)
+    }
+
+    /// A store in memory that vanishes when dropped, for tests.
+    pub fn temporary() -> Result<Self, StoreError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self, StoreError> {
+        let store = Self { db };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Brings an older layout up to date. Version 0 is an empty, new store.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let meta = self.db.open_tree(Tree::Meta.name())?;
+        let found = match meta.get(SCHEMA_KEY)? {
+            Some(bytes) => {
+                u32::from_be_bytes(bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: "meta/schema_version".into(),
+                    reason: "not a 4-byte version".into(),
+                })?)
+            }
+            None => 0,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { found });
+        }
+        // Later layouts add their steps here: `if found < 2 { … }`.
+        if found < SCHEMA_VERSION {
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The schema version on disk.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let meta = self.db.open_tree(Tree::Meta.name())?;
+        Ok(meta
+            .get(SCHEMA_KEY)?
+            .and_then(|bytes| bytes.as_ref().try_into().ok().map(u32::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// One module's tree.
+    pub fn tree(&self, tree: Tree) -> Result<StoreTree, StoreError> {
+        Ok(StoreTree {
+            tree: self.db.open_tree(tree.name())?,
+        })
+    }
+
+    /// Writes everything to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Writes every tree to `path` (a new file), as a line-oriented, base64 text dump.
+    pub fn backup(&self, path: &Path) -> Result<usize, StoreError> {
+        let failed = |reason: String| StoreError::Backup {
+            path: path.to_owned(),
+            reason,
+        };
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|error| failed(error.to_string()))?;
+        let mut out = BufWriter::new(file);
+        let mut records = 0;
+        writeln!(out, "{BACKUP_MAGIC}").map_err(|error| failed(error.to_string()))?;
+        for tree in Tree::ALL {
+            for entry in self.db.open_tree(tree.name())?.iter() {
+                let (key, value) = entry?;
+                writeln!(
+                    out,
+                    "{} {} {}",
+                    tree.name(),
+                    STANDARD.encode(key),
+                    STANDARD.encode(value)
+                )
+                .map_err(|error| failed(error.to_string()))?;
+                records += 1;
+            }
+        }
+        out.flush()
+            .and_then(|()| out.get_ref().sync_all())
+            .map_err(|error| failed(error.to_string()))?;
+        Ok(records)
+    }
+
+    /// Loads a backup into this store, which must be empty. Nothing is written unless the
+    /// whole file reads back correctly.
+    pub fn restore(&self, path: &Path) -> Result<usize, StoreError> {
+        let failed = |reason: String| StoreError::Backup {
+            path: path.to_owned(),
+            reason,
+        };
+        let holds_data = Tree::ALL
+            .iter()
+            .filter(|tree| **tree != Tree::Meta)
+            .try_fold(false, |any, tree| {
+                Ok::<_, StoreError>(any || !self.db.open_tree(tree.name())?.is_empty())
+            })?;
+        if holds_data {
+            return Err(failed(
+                "the target store is not empty; restore into a new data directory".into(),
+            ));
+        }
+        let reader = BufReader::new(File::open(path).map_err(|error| failed(error.to_string()))?);
+        let mut lines = reader.lines();
+        match lines.next() {
+            Some(Ok(magic)) if magic == BACKUP_MAGIC => {}
+            _ => return Err(failed("not a tfc-gateway backup".into())),
+        }
+        let mut entries = Vec::new();
+        for (number, line) in lines.enumerate() {
+            let line = line.map_err(|error| failed(error.to_string()))?;
+            entries.push(
+                parse_backup_line(&line)
+                    .ok_or_else(|| failed(format!("line {} is damaged", number + 2)))?,
+            );
+        }
+        for (tree, key, value) in &entries {
+            self.db
+                .open_tree(tree.name())?
+                .insert(key.as_slice(), value.as_slice())?;
+        }
+        self.migrate()?;
+        self.db.flush()?;
+        Ok(entries.len())
+    }
+}
+
+fn parse_backup_line(line: &str) -> Option<(Tree, Vec<u8>, Vec<u8>)> {
+    let mut parts = line.split(' ');
+    let name = parts.next()?;
+    let tree = Tree::ALL.into_iter().find(|tree| tree.name() == name)?;
+    let key = STANDARD.decode(parts.next()?).ok()?;
+    let value = STANDARD.decode(parts.next()?).ok()?;
+    parts.next().is_none().then_some((tree, key, value))
+}
+
+/// One module's tree, holding versioned values.
+pub struct StoreTree {
+    tree: sled::Tree,
+}
+
+impl StoreTree {
+    /// Reads a value, upgrading an older encoding.
+    pub fn get<T: Stored>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        let Some(bytes) = self.tree.get(key)? else {
+            return Ok(None);
+        };
+        decode(key, &bytes).map(Some)
+    }
+
+    /// Writes a value; it reaches disk within sled's flush interval.
+    pub fn put<T: Stored>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        self.tree.insert(key, encode(key, value)?)?;
+        Ok(())
+    }
+
+    /// Writes a value and returns only once it is on disk: use before acknowledging.
+    pub fn put_durable<T: Stored>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        self.put(key, value)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Removes a value.
+    pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.tree.remove(key)?;
+        Ok(())
+    }
+
+    /// Every entry, in key order.
+    pub fn entries<T: Stored>(&self) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        self.tree
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                Ok((key.to_vec(), decode(&key, &bytes)?))
+            })
+            .collect()
+    }
+
+    /// How many entries the tree holds.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether the tree is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
+fn encode<T: Stored>(key: &[u8], value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = vec![T::VERSION];
+    serde_json::to_writer(&mut bytes, value).map_err(|error| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: error.to_string(),
+    })?;
+    Ok(bytes)
+}
+
+fn decode<T: Stored>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    };
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(corrupt("empty value".into()));
+    };
+    if version == T::VERSION {
+        serde_json::from_slice(body).map_err(|error| corrupt(error.to_string()))
+    } else {
+        T::upgrade(version, body).map_err(corrupt)
+    }
+}
+
+#[cfg(test)]
+mod tests;
