@@ -2,9 +2,15 @@
 
 mod demo;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tfc_gateway::config::GatewayConfig;
+use tfc_gateway::init::{STORE_DIR, init};
+use tfc_gateway::store::Store;
+use tfc_gateway::tls::Provisioned;
 
 /// The TFC gateway daemon.
 #[derive(Parser)]
@@ -16,6 +22,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a data directory: org key, admin TLS certificates, gateway.toml, store.
+    /// Running it again keeps what exists.
+    Init {
+        /// The data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Import this Ed25519 PKCS#8 PEM key (mode 0600) instead of generating one.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Copy the store to a backup file (the gateway must be stopped).
+    Backup {
+        /// The gateway's config.
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Load a backup into an empty store (the gateway must be stopped).
+    Restore {
+        /// The gateway's config.
+        #[arg(long)]
+        config: PathBuf,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Play the walkthrough: issue, present, verify, replay, tamper, revoke.
     Demo {
         /// Print one JSON object with every step's expected and actual outcome.
@@ -28,6 +62,15 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
+        Command::Init { data_dir, key } => run_init(&data_dir, key.as_deref())?,
+        Command::Backup { config, out } => {
+            let records = open_store(&config)?.backup(&out)?;
+            println!("wrote {records} records to {}", out.display());
+        }
+        Command::Restore { config, from } => {
+            let records = open_store(&config)?.restore(&from)?;
+            println!("restored {records} records from {}", from.display());
+        }
         Command::Demo { json } => {
             let all_as_expected = demo::run(json)?;
             return Ok(if all_as_expected {
@@ -44,4 +87,48 @@ fn main() -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_init(data_dir: &Path, key: Option<&Path>) -> anyhow::Result<()> {
+    let report = init(data_dir, key)?;
+    let state = |provisioned| match provisioned {
+        Provisioned::Created => "created",
+        Provisioned::Kept => "kept (already there)",
+    };
+    println!("organisation  {}", report.did);
+    println!("peer id       {}", report.peer_id);
+    println!("key           {}", state(report.key));
+    println!(
+        "tls           {} in {}",
+        state(report.tls),
+        report
+            .tls_files
+            .ca_cert
+            .parent()
+            .unwrap_or(data_dir)
+            .display()
+    );
+    println!(
+        "config        {} at {}",
+        state(report.config),
+        report.config_path.display()
+    );
+    println!(
+        "admin client  {} / {}",
+        report.tls_files.client_cert.display(),
+        report.tls_files.client_key.display()
+    );
+    Ok(())
+}
+
+/// Opens the store named by a config; sled's lock refuses a store the daemon holds.
+fn open_store(config: &Path) -> anyhow::Result<Store> {
+    let config = GatewayConfig::load(config)?;
+    let dir = config.resolve(Path::new(STORE_DIR));
+    Store::open(&dir).with_context(|| {
+        format!(
+            "cannot open the store in {} (is the gateway running? stop it first)",
+            dir.display()
+        )
+    })
 }
