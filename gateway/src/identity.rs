@@ -353,17 +353,17 @@ impl KeyPair {
     ///
     /// libp2p and this module use different ed25519-dalek major versions, so the key crosses
     /// over as its 32-byte seed.
-    pub fn libp2p_keypair(&self) -> Result<libp2p_identity::Keypair, IdentityError> {
+    pub fn libp2p_keypair(&self) -> Result<libp2p::identity::Keypair, IdentityError> {
         let KeyPair::Ed25519(key) = self else {
             return Err(IdentityError::NotEd25519);
         };
         let mut seed = Zeroizing::new(key.to_bytes());
-        libp2p_identity::Keypair::ed25519_from_bytes(seed.as_mut())
+        libp2p::identity::Keypair::ed25519_from_bytes(seed.as_mut())
             .map_err(|_| IdentityError::NotEd25519)
     }
 
     /// The libp2p `PeerId` of this organisation.
-    pub fn peer_id(&self) -> Result<libp2p_identity::PeerId, IdentityError> {
+    pub fn peer_id(&self) -> Result<libp2p::identity::PeerId, IdentityError> {
         Ok(self.libp2p_keypair()?.public().to_peer_id())
     }
 }

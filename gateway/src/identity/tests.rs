@@ -155,7 +155,7 @@ fn did_and_peer_id_name_the_same_public_key() {
     // An Ed25519 PeerId is an identity multihash of the protobuf-encoded public key.
     let multihash = peer_id.as_ref();
     assert_eq!(multihash.code(), 0x00);
-    let libp2p_public = libp2p_identity::PublicKey::try_decode_protobuf(multihash.digest())
+    let libp2p_public = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest())
         .unwrap()
         .try_into_ed25519()
         .unwrap();
