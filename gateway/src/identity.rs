@@ -198,6 +198,15 @@ impl PublicKey {
         }
     }
 
+    /// The libp2p PeerId of an Ed25519 key (`None` for P-256: only organisations run peers).
+    pub fn peer_id(&self) -> Option<libp2p::PeerId> {
+        let PublicKey::Ed25519(key) = self else {
+            return None;
+        };
+        let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(key.as_bytes()).ok()?;
+        Some(libp2p::identity::PublicKey::from(key).to_peer_id())
+    }
+
     /// Verifies a JWS signature (Ed25519: 64 bytes; ES256: raw `r || s`, 64 bytes).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {

@@ -20,7 +20,9 @@ use time::format_description::well_known::Rfc3339;
 
 pub use error::{ErrorCode, VerificationError};
 pub use jws::SignError;
-pub use presentation::{Challenge, IdentityBindings, VerifiedPresentation, create_presentation};
+pub use presentation::{
+    Challenge, IdentityBindings, OpenedPresentation, VerifiedPresentation, create_presentation,
+};
 pub use replay::ReplayCache;
 pub use status_list::{
     IndexOutOfRange, MAX_STATUS_LIST_ENTRIES, MIN_STATUS_LIST_ENTRIES, STATUS_LIST_CREDENTIAL_TYPE,

@@ -80,6 +80,15 @@ pub fn create_presentation(
     jws::sign(holder, VP_TYP, &payload)
 }
 
+/// A presentation whose envelope checked out; its credentials are not yet verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedPresentation {
+    /// The holder DID (`iss`).
+    pub holder: String,
+    /// The compact vc+jwt credentials it carries.
+    pub credentials: Vec<String>,
+}
+
 /// The claims that must be readable before anything is checked.
 struct PresentationClaims {
     holder: String,
@@ -167,18 +176,30 @@ impl PresentationClaims {
 }
 
 impl CredentialVerifier {
-    /// Verifies a `vp+jwt` answering `challenge`, and every credential it carries.
-    ///
-    /// The nonce is consumed once the presentation itself checks out, even if a credential
-    /// inside it then fails: the same bytes are never judged twice.
-    pub fn verify_presentation(
+    /// Checks a `vp+jwt`'s envelope (signature, audience, nonce, freshness, replay) and
+    /// returns the holder and the credentials it carries, unverified: for callers such as
+    /// tier evaluation that judge each credential on its own.
+    pub fn open_presentation(
         &self,
         token: &str,
         challenge: Challenge<'_>,
-        context: &VerifyContext<'_>,
+        now: i64,
         replay: &ReplayCache,
-        bindings: &dyn IdentityBindings,
-    ) -> Result<VerifiedPresentation, VerificationError> {
+    ) -> Result<OpenedPresentation, VerificationError> {
+        let claims = self.open(token, challenge, now, replay)?;
+        Ok(OpenedPresentation {
+            holder: claims.holder,
+            credentials: claims.credentials,
+        })
+    }
+
+    fn open(
+        &self,
+        token: &str,
+        challenge: Challenge<'_>,
+        now: i64,
+        replay: &ReplayCache,
+    ) -> Result<PresentationClaims, VerificationError> {
         let jws = jws::parse(token, MAX_PRESENTATION_LEN, VP_TYP)?;
         let claims = PresentationClaims::extract(&jws.payload)?;
         self.authenticate(&jws, &claims.holder, ErrorCode::PresentationBadSignature)?;
@@ -201,15 +222,31 @@ impl CredentialVerifier {
         if replay.contains(challenge.nonce) {
             return fail(ErrorCode::Replayed, "this nonce was already used");
         }
-        claims.check_freshness(context.now)?;
+        claims.check_freshness(now)?;
         replay.record(
             challenge.nonce,
             claims.expires_at.saturating_add(CLOCK_SKEW_SECS),
-            context.now,
+            now,
         )?;
         if !claims.vp_holder_agrees {
             return fail(ErrorCode::HolderMismatch, "vp.holder differs from iss");
         }
+        Ok(claims)
+    }
+
+    /// Verifies a `vp+jwt` answering `challenge`, and every credential it carries.
+    ///
+    /// The nonce is consumed once the presentation itself checks out, even if a credential
+    /// inside it then fails: the same bytes are never judged twice.
+    pub fn verify_presentation(
+        &self,
+        token: &str,
+        challenge: Challenge<'_>,
+        context: &VerifyContext<'_>,
+        replay: &ReplayCache,
+        bindings: &dyn IdentityBindings,
+    ) -> Result<VerifiedPresentation, VerificationError> {
+        let claims = self.open(token, challenge, context.now, replay)?;
         let mut credentials = Vec::with_capacity(claims.credentials.len());
         for (index, token) in claims.credentials.iter().enumerate() {
             let credential = self.verify_credential(token, context).map_err(|error| {

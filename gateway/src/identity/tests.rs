@@ -166,6 +166,17 @@ fn did_and_peer_id_name_the_same_public_key() {
 }
 
 #[test]
+fn the_peer_id_follows_from_the_did_alone() {
+    let key = KeyPair::generate(KeyAlgorithm::Ed25519);
+    let from_did = PublicKey::from_did(&key.did()).unwrap().peer_id();
+    assert_eq!(from_did, Some(key.peer_id().unwrap()));
+    assert_eq!(
+        KeyPair::generate(KeyAlgorithm::P256).public_key().peer_id(),
+        None
+    );
+}
+
+#[test]
 fn p256_keys_have_no_peer_id() {
     let key = KeyPair::generate(KeyAlgorithm::P256);
     assert!(matches!(key.peer_id(), Err(IdentityError::NotEd25519)));

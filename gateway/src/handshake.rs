@@ -1,0 +1,581 @@
+//! The mutual handshake (DESIGN §5.1): on every new connection both sides challenge each
+//! other with fresh nonces, exchange presentations of their wallet credentials, compute the
+//! tier the other reaches in every shared field, and record it. A peer that reaches no tier
+//! in any shared field is disconnected and gated; an unknown peer that does not finish within
+//! the grace window is disconnected. Results are re-evaluated when they are due to change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::credential::{
+    Challenge, CredentialVerifier, ReplayCache, StatusLists, VerificationError,
+    create_presentation, now_unix,
+};
+use crate::field::Field;
+use crate::identity::{KeyPair, PublicKey};
+use crate::net::{Command, HandshakeRequest, HandshakeResponse, NetworkEvent};
+use crate::store::{Store, StoreError, Stored, Tree};
+use crate::tier::{TierContext, evaluate};
+
+/// Presentations made in a handshake live this long.
+const PRESENTATION_LIFETIME_SECS: i64 = 60;
+/// Events buffered for subscribers (API, tests).
+const EVENT_DEPTH: usize = 1024;
+
+/// What this gateway knows about a peer after a handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// The peer's DID.
+    pub did: String,
+    /// Field id → tier, for every field both belong to.
+    pub tiers: BTreeMap<String, u8>,
+    /// The credentials the peer presented, kept to re-evaluate without a new handshake.
+    pub credentials: Vec<String>,
+    /// When the tiers were computed (Unix seconds).
+    pub evaluated_at: i64,
+    /// When they are next due to change, if ever.
+    pub next_change: Option<i64>,
+}
+
+impl Stored for PeerRecord {
+    const VERSION: u8 = 1;
+}
+
+impl PeerRecord {
+    /// Whether the peer reaches a tier in some shared field.
+    pub fn admitted(&self) -> bool {
+        self.tiers.values().any(|tier| *tier >= 1)
+    }
+}
+
+/// What the handshake reports to the rest of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayEvent {
+    /// The network listens on this address.
+    Listening(libp2p::Multiaddr),
+    /// A peer's last connection closed.
+    PeerGone {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer's tiers were computed (at connection or on re-evaluation).
+    PeerVerified {
+        /// The peer.
+        peer: PeerId,
+        /// What we now know of it.
+        record: PeerRecord,
+    },
+    /// A peer was refused and gated (no tier anywhere, a bad presentation, or no handshake
+    /// within the grace window).
+    PeerRefused {
+        /// The peer.
+        peer: PeerId,
+        /// A stable code.
+        code: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The local side of every handshake: who we are, what we hold, which fields we belong to.
+pub struct LocalParty {
+    /// The organisation key.
+    pub key: KeyPair,
+    /// The fields joined.
+    pub fields: Vec<Field>,
+    /// The organisation's own credentials (compact vc+jwt).
+    pub wallet: Vec<String>,
+    /// The store (peer records are kept in its `peers` tree).
+    pub store: Store,
+    /// Used nonces.
+    pub replay: ReplayCache,
+    /// Known status lists.
+    pub status_lists: StatusLists,
+    /// Seconds an unknown peer may take to finish the handshake.
+    pub grace_secs: u64,
+}
+
+struct Shared {
+    party: LocalParty,
+    did: String,
+    verifier: CredentialVerifier,
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<GatewayEvent>,
+}
+
+/// A handle on the running handshake service.
+pub struct Handshakes {
+    events: broadcast::Sender<GatewayEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Handshakes {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Handshakes {
+    /// Starts the service on the network's events and commands. The receiver returned
+    /// sees every event from the start (later subscribers see only what follows).
+    pub fn spawn(
+        party: LocalParty,
+        commands: mpsc::Sender<Command>,
+        network_events: mpsc::Receiver<NetworkEvent>,
+    ) -> (Self, broadcast::Receiver<GatewayEvent>) {
+        let (events, first_subscriber) = broadcast::channel(EVENT_DEPTH);
+        let did = party.key.did();
+        let shared = Arc::new(Shared {
+            party,
+            did,
+            verifier: CredentialVerifier::new(),
+            commands,
+            events: events.clone(),
+        });
+        let task = tokio::spawn(
+            Service {
+                shared,
+                challenges: HashMap::new(),
+                deadlines: HashMap::new(),
+                due: HashMap::new(),
+            }
+            .run(network_events),
+        );
+        (Self { events, task }, first_subscriber)
+    }
+
+    /// Subscribes to handshake outcomes.
+    pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
+        self.events.subscribe()
+    }
+}
+
+struct Service {
+    shared: Arc<Shared>,
+    /// The nonce we gave each peer that dialed us.
+    challenges: HashMap<PeerId, String>,
+    /// Peers that dialed us and have not finished the handshake, with their deadline.
+    deadlines: HashMap<PeerId, Instant>,
+    /// Peers whose tiers are due to change, and when (Unix seconds).
+    due: HashMap<PeerId, i64>,
+}
+
+impl Service {
+    async fn run(mut self, mut network_events: mpsc::Receiver<NetworkEvent>) {
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                event = network_events.recv() => match event {
+                    Some(event) => self.network_event(event).await,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(wake) => self.timers().await,
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let now_instant = Instant::now();
+        let now = now_unix();
+        let grace = self.deadlines.values().copied().min();
+        let due = self
+            .due
+            .values()
+            .min()
+            .map(|at| now_instant + Duration::from_secs(at.saturating_sub(now).max(0) as u64));
+        [grace, due]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now_instant + Duration::from_secs(3600))
+    }
+
+    async fn network_event(&mut self, event: NetworkEvent) {
+        match event {
+            NetworkEvent::PeerConnected { peer, dialer: true } => {
+                let shared = Arc::clone(&self.shared);
+                tokio::spawn(async move { shared.initiate(peer).await });
+            }
+            NetworkEvent::PeerConnected {
+                peer,
+                dialer: false,
+            } => {
+                let grace = Duration::from_secs(self.shared.party.grace_secs);
+                self.deadlines.insert(peer, Instant::now() + grace);
+            }
+            NetworkEvent::PeerDisconnected { peer } => {
+                self.deadlines.remove(&peer);
+                self.challenges.remove(&peer);
+                self.due.remove(&peer);
+                let _ = self.shared.events.send(GatewayEvent::PeerGone { peer });
+            }
+            NetworkEvent::HandshakeRequest {
+                peer,
+                request,
+                channel,
+            } => {
+                let response = self.answer(peer, request).await;
+                let _ = self
+                    .shared
+                    .commands
+                    .send(Command::Respond { channel, response })
+                    .await;
+            }
+            NetworkEvent::InboundFailure { peer, reason } => {
+                tracing::info!(%peer, %reason, "handshake message refused");
+            }
+            NetworkEvent::Listening(address) => {
+                tracing::info!(%address, "listening");
+                let _ = self.shared.events.send(GatewayEvent::Listening(address));
+            }
+        }
+    }
+
+    async fn answer(&mut self, peer: PeerId, request: HandshakeRequest) -> HandshakeResponse {
+        match request {
+            HandshakeRequest::Hello { did, nonce, fields } => {
+                match self.shared.hello(peer, &did, &nonce, &fields) {
+                    Ok((response, our_nonce)) => {
+                        self.challenges.insert(peer, our_nonce);
+                        response
+                    }
+                    Err(refusal) => self.shared.refuse(peer, refusal).await,
+                }
+            }
+            HandshakeRequest::Present { presentation } => {
+                let Some(nonce) = self.challenges.remove(&peer) else {
+                    return self
+                        .shared
+                        .refuse(peer, Refusal::protocol("present before hello"))
+                        .await;
+                };
+                self.deadlines.remove(&peer);
+                match self.shared.judge(peer, &presentation, &nonce).await {
+                    Ok(record) => {
+                        self.schedule(peer, &record);
+                        HandshakeResponse::Verdict {
+                            tiers: record.tiers,
+                        }
+                    }
+                    Err(refusal) => self.shared.refuse(peer, refusal).await,
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, peer: PeerId, record: &PeerRecord) {
+        match record.next_change {
+            Some(at) if record.admitted() => {
+                self.due.insert(peer, at);
+            }
+            _ => {
+                self.due.remove(&peer);
+            }
+        }
+    }
+
+    async fn timers(&mut self) {
+        let now_instant = Instant::now();
+        let expired: Vec<PeerId> = self
+            .deadlines
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now_instant)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.deadlines.remove(&peer);
+            self.challenges.remove(&peer);
+            tracing::info!(%peer, "no handshake within the grace window");
+            let _ = self.shared.commands.send(Command::Disconnect(peer)).await;
+            let _ = self.shared.events.send(GatewayEvent::PeerRefused {
+                peer,
+                code: "handshake_timeout".into(),
+                message: "the peer did not complete the handshake within the grace window".into(),
+            });
+        }
+        let now = now_unix();
+        let due: Vec<PeerId> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.due.remove(&peer);
+            match self.shared.reevaluate(peer).await {
+                Some(record) => self.schedule(peer, &record),
+                None => tracing::debug!(%peer, "no record to re-evaluate"),
+            }
+        }
+    }
+}
+
+/// Why a handshake was refused.
+struct Refusal {
+    code: String,
+    message: String,
+}
+
+impl Refusal {
+    fn protocol(message: &str) -> Self {
+        Self {
+            code: "protocol".into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<VerificationError> for Refusal {
+    fn from(error: VerificationError) -> Self {
+        Self {
+            code: error.code.to_string(),
+            message: error.message,
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(error: StoreError) -> Self {
+        Self {
+            code: error.code().into(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl Shared {
+    fn field_ids(&self) -> Vec<String> {
+        self.party
+            .fields
+            .iter()
+            .map(|field| field.charter.field_id())
+            .collect()
+    }
+
+    fn fresh_nonce() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    fn present(&self, audience: &str, nonce: &str) -> Result<String, Refusal> {
+        create_presentation(
+            &self.party.key,
+            Challenge { audience, nonce },
+            &self.party.wallet,
+            now_unix(),
+            PRESENTATION_LIFETIME_SECS,
+        )
+        .map_err(|error| Refusal {
+            code: "sign_failed".into(),
+            message: error.to_string(),
+        })
+    }
+
+    /// A peer's DID must name the key of the connection it speaks on.
+    fn check_binding(peer: PeerId, did: &str) -> Result<(), Refusal> {
+        match PublicKey::from_did(did).ok().and_then(|key| key.peer_id()) {
+            Some(bound) if bound == peer => Ok(()),
+            _ => Err(Refusal {
+                code: "identity_mismatch".into(),
+                message: format!("{did} is not the key of connection {peer}"),
+            }),
+        }
+    }
+
+    /// Answers a dialer's hello: our presentation for its nonce, and our own challenge.
+    fn hello(
+        &self,
+        peer: PeerId,
+        did: &str,
+        nonce: &str,
+        _fields: &[String],
+    ) -> Result<(HandshakeResponse, String), Refusal> {
+        Self::check_binding(peer, did)?;
+        let presentation = self.present(did, nonce)?;
+        let our_nonce = Self::fresh_nonce();
+        let response = HandshakeResponse::Hello {
+            did: self.did.clone(),
+            nonce: our_nonce.clone(),
+            fields: self.field_ids(),
+            presentation,
+        };
+        Ok((response, our_nonce))
+    }
+
+    /// The dialer's side: hello, check the listener, present, read its verdict.
+    async fn initiate(self: Arc<Self>, peer: PeerId) {
+        if let Err(refusal) = self.initiate_steps(peer).await {
+            self.refuse(peer, refusal).await;
+        }
+    }
+
+    async fn initiate_steps(&self, peer: PeerId) -> Result<(), Refusal> {
+        let nonce = Self::fresh_nonce();
+        let hello = HandshakeRequest::Hello {
+            did: self.did.clone(),
+            nonce: nonce.clone(),
+            fields: self.field_ids(),
+        };
+        let HandshakeResponse::Hello {
+            did,
+            nonce: their_nonce,
+            presentation,
+            ..
+        } = self.request(peer, hello).await?
+        else {
+            return Err(Refusal::protocol("expected hello"));
+        };
+        Self::check_binding(peer, &did)?;
+        let record = self.judge(peer, &presentation, &nonce).await?;
+        if !record.admitted() {
+            return Ok(());
+        }
+        let ours = self.present(&did, &their_nonce)?;
+        match self
+            .request(peer, HandshakeRequest::Present { presentation: ours })
+            .await?
+        {
+            HandshakeResponse::Verdict { tiers } => {
+                tracing::info!(%peer, ?tiers, "the peer admitted us");
+                Ok(())
+            }
+            HandshakeResponse::Refused { code, message } => {
+                tracing::warn!(%peer, %code, %message, "the peer refused us");
+                Ok(())
+            }
+            HandshakeResponse::Hello { .. } => Err(Refusal::protocol("expected a verdict")),
+        }
+    }
+
+    async fn request(
+        &self,
+        peer: PeerId,
+        request: HandshakeRequest,
+    ) -> Result<HandshakeResponse, Refusal> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| Refusal::protocol("network stopped"))?;
+        let response = answer
+            .await
+            .map_err(|_| Refusal::protocol("network stopped"))?
+            .map_err(|reason| Refusal {
+                code: "unreachable".into(),
+                message: reason,
+            })?;
+        if let HandshakeResponse::Refused { code, message } = response {
+            return Err(Refusal {
+                code,
+                message: format!("the peer refused: {message}"),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Checks a peer's presentation for our nonce, computes its tiers, records them, and
+    /// gates the peer if it reaches no tier.
+    async fn judge(
+        &self,
+        peer: PeerId,
+        presentation: &str,
+        nonce: &str,
+    ) -> Result<PeerRecord, Refusal> {
+        let now = now_unix();
+        let opened = self.verifier.open_presentation(
+            presentation,
+            Challenge {
+                audience: &self.did,
+                nonce,
+            },
+            now,
+            &self.party.replay,
+        )?;
+        Self::check_binding(peer, &opened.holder)?;
+        let record = self.evaluate(opened.holder, opened.credentials, now);
+        self.party
+            .store
+            .tree(Tree::Peers)?
+            .put_durable(peer.to_bytes().as_slice(), &record)?;
+        self.report(peer, record.clone()).await;
+        Ok(record)
+    }
+
+    fn evaluate(&self, did: String, credentials: Vec<String>, now: i64) -> PeerRecord {
+        let mut tiers = BTreeMap::new();
+        let mut next_change: Option<i64> = None;
+        for field in &self.party.fields {
+            let context = TierContext {
+                at: now,
+                status_lists: &self.party.status_lists,
+                holder: Some(&did),
+            };
+            let report = evaluate(&field.charter, &self.verifier, &credentials, context);
+            tiers.insert(field.charter.field_id(), report.tier);
+            next_change = [next_change, report.next_change]
+                .into_iter()
+                .flatten()
+                .min();
+        }
+        PeerRecord {
+            did,
+            tiers,
+            credentials,
+            evaluated_at: now,
+            next_change,
+        }
+    }
+
+    async fn report(&self, peer: PeerId, record: PeerRecord) {
+        if record.admitted() {
+            let _ = self
+                .events
+                .send(GatewayEvent::PeerVerified { peer, record });
+        } else {
+            let message = format!("{} reaches no tier in any shared field", record.did);
+            self.gate(peer, "no_tier", &message).await;
+        }
+    }
+
+    async fn gate(&self, peer: PeerId, code: &str, message: &str) {
+        tracing::info!(%peer, %code, %message, "peer refused and gated");
+        let _ = self.commands.send(Command::Block(peer)).await;
+        let _ = self.events.send(GatewayEvent::PeerRefused {
+            peer,
+            code: code.into(),
+            message: message.into(),
+        });
+    }
+
+    async fn refuse(&self, peer: PeerId, refusal: Refusal) -> HandshakeResponse {
+        self.gate(peer, &refusal.code, &refusal.message).await;
+        HandshakeResponse::Refused {
+            code: refusal.code,
+            message: refusal.message,
+        }
+    }
+
+    /// Recomputes a peer's tiers from the credentials it presented, as of now.
+    async fn reevaluate(&self, peer: PeerId) -> Option<PeerRecord> {
+        let peers = self.party.store.tree(Tree::Peers).ok()?;
+        let previous: PeerRecord = peers.get(peer.to_bytes().as_slice()).ok()??;
+        let record = self.evaluate(previous.did, previous.credentials, now_unix());
+        if peers
+            .put_durable(peer.to_bytes().as_slice(), &record)
+            .is_err()
+        {
+            tracing::warn!(%peer, "could not store the re-evaluated tiers");
+        }
+        self.report(peer, record.clone()).await;
+        Some(record)
+    }
+}

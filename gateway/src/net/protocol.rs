@@ -1,0 +1,59 @@
+//! The `/tfc/handshake/1` messages (JSON, size-limited by the codec).
+//!
+//! The dialer opens with `Hello` (its DID, a fresh nonce, the fields it belongs to). The
+//! listener answers with its own `Hello`, carrying a presentation for the dialer's nonce. The
+//! dialer checks it and sends `Present` with its presentation for the listener's nonce; the
+//! listener checks that and answers `Verdict` with the tiers it computed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A handshake request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HandshakeRequest {
+    /// The dialer introduces itself and challenges the listener.
+    Hello {
+        /// The dialer's DID; it must name the connection's PeerId.
+        did: String,
+        /// The challenge the listener's presentation must answer.
+        nonce: String,
+        /// The field ids the dialer belongs to.
+        fields: Vec<String>,
+    },
+    /// The dialer answers the listener's challenge.
+    Present {
+        /// A vp+jwt for the listener's DID and nonce.
+        presentation: String,
+    },
+}
+
+/// A handshake response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HandshakeResponse {
+    /// The listener introduces itself, answers the challenge and challenges back.
+    Hello {
+        /// The listener's DID.
+        did: String,
+        /// The challenge the dialer's presentation must answer.
+        nonce: String,
+        /// The field ids the listener belongs to.
+        fields: Vec<String>,
+        /// A vp+jwt for the dialer's DID and nonce.
+        presentation: String,
+    },
+    /// The tiers the listener computed for the dialer, per shared field.
+    Verdict {
+        /// Field id → tier.
+        tiers: BTreeMap<String, u8>,
+    },
+    /// The request was refused.
+    Refused {
+        /// A stable code (a verification code, or `protocol`).
+        code: String,
+        /// Why.
+        message: String,
+    },
+}

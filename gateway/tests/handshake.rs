@@ -1,0 +1,283 @@
+//! Gateways on 127.0.0.1 with real TCP, Noise and Yamux, separate sled stores, and the real
+//! handshake: qualified peers reach their tier at each other, an unqualified one is refused
+//! and gated, a credential that lapses drops the tier without a restart, and garbage on the
+//! port changes nothing. Every wait is on an event, with a timeout.
+
+use std::io::Write;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use serde_json::json;
+use tfc_gateway::charter::Charter;
+use tfc_gateway::credential::{
+    CredentialDraft, ReplayCache, StatusLists, issue_credential, now_unix,
+};
+use tfc_gateway::field::Field;
+use tfc_gateway::handshake::{GatewayEvent, Handshakes, LocalParty, PeerRecord};
+use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
+use tfc_gateway::net::{Command, Network};
+use tfc_gateway::store::{Store, Tree};
+use tokio::sync::broadcast;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Issuers {
+    registrar: KeyPair,
+    bureau: KeyPair,
+    dir: tempfile::TempDir,
+}
+
+impl Issuers {
+    fn new() -> Self {
+        Self {
+            registrar: KeyPair::generate(KeyAlgorithm::Ed25519),
+            bureau: KeyPair::generate(KeyAlgorithm::Ed25519),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A field: tier 1 needs identity and credit (score ≥ 60); tier 2 a licence.
+    fn field(&self) -> Field {
+        let text = format!(
+            "name = \"loopback field\"\nfounders = [\"{registrar}\"]\nquorum = 1\n\
+             [[issuers]]\ndid = \"{registrar}\"\nname = \"Registrar\"\ntypes = [\"OrganizationIdentityCredential\", \"BusinessLicenseCredential\"]\n\
+             [[issuers]]\ndid = \"{bureau}\"\nname = \"Bureau\"\ntypes = [\"CreditRatingCredential\"]\n\
+             [tiers.prescreening]\nrequire = [\"OrganizationIdentityCredential\", \"CreditRatingCredential\"]\nconstraints = [\"CreditRatingCredential.score >= 60\"]\n\
+             [tiers.certification]\nrequire = [\"BusinessLicenseCredential\"]\n",
+            registrar = self.registrar.did(),
+            bureau = self.bureau.did()
+        );
+        let path = self.dir.path().join("field.toml");
+        if !path.exists() {
+            let signature = Charter::parse(&text, self.dir.path())
+                .unwrap()
+                .sign(&self.registrar)
+                .unwrap();
+            std::fs::write(&path, format!("{text}{signature}")).unwrap();
+        }
+        Field::load(&path).unwrap()
+    }
+
+    fn issue(
+        &self,
+        issuer: &KeyPair,
+        holder: &KeyPair,
+        type_name: &str,
+        claims: serde_json::Value,
+        valid_until: i64,
+    ) -> String {
+        let now = now_unix();
+        let draft = CredentialDraft {
+            type_name: type_name.into(),
+            subject: holder.did(),
+            claims: claims.as_object().cloned().unwrap(),
+            valid_from: now - 86_400,
+            valid_until: Some(valid_until),
+            status: vec![],
+        };
+        issue_credential(issuer, &draft, now).unwrap()
+    }
+
+    /// Credentials for tier 2 (score and licence expiry as given).
+    fn wallet(&self, holder: &KeyPair, score: i64, licence_until: Option<i64>) -> Vec<String> {
+        let year = now_unix() + 365 * 86_400;
+        let mut wallet = vec![
+            self.issue(&self.registrar, holder, "OrganizationIdentityCredential", json!({
+                "corporateNumber": "7000012050002", "legalName": "株式会社テスト", "address": "東京都", "representative": "山田"}), year),
+            self.issue(&self.bureau, holder, "CreditRatingCredential", json!({"grade": "B", "score": score, "assessedOn": "2026-04-01"}), year),
+        ];
+        if let Some(until) = licence_until {
+            wallet.push(self.issue(&self.registrar, holder, "BusinessLicenseCredential", json!({
+                "licenseNumber": "1", "authority": "MLIT", "kind": "general", "trades": ["建築工事業"], "validUntil": "2029-03-31"}), until));
+        }
+        wallet
+    }
+}
+
+struct Gateway {
+    key: KeyPair,
+    network: Network,
+    handshakes: Handshakes,
+    events: broadcast::Receiver<GatewayEvent>,
+    address: Multiaddr,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    async fn start(issuers: &Issuers, wallet: impl FnOnce(&KeyPair) -> Vec<String>) -> Self {
+        let key = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let (network, network_events) = Network::spawn(
+            key.libp2p_keypair().unwrap(),
+            &["/ip4/127.0.0.1/tcp/0".into()],
+            1024 * 1024,
+        )
+        .unwrap();
+        let party = LocalParty {
+            key: KeyPair::ed25519_from_seed(&seed(&key)),
+            fields: vec![issuers.field()],
+            wallet: wallet(&key),
+            store: store.clone(),
+            replay: ReplayCache::default(),
+            status_lists: StatusLists::new(),
+            grace_secs: 5,
+        };
+        let (handshakes, mut events) = Handshakes::spawn(party, network.commands(), network_events);
+        let address = wait_for(&mut events, |event| match event {
+            GatewayEvent::Listening(address) => Some(address.clone()),
+            _ => None,
+        })
+        .await;
+        Self {
+            key,
+            network,
+            handshakes,
+            events,
+            address,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn peer_id(&self) -> PeerId {
+        self.network.peer_id()
+    }
+
+    async fn dial(&self, other: &Gateway) {
+        self.network
+            .send(Command::Dial(other.address.clone()))
+            .await
+            .unwrap();
+    }
+
+    /// Waits for this gateway's verdict on `peer`.
+    async fn verdict_on(&mut self, peer: PeerId) -> Result<PeerRecord, (String, String)> {
+        wait_for(&mut self.events, |event| match event {
+            GatewayEvent::PeerVerified { peer: p, record } if *p == peer => {
+                Some(Ok(record.clone()))
+            }
+            GatewayEvent::PeerRefused {
+                peer: p,
+                code,
+                message,
+            } if *p == peer => Some(Err((code.clone(), message.clone()))),
+            _ => None,
+        })
+        .await
+    }
+
+    fn tier(record: &PeerRecord) -> u8 {
+        record.tiers.values().copied().max().unwrap_or(0)
+    }
+}
+
+fn seed(key: &KeyPair) -> [u8; 32] {
+    match key {
+        KeyPair::Ed25519(signing) => signing.to_bytes(),
+        KeyPair::P256(_) => unreachable!("organisation keys are Ed25519"),
+    }
+}
+
+async fn wait_for<T>(
+    events: &mut broadcast::Receiver<GatewayEvent>,
+    mut pick: impl FnMut(&GatewayEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("the gateway stopped"),
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for a gateway event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qualified_peers_reach_their_tier_at_each_other_and_persist_it() {
+    let issuers = Issuers::new();
+    let year = now_unix() + 365 * 86_400;
+    let mut a = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
+    let mut b = Gateway::start(&issuers, |key| issuers.wallet(key, 70, Some(year))).await;
+    b.dial(&a).await;
+    let at_a = a.verdict_on(b.peer_id()).await.expect("A admits B");
+    let at_b = b.verdict_on(a.peer_id()).await.expect("B admits A");
+    assert_eq!((Gateway::tier(&at_a), Gateway::tier(&at_b)), (2, 2));
+    assert_eq!(at_a.did, b.key.did());
+    let stored: PeerRecord = a
+        .store
+        .tree(Tree::Peers)
+        .unwrap()
+        .get(b.peer_id().to_bytes().as_slice())
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.tiers, at_a.tiers);
+    drop(b.handshakes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_a_tier_is_refused_and_disconnected() {
+    let issuers = Issuers::new();
+    let year = now_unix() + 365 * 86_400;
+    let mut a = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
+    let mut c = Gateway::start(&issuers, |key| issuers.wallet(key, 30, None)).await;
+    c.dial(&a).await;
+    let (code, message) = a.verdict_on(c.peer_id()).await.expect_err("A refuses C");
+    assert_eq!(code, "no_tier", "{message}");
+    let a_peer = a.peer_id();
+    wait_for(&mut c.events, |event| {
+        matches!(event, GatewayEvent::PeerGone { peer } if *peer == a_peer).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsing_licence_drops_the_tier_without_a_restart() {
+    let issuers = Issuers::new();
+    let year = now_unix() + 365 * 86_400;
+    let mut a = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
+    // With the 60 s clock-skew tolerance, a licence that "expired" 57 s ago lapses in 3 s.
+    let lapse_at = now_unix() + 3;
+    let d = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(lapse_at - 60))).await;
+    d.dial(&a).await;
+    let before = a.verdict_on(d.peer_id()).await.expect("A admits D");
+    assert_eq!(Gateway::tier(&before), 2);
+    assert_eq!(before.next_change, Some(lapse_at));
+    let after = a.verdict_on(d.peer_id()).await.expect("D keeps tier 1");
+    assert_eq!(Gateway::tier(&after), 1);
+    assert!(
+        after.evaluated_at >= lapse_at && after.evaluated_at <= lapse_at + 2,
+        "re-evaluated at {} for a lapse at {lapse_at}",
+        after.evaluated_at
+    );
+    drop(d.events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_port_changes_nothing() {
+    let issuers = Issuers::new();
+    let year = now_unix() + 365 * 86_400;
+    let mut a = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
+    let port = a.address.iter().find_map(|protocol| match protocol {
+        libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+        _ => None,
+    });
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", port.unwrap())).unwrap();
+    let _ = raw.write_all(&[0xff; 4096]);
+    let _ = raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    drop(raw);
+    let mut b = Gateway::start(&issuers, |key| issuers.wallet(key, 70, Some(year))).await;
+    b.dial(&a).await;
+    assert_eq!(
+        Gateway::tier(&a.verdict_on(b.peer_id()).await.expect("A still works")),
+        2
+    );
+}
