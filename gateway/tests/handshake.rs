@@ -274,7 +274,7 @@ async fn garbage_on_the_port_changes_nothing() {
     let _ = raw.write_all(&[0xff; 4096]);
     let _ = raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     drop(raw);
-    let mut b = Gateway::start(&issuers, |key| issuers.wallet(key, 70, Some(year))).await;
+    let b = Gateway::start(&issuers, |key| issuers.wallet(key, 70, Some(year))).await;
     b.dial(&a).await;
     assert_eq!(
         Gateway::tier(&a.verdict_on(b.peer_id()).await.expect("A still works")),
