@@ -5,7 +5,7 @@
 //! the grace window is disconnected. Results are re-evaluated when they are due to change.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -84,25 +84,63 @@ pub enum GatewayEvent {
 }
 
 /// The local side of every handshake: who we are, what we hold, which fields we belong to.
+/// Shared with the API, which changes the wallet and the fields while the daemon runs.
 pub struct LocalParty {
     /// The organisation key.
     pub key: KeyPair,
     /// The fields joined.
-    pub fields: Vec<Field>,
+    pub fields: RwLock<Vec<Arc<Field>>>,
     /// The organisation's own credentials (compact vc+jwt).
-    pub wallet: Vec<String>,
+    pub wallet: RwLock<Vec<String>>,
     /// The store (peer records are kept in its `peers` tree).
     pub store: Store,
     /// Used nonces.
     pub replay: ReplayCache,
     /// Known status lists.
-    pub status_lists: StatusLists,
+    pub status_lists: RwLock<StatusLists>,
     /// Seconds an unknown peer may take to finish the handshake.
     pub grace_secs: u64,
 }
 
+impl LocalParty {
+    /// A party with the given fields and wallet.
+    pub fn new(
+        key: KeyPair,
+        fields: Vec<Field>,
+        wallet: Vec<String>,
+        store: Store,
+        grace_secs: u64,
+    ) -> Self {
+        Self {
+            key,
+            fields: RwLock::new(fields.into_iter().map(Arc::new).collect()),
+            wallet: RwLock::new(wallet),
+            store,
+            replay: ReplayCache::default(),
+            status_lists: RwLock::new(StatusLists::new()),
+            grace_secs,
+        }
+    }
+
+    /// The fields joined, as of now.
+    pub fn fields(&self) -> Vec<Arc<Field>> {
+        self.fields
+            .read()
+            .map(|fields| fields.clone())
+            .unwrap_or_default()
+    }
+
+    /// The wallet, as of now.
+    pub fn wallet(&self) -> Vec<String> {
+        self.wallet
+            .read()
+            .map(|wallet| wallet.clone())
+            .unwrap_or_default()
+    }
+}
+
 struct Shared {
-    party: LocalParty,
+    party: Arc<LocalParty>,
     did: String,
     verifier: CredentialVerifier,
     commands: mpsc::Sender<Command>,
@@ -125,7 +163,7 @@ impl Handshakes {
     /// Starts the service on the network's events and commands. The receiver returned
     /// sees every event from the start (later subscribers see only what follows).
     pub fn spawn(
-        party: LocalParty,
+        party: Arc<LocalParty>,
         commands: mpsc::Sender<Command>,
         network_events: mpsc::Receiver<NetworkEvent>,
     ) -> (Self, broadcast::Receiver<GatewayEvent>) {
@@ -352,7 +390,7 @@ impl From<StoreError> for Refusal {
 impl Shared {
     fn field_ids(&self) -> Vec<String> {
         self.party
-            .fields
+            .fields()
             .iter()
             .map(|field| field.charter.field_id())
             .collect()
@@ -366,7 +404,7 @@ impl Shared {
         create_presentation(
             &self.party.key,
             Challenge { audience, nonce },
-            &self.party.wallet,
+            &self.party.wallet(),
             now_unix(),
             PRESENTATION_LIFETIME_SECS,
         )
@@ -513,10 +551,16 @@ impl Shared {
     fn evaluate(&self, did: String, credentials: Vec<String>, now: i64) -> PeerRecord {
         let mut tiers = BTreeMap::new();
         let mut next_change: Option<i64> = None;
-        for field in &self.party.fields {
+        let status_lists = self
+            .party
+            .status_lists
+            .read()
+            .map(|lists| lists.clone())
+            .unwrap_or_default();
+        for field in self.party.fields() {
             let context = TierContext {
                 at: now,
-                status_lists: &self.party.status_lists,
+                status_lists: &status_lists,
                 holder: Some(&did),
             };
             let report = evaluate(&field.charter, &self.verifier, &credentials, context);

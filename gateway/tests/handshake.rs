@@ -4,14 +4,13 @@
 //! port changes nothing. Every wait is on an event, with a timeout.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use serde_json::json;
 use tfc_gateway::charter::Charter;
-use tfc_gateway::credential::{
-    CredentialDraft, ReplayCache, StatusLists, issue_credential, now_unix,
-};
+use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
 use tfc_gateway::field::Field;
 use tfc_gateway::handshake::{GatewayEvent, Handshakes, LocalParty, PeerRecord};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
@@ -115,15 +114,13 @@ impl Gateway {
             1024 * 1024,
         )
         .unwrap();
-        let party = LocalParty {
-            key: KeyPair::ed25519_from_seed(&seed(&key)),
-            fields: vec![issuers.field()],
-            wallet: wallet(&key),
-            store: store.clone(),
-            replay: ReplayCache::default(),
-            status_lists: StatusLists::new(),
-            grace_secs: 5,
-        };
+        let party = Arc::new(LocalParty::new(
+            KeyPair::ed25519_from_seed(&seed(&key)),
+            vec![issuers.field()],
+            wallet(&key),
+            store.clone(),
+            5,
+        ));
         let (handshakes, mut events) = Handshakes::spawn(party, network.commands(), network_events);
         let address = wait_for(&mut events, |event| match event {
             GatewayEvent::Listening(address) => Some(address.clone()),
