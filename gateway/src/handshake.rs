@@ -192,6 +192,12 @@ impl Handshakes {
     pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
         self.events.subscribe()
     }
+
+    /// Stops the service and waits until it has let go of the shared state.
+    pub async fn shutdown(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 struct Service {

@@ -30,6 +30,7 @@
 pub mod charter;
 pub mod config;
 pub mod credential;
+pub mod daemon;
 pub mod field;
 pub mod handshake;
 pub mod identity;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tfc_gateway::config::GatewayConfig;
+use tfc_gateway::config::{GatewayConfig, LogFormat};
+use tfc_gateway::daemon::Gateway;
 use tfc_gateway::init::{STORE_DIR, init};
 use tfc_gateway::store::Store;
 use tfc_gateway::tls::Provisioned;
@@ -31,6 +32,15 @@ enum Command {
         /// Import this Ed25519 PKCS#8 PEM key (mode 0600) instead of generating one.
         #[arg(long)]
         key: Option<PathBuf>,
+    },
+    /// Run the daemon until SIGINT or SIGTERM.
+    Run {
+        /// The gateway's config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Log format, overriding the config: human or json.
+        #[arg(long)]
+        log_format: Option<LogFormat>,
     },
     /// Copy the store to a backup file (the gateway must be stopped).
     Backup {
@@ -63,6 +73,7 @@ enum Command {
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Init { data_dir, key } => run_init(&data_dir, key.as_deref())?,
+        Command::Run { config, log_format } => run_daemon(&config, log_format)?,
         Command::Backup { config, out } => {
             let records = open_store(&config)?.backup(&out)?;
             println!("wrote {records} records to {}", out.display());
@@ -118,6 +129,41 @@ fn run_init(data_dir: &Path, key: Option<&Path>) -> anyhow::Result<()> {
         report.tls_files.client_cert.display(),
         report.tls_files.client_key.display()
     );
+    Ok(())
+}
+
+fn run_daemon(config: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    let config = GatewayConfig::load(config)?;
+    init_logging(log_format.unwrap_or(config.log.format), &config.log.level)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let (gateway, _events) = Gateway::start(&config).await?;
+        wait_for_stop_signal().await?;
+        tracing::info!("stop signal received; shutting down");
+        gateway.shutdown().await?;
+        Ok(())
+    })
+}
+
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("log level {level:?} is not a tracing filter"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
     Ok(())
 }
 

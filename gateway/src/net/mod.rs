@@ -209,9 +209,10 @@ impl Network {
         answer.await.map_err(|_| NetError::Stopped)
     }
 
-    /// Stops the swarm task, closing every connection.
-    pub async fn shutdown(self) {
+    /// Stops the swarm task, closing every connection, and waits for it to end.
+    pub async fn shutdown(mut self) {
         self.task.abort();
+        let _ = (&mut self.task).await;
     }
 }
 

@@ -1,0 +1,226 @@
+//! The running gateway: wires the store, the fields, the wallet, the network and the
+//! handshake together, and takes them down in order.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::config::GatewayConfig;
+use crate::credential::{
+    CredentialVerifier, StatusLists, VerificationError, VerifiedCredential, VerifyContext, now_unix,
+};
+use crate::field::{Field, FieldError};
+use crate::handshake::{GatewayEvent, Handshakes, LocalParty};
+use crate::identity::{IdentityError, KeyPair};
+use crate::init::STORE_DIR;
+use crate::net::{Command, NetError, Network};
+use crate::store::{Store, StoreError, Stored, Tree};
+
+/// The gateway could not start, or refused a change.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The org key is unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A joined field no longer loads.
+    #[error("field {path}: {source}")]
+    Field {
+        /// The charter file.
+        path: PathBuf,
+        /// Why.
+        source: FieldError,
+    },
+    /// The network could not start.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A credential offered to the wallet does not verify or is not ours.
+    #[error("wallet: {0}")]
+    Wallet(VerificationError),
+}
+
+impl DaemonError {
+    /// A stable machine code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DaemonError::Identity(error) => error.code(),
+            DaemonError::Store(error) => error.code(),
+            DaemonError::Field { source, .. } => source.code(),
+            DaemonError::Net(_) => "network",
+            DaemonError::Wallet(error) => error.code.as_str(),
+        }
+    }
+}
+
+/// A joined field, as kept in the `fields` tree: where its charter lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct JoinedField {
+    charter: PathBuf,
+}
+
+impl Stored for JoinedField {
+    const VERSION: u8 = 1;
+}
+
+/// A credential in the `wallet` tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct WalletEntry {
+    token: String,
+}
+
+impl Stored for WalletEntry {
+    const VERSION: u8 = 1;
+}
+
+/// A running gateway.
+pub struct Gateway {
+    party: Arc<LocalParty>,
+    network: Network,
+    handshakes: Handshakes,
+    store: Store,
+}
+
+impl Gateway {
+    /// Starts the gateway described by `config`: the first events (listen addresses, peers)
+    /// arrive on the returned receiver.
+    pub async fn start(
+        config: &GatewayConfig,
+    ) -> Result<(Self, broadcast::Receiver<GatewayEvent>), DaemonError> {
+        let key = KeyPair::load(&config.resolve(&config.identity.key_file))?;
+        let libp2p_key = key.libp2p_keypair()?;
+        let store = Store::open(&config.resolve(Path::new(STORE_DIR)))?;
+        let fields = store
+            .tree(Tree::Fields)?
+            .entries::<JoinedField>()?
+            .into_iter()
+            .map(|(_, joined)| {
+                Field::load(&joined.charter).map_err(|source| DaemonError::Field {
+                    path: joined.charter,
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let wallet = store
+            .tree(Tree::Wallet)?
+            .entries::<WalletEntry>()?
+            .into_iter()
+            .map(|(_, entry)| entry.token)
+            .collect();
+        let grace = u64::try_from(config.handshake_grace_secs()).unwrap_or(10);
+        let party = Arc::new(LocalParty::new(key, fields, wallet, store.clone(), grace));
+        let (network, network_events) = Network::spawn(
+            libp2p_key,
+            &config.network.listen,
+            config.network.max_message_bytes,
+        )?;
+        let (handshakes, events) =
+            Handshakes::spawn(Arc::clone(&party), network.commands(), network_events);
+        for address in &config.network.bootstrap {
+            match address.parse() {
+                Ok(address) => network.send(Command::Dial(address)).await?,
+                Err(error) => tracing::warn!(%address, %error, "bootstrap address ignored"),
+            }
+        }
+        tracing::info!(did = %party.key.did(), peer_id = %network.peer_id(), "gateway started");
+        Ok((
+            Self {
+                party,
+                network,
+                handshakes,
+                store,
+            },
+            events,
+        ))
+    }
+
+    /// The organisation's DID.
+    pub fn did(&self) -> String {
+        self.party.key.did()
+    }
+
+    /// The network handle.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Subscribes to handshake outcomes.
+    pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
+        self.handshakes.subscribe()
+    }
+
+    /// The shared state (fields, wallet, store).
+    pub fn party(&self) -> &Arc<LocalParty> {
+        &self.party
+    }
+
+    /// Joins the field whose (signed) charter is at `charter`; it counts from the next
+    /// handshake on. Returns the field id.
+    pub fn join_field(&self, charter: &Path) -> Result<String, DaemonError> {
+        let charter = std::fs::canonicalize(charter).unwrap_or_else(|_| charter.to_owned());
+        let field = Field::load(&charter).map_err(|source| DaemonError::Field {
+            path: charter.clone(),
+            source,
+        })?;
+        let id = field.charter.field_id();
+        self.store
+            .tree(Tree::Fields)?
+            .put_durable(id.as_bytes(), &JoinedField { charter })?;
+        if let Ok(mut fields) = self.party.fields.write() {
+            fields.retain(|known| known.charter.field_id() != id);
+            fields.push(Arc::new(field));
+        }
+        Ok(id)
+    }
+
+    /// Adds one of the organisation's own credentials to the wallet after checking it: it
+    /// must verify and name this organisation as its subject.
+    pub fn import_credential(&self, token: &str) -> Result<VerifiedCredential, DaemonError> {
+        let lists = self
+            .party
+            .status_lists
+            .read()
+            .map(|lists| lists.clone())
+            .unwrap_or_else(|_| StatusLists::new());
+        let context = VerifyContext {
+            now: now_unix(),
+            trust: None,
+            status_lists: &lists,
+            status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
+        };
+        let credential = CredentialVerifier::new()
+            .verify_credential(token, &context)
+            .map_err(DaemonError::Wallet)?;
+        if credential.subject != self.did() {
+            return Err(DaemonError::Wallet(VerificationError::new(
+                crate::credential::ErrorCode::HolderMismatch,
+                format!(
+                    "the credential was issued to {}, not to this organisation",
+                    credential.subject
+                ),
+            )));
+        }
+        self.store.tree(Tree::Wallet)?.put_durable(
+            credential.id.as_bytes(),
+            &WalletEntry {
+                token: token.trim().to_owned(),
+            },
+        )?;
+        if let Ok(mut wallet) = self.party.wallet.write() {
+            wallet.push(token.trim().to_owned());
+        }
+        Ok(credential)
+    }
+
+    /// Stops the network and flushes the store.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        self.handshakes.shutdown().await;
+        self.network.shutdown().await;
+        self.store.flush()?;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
