@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::api::{ApiServer, ApiStartError};
 use crate::config::GatewayConfig;
 use crate::credential::{
     CredentialVerifier, StatusLists, VerificationError, VerifiedCredential, VerifyContext, now_unix,
@@ -38,6 +39,9 @@ pub enum DaemonError {
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The API could not start.
+    #[error(transparent)]
+    Api(#[from] ApiStartError),
     /// A credential offered to the wallet does not verify or is not ours.
     #[error("wallet: {0}")]
     Wallet(VerificationError),
@@ -51,6 +55,7 @@ impl DaemonError {
             DaemonError::Store(error) => error.code(),
             DaemonError::Field { source, .. } => source.code(),
             DaemonError::Net(_) => "network",
+            DaemonError::Api(_) => "api",
             DaemonError::Wallet(error) => error.code.as_str(),
         }
     }
@@ -76,11 +81,72 @@ impl Stored for WalletEntry {
     const VERSION: u8 = 1;
 }
 
+impl LocalParty {
+    /// Joins the field whose (signed) charter is at `charter`; it counts from the next
+    /// handshake on. Returns the field.
+    pub fn join_field(&self, charter: &Path) -> Result<Arc<Field>, DaemonError> {
+        let charter = std::fs::canonicalize(charter).unwrap_or_else(|_| charter.to_owned());
+        let field = Field::load(&charter).map_err(|source| DaemonError::Field {
+            path: charter.clone(),
+            source,
+        })?;
+        let id = field.charter.field_id();
+        self.store
+            .tree(Tree::Fields)?
+            .put_durable(id.as_bytes(), &JoinedField { charter })?;
+        let field = Arc::new(field);
+        if let Ok(mut fields) = self.fields.write() {
+            fields.retain(|known| known.charter.field_id() != id);
+            fields.push(Arc::clone(&field));
+        }
+        Ok(field)
+    }
+
+    /// Adds one of the organisation's own credentials to the wallet after checking it: it
+    /// must verify and name this organisation as its subject.
+    pub fn import_credential(&self, token: &str) -> Result<VerifiedCredential, DaemonError> {
+        let lists = self
+            .status_lists
+            .read()
+            .map(|lists| lists.clone())
+            .unwrap_or_else(|_| StatusLists::new());
+        let context = VerifyContext {
+            now: now_unix(),
+            trust: None,
+            status_lists: &lists,
+            status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
+        };
+        let credential = CredentialVerifier::new()
+            .verify_credential(token, &context)
+            .map_err(DaemonError::Wallet)?;
+        if credential.subject != self.key.did() {
+            return Err(DaemonError::Wallet(VerificationError::new(
+                crate::credential::ErrorCode::HolderMismatch,
+                format!(
+                    "the credential was issued to {}, not to this organisation",
+                    credential.subject
+                ),
+            )));
+        }
+        self.store.tree(Tree::Wallet)?.put_durable(
+            credential.id.as_bytes(),
+            &WalletEntry {
+                token: token.trim().to_owned(),
+            },
+        )?;
+        if let Ok(mut wallet) = self.wallet.write() {
+            wallet.push(token.trim().to_owned());
+        }
+        Ok(credential)
+    }
+}
+
 /// A running gateway.
 pub struct Gateway {
     party: Arc<LocalParty>,
     network: Network,
     handshakes: Handshakes,
+    api: ApiServer,
     store: Store,
 }
 
@@ -125,12 +191,21 @@ impl Gateway {
                 Err(error) => tracing::warn!(%address, %error, "bootstrap address ignored"),
             }
         }
-        tracing::info!(did = %party.key.did(), peer_id = %network.peer_id(), "gateway started");
+        let api = ApiServer::start(
+            config,
+            Arc::clone(&party),
+            network.commands(),
+            network.peer_id(),
+            handshakes.subscribe(),
+        )
+        .await?;
+        tracing::info!(did = %party.key.did(), peer_id = %network.peer_id(), api = %api.address(), "gateway started");
         Ok((
             Self {
                 party,
                 network,
                 handshakes,
+                api,
                 store,
             },
             events,
@@ -140,6 +215,11 @@ impl Gateway {
     /// The organisation's DID.
     pub fn did(&self) -> String {
         self.party.key.did()
+    }
+
+    /// The API's bound address.
+    pub fn api_address(&self) -> std::net::SocketAddr {
+        self.api.address()
     }
 
     /// The network handle.
@@ -157,66 +237,9 @@ impl Gateway {
         &self.party
     }
 
-    /// Joins the field whose (signed) charter is at `charter`; it counts from the next
-    /// handshake on. Returns the field id.
-    pub fn join_field(&self, charter: &Path) -> Result<String, DaemonError> {
-        let charter = std::fs::canonicalize(charter).unwrap_or_else(|_| charter.to_owned());
-        let field = Field::load(&charter).map_err(|source| DaemonError::Field {
-            path: charter.clone(),
-            source,
-        })?;
-        let id = field.charter.field_id();
-        self.store
-            .tree(Tree::Fields)?
-            .put_durable(id.as_bytes(), &JoinedField { charter })?;
-        if let Ok(mut fields) = self.party.fields.write() {
-            fields.retain(|known| known.charter.field_id() != id);
-            fields.push(Arc::new(field));
-        }
-        Ok(id)
-    }
-
-    /// Adds one of the organisation's own credentials to the wallet after checking it: it
-    /// must verify and name this organisation as its subject.
-    pub fn import_credential(&self, token: &str) -> Result<VerifiedCredential, DaemonError> {
-        let lists = self
-            .party
-            .status_lists
-            .read()
-            .map(|lists| lists.clone())
-            .unwrap_or_else(|_| StatusLists::new());
-        let context = VerifyContext {
-            now: now_unix(),
-            trust: None,
-            status_lists: &lists,
-            status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
-        };
-        let credential = CredentialVerifier::new()
-            .verify_credential(token, &context)
-            .map_err(DaemonError::Wallet)?;
-        if credential.subject != self.did() {
-            return Err(DaemonError::Wallet(VerificationError::new(
-                crate::credential::ErrorCode::HolderMismatch,
-                format!(
-                    "the credential was issued to {}, not to this organisation",
-                    credential.subject
-                ),
-            )));
-        }
-        self.store.tree(Tree::Wallet)?.put_durable(
-            credential.id.as_bytes(),
-            &WalletEntry {
-                token: token.trim().to_owned(),
-            },
-        )?;
-        if let Ok(mut wallet) = self.party.wallet.write() {
-            wallet.push(token.trim().to_owned());
-        }
-        Ok(credential)
-    }
-
     /// Stops the network and flushes the store.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
+        drop(self.api);
         self.handshakes.shutdown().await;
         self.network.shutdown().await;
         self.store.flush()?;

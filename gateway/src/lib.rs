@@ -27,6 +27,7 @@
 //! ```
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod api;
 pub mod charter;
 pub mod config;
 pub mod credential;

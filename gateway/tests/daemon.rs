@@ -110,12 +110,21 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
     let theirs = issue_credential(&bureau, &draft(&bureau), now).unwrap();
     let field_id = {
         let (gateway, _) = Gateway::start(&config).await.unwrap();
-        let id = gateway.join_field(&charter_path).unwrap();
-        gateway.import_credential(&ours).unwrap();
-        let refused = gateway.import_credential(&theirs).unwrap_err();
+        let id = gateway
+            .party()
+            .join_field(&charter_path)
+            .unwrap()
+            .charter
+            .field_id();
+        gateway.party().import_credential(&ours).unwrap();
+        let refused = gateway.party().import_credential(&theirs).unwrap_err();
         assert_eq!(refused.code(), "holder_mismatch");
         assert_eq!(
-            gateway.import_credential("garbage").unwrap_err().code(),
+            gateway
+                .party()
+                .import_credential("garbage")
+                .unwrap_err()
+                .code(),
             "malformed"
         );
         gateway.shutdown().await.unwrap();
@@ -130,5 +139,131 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
         .collect();
     assert_eq!(fields, [field_id]);
     assert_eq!(gateway.party().wallet(), [ours]);
+    gateway.shutdown().await.unwrap();
+}
+
+/// An HTTPS client for the admin API: trusts the admin CA, presents `identity` if given.
+fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::blocking::Client {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GatewayConfig::load(&data_dir(dir.path())).unwrap();
+    let stranger = tempfile::tempdir().unwrap();
+    let stranger_tls = init(stranger.path(), None).unwrap().tls_files;
+    let (gateway, _) = Gateway::start(&config).await.unwrap();
+    let base = format!("https://localhost:{}", gateway.api_address().port());
+    let tls = tfc_gateway::tls::TlsFiles::under(dir.path());
+    let did = gateway.did();
+    let org = KeyPair::load(&dir.path().join(KEY_FILE)).unwrap();
+    let bureau = KeyPair::generate(KeyAlgorithm::Ed25519);
+    let now = now_unix();
+    let draft = CredentialDraft {
+        type_name: "CreditRatingCredential".into(),
+        subject: org.did(),
+        claims: json!({"grade": "A", "score": 90, "assessedOn": "2026-01-01"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        valid_from: now - 60,
+        valid_until: Some(now + 86_400),
+        status: vec![],
+    };
+    let credential = issue_credential(&bureau, &draft, now).unwrap();
+    tokio::task::spawn_blocking(move || {
+        let admin = client(&tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
+        let health = admin.get(format!("{base}/healthz")).send().unwrap();
+        assert_eq!(health.status(), 200);
+        let status: serde_json::Value = admin
+            .get(format!("{base}/v1/status"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(status["did"], did);
+        assert!(
+            status["listen"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("/ip4/127.0.0.1/tcp/")
+        );
+        let imported = admin
+            .post(format!("{base}/v1/wallet"))
+            .json(&json!({"credential": credential}))
+            .send()
+            .unwrap();
+        assert_eq!(imported.status(), 200);
+        let wallet: serde_json::Value = admin
+            .get(format!("{base}/v1/wallet"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(wallet[0]["type"], "CreditRatingCredential");
+        let bad = admin
+            .post(format!("{base}/v1/wallet"))
+            .json(&json!({"credential": "not a token"}))
+            .send()
+            .unwrap();
+        assert_eq!(bad.status(), 422);
+        let error: serde_json::Value = bad.json().unwrap();
+        assert_eq!(error["code"], "malformed");
+        let unknown_key = admin
+            .post(format!("{base}/v1/wallet"))
+            .json(&json!({"token": "x"}))
+            .send()
+            .unwrap();
+        assert!(unknown_key.status().is_client_error());
+        let metrics = admin
+            .get(format!("{base}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(metrics.contains("tfc_wallet_credentials 1"), "{metrics}");
+        // No client certificate, or one from another gateway's CA: refused during TLS.
+        assert!(
+            client(&tls.ca_cert, None)
+                .get(format!("{base}/healthz"))
+                .send()
+                .is_err()
+        );
+        let foreign = client(
+            &tls.ca_cert,
+            Some((&stranger_tls.client_cert, &stranger_tls.client_key)),
+        );
+        assert!(foreign.get(format!("{base}/healthz")).send().is_err());
+    })
+    .await
+    .unwrap();
     gateway.shutdown().await.unwrap();
 }

@@ -1,0 +1,93 @@
+//! The admin API's request and response bodies, shared with `tfcctl` so the two cannot drift.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Every error body: `{ "code": "<stable code>", "message": "<what to do>" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A stable machine code.
+    pub code: String,
+    /// A human message.
+    pub message: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    /// The organisation's DID.
+    pub did: String,
+    /// Its libp2p PeerId.
+    pub peer_id: String,
+    /// The libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// Ids of the fields joined.
+    pub fields: Vec<String>,
+    /// Credentials in the wallet.
+    pub wallet: usize,
+    /// Peers with a recorded handshake.
+    pub peers: usize,
+}
+
+/// One peer in `GET /v1/peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerView {
+    /// Its PeerId.
+    pub peer_id: String,
+    /// Its DID.
+    pub did: String,
+    /// Field id → tier.
+    pub tiers: BTreeMap<String, u8>,
+    /// When the tiers were computed (RFC 3339).
+    pub evaluated_at: String,
+    /// When they are next due to change (RFC 3339), if ever.
+    pub next_change: Option<String>,
+}
+
+/// `POST /v1/wallet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletImport {
+    /// A compact vc+jwt issued to this organisation.
+    pub credential: String,
+}
+
+/// One credential in `GET /v1/wallet`, and the answer to an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletEntryView {
+    /// The credential id.
+    pub id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Its issuer.
+    pub issuer: String,
+    /// Its end of validity (RFC 3339), if any.
+    pub valid_until: Option<String>,
+}
+
+/// `POST /v1/fields`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinField {
+    /// The absolute path of a signed charter readable by the gateway.
+    pub charter: String,
+}
+
+/// One field in `GET /v1/fields`, and the answer to a join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldView {
+    /// The field id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its founders.
+    pub founders: Vec<String>,
+    /// The credential types each tier requires.
+    pub tiers: Vec<Vec<String>>,
+}
