@@ -2,6 +2,7 @@
 //!
 //! Exit status: 0 for success or valid, 1 for invalid or denied, 2 for usage or I/O errors.
 
+mod client;
 mod credential;
 mod field;
 mod input;
@@ -18,6 +19,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(name = "tfcctl", version, about, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    gateway: client::GatewayArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +48,26 @@ enum Command {
     /// Access policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The gateway's identity, addresses and counts (needs --gateway).
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The peers the gateway has verified, with their tiers (needs --gateway).
+    Peers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect to a peer; the handshake follows (needs --gateway).
+    Dial {
+        /// The peer's multiaddr, e.g. /ip4/192.0.2.10/tcp/7400/p2p/12D3KooW….
+        address: String,
+    },
+    /// The gateway's own credentials (needs --gateway).
+    #[command(subcommand)]
+    Wallet(client::WalletCommand),
 }
 
 #[derive(Subcommand)]
@@ -52,6 +75,28 @@ enum FieldCommand {
     /// Hash, sign and verify a charter offline.
     #[command(subcommand)]
     Charter(field::CharterCommand),
+    /// Join a field: the gateway loads the signed charter at this path (needs --gateway).
+    Join {
+        /// The charter file.
+        charter: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The fields the gateway has joined (needs --gateway).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One joined field, by id or id prefix (needs --gateway).
+    Show {
+        /// The field id (a prefix is enough).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +206,7 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let gateway = cli.gateway;
     let result = match cli.command {
         Command::Key(command) => key::run(command),
         Command::Credential(CredentialCommand::Issue(args)) => credential::issue(args),
@@ -173,6 +219,17 @@ fn main() -> ExitCode {
         Command::StatusList(StatusListCommand::Set(args)) => status_list::set(args),
         Command::StatusList(StatusListCommand::Show(args)) => status_list::show(args),
         Command::Field(FieldCommand::Charter(command)) => field::charter(command),
+        Command::Field(FieldCommand::Join { charter, json }) => {
+            client::join_field(&gateway, &charter, json)
+        }
+        Command::Field(FieldCommand::List { json }) => client::list_fields(&gateway, None, json),
+        Command::Field(FieldCommand::Show { id, json }) => {
+            client::list_fields(&gateway, Some(&id), json)
+        }
+        Command::Status { json } => client::status(&gateway, json),
+        Command::Peers { json } => client::peers(&gateway, json),
+        Command::Dial { address } => client::dial(&gateway, &address),
+        Command::Wallet(command) => client::wallet(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),
     };
@@ -183,5 +240,15 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -32,7 +32,7 @@ use crate::net::Command;
 use crate::secret_file::check_private;
 use crate::store::Tree;
 use types::{
-    ApiError, FieldView, JoinField, PeerView, StatusResponse, WalletEntryView, WalletImport,
+    ApiError, Dial, FieldView, JoinField, PeerView, StatusResponse, WalletEntryView, WalletImport,
 };
 
 /// Largest request body accepted.
@@ -233,6 +233,7 @@ fn router(state: ApiState) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/wallet", get(wallet).post(import_credential))
         .route("/v1/fields", get(fields).post(join_field))
+        .route("/v1/dial", axum::routing::post(dial))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -426,4 +427,33 @@ async fn join_field(
 ) -> Result<Json<FieldView>, Failure> {
     let field = state.party.join_field(Path::new(&request.charter))?;
     Ok(Json(field_view(&field)))
+}
+
+async fn dial(
+    State(state): State<ApiState>,
+    Json(request): Json<Dial>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    let address: libp2p::Multiaddr =
+        request
+            .address
+            .parse()
+            .map_err(|error: libp2p::multiaddr::Error| {
+                Failure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_address",
+                    error.to_string(),
+                )
+            })?;
+    state
+        .commands
+        .send(Command::Dial(address))
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "network",
+                "the network task has stopped",
+            )
+        })?;
+    Ok(Json(serde_json::json!({"dialing": request.address})))
 }

@@ -91,3 +91,11 @@ pub struct FieldView {
     /// The credential types each tier requires.
     pub tiers: Vec<Vec<String>>,
 }
+
+/// `POST /v1/dial`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dial {
+    /// A multiaddr, e.g. `/ip4/192.0.2.10/tcp/7400/p2p/12D3KooW…`.
+    pub address: String,
+}

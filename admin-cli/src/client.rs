@@ -1,0 +1,319 @@
+//! The admin API client: `tfcctl --gateway URL status|peers|wallet …|field join|list|show`.
+//! It speaks HTTPS with the admin client certificate; the request and response bodies are the
+//! gateway's own types.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tfc_gateway::api::types::{
+    ApiError, Dial, FieldView, JoinField, PeerView, StatusResponse, WalletEntryView, WalletImport,
+};
+
+use crate::Outcome;
+use crate::input::read_token;
+use crate::output::print_json;
+
+/// How to reach a gateway's admin API.
+#[derive(Args, Clone)]
+pub(crate) struct GatewayArgs {
+    /// The gateway's API, e.g. https://localhost:7443 (before the subcommand).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// The gateway's data directory, whose tls/ holds the admin certificate, key and CA.
+    #[arg(long, env = "TFC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The admin client certificate (default: <data-dir>/tls/admin-client.pem).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// The admin client key (default: <data-dir>/tls/admin-client-key.pem).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The admin CA certificate (default: <data-dir>/tls/admin-ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+/// `tfcctl --gateway URL wallet …`.
+#[derive(Subcommand)]
+pub(crate) enum WalletCommand {
+    /// Add one of the organisation's credentials to the gateway's wallet.
+    Import {
+        /// The credential file (compact vc+jwt).
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the wallet.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An authenticated API client.
+pub(crate) struct Client {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    pub(crate) fn connect(args: &GatewayArgs) -> anyhow::Result<Self> {
+        let base = args
+            .gateway
+            .clone()
+            .context("this command talks to a gateway: pass --gateway https://HOST:PORT")?;
+        let file = |given: &Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
+            match (given, &args.data_dir) {
+                (Some(path), _) => Ok(path.clone()),
+                (None, Some(dir)) => Ok(dir.join("tls").join(name)),
+                (None, None) => bail!(
+                    "pass --data-dir DIR (the gateway's data directory) or --cert, --key and --ca"
+                ),
+            }
+        };
+        let ca = file(&args.ca, "admin-ca.pem")?;
+        let cert = file(&args.cert, "admin-client.pem")?;
+        let key = file(&args.key, "admin-client-key.pem")?;
+        let config = tls_config(&ca, &cert, &key)?;
+        let http = reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(config)
+            .build()
+            .context("cannot build the HTTPS client")?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Result<T, ApiError>> {
+        let response = self.http.get(format!("{}{path}", self.base)).send();
+        answer(response, &self.base)
+    }
+
+    fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<Result<T, ApiError>> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send();
+        answer(response, &self.base)
+    }
+}
+
+fn tls_config(ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("cannot read the admin CA {}", ca.display()))?
+    {
+        roots.add(
+            certificate.with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
+        )?;
+    }
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read the admin certificate {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not a PEM certificate", cert.display()))?;
+    let private = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read the admin key {}", key.display()))?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, private)
+    .context("the admin certificate and key do not match")?;
+    Ok(config)
+}
+
+/// A success body, an API error (exit 1), or a transport failure (exit 2).
+fn answer<T: DeserializeOwned>(
+    response: reqwest::Result<reqwest::blocking::Response>,
+    base: &str,
+) -> anyhow::Result<Result<T, ApiError>> {
+    let response = response.with_context(|| {
+        format!(
+            "cannot reach the gateway at {base} (is it running, and is this its admin certificate?)"
+        )
+    })?;
+    if response.status().is_success() {
+        return Ok(Ok(response
+            .json()
+            .context("the gateway's answer is not the expected JSON")?));
+    }
+    let status = response.status();
+    Ok(Err(response.json::<ApiError>().unwrap_or(ApiError {
+        code: "http".into(),
+        message: format!("HTTP {status}"),
+    })))
+}
+
+fn refused(error: &ApiError, json: bool) -> Outcome {
+    if json {
+        print_json(&serde_json::json!({"ok": false, "code": error.code, "message": error.message}));
+    } else {
+        eprintln!("REFUSED  {}: {}", error.code, error.message);
+    }
+    Outcome::Invalid
+}
+
+pub(crate) fn status(args: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> {
+    let client = Client::connect(args)?;
+    let status: StatusResponse = match client.get("/v1/status")? {
+        Ok(status) => status,
+        Err(error) => return Ok(refused(&error, json)),
+    };
+    if json {
+        print_json(&serde_json::to_value(&status)?);
+    } else {
+        println!("organisation  {}", status.did);
+        println!("peer id       {}", status.peer_id);
+        for address in &status.listen {
+            println!("listening     {address}/p2p/{}", status.peer_id);
+        }
+        println!("fields        {}", status.fields.len());
+        println!("wallet        {} credentials", status.wallet);
+        println!("peers         {}", status.peers);
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn peers(args: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> {
+    let peers: Vec<PeerView> = match Client::connect(args)?.get("/v1/peers")? {
+        Ok(peers) => peers,
+        Err(error) => return Ok(refused(&error, json)),
+    };
+    if json {
+        print_json(&serde_json::to_value(&peers)?);
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "{:<54} {:<58} {:<6} {}",
+        "peer id", "did", "tier", "next change"
+    );
+    for peer in &peers {
+        let tier = peer.tiers.values().copied().max().unwrap_or(0);
+        println!(
+            "{:<54} {:<58} {:<6} {}",
+            peer.peer_id,
+            peer.did,
+            tier,
+            peer.next_change.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn wallet(args: &GatewayArgs, command: WalletCommand) -> anyhow::Result<Outcome> {
+    let client = Client::connect(args)?;
+    match command {
+        WalletCommand::Import { file, json } => {
+            let credential = read_token(&file)?.trim().to_owned();
+            match client.post::<_, WalletEntryView>("/v1/wallet", &WalletImport { credential })? {
+                Ok(entry) if json => print_json(&serde_json::to_value(&entry)?),
+                Ok(entry) => println!(
+                    "imported {} {} from {}",
+                    entry.type_name, entry.id, entry.issuer
+                ),
+                Err(error) => return Ok(refused(&error, json)),
+            }
+        }
+        WalletCommand::List { json } => {
+            let entries: Vec<WalletEntryView> = match client.get("/v1/wallet")? {
+                Ok(entries) => entries,
+                Err(error) => return Ok(refused(&error, json)),
+            };
+            if json {
+                print_json(&serde_json::to_value(&entries)?);
+            } else {
+                for entry in &entries {
+                    println!(
+                        "{:<38} {:<48} {}",
+                        entry.type_name,
+                        entry.id,
+                        entry.valid_until.as_deref().unwrap_or("no expiry")
+                    );
+                }
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn join_field(
+    args: &GatewayArgs,
+    charter: &Path,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let charter = std::fs::canonicalize(charter)
+        .with_context(|| format!("cannot find {}", charter.display()))?;
+    let request = JoinField {
+        charter: charter.display().to_string(),
+    };
+    match Client::connect(args)?.post::<_, FieldView>("/v1/fields", &request)? {
+        Ok(field) if json => print_json(&serde_json::to_value(&field)?),
+        Ok(field) => println!("joined {} ({})", field.name, field.id),
+        Err(error) => return Ok(refused(&error, json)),
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn list_fields(
+    args: &GatewayArgs,
+    show: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let fields: Vec<FieldView> = match Client::connect(args)?.get("/v1/fields")? {
+        Ok(fields) => fields,
+        Err(error) => return Ok(refused(&error, json)),
+    };
+    let selected: Vec<&FieldView> = fields
+        .iter()
+        .filter(|field| show.is_none_or(|id| field.id.starts_with(id)))
+        .collect();
+    if show.is_some() && selected.is_empty() {
+        return Ok(refused(
+            &ApiError {
+                code: "not_found".into(),
+                message: "this gateway has not joined that field".into(),
+            },
+            json,
+        ));
+    }
+    if json {
+        print_json(&serde_json::to_value(&selected)?);
+        return Ok(Outcome::Success);
+    }
+    for field in selected {
+        println!("{}  {}", field.id, field.name);
+        if show.is_some() {
+            println!("  founders  {}", field.founders.join(", "));
+            for (tier, require) in field.tiers.iter().enumerate() {
+                println!("  tier {}    {}", tier + 1, require.join(", "));
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn dial(args: &GatewayArgs, address: &str) -> anyhow::Result<Outcome> {
+    let request = Dial {
+        address: address.to_owned(),
+    };
+    match Client::connect(args)?.post::<_, serde_json::Value>("/v1/dial", &request)? {
+        Ok(_) => println!("dialing {address}; `tfcctl peers` shows the outcome"),
+        Err(error) => return Ok(refused(&error, false)),
+    }
+    Ok(Outcome::Success)
+}
