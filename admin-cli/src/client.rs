@@ -198,10 +198,7 @@ pub(crate) fn peers(args: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> {
         print_json(&serde_json::to_value(&peers)?);
         return Ok(Outcome::Success);
     }
-    println!(
-        "{:<54} {:<58} {:<6} {}",
-        "peer id", "did", "tier", "next change"
-    );
+    println!("{:<54} {:<58} {:<6} next change", "peer id", "did", "tier");
     for peer in &peers {
         let tier = peer.tiers.values().copied().max().unwrap_or(0);
         println!(
