@@ -143,8 +143,19 @@ async fn four_gateways_form_a_field_through_the_admin_tools() {
             "registrar.pem",
         ],
     );
-    std::fs::write(work.join("identity.json"), r#"{"corporateNumber":"7000012050002","legalName":"株式会社テスト","address":"東京都","representative":"山田"}"#).unwrap();
+    // One corporate number per organisation: a number bound to two DIDs is refused.
+    let numbers = [
+        "7000012050002",
+        "9010401123456",
+        "1120001054321",
+        "5011001020304",
+    ];
     for (index, org) in orgs.iter().enumerate() {
+        std::fs::write(
+            work.join("identity.json"),
+            format!(r#"{{"corporateNumber":"{}","legalName":"株式会社テスト","address":"東京都","representative":"山田"}}"#, numbers[index]),
+        )
+        .unwrap();
         // c has a weak credit score: it reaches no tier.
         let score = if index == 3 { 40 } else { 80 };
         std::fs::write(

@@ -13,7 +13,7 @@ use crate::credential::{
     CredentialVerifier, StatusLists, VerificationError, VerifiedCredential, VerifyContext, now_unix,
 };
 use crate::field::{Field, FieldError};
-use crate::handshake::{GatewayEvent, Handshakes, LocalParty};
+use crate::handshake::{GatewayEvent, Handshakes, LocalParty, UsedNonce};
 use crate::identity::{IdentityError, KeyPair};
 use crate::init::STORE_DIR;
 use crate::net::{Command, NetError, Network};
@@ -79,6 +79,22 @@ struct WalletEntry {
 
 impl Stored for WalletEntry {
     const VERSION: u8 = 1;
+}
+
+/// Reloads the nonces used before a restart, so that a presentation cannot be replayed
+/// across one, and forgets those past their time.
+fn restore_used_nonces(party: &LocalParty) -> Result<(), StoreError> {
+    let tree = party.store.tree(Tree::Replay)?;
+    let now = now_unix();
+    for (nonce, used) in tree.entries::<UsedNonce>()? {
+        if used.forget_after < now {
+            tree.remove(&nonce)?;
+        } else if let Ok(nonce) = std::str::from_utf8(&nonce) {
+            // The cache is empty at start, so recording cannot be refused.
+            let _ = party.replay.record(nonce, used.forget_after, now);
+        }
+    }
+    Ok(())
 }
 
 impl LocalParty {
@@ -178,6 +194,7 @@ impl Gateway {
             .collect();
         let grace = u64::try_from(config.handshake_grace_secs()).unwrap_or(10);
         let party = Arc::new(LocalParty::new(key, fields, wallet, store.clone(), grace));
+        restore_used_nonces(&party)?;
         let (network, network_events) = Network::spawn(
             libp2p_key,
             &config.network.listen,

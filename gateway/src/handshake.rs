@@ -23,6 +23,8 @@ use crate::net::{Command, HandshakeRequest, HandshakeResponse, NetworkEvent};
 use crate::store::{Store, StoreError, Stored, Tree};
 use crate::tier::{TierContext, evaluate};
 
+/// The credential type that binds a corporate number to a DID.
+const IDENTITY_TYPE: &str = "OrganizationIdentityCredential";
 /// Presentations made in a handshake live this long.
 const PRESENTATION_LIFETIME_SECS: i64 = 60;
 /// Events buffered for subscribers (API, tests).
@@ -41,9 +43,23 @@ pub struct PeerRecord {
     pub evaluated_at: i64,
     /// When they are next due to change, if ever.
     pub next_change: Option<i64>,
+    /// 法人番号 from an identity credential a shared field trusts, if any.
+    #[serde(default)]
+    pub corporate_number: Option<String>,
 }
 
 impl Stored for PeerRecord {
+    const VERSION: u8 = 1;
+}
+
+/// A used presentation nonce in the `replay` tree: replay protection survives restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsedNonce {
+    /// When the nonce may be forgotten (Unix seconds).
+    pub forget_after: i64,
+}
+
+impl Stored for UsedNonce {
     const VERSION: u8 = 1;
 }
 
@@ -544,8 +560,15 @@ impl Shared {
             now,
             &self.party.replay,
         )?;
+        self.party.store.tree(Tree::Replay)?.put_durable(
+            nonce.as_bytes(),
+            &UsedNonce {
+                forget_after: now + PRESENTATION_LIFETIME_SECS + crate::credential::CLOCK_SKEW_SECS,
+            },
+        )?;
         Self::check_binding(peer, &opened.holder)?;
         let record = self.evaluate(opened.holder, opened.credentials, now);
+        self.check_identity(peer, &record)?;
         self.party
             .store
             .tree(Tree::Peers)?
@@ -576,13 +599,79 @@ impl Shared {
                 .flatten()
                 .min();
         }
+        let corporate_number = self.corporate_number(&did, &credentials, now);
         PeerRecord {
             did,
             tiers,
             credentials,
             evaluated_at: now,
             next_change,
+            corporate_number,
         }
+    }
+
+    /// The corporate number of the holder's identity credential, counted only when an issuer
+    /// that some joined field trusts for identities issued it: a self-made claim to another
+    /// company's number must not lock that company out.
+    fn corporate_number(&self, did: &str, credentials: &[String], now: i64) -> Option<String> {
+        let lists = self
+            .party
+            .status_lists
+            .read()
+            .map(|lists| lists.clone())
+            .unwrap_or_default();
+        let context = crate::credential::VerifyContext {
+            now,
+            trust: None,
+            status_lists: &lists,
+            status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
+        };
+        let fields = self.party.fields();
+        credentials.iter().find_map(|token| {
+            let credential = self.verifier.verify_credential(token, &context).ok()?;
+            let trusted = fields.iter().any(|field| {
+                field
+                    .charter
+                    .issuer_trust()
+                    .is_trusted(&credential.issuer, &credential.type_name)
+            });
+            (credential.type_name == IDENTITY_TYPE && credential.subject == did && trusted)
+                .then(|| {
+                    credential
+                        .claims
+                        .get("corporateNumber")?
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .flatten()
+        })
+    }
+
+    /// A corporate number already bound to another DID refuses the newcomer.
+    fn check_identity(&self, peer: PeerId, record: &PeerRecord) -> Result<(), Refusal> {
+        let Some(number) = &record.corporate_number else {
+            return Ok(());
+        };
+        for (key, known) in self
+            .party
+            .store
+            .tree(Tree::Peers)?
+            .entries::<PeerRecord>()?
+        {
+            if known.corporate_number.as_ref() == Some(number)
+                && known.did != record.did
+                && key != peer.to_bytes()
+            {
+                return Err(Refusal {
+                    code: "identity_conflict".into(),
+                    message: format!(
+                        "corporate number {number} is already bound to {}; {} is refused",
+                        known.did, record.did
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn report(&self, peer: PeerId, record: PeerRecord) {

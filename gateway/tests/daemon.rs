@@ -12,8 +12,10 @@ use tfc_gateway::charter::Charter;
 use tfc_gateway::config::GatewayConfig;
 use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
 use tfc_gateway::daemon::Gateway;
+use tfc_gateway::handshake::UsedNonce;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::init::{CONFIG_FILE, KEY_FILE, init};
+use tfc_gateway::store::Tree;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -23,8 +25,15 @@ fn data_dir(dir: &Path) -> std::path::PathBuf {
     let path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("/ip4/0.0.0.0/tcp/7400", "/ip4/127.0.0.1/tcp/0");
-    std::fs::write(&path, text).unwrap();
+        .replace("/ip4/0.0.0.0/tcp/7400", "/ip4/127.0.0.1/tcp/0")
+        .replace("127.0.0.1:7443", "127.0.0.1:0");
+    std::fs::write(&path, &text).unwrap();
+    let config = GatewayConfig::load(&path).unwrap();
+    assert_eq!(
+        (config.api.listen.port(), config.network.listen.as_slice()),
+        (0, ["/ip4/127.0.0.1/tcp/0".to_owned()].as_slice()),
+        "tests use ephemeral ports"
+    );
     path
 }
 
@@ -48,12 +57,15 @@ fn run_stops_cleanly_on_sigterm() {
             }
         }
     });
-    let wait_line = |needle: &str| loop {
-        let line = received
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no log line containing {needle:?}"));
-        if line.contains(needle) {
-            return line;
+    let mut seen = Vec::new();
+    let mut wait_line = |needle: &str| loop {
+        match received.recv_timeout(WAIT) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(error) => panic!(
+                "no log line containing {needle:?} ({error}); the daemon said:\n{}",
+                seen.join("\n")
+            ),
         }
     };
     let started = wait_line("gateway started");
@@ -127,6 +139,23 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
                 .code(),
             "malformed"
         );
+        let replay = gateway.party().store.tree(Tree::Replay).unwrap();
+        replay
+            .put_durable(
+                b"live-nonce",
+                &UsedNonce {
+                    forget_after: now + 300,
+                },
+            )
+            .unwrap();
+        replay
+            .put_durable(
+                b"old-nonce",
+                &UsedNonce {
+                    forget_after: now - 1,
+                },
+            )
+            .unwrap();
         gateway.shutdown().await.unwrap();
         id
     };
@@ -139,6 +168,16 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
         .collect();
     assert_eq!(fields, [field_id]);
     assert_eq!(gateway.party().wallet(), [ours]);
+    assert!(
+        gateway.party().replay.contains("live-nonce"),
+        "used nonces survive a restart"
+    );
+    assert!(!gateway.party().replay.contains("old-nonce"));
+    assert_eq!(
+        gateway.party().store.tree(Tree::Replay).unwrap().len(),
+        1,
+        "expired nonces are forgotten"
+    );
     gateway.shutdown().await.unwrap();
 }
 

@@ -278,3 +278,22 @@ async fn garbage_on_the_port_changes_nothing() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_did_for_the_same_corporate_number_is_refused() {
+    let issuers = Issuers::new();
+    let year = now_unix() + 365 * 86_400;
+    let mut a = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
+    // B and E hold identity credentials for the same corporate number under two DIDs.
+    let b = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
+    let e = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
+    b.dial(&a).await;
+    assert_eq!(
+        Gateway::tier(&a.verdict_on(b.peer_id()).await.expect("A admits B")),
+        2
+    );
+    e.dial(&a).await;
+    let (code, message) = a.verdict_on(e.peer_id()).await.expect_err("A refuses E");
+    assert_eq!(code, "identity_conflict", "{message}");
+    assert!(message.contains(&b.key.did()), "{message}");
+}
