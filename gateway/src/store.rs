@@ -23,6 +23,8 @@ use serde::de::DeserializeOwned;
 pub const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const BACKUP_MAGIC: &str = "tfc-gateway backup v1";
+/// How long `open` waits for a lock held by a store that is still closing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The trees, one per owning module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,12 @@ pub enum StoreError {
         /// The version found.
         found: u32,
     },
+    /// Another process (or a store still closing) holds the directory's lock.
+    #[error("store {dir} is in use (is the gateway running? stop it first)")]
+    InUse {
+        /// The store directory.
+        dir: PathBuf,
+    },
     /// A backup file could not be read or written.
     #[error("backup {path}: {reason}")]
     Backup {
@@ -99,6 +107,7 @@ impl StoreError {
             StoreError::Sled(_) => "store_io",
             StoreError::Corrupt { .. } => "store_corrupt",
             StoreError::TooNew { .. } => "store_too_new",
+            StoreError::InUse { .. } => "store_in_use",
             StoreError::Backup { .. } => "backup_failed",
         }
     }
@@ -128,8 +137,29 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, migrating it to [`SCHEMA_VERSION`].
+    ///
+    /// sled locks its directory. A store just closed in this process may hold the lock a
+    /// little longer (its I/O threads finish in the background), so a busy lock is retried
+    /// briefly before it is reported as in use.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::from_db(sled::Config::new().path(dir).open()?)
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => return Self::from_db(db),
+                Err(sled::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock
+                        || error.to_string().contains("could not acquire lock") =>
+                {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::InUse {
+                            dir: dir.to_owned(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// A store in memory that vanishes when dropped, for tests.

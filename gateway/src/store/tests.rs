@@ -157,3 +157,13 @@ fn a_damaged_backup_restores_nothing() {
             .contains("not a tfc-gateway backup")
     );
 }
+
+#[test]
+fn a_store_held_open_is_reported_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        Store::open(dir.path()).err().unwrap().code(),
+        "store_in_use"
+    );
+}
