@@ -23,6 +23,8 @@ use crate::net::{Command, HandshakeRequest, HandshakeResponse, NetworkEvent};
 use crate::store::{Store, StoreError, Stored, Tree};
 use crate::tier::{TierContext, evaluate};
 
+/// The refusal code of a handshake cut short by the network rather than by the peer.
+const UNREACHABLE: &str = "unreachable";
 /// The credential type that binds a corporate number to a DID.
 const IDENTITY_TYPE: &str = "OrganizationIdentityCredential";
 /// Presentations made in a handshake live this long.
@@ -469,8 +471,15 @@ impl Shared {
 
     /// The dialer's side: hello, check the listener, present, read its verdict.
     async fn initiate(self: Arc<Self>, peer: PeerId) {
-        if let Err(refusal) = self.initiate_steps(peer).await {
-            self.refuse(peer, refusal).await;
+        match self.initiate_steps(peer).await {
+            Ok(()) => {}
+            // A connection that broke says nothing about the peer: no gate.
+            Err(refusal) if refusal.code == UNREACHABLE => {
+                tracing::info!(%peer, reason = %refusal.message, "handshake interrupted");
+            }
+            Err(refusal) => {
+                self.refuse(peer, refusal).await;
+            }
         }
     }
 
@@ -525,12 +534,18 @@ impl Shared {
                 reply,
             })
             .await
-            .map_err(|_| Refusal::protocol("network stopped"))?;
+            .map_err(|_| Refusal {
+                code: UNREACHABLE.into(),
+                message: "the network task has stopped".into(),
+            })?;
         let response = answer
             .await
-            .map_err(|_| Refusal::protocol("network stopped"))?
+            .map_err(|_| Refusal {
+                code: UNREACHABLE.into(),
+                message: "the network task has stopped".into(),
+            })?
             .map_err(|reason| Refusal {
-                code: "unreachable".into(),
+                code: UNREACHABLE.into(),
                 message: reason,
             })?;
         if let HandshakeResponse::Refused { code, message } = response {

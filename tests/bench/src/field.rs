@@ -1,0 +1,185 @@
+//! A one-field setup for the benchmarks: issuers, a signed charter, and gateways whose
+//! wallets reach tier 2.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use libp2p::{Multiaddr, PeerId};
+use serde_json::json;
+use tfc_gateway::charter::Charter;
+use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
+use tfc_gateway::field::Field;
+use tfc_gateway::handshake::{GatewayEvent, Handshakes, LocalParty};
+use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
+use tfc_gateway::net::Network;
+use tfc_gateway::store::Store;
+use tokio::sync::broadcast;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The issuers and the field's charter, in a temporary directory.
+pub(crate) struct Setup {
+    registrar: KeyPair,
+    bureau: KeyPair,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub(crate) fn new() -> anyhow::Result<Self> {
+        let setup = Self {
+            registrar: KeyPair::generate(KeyAlgorithm::Ed25519),
+            bureau: KeyPair::generate(KeyAlgorithm::Ed25519),
+            dir: tempfile::tempdir()?,
+        };
+        let text = format!(
+            "name = \"bench field\"\nfounders = [\"{registrar}\"]\nquorum = 1\n\
+             [[issuers]]\ndid = \"{registrar}\"\nname = \"Registrar\"\ntypes = [\"OrganizationIdentityCredential\", \"BusinessLicenseCredential\"]\n\
+             [[issuers]]\ndid = \"{bureau}\"\nname = \"Bureau\"\ntypes = [\"CreditRatingCredential\"]\n\
+             [tiers.prescreening]\nrequire = [\"OrganizationIdentityCredential\", \"CreditRatingCredential\"]\nconstraints = [\"CreditRatingCredential.score >= 60\"]\n\
+             [tiers.certification]\nrequire = [\"BusinessLicenseCredential\"]\n",
+            registrar = setup.registrar.did(),
+            bureau = setup.bureau.did()
+        );
+        let signature = Charter::parse(&text, setup.dir.path())?.sign(&setup.registrar)?;
+        std::fs::write(
+            setup.dir.path().join("field.toml"),
+            format!("{text}{signature}"),
+        )?;
+        Ok(setup)
+    }
+
+    fn field(&self) -> anyhow::Result<Field> {
+        Ok(Field::load(&self.dir.path().join("field.toml"))?)
+    }
+
+    fn wallet(&self, holder: &KeyPair, corporate_number: &str) -> anyhow::Result<Vec<String>> {
+        let now = now_unix();
+        let issue = |issuer: &KeyPair, type_name: &str, claims: serde_json::Value| {
+            let draft = CredentialDraft {
+                type_name: type_name.into(),
+                subject: holder.did(),
+                claims: claims.as_object().cloned().unwrap_or_default(),
+                valid_from: now - 3600,
+                valid_until: Some(now + 86_400),
+                status: vec![],
+            };
+            issue_credential(issuer, &draft, now)
+        };
+        Ok(vec![
+            issue(
+                &self.registrar,
+                "OrganizationIdentityCredential",
+                json!({"corporateNumber": corporate_number, "legalName": "ベンチ株式会社", "address": "東京都", "representative": "山田"}),
+            )?,
+            issue(
+                &self.bureau,
+                "CreditRatingCredential",
+                json!({"grade": "A", "score": 85, "assessedOn": "2026-04-01"}),
+            )?,
+            issue(
+                &self.registrar,
+                "BusinessLicenseCredential",
+                json!({"licenseNumber": "1", "authority": "MLIT", "kind": "general", "trades": ["建築工事業"], "validUntil": "2029-03-31"}),
+            )?,
+        ])
+    }
+}
+
+/// One gateway: network, handshake service and its own sled store.
+pub(crate) struct Node {
+    pub(crate) network: Network,
+    pub(crate) peer_id: PeerId,
+    pub(crate) address: Multiaddr,
+    events: broadcast::Receiver<GatewayEvent>,
+    _handshakes: Handshakes,
+    _dir: tempfile::TempDir,
+}
+
+/// Corporate numbers must differ between organisations; derive a valid one per node.
+fn corporate_number(index: u64) -> String {
+    let base = format!("{:012}", 100_000_000_000 + index);
+    let check = tfc_schemas::corporate_number_check_digit(&base).unwrap_or(1);
+    format!("{check}{base}")
+}
+
+impl Node {
+    pub(crate) async fn start(setup: &Setup) -> anyhow::Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let key = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("store"))?;
+        let (network, network_events) = Network::spawn(
+            key.libp2p_keypair()?,
+            &["/ip4/127.0.0.1/tcp/0".into()],
+            1024 * 1024,
+        )?;
+        let number = corporate_number(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let wallet = setup.wallet(&key, &number)?;
+        let party = Arc::new(LocalParty::new(
+            key,
+            vec![setup.field()?],
+            wallet,
+            store,
+            10,
+        ));
+        let (handshakes, mut events) = Handshakes::spawn(party, network.commands(), network_events);
+        let address = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(GatewayEvent::Listening(address)) = events.recv().await {
+                    return address;
+                }
+            }
+        })
+        .await
+        .context("the gateway did not start listening")?;
+        let peer_id = network.peer_id();
+        Ok(Self {
+            network,
+            peer_id,
+            address,
+            events,
+            _handshakes: handshakes,
+            _dir: dir,
+        })
+    }
+
+    /// The tier this node gave `peer` at the next verdict.
+    pub(crate) async fn verdict_on(&mut self, peer: PeerId) -> anyhow::Result<u8> {
+        let events = &mut self.events;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await {
+                    Ok(GatewayEvent::PeerVerified { peer: p, record }) if p == peer => {
+                        return Ok(record.tiers.values().copied().max().unwrap_or(0));
+                    }
+                    Ok(GatewayEvent::PeerRefused {
+                        peer: p,
+                        code,
+                        message,
+                    }) if p == peer => bail!("refused: {code}: {message}"),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => bail!("the gateway stopped"),
+                }
+            }
+        })
+        .await
+        .context("timed out waiting for a handshake verdict")?
+    }
+
+    /// Waits until `peer`'s last connection has closed.
+    pub(crate) async fn wait_gone(&mut self, peer: PeerId) -> anyhow::Result<()> {
+        let events = &mut self.events;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(GatewayEvent::PeerGone { peer: p }) = events.recv().await
+                    && p == peer
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .context("timed out waiting for a disconnection")
+    }
+}

@@ -1,0 +1,168 @@
+//! `tfc-bench`: starts real gateways on 127.0.0.1 in temporary data directories, runs a
+//! named scenario, and prints each figure beside its baseline measured in the same run.
+//!
+//! `tfc-bench handshake [--gateways N] [--connections C] [--json]`: connect → tiers known on
+//! both sides, beside a bare libp2p connection (TCP + Noise + Yamux) and one request-response
+//! round trip.
+
+mod baseline;
+mod field;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tfc_gateway::net::Command;
+
+/// Loopback benchmarks of the TFC gateway.
+#[derive(Parser)]
+#[command(name = "tfc-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Print one JSON object with every figure and its baseline.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Connection to tiers known on both sides.
+    Handshake {
+        /// Gateways to start (one listens, the others take turns dialling it).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=64))]
+        gateways: u16,
+        /// Connections to measure.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(10..=10_000))]
+        connections: u32,
+    },
+}
+
+/// Latency percentiles of one series, in milliseconds.
+struct Series {
+    samples: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Series {
+    fn percentile(&self, fraction: f64) -> f64 {
+        let mut sorted = self.samples.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+        sorted
+            .get(index)
+            .map_or(0.0, |sample| sample.as_secs_f64() * 1e3)
+    }
+
+    fn figures(&self) -> serde_json::Value {
+        json!({
+            "p50_ms": self.percentile(0.5),
+            "p99_ms": self.percentile(0.99),
+            "max_ms": self.percentile(1.0),
+            "per_second": self.samples.len() as f64 / self.wall.as_secs_f64(),
+            "samples": self.samples.len(),
+        })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TFC_BENCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.scenario {
+        Scenario::Handshake {
+            gateways,
+            connections,
+        } => runtime.block_on(handshake(gateways, connections, cli.json)),
+    }
+}
+
+async fn handshake(gateways: u16, connections: u32, as_json: bool) -> anyhow::Result<()> {
+    let setup = field::Setup::new()?;
+    let mut nodes = Vec::new();
+    for _ in 0..gateways {
+        nodes.push(field::Node::start(&setup).await?);
+    }
+    let mut measured = Vec::with_capacity(connections as usize);
+    let started = Instant::now();
+    for round in 0..connections as usize {
+        let dialer = 1 + round % (nodes.len() - 1);
+        let (listener_peer, dialer_peer) = (nodes[0].peer_id, nodes[dialer].peer_id);
+        let address = nodes[0].address.clone();
+        let begin = Instant::now();
+        nodes[dialer].network.send(Command::Dial(address)).await?;
+        let (at_listener, at_dialer) = {
+            let (first, rest) = nodes.split_at_mut(1);
+            tokio::join!(
+                first[0].verdict_on(dialer_peer),
+                rest[dialer - 1].verdict_on(listener_peer)
+            )
+        };
+        let elapsed = begin.elapsed();
+        let at_listener =
+            at_listener.with_context(|| format!("round {round}: the listener's verdict"))?;
+        let at_dialer =
+            at_dialer.with_context(|| format!("round {round}: the dialer's verdict"))?;
+        if at_listener == 0 || at_dialer == 0 {
+            bail!("round {round}: a qualified peer reached no tier");
+        }
+        measured.push(elapsed);
+        nodes[dialer]
+            .network
+            .send(Command::Disconnect(listener_peer))
+            .await?;
+        nodes[0].wait_gone(dialer_peer).await?;
+        nodes[dialer].wait_gone(listener_peer).await?;
+    }
+    let ours = Series {
+        samples: measured,
+        wall: started.elapsed(),
+    };
+    let baseline = baseline::connect_and_round_trip(connections).await?;
+    let baseline = Series {
+        samples: baseline.0,
+        wall: baseline.1,
+    };
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "scenario": "handshake",
+                "gateways": gateways,
+                "connections": connections,
+                "handshake": ours.figures(),
+                "baseline_libp2p_connect_and_round_trip": baseline.figures(),
+                "ratio_p50": ours.percentile(0.5) / baseline.percentile(0.5),
+            })
+        );
+    } else {
+        println!("handshake scenario: {gateways} gateways on 127.0.0.1, {connections} connections");
+        println!(
+            "{:<44} {:>9} {:>9} {:>9} {:>10}",
+            "", "p50 ms", "p99 ms", "max ms", "per s"
+        );
+        for (name, series) in [
+            ("connect → tiers known on both sides", &ours),
+            ("baseline: libp2p connect + 1 round trip", &baseline),
+        ] {
+            println!(
+                "{name:<44} {:>9.2} {:>9.2} {:>9.2} {:>10.1}",
+                series.percentile(0.5),
+                series.percentile(0.99),
+                series.percentile(1.0),
+                series.samples.len() as f64 / series.wall.as_secs_f64()
+            );
+        }
+        println!(
+            "handshake p50 is {:.1}× the baseline's",
+            ours.percentile(0.5) / baseline.percentile(0.5)
+        );
+    }
+    Ok(())
+}
