@@ -105,13 +105,23 @@ struct Gateway {
 
 impl Gateway {
     async fn start(issuers: &Issuers, wallet: impl FnOnce(&KeyPair) -> Vec<String>) -> Self {
+        Self::start_with(issuers, wallet, 1024 * 1024, 5).await
+    }
+
+    /// A gateway with its own message size limit and grace window.
+    async fn start_with(
+        issuers: &Issuers,
+        wallet: impl FnOnce(&KeyPair) -> Vec<String>,
+        max_message_bytes: usize,
+        grace_secs: u64,
+    ) -> Self {
         let key = KeyPair::generate(KeyAlgorithm::Ed25519);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
         let (network, network_events) = Network::spawn(
             key.libp2p_keypair().unwrap(),
             &["/ip4/127.0.0.1/tcp/0".into()],
-            1024 * 1024,
+            max_message_bytes,
         )
         .unwrap();
         let party = Arc::new(LocalParty::new(
@@ -119,7 +129,7 @@ impl Gateway {
             vec![issuers.field()],
             wallet(&key),
             store.clone(),
-            5,
+            grace_secs,
         ));
         let (handshakes, mut events) = Handshakes::spawn(party, network.commands(), network_events);
         let address = wait_for(&mut events, |event| match event {
@@ -296,4 +306,39 @@ async fn a_second_did_for_the_same_corporate_number_is_refused() {
     let (code, message) = a.verdict_on(e.peer_id()).await.expect_err("A refuses E");
     assert_eq!(code, "identity_conflict", "{message}");
     assert!(message.contains(&b.key.did()), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_dropped_and_the_sender_times_out() {
+    let issuers = Issuers::new();
+    let year = now_unix() + 365 * 86_400;
+    // A accepts at most 3,000 bytes per message: B's presentation of three credentials is larger,
+    // a presentation of one credential is not (a presentation base64-encodes its credentials).
+    let sample = issuers.wallet(&KeyPair::generate(KeyAlgorithm::Ed25519), 80, Some(year));
+    assert!(
+        sample.iter().map(String::len).sum::<usize>() > 3000,
+        "the test's premise: three credentials exceed the limit"
+    );
+    assert!(
+        sample[0].len() * 4 / 3 + 600 < 3000,
+        "the test's premise: one credential fits"
+    );
+    let mut a =
+        Gateway::start_with(&issuers, |key| issuers.wallet(key, 80, Some(year)), 3000, 1).await;
+    let b = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
+    b.dial(&a).await;
+    let (code, _) = a
+        .verdict_on(b.peer_id())
+        .await
+        .expect_err("B cannot finish");
+    assert_eq!(code, "handshake_timeout");
+    // A is unharmed: a peer whose messages fit is still verified.
+    let small = Gateway::start(&issuers, |key| issuers.wallet(key, 80, None)[..1].to_vec()).await;
+    small.dial(&a).await;
+    let verdict = a.verdict_on(small.peer_id()).await;
+    assert_eq!(
+        verdict.map_err(|(code, _)| code),
+        Err("no_tier".to_owned()),
+        "a one-credential wallet fits and reaches no tier"
+    );
 }
