@@ -342,3 +342,86 @@ async fn an_oversized_message_is_dropped_and_the_sender_times_out() {
         "a one-credential wallet fits and reaches no tier"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_speaking_another_protocol_is_dropped_after_the_grace_window() {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+
+    let issuers = Issuers::new();
+    let year = now_unix() + 365 * 86_400;
+    let mut a = Gateway::start_with(
+        &issuers,
+        |key| issuers.wallet(key, 80, Some(year)),
+        1024 * 1024,
+        1,
+    )
+    .await;
+    // A libp2p peer that speaks only its own protocol.
+    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::json::Behaviour::<String, String>::new(
+                [(
+                    libp2p::StreamProtocol::new("/not-tfc/1"),
+                    ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .build();
+    let stranger_id = *stranger.local_peer_id();
+    stranger.dial(a.address.clone()).unwrap();
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            match stranger.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    stranger
+                        .behaviour_mut()
+                        .send_request(&peer_id, "hello?".into());
+                }
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    error, ..
+                }) => return error.to_string(),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the stranger's request must fail");
+    assert!(refused.to_lowercase().contains("protocol"), "{refused}");
+    let stranger_events = tokio::spawn(async move {
+        // Keep the stranger's connection driven until A drops it.
+        loop {
+            if let SwarmEvent::ConnectionClosed {
+                num_established: 0, ..
+            } = stranger.select_next_some().await
+            {
+                return;
+            }
+        }
+    });
+    let (code, _) = a
+        .verdict_on(stranger_id)
+        .await
+        .expect_err("A drops the stranger");
+    assert_eq!(code, "handshake_timeout");
+    tokio::time::timeout(WAIT, stranger_events)
+        .await
+        .expect("A closes the connection")
+        .unwrap();
+    let b = Gateway::start(&issuers, |key| issuers.wallet(key, 70, Some(year))).await;
+    b.dial(&a).await;
+    assert_eq!(
+        Gateway::tier(&a.verdict_on(b.peer_id()).await.expect("A still works")),
+        2
+    );
+}
