@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tfc_gateway::charter::{Charter, CharterError};
-use tfc_gateway::credential::{CredentialVerifier, VP_TYP, format_rfc3339, unverified_payload};
+use tfc_gateway::credential::{
+    CredentialVerifier, VP_TYP, format_rfc3339, unverified_header, unverified_payload,
+};
 use tfc_gateway::field::{Field, FieldError};
 use tfc_gateway::identity::KeyPair;
 use tfc_gateway::policy::AccessRequest;
@@ -192,7 +194,9 @@ fn collect_credentials(files: &[PathBuf]) -> anyhow::Result<(Vec<String>, Option
     for path in files {
         let token = read_token(path)?;
         let payload = unverified_payload(&token);
-        let is_presentation = token_typ(&token).as_deref() == Some(VP_TYP);
+        let is_presentation = unverified_header(&token)
+            .and_then(|header| header.get("typ").cloned())
+            == Some(Value::from(VP_TYP));
         match payload.filter(|_| is_presentation) {
             Some(payload) => {
                 holder = holder.or_else(|| {
@@ -217,16 +221,6 @@ fn collect_credentials(files: &[PathBuf]) -> anyhow::Result<(Vec<String>, Option
         }
     }
     Ok((tokens, holder))
-}
-
-fn token_typ(token: &str) -> Option<String> {
-    use base64::Engine;
-    let header = token.trim().split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()?;
-    let header: Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("typ").and_then(Value::as_str).map(str::to_owned)
 }
 
 fn print_tier_report(charter: &Charter, report: &TierReport) {

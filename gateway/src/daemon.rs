@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use crate::api::{ApiServer, ApiStartError};
 use crate::config::GatewayConfig;
 use crate::credential::{
-    CredentialVerifier, StatusLists, VerificationError, VerifiedCredential, VerifyContext, now_unix,
+    CredentialVerifier, VerificationError, VerifiedCredential, VerifyContext, now_unix,
 };
 use crate::field::{Field, FieldError};
 use crate::handshake::{GatewayEvent, Handshakes, LocalParty, UsedNonce};
@@ -121,19 +121,16 @@ impl LocalParty {
     /// Adds one of the organisation's own credentials to the wallet after checking it: it
     /// must verify and name this organisation as its subject.
     pub fn import_credential(&self, token: &str) -> Result<VerifiedCredential, DaemonError> {
-        let lists = self
-            .status_lists
-            .read()
-            .map(|lists| lists.clone())
-            .unwrap_or_else(|_| StatusLists::new());
-        let context = VerifyContext {
-            now: now_unix(),
-            trust: None,
-            status_lists: &lists,
-            status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
-        };
-        let credential = CredentialVerifier::new()
-            .verify_credential(token, &context)
+        let credential = self
+            .with_status_lists(|status_lists| {
+                let context = VerifyContext {
+                    now: now_unix(),
+                    trust: None,
+                    status_lists,
+                    status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
+                };
+                CredentialVerifier::new().verify_credential(token, &context)
+            })
             .map_err(DaemonError::Wallet)?;
         if credential.subject != self.key.did() {
             return Err(DaemonError::Wallet(VerificationError::new(

@@ -148,6 +148,15 @@ impl LocalParty {
             .unwrap_or_default()
     }
 
+    /// Runs `judge` against the known status lists without copying them (they hold megabytes
+    /// of bits). A poisoned lock reads as no lists: credentials with a status then fail closed.
+    pub fn with_status_lists<R>(&self, judge: impl FnOnce(&StatusLists) -> R) -> R {
+        match self.status_lists.read() {
+            Ok(lists) => judge(&lists),
+            Err(_) => judge(&StatusLists::new()),
+        }
+    }
+
     /// The wallet, as of now.
     pub fn wallet(&self) -> Vec<String> {
         self.wallet
@@ -593,28 +602,27 @@ impl Shared {
     }
 
     fn evaluate(&self, did: String, credentials: Vec<String>, now: i64) -> PeerRecord {
-        let mut tiers = BTreeMap::new();
-        let mut next_change: Option<i64> = None;
-        let status_lists = self
-            .party
-            .status_lists
-            .read()
-            .map(|lists| lists.clone())
-            .unwrap_or_default();
-        for field in self.party.fields() {
-            let context = TierContext {
-                at: now,
-                status_lists: &status_lists,
-                holder: Some(&did),
-            };
-            let report = evaluate(&field.charter, &self.verifier, &credentials, context);
-            tiers.insert(field.charter.field_id(), report.tier);
-            next_change = [next_change, report.next_change]
-                .into_iter()
-                .flatten()
-                .min();
-        }
-        let corporate_number = self.corporate_number(&did, &credentials, now);
+        let fields = self.party.fields();
+        let (tiers, next_change, corporate_number) = self.party.with_status_lists(|status_lists| {
+            let mut tiers = BTreeMap::new();
+            let mut next_change: Option<i64> = None;
+            for field in &fields {
+                let context = TierContext {
+                    at: now,
+                    status_lists,
+                    holder: Some(&did),
+                };
+                let report = evaluate(&field.charter, &self.verifier, &credentials, context);
+                tiers.insert(field.charter.field_id(), report.tier);
+                next_change = [next_change, report.next_change]
+                    .into_iter()
+                    .flatten()
+                    .min();
+            }
+            let corporate_number =
+                self.corporate_number(&did, &credentials, &fields, status_lists, now);
+            (tiers, next_change, corporate_number)
+        });
         PeerRecord {
             did,
             tiers,
@@ -628,28 +636,29 @@ impl Shared {
     /// The corporate number of the holder's identity credential, counted only when an issuer
     /// that some joined field trusts for identities issued it: a self-made claim to another
     /// company's number must not lock that company out.
-    fn corporate_number(&self, did: &str, credentials: &[String], now: i64) -> Option<String> {
-        let lists = self
-            .party
-            .status_lists
-            .read()
-            .map(|lists| lists.clone())
-            .unwrap_or_default();
+    fn corporate_number(
+        &self,
+        did: &str,
+        credentials: &[String],
+        fields: &[Arc<Field>],
+        status_lists: &StatusLists,
+        now: i64,
+    ) -> Option<String> {
         let context = crate::credential::VerifyContext {
             now,
             trust: None,
-            status_lists: &lists,
+            status_lists,
             status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
         };
-        let fields = self.party.fields();
+        let trusts: Vec<_> = fields
+            .iter()
+            .map(|field| field.charter.issuer_trust())
+            .collect();
         credentials.iter().find_map(|token| {
             let credential = self.verifier.verify_credential(token, &context).ok()?;
-            let trusted = fields.iter().any(|field| {
-                field
-                    .charter
-                    .issuer_trust()
-                    .is_trusted(&credential.issuer, &credential.type_name)
-            });
+            let trusted = trusts
+                .iter()
+                .any(|trust| trust.is_trusted(&credential.issuer, &credential.type_name));
             (credential.type_name == IDENTITY_TYPE && credential.subject == did && trusted)
                 .then(|| {
                     credential

@@ -37,6 +37,23 @@ fn data_dir(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// A day-long credit rating from `bureau` about `subject`.
+fn credit_rating(bureau: &KeyPair, subject: &KeyPair) -> String {
+    let now = now_unix();
+    let draft = CredentialDraft {
+        type_name: "CreditRatingCredential".into(),
+        subject: subject.did(),
+        claims: json!({"grade": "A", "score": 90, "assessedOn": "2026-01-01"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        valid_from: now - 60,
+        valid_until: Some(now + 86_400),
+        status: vec![],
+    };
+    issue_credential(bureau, &draft, now).unwrap()
+}
+
 #[test]
 fn run_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,19 +124,8 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
         .unwrap();
     std::fs::write(&charter_path, format!("{charter_text}{signature}")).unwrap();
     let now = now_unix();
-    let draft = |subject: &KeyPair| CredentialDraft {
-        type_name: "CreditRatingCredential".into(),
-        subject: subject.did(),
-        claims: json!({"grade": "A", "score": 90, "assessedOn": "2026-01-01"})
-            .as_object()
-            .cloned()
-            .unwrap(),
-        valid_from: now - 60,
-        valid_until: Some(now + 86_400),
-        status: vec![],
-    };
-    let ours = issue_credential(&bureau, &draft(&org), now).unwrap();
-    let theirs = issue_credential(&bureau, &draft(&bureau), now).unwrap();
+    let ours = credit_rating(&bureau, &org);
+    let theirs = credit_rating(&bureau, &bureau);
     let field_id = {
         let (gateway, _) = Gateway::start(&config).await.unwrap();
         let id = gateway
@@ -225,19 +231,7 @@ async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
     let did = gateway.did();
     let org = KeyPair::load(&dir.path().join(KEY_FILE)).unwrap();
     let bureau = KeyPair::generate(KeyAlgorithm::Ed25519);
-    let now = now_unix();
-    let draft = CredentialDraft {
-        type_name: "CreditRatingCredential".into(),
-        subject: org.did(),
-        claims: json!({"grade": "A", "score": 90, "assessedOn": "2026-01-01"})
-            .as_object()
-            .cloned()
-            .unwrap(),
-        valid_from: now - 60,
-        valid_until: Some(now + 86_400),
-        status: vec![],
-    };
-    let credential = issue_credential(&bureau, &draft, now).unwrap();
+    let credential = credit_rating(&bureau, &org);
     tokio::task::spawn_blocking(move || {
         let admin = client(&tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
         let health = admin.get(format!("{base}/healthz")).send().unwrap();

@@ -77,10 +77,23 @@ pub fn now_unix() -> i64 {
 /// Decodes a token's payload without verifying anything, to say what a rejected token
 /// claimed to be (its type, its validFrom). Never base a decision on it.
 pub fn unverified_payload(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    unverified_part(token, 1)
+}
+
+/// Decodes a token's JOSE header without verifying anything (to tell a presentation from a
+/// credential before choosing how to verify it).
+pub fn unverified_header(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    unverified_part(token, 0)
+}
+
+fn unverified_part(
+    token: &str,
+    index: usize,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
     use base64::Engine;
-    let payload = token.trim_ascii().split('.').nth(1)?;
+    let part = token.trim_ascii().split('.').nth(index)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
+        .decode(part)
         .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
