@@ -202,13 +202,6 @@ impl Network {
         self.commands.clone()
     }
 
-    /// The addresses the swarm listens on.
-    pub async fn listen_addresses(&self) -> Result<Vec<Multiaddr>, NetError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::ListenAddresses(reply)).await?;
-        answer.await.map_err(|_| NetError::Stopped)
-    }
-
     /// Stops the swarm task, closing every connection, and waits for it to end.
     pub async fn shutdown(mut self) {
         self.task.abort();
