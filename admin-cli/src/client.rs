@@ -12,7 +12,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tfc_gateway::api::types::{
-    ApiError, Dial, FieldView, JoinField, PeerView, StatusResponse, WalletEntryView, WalletImport,
+    ApiError, Dial, FieldView, JoinField, PeerView, StatusListImport, StatusListImported,
+    StatusResponse, WalletEntryView, WalletImport,
 };
 
 use crate::Outcome;
@@ -311,6 +312,59 @@ pub(crate) fn dial(args: &GatewayArgs, address: &str) -> anyhow::Result<Outcome>
     match Client::connect(args)?.post::<_, serde_json::Value>("/v1/dial", &request)? {
         Ok(_) => println!("dialing {address}; `tfcctl peers` shows the outcome"),
         Err(error) => return Ok(refused(&error, false)),
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn import_status_list(
+    args: &GatewayArgs,
+    file: &Path,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let credential = read_token(file)?.trim().to_owned();
+    let request = StatusListImport { credential };
+    match Client::connect(args)?.post::<_, StatusListImported>("/v1/status-lists", &request)? {
+        Ok(imported) if json => print_json(&serde_json::to_value(&imported)?),
+        Ok(imported) => println!(
+            "{} {} ({}, {} entries set) from {}",
+            if imported.taken {
+                "taken and gossiped:"
+            } else {
+                "already held:"
+            },
+            imported.list.id,
+            imported.list.purpose,
+            imported.list.set_entries,
+            imported.list.issuer
+        ),
+        Err(error) => return Ok(refused(&error, json)),
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn status_lists(args: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> {
+    let lists: Vec<tfc_gateway::status::StatusListSummary> =
+        match Client::connect(args)?.get("/v1/status-lists")? {
+            Ok(lists) => lists,
+            Err(error) => return Ok(refused(&error, json)),
+        };
+    if json {
+        print_json(&serde_json::to_value(&lists)?);
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "{:<48} {:<11} {:>5} {:<21} issuer",
+        "list", "purpose", "set", "valid from"
+    );
+    for list in &lists {
+        println!(
+            "{:<48} {:<11} {:>5} {:<21} {}",
+            list.id,
+            list.purpose,
+            list.set_entries,
+            tfc_gateway::credential::format_rfc3339(list.issued_at),
+            list.issuer
+        );
     }
     Ok(Outcome::Success)
 }

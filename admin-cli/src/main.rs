@@ -172,6 +172,21 @@ enum StatusListCommand {
     Set(status_list::SetArgs),
     /// Show a status list (verifying its signature).
     Show(status_list::ShowArgs),
+    /// Give a status list to the gateway, which checks it and gossips it to the field
+    /// (needs --gateway).
+    Import {
+        /// The status list credential file.
+        file: PathBuf,
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The status lists the gateway holds (needs --gateway).
+    List {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What the verification options of `verify` commands share.
@@ -218,6 +233,12 @@ fn main() -> ExitCode {
         Command::StatusList(StatusListCommand::Create(args)) => status_list::create(args),
         Command::StatusList(StatusListCommand::Set(args)) => status_list::set(args),
         Command::StatusList(StatusListCommand::Show(args)) => status_list::show(args),
+        Command::StatusList(StatusListCommand::Import { file, json }) => {
+            client::import_status_list(&gateway, &file, json)
+        }
+        Command::StatusList(StatusListCommand::List { json }) => {
+            client::status_lists(&gateway, json)
+        }
         Command::Field(FieldCommand::Charter(command)) => field::charter(command),
         Command::Field(FieldCommand::Join { charter, json }) => {
             client::join_field(&gateway, &charter, json)

@@ -254,6 +254,41 @@ async fn four_gateways_form_a_field_through_the_admin_tools() {
         1,
         "{peers}"
     );
+    // The bureau's status list, handed to the city's gateway, reaches A by gossip.
+    tfcctl(
+        &work,
+        &[
+            "status-list",
+            "create",
+            "--issuer-key",
+            "bureau.pem",
+            "--id",
+            "https://bureau.example/status/1",
+            "--out",
+            "list.jwt",
+        ],
+    );
+    let imported = orgs[0]
+        .admin(&work, &["status-list", "import", "list.jwt"])
+        .await;
+    assert!(imported.starts_with("taken and gossiped:"), "{imported}");
+    let again = orgs[0]
+        .admin(&work, &["status-list", "import", "list.jwt"])
+        .await;
+    assert!(again.starts_with("already held:"), "{again}");
+    let party = std::sync::Arc::clone(orgs[1].gateway.party());
+    tfc_testkit::wait_until("A holds the bureau's list", || {
+        let held = party.status_list_summaries().len() == 1;
+        async move { held }
+    })
+    .await;
+    let listed: serde_json::Value = serde_json::from_str(
+        &orgs[1]
+            .admin(&work, &["status-list", "list", "--json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(listed[0]["id"], "https://bureau.example/status/1");
     for org in orgs {
         org.gateway.shutdown().await.unwrap();
     }

@@ -106,6 +106,9 @@ pub struct NetworkConfig {
     pub handshake_grace: String,
     /// Largest message accepted on any protocol, in bytes. Default 1 MiB; at most 16 MiB.
     pub max_message_bytes: usize,
+    /// Find the other members of joined fields through the DHT. Default `true`; with
+    /// `false`, only bootstrap peers and explicit dials are connected.
+    pub discovery: bool,
 }
 
 impl Default for NetworkConfig {
@@ -115,6 +118,7 @@ impl Default for NetworkConfig {
             bootstrap: Vec::new(),
             handshake_grace: "10s".into(),
             max_message_bytes: 1024 * 1024,
+            discovery: true,
         }
     }
 }
@@ -277,6 +281,9 @@ bootstrap = []
 handshake_grace = "10s"
 # Largest message accepted on any protocol, in bytes (1024 to 16 MiB).
 max_message_bytes = 1048576
+# Find the other members of joined fields through the DHT (kademlia). With false, only
+# bootstrap peers and explicit dials are connected.
+discovery = true
 
 [api]
 # The local HTTPS API. Clients must present a certificate signed by the admin CA (mutual TLS).

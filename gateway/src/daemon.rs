@@ -4,19 +4,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use libp2p::PeerId;
+use libp2p::multiaddr::Protocol;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::api::{ApiServer, ApiStartError};
 use crate::config::GatewayConfig;
 use crate::credential::{
-    CredentialVerifier, VerificationError, VerifiedCredential, VerifyContext, now_unix,
+    CredentialVerifier, ErrorCode, VerificationError, VerifiedCredential, VerifyContext, now_unix,
 };
+use crate::exchange::Exchange;
 use crate::field::{Field, FieldError};
 use crate::handshake::{GatewayEvent, Handshakes, LocalParty, UsedNonce};
 use crate::identity::{IdentityError, KeyPair};
 use crate::init::STORE_DIR;
-use crate::net::{Command, NetError, Network};
+use crate::net::{Command, NetError, Network, NetworkSettings};
+use crate::status::{Intake, StatusIntakeError};
 use crate::store::{Store, StoreError, Stored, Tree};
 
 /// The gateway could not start, or refused a change.
@@ -115,11 +119,14 @@ impl LocalParty {
             fields.retain(|known| known.charter.field_id() != id);
             fields.push(Arc::clone(&field));
         }
+        self.facts_changed.notify_one();
         Ok(field)
     }
 
     /// Adds one of the organisation's own credentials to the wallet after checking it: it
-    /// must verify and name this organisation as its subject.
+    /// must verify and name this organisation as its subject. A credential whose status list
+    /// is not held yet is taken (verifiers judge its status with their own lists); a revoked
+    /// or suspended one is refused.
     pub fn import_credential(&self, token: &str) -> Result<VerifiedCredential, DaemonError> {
         let credential = self
             .with_status_lists(|status_lists| {
@@ -129,12 +136,17 @@ impl LocalParty {
                     status_lists,
                     status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
                 };
-                CredentialVerifier::new().verify_credential(token, &context)
+                let verifier = CredentialVerifier::new();
+                let credential = verifier.verify_credential_before_status(token, &context)?;
+                match verifier.check_credential_status(&credential, &context) {
+                    Err(error) if error.code != ErrorCode::StatusUnavailable => Err(error),
+                    _ => Ok(credential),
+                }
             })
             .map_err(DaemonError::Wallet)?;
         if credential.subject != self.key.did() {
             return Err(DaemonError::Wallet(VerificationError::new(
-                crate::credential::ErrorCode::HolderMismatch,
+                ErrorCode::HolderMismatch,
                 format!(
                     "the credential was issued to {}, not to this organisation",
                     credential.subject
@@ -159,8 +171,22 @@ pub struct Gateway {
     party: Arc<LocalParty>,
     network: Network,
     handshakes: Handshakes,
+    exchange: Exchange,
     api: ApiServer,
     store: Store,
+}
+
+/// Takes part in `field` on the network: its gossip topics, its DHT key, and a dial to each
+/// of its bootstrap gateways but our own.
+pub async fn announce_field(commands: &mpsc::Sender<Command>, field: &Field, own: PeerId) {
+    let _ = commands
+        .send(Command::JoinField(field.charter.field_id()))
+        .await;
+    for address in &field.charter.bootstrap {
+        if address.iter().last() != Some(Protocol::P2p(own)) {
+            let _ = commands.send(Command::Dial(address.clone())).await;
+        }
+    }
 }
 
 impl Gateway {
@@ -192,13 +218,28 @@ impl Gateway {
         let grace = u64::try_from(config.handshake_grace_secs()).unwrap_or(10);
         let party = Arc::new(LocalParty::new(key, fields, wallet, store.clone(), grace));
         restore_used_nonces(&party)?;
-        let (network, network_events) = Network::spawn(
-            libp2p_key,
-            &config.network.listen,
+        let lists = party.restore_status_lists()?;
+        let settings = NetworkSettings {
+            listen: config.network.listen.clone(),
+            max_message_bytes: config.network.max_message_bytes,
+            discovery: config.network.discovery,
+        };
+        let (network, network_events) = Network::spawn(libp2p_key, &settings)?;
+        let (handshakes, events) = Handshakes::spawn(
+            Arc::clone(&party),
+            network.commands(),
+            network_events.connections,
+        );
+        let exchange = Exchange::spawn(
+            Arc::clone(&party),
+            network.commands(),
+            network_events.content,
+            handshakes.subscribe(),
             config.network.max_message_bytes,
-        )?;
-        let (handshakes, events) =
-            Handshakes::spawn(Arc::clone(&party), network.commands(), network_events);
+        );
+        for field in party.fields() {
+            announce_field(&network.commands(), &field, network.peer_id()).await;
+        }
         for address in &config.network.bootstrap {
             match address.parse() {
                 Ok(address) => network.send(Command::Dial(address)).await?,
@@ -210,15 +251,16 @@ impl Gateway {
             Arc::clone(&party),
             network.commands(),
             network.peer_id(),
-            handshakes.subscribe(),
+            exchange.publisher(),
         )
         .await?;
-        tracing::info!(did = %party.key.did(), peer_id = %network.peer_id(), api = %api.address(), "gateway started");
+        tracing::info!(did = %party.key.did(), peer_id = %network.peer_id(), api = %api.address(), status_lists = lists, "gateway started");
         Ok((
             Self {
                 party,
                 network,
                 handshakes,
+                exchange,
                 api,
                 store,
             },
@@ -246,6 +288,20 @@ impl Gateway {
         self.handshakes.subscribe()
     }
 
+    /// Joins the field whose signed charter is at `charter` and takes part in it on the
+    /// network at once.
+    pub async fn join_field(&self, charter: &Path) -> Result<Arc<Field>, DaemonError> {
+        let field = self.party.join_field(charter)?;
+        announce_field(&self.network.commands(), &field, self.network.peer_id()).await;
+        Ok(field)
+    }
+
+    /// Takes a status list credential (see [`LocalParty::import_status_list`]) and gossips
+    /// it if it is new.
+    pub async fn import_status_list(&self, token: &str) -> Result<Intake, StatusIntakeError> {
+        self.exchange.publisher().import_status_list(token).await
+    }
+
     /// The shared state (fields, wallet, store).
     pub fn party(&self) -> &Arc<LocalParty> {
         &self.party
@@ -254,6 +310,7 @@ impl Gateway {
     /// Stops the network and flushes the store.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
         drop(self.api);
+        self.exchange.shutdown().await;
         self.handshakes.shutdown().await;
         self.network.shutdown().await;
         self.store.flush()?;

@@ -4,13 +4,13 @@
 //! in any shared field is disconnected and gated; an unknown peer that does not finish within
 //! the grace window is disconnected. Results are re-evaluated when they are due to change.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::credential::{
@@ -19,6 +19,7 @@ use crate::credential::{
 };
 use crate::field::Field;
 use crate::identity::{KeyPair, PublicKey};
+use crate::metrics::{self, Metrics};
 use crate::net::{Command, HandshakeRequest, HandshakeResponse, NetworkEvent};
 use crate::store::{Store, StoreError, Stored, Tree};
 use crate::tier::{TierContext, evaluate};
@@ -89,6 +90,13 @@ pub enum GatewayEvent {
         /// What we now know of it.
         record: PeerRecord,
     },
+    /// Both sides have admitted each other: the peer verified us (we dialed and read its
+    /// verdict) or we verified the peer after it had verified us (it dialed). Exchanges
+    /// that need the peer to know us (anti-entropy) start here.
+    Mutual {
+        /// The peer.
+        peer: PeerId,
+    },
     /// A peer was refused and gated (no tier anywhere, a bad presentation, or no handshake
     /// within the grace window).
     PeerRefused {
@@ -118,6 +126,11 @@ pub struct LocalParty {
     pub status_lists: RwLock<StatusLists>,
     /// Seconds an unknown peer may take to finish the handshake.
     pub grace_secs: u64,
+    /// Signalled when facts peers were judged on change (a status list, a joined field):
+    /// the handshake service then re-judges the peers it knows.
+    pub facts_changed: Notify,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl LocalParty {
@@ -137,6 +150,8 @@ impl LocalParty {
             replay: ReplayCache::default(),
             status_lists: RwLock::new(StatusLists::new()),
             grace_secs,
+            facts_changed: Notify::new(),
+            metrics: Metrics::default(),
         }
     }
 
@@ -172,6 +187,9 @@ struct Shared {
     verifier: CredentialVerifier,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<GatewayEvent>,
+    /// Peers this service gated for lack of a tier or a bad handshake: they are let back
+    /// when facts change, unlike peers gated by governance.
+    gated: Mutex<HashSet<PeerId>>,
 }
 
 /// A handle on the running handshake service.
@@ -202,6 +220,7 @@ impl Handshakes {
             verifier: CredentialVerifier::new(),
             commands,
             events: events.clone(),
+            gated: Mutex::new(HashSet::new()),
         });
         let task = tokio::spawn(
             Service {
@@ -209,6 +228,7 @@ impl Handshakes {
                 challenges: HashMap::new(),
                 deadlines: HashMap::new(),
                 due: HashMap::new(),
+                connected: HashSet::new(),
             }
             .run(network_events),
         );
@@ -235,6 +255,8 @@ struct Service {
     deadlines: HashMap<PeerId, Instant>,
     /// Peers whose tiers are due to change, and when (Unix seconds).
     due: HashMap<PeerId, i64>,
+    /// Peers with a connection open.
+    connected: HashSet<PeerId>,
 }
 
 impl Service {
@@ -247,6 +269,7 @@ impl Service {
                     None => break,
                 },
                 () = tokio::time::sleep_until(wake) => self.timers().await,
+                () = self.shared.party.facts_changed.notified() => self.facts_changed().await,
             }
         }
     }
@@ -270,6 +293,7 @@ impl Service {
     async fn network_event(&mut self, event: NetworkEvent) {
         match event {
             NetworkEvent::PeerConnected { peer, dialer: true } => {
+                self.connected.insert(peer);
                 let shared = Arc::clone(&self.shared);
                 tokio::spawn(async move { shared.initiate(peer).await });
             }
@@ -277,10 +301,12 @@ impl Service {
                 peer,
                 dialer: false,
             } => {
+                self.connected.insert(peer);
                 let grace = Duration::from_secs(self.shared.party.grace_secs);
                 self.deadlines.insert(peer, Instant::now() + grace);
             }
             NetworkEvent::PeerDisconnected { peer } => {
+                self.connected.remove(&peer);
                 self.deadlines.remove(&peer);
                 self.challenges.remove(&peer);
                 self.due.remove(&peer);
@@ -330,6 +356,10 @@ impl Service {
                 match self.shared.judge(peer, &presentation, &nonce).await {
                     Ok(record) => {
                         self.schedule(peer, &record);
+                        if record.admitted() {
+                            // The dialer presents only after admitting us.
+                            let _ = self.shared.events.send(GatewayEvent::Mutual { peer });
+                        }
                         HandshakeResponse::Verdict {
                             tiers: record.tiers,
                         }
@@ -351,6 +381,24 @@ impl Service {
         }
     }
 
+    /// Re-judges every connected peer on the new facts, and lets the peers gated on the old
+    /// ones try again.
+    async fn facts_changed(&mut self) {
+        let gated: Vec<PeerId> = match self.shared.gated.lock() {
+            Ok(mut gated) => gated.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for peer in gated {
+            let _ = self.shared.commands.send(Command::Unblock(peer)).await;
+        }
+        let connected: Vec<PeerId> = self.connected.iter().copied().collect();
+        for peer in connected {
+            if let Some(record) = self.shared.reevaluate(peer).await {
+                self.schedule(peer, &record);
+            }
+        }
+    }
+
     async fn timers(&mut self) {
         let now_instant = Instant::now();
         let expired: Vec<PeerId> = self
@@ -363,6 +411,10 @@ impl Service {
             self.deadlines.remove(&peer);
             self.challenges.remove(&peer);
             tracing::info!(%peer, "no handshake within the grace window");
+            self.shared
+                .party
+                .metrics
+                .count(metrics::HANDSHAKES, "handshake_timeout");
             let _ = self.shared.commands.send(Command::Disconnect(peer)).await;
             let _ = self.shared.events.send(GatewayEvent::PeerRefused {
                 peer,
@@ -520,6 +572,7 @@ impl Shared {
         {
             HandshakeResponse::Verdict { tiers } => {
                 tracing::info!(%peer, ?tiers, "the peer admitted us");
+                let _ = self.events.send(GatewayEvent::Mutual { peer });
                 Ok(())
             }
             HandshakeResponse::Refused { code, message } => {
@@ -575,15 +628,23 @@ impl Shared {
         nonce: &str,
     ) -> Result<PeerRecord, Refusal> {
         let now = now_unix();
-        let opened = self.verifier.open_presentation(
-            presentation,
-            Challenge {
-                audience: &self.did,
-                nonce,
-            },
-            now,
-            &self.party.replay,
-        )?;
+        let opened = self
+            .verifier
+            .open_presentation(
+                presentation,
+                Challenge {
+                    audience: &self.did,
+                    nonce,
+                },
+                now,
+                &self.party.replay,
+            )
+            .inspect_err(|error| {
+                self.party
+                    .metrics
+                    .count(metrics::VERIFICATIONS, error.code.as_str())
+            })?;
+        self.party.metrics.count(metrics::VERIFICATIONS, "ok");
         self.party.store.tree(Tree::Replay)?.put_durable(
             nonce.as_bytes(),
             &UsedNonce {
@@ -699,7 +760,15 @@ impl Shared {
     }
 
     async fn report(&self, peer: PeerId, record: PeerRecord) {
+        let decision = if record.admitted() {
+            "admission:allow"
+        } else {
+            "admission:deny"
+        };
+        self.party.metrics.count(metrics::DECISIONS, decision);
         if record.admitted() {
+            self.party.metrics.count(metrics::HANDSHAKES, "verified");
+            let _ = self.commands.send(Command::Admitted(peer)).await;
             let _ = self
                 .events
                 .send(GatewayEvent::PeerVerified { peer, record });
@@ -711,6 +780,10 @@ impl Shared {
 
     async fn gate(&self, peer: PeerId, code: &str, message: &str) {
         tracing::info!(%peer, %code, %message, "peer refused and gated");
+        if let Ok(mut gated) = self.gated.lock() {
+            gated.insert(peer);
+        }
+        self.party.metrics.count(metrics::HANDSHAKES, code);
         let _ = self.commands.send(Command::Block(peer)).await;
         let _ = self.events.send(GatewayEvent::PeerRefused {
             peer,

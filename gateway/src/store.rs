@@ -39,16 +39,19 @@ pub enum Tree {
     Fields,
     /// The organisation's own credentials.
     Wallet,
+    /// `status`: status list credentials, by list id.
+    StatusLists,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 5] = [
+    pub const ALL: [Tree; 6] = [
         Tree::Meta,
         Tree::Replay,
         Tree::Peers,
         Tree::Fields,
         Tree::Wallet,
+        Tree::StatusLists,
     ];
 
     fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Tree {
             Tree::Peers => "peers",
             Tree::Fields => "fields",
             Tree::Wallet => "wallet",
+            Tree::StatusLists => "status_lists",
         }
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::json;
 use tfc_gateway::charter::Charter;
 use tfc_gateway::config::GatewayConfig;
-use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
+use tfc_gateway::credential::{
+    CredentialDraft, StatusList, StatusPurpose, issue_credential, now_unix,
+};
 use tfc_gateway::daemon::Gateway;
 use tfc_gateway::handshake::UsedNonce;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
@@ -145,6 +147,31 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
                 .code(),
             "malformed"
         );
+        // A status list from a trusted issuer is taken; one from a stranger is not.
+        let list = StatusList::new(
+            "urn:list:1",
+            &bureau.did(),
+            StatusPurpose::Revocation,
+            0,
+            now - 60,
+        );
+        gateway
+            .import_status_list(&list.issue(&bureau).unwrap())
+            .await
+            .unwrap();
+        let stranger = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let foreign = StatusList::new(
+            "urn:list:2",
+            &stranger.did(),
+            StatusPurpose::Revocation,
+            0,
+            now,
+        );
+        let refused = gateway
+            .import_status_list(&foreign.issue(&stranger).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "untrusted_issuer");
         let replay = gateway.party().store.tree(Tree::Replay).unwrap();
         replay
             .put_durable(
@@ -179,6 +206,9 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
         "used nonces survive a restart"
     );
     assert!(!gateway.party().replay.contains("old-nonce"));
+    let lists = gateway.party().status_list_summaries();
+    assert_eq!(lists.len(), 1, "status lists survive a restart");
+    assert_eq!(lists[0].id, "urn:list:1");
     assert_eq!(
         gateway.party().store.tree(Tree::Replay).unwrap().len(),
         1,
@@ -283,6 +313,24 @@ async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
             .text()
             .unwrap();
         assert!(metrics.contains("tfc_wallet_credentials 1"), "{metrics}");
+        // The OpenAPI document describes the routes that exist: every GET path it lists
+        // answers, and it lists the POST routes used above.
+        let document: serde_json::Value = admin
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = document["paths"].as_object().unwrap();
+        assert!(paths["/v1/wallet"]["post"].is_object());
+        assert!(paths["/v1/status-lists"]["post"].is_object());
+        for (path, operations) in paths {
+            if operations.get("get").is_some() {
+                let answer = admin.get(format!("{base}{path}")).send().unwrap();
+                assert_eq!(answer.status(), 200, "GET {path}");
+            }
+        }
         // No client certificate, or one from another gateway's CA: refused during TLS.
         assert!(
             client(&tls.ca_cert, None)

@@ -8,88 +8,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
-use serde_json::json;
-use tfc_gateway::charter::Charter;
-use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
+use tfc_gateway::credential::now_unix;
 use tfc_gateway::field::Field;
 use tfc_gateway::handshake::{GatewayEvent, Handshakes, LocalParty, PeerRecord};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
-use tfc_gateway::net::{Command, Network};
+use tfc_gateway::net::{Command, Network, NetworkSettings};
 use tfc_gateway::store::{Store, Tree};
+use tfc_testkit::Authorities;
 use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// The field's authorities and its signed charter: tier 1 needs identity and credit
+/// (score ≥ 60), tier 2 a licence.
 struct Issuers {
-    registrar: KeyPair,
-    bureau: KeyPair,
-    dir: tempfile::TempDir,
+    authorities: Authorities,
+    charter: std::path::PathBuf,
 }
 
 impl Issuers {
     fn new() -> Self {
+        let authorities = Authorities::new();
+        let charter = authorities.write_charter("field", "");
         Self {
-            registrar: KeyPair::generate(KeyAlgorithm::Ed25519),
-            bureau: KeyPair::generate(KeyAlgorithm::Ed25519),
-            dir: tempfile::tempdir().unwrap(),
+            authorities,
+            charter,
         }
     }
 
-    /// A field: tier 1 needs identity and credit (score ≥ 60); tier 2 a licence.
     fn field(&self) -> Field {
-        let text = format!(
-            "name = \"loopback field\"\nfounders = [\"{registrar}\"]\nquorum = 1\n\
-             [[issuers]]\ndid = \"{registrar}\"\nname = \"Registrar\"\ntypes = [\"OrganizationIdentityCredential\", \"BusinessLicenseCredential\"]\n\
-             [[issuers]]\ndid = \"{bureau}\"\nname = \"Bureau\"\ntypes = [\"CreditRatingCredential\"]\n\
-             [tiers.prescreening]\nrequire = [\"OrganizationIdentityCredential\", \"CreditRatingCredential\"]\nconstraints = [\"CreditRatingCredential.score >= 60\"]\n\
-             [tiers.certification]\nrequire = [\"BusinessLicenseCredential\"]\n",
-            registrar = self.registrar.did(),
-            bureau = self.bureau.did()
-        );
-        let path = self.dir.path().join("field.toml");
-        if !path.exists() {
-            let signature = Charter::parse(&text, self.dir.path())
-                .unwrap()
-                .sign(&self.registrar)
-                .unwrap();
-            std::fs::write(&path, format!("{text}{signature}")).unwrap();
-        }
-        Field::load(&path).unwrap()
+        Field::load(&self.charter).unwrap()
     }
 
-    fn issue(
-        &self,
-        issuer: &KeyPair,
-        holder: &KeyPair,
-        type_name: &str,
-        claims: serde_json::Value,
-        valid_until: i64,
-    ) -> String {
-        let now = now_unix();
-        let draft = CredentialDraft {
-            type_name: type_name.into(),
-            subject: holder.did(),
-            claims: claims.as_object().cloned().unwrap(),
-            valid_from: now - 86_400,
-            valid_until: Some(valid_until),
-            status: vec![],
-        };
-        issue_credential(issuer, &draft, now).unwrap()
-    }
-
-    /// Credentials for tier 2 (score and licence expiry as given).
+    /// Credentials for tier 2 (score and licence expiry as given), all under one corporate
+    /// number, so that two holders conflict.
     fn wallet(&self, holder: &KeyPair, score: i64, licence_until: Option<i64>) -> Vec<String> {
-        let year = now_unix() + 365 * 86_400;
-        let mut wallet = vec![
-            self.issue(&self.registrar, holder, "OrganizationIdentityCredential", json!({
-                "corporateNumber": "7000012050002", "legalName": "株式会社テスト", "address": "東京都", "representative": "山田"}), year),
-            self.issue(&self.bureau, holder, "CreditRatingCredential", json!({"grade": "B", "score": score, "assessedOn": "2026-04-01"}), year),
-        ];
-        if let Some(until) = licence_until {
-            wallet.push(self.issue(&self.registrar, holder, "BusinessLicenseCredential", json!({
-                "licenseNumber": "1", "authority": "MLIT", "kind": "general", "trades": ["建築工事業"], "validUntil": "2029-03-31"}), until));
-        }
-        wallet
+        self.authorities.wallet(
+            &holder.did(),
+            "7000012050002",
+            score,
+            licence_until.map(|until| (until, vec![])),
+        )
     }
 }
 
@@ -118,12 +77,12 @@ impl Gateway {
         let key = KeyPair::generate(KeyAlgorithm::Ed25519);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
-        let (network, network_events) = Network::spawn(
-            key.libp2p_keypair().unwrap(),
-            &["/ip4/127.0.0.1/tcp/0".into()],
+        let settings = NetworkSettings {
             max_message_bytes,
-        )
-        .unwrap();
+            ..NetworkSettings::loopback()
+        };
+        let (network, network_events) =
+            Network::spawn(key.libp2p_keypair().unwrap(), &settings).unwrap();
         let party = Arc::new(LocalParty::new(
             KeyPair::ed25519_from_seed(&seed(&key)),
             vec![issuers.field()],
@@ -131,7 +90,8 @@ impl Gateway {
             store.clone(),
             grace_secs,
         ));
-        let (handshakes, mut events) = Handshakes::spawn(party, network.commands(), network_events);
+        let (handshakes, mut events) =
+            Handshakes::spawn(party, network.commands(), network_events.connections);
         let address = wait_for(&mut events, |event| match event {
             GatewayEvent::Listening(address) => Some(address.clone()),
             _ => None,

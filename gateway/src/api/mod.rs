@@ -4,10 +4,9 @@
 
 pub mod types;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -22,17 +21,20 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::GatewayConfig;
 use crate::credential::format_rfc3339;
-use crate::handshake::{GatewayEvent, LocalParty, PeerRecord};
+use crate::exchange::Publisher;
+use crate::handshake::{LocalParty, PeerRecord};
 use crate::net::Command;
 use crate::secret_file::check_private;
+use crate::status::{Intake, StatusIntakeError, StatusListSummary};
 use crate::store::Tree;
 use types::{
-    ApiError, Dial, FieldView, JoinField, PeerView, StatusResponse, WalletEntryView, WalletImport,
+    ApiError, Dial, FieldView, JoinField, PeerView, StatusListImport, StatusListImported,
+    StatusResponse, WalletEntryView, WalletImport,
 };
 
 /// Largest request body accepted.
@@ -61,42 +63,23 @@ pub enum ApiStartError {
     },
 }
 
-/// Counters for `/metrics`, fed by handshake events.
-#[derive(Default)]
-struct Metrics {
-    handshakes: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Metrics {
-    fn record(&self, event: &GatewayEvent) {
-        let outcome = match event {
-            GatewayEvent::PeerVerified { .. } => "verified".to_owned(),
-            GatewayEvent::PeerRefused { code, .. } => code.clone(),
-            _ => return,
-        };
-        if let Ok(mut counts) = self.handshakes.lock() {
-            *counts.entry(outcome).or_default() += 1;
-        }
-    }
-}
-
 #[derive(Clone)]
 struct ApiState {
     party: Arc<LocalParty>,
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
-    metrics: Arc<Metrics>,
+    publisher: Publisher,
 }
 
 /// A running API server.
 pub struct ApiServer {
     address: SocketAddr,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
+        self.task.abort();
     }
 }
 
@@ -107,7 +90,7 @@ impl ApiServer {
         party: Arc<LocalParty>,
         commands: mpsc::Sender<Command>,
         peer_id: PeerId,
-        events: broadcast::Receiver<GatewayEvent>,
+        publisher: Publisher,
     ) -> Result<Self, ApiStartError> {
         let acceptor = TlsAcceptor::from(Arc::new(tls_config(config)?));
         let listener = TcpListener::bind(config.api.listen)
@@ -122,37 +105,23 @@ impl ApiServer {
                 address: config.api.listen,
                 source,
             })?;
-        let metrics = Arc::new(Metrics::default());
         let state = ApiState {
             party,
             commands,
             peer_id,
-            metrics: Arc::clone(&metrics),
+            publisher,
         };
-        let counting = tokio::spawn(count_events(events, metrics));
         let serving = tokio::spawn(serve(listener, acceptor, router(state)));
         tracing::info!(%address, "admin API listening (mutual TLS)");
         Ok(Self {
             address,
-            tasks: vec![counting, serving],
+            task: serving,
         })
     }
 
     /// The bound address.
     pub fn address(&self) -> SocketAddr {
         self.address
-    }
-}
-
-async fn count_events(mut events: broadcast::Receiver<GatewayEvent>, metrics: Arc<Metrics>) {
-    loop {
-        match events.recv().await {
-            Ok(event) => metrics.record(&event),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "metrics missed handshake events")
-            }
-            Err(broadcast::error::RecvError::Closed) => break,
-        }
     }
 }
 
@@ -225,15 +194,49 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router) {
     }
 }
 
+/// The OpenAPI description of this API, served at `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "TFC gateway admin API",
+        description = "Local admin and application API; every client authenticates with the admin CA's certificate (mutual TLS)."
+    ),
+    paths(
+        healthz,
+        metrics,
+        openapi,
+        status,
+        peers,
+        wallet,
+        import_credential,
+        fields,
+        join_field,
+        dial,
+        status_lists,
+        import_status_list
+    )
+)]
+pub struct ApiDoc;
+
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
 fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/wallet", get(wallet).post(import_credential))
         .route("/v1/fields", get(fields).post(join_field))
         .route("/v1/dial", axum::routing::post(dial))
+        .route(
+            "/v1/status-lists",
+            get(status_lists).post(import_status_list),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -284,30 +287,28 @@ impl From<crate::daemon::DaemonError> for Failure {
     }
 }
 
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The gateway is up")))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 async fn metrics(State(state): State<ApiState>) -> Result<String, Failure> {
     let peers = state.party.store.tree(Tree::Peers)?.len();
     let mut text = format!(
         "# HELP tfc_peers Peers with a recorded handshake.\n# TYPE tfc_peers gauge\ntfc_peers {peers}\n\
          # HELP tfc_fields Fields joined.\n# TYPE tfc_fields gauge\ntfc_fields {}\n\
          # HELP tfc_wallet_credentials Credentials in the wallet.\n# TYPE tfc_wallet_credentials gauge\ntfc_wallet_credentials {}\n\
-         # HELP tfc_handshakes_total Handshakes by outcome (verified, or the refusal code).\n# TYPE tfc_handshakes_total counter\n",
+         # HELP tfc_status_lists Status lists in force.\n# TYPE tfc_status_lists gauge\ntfc_status_lists {}\n",
         state.party.fields().len(),
         state.party.wallet().len(),
+        state.party.with_status_lists(|lists| lists.iter().count()),
     );
-    if let Ok(counts) = state.metrics.handshakes.lock() {
-        for (outcome, count) in counts.iter() {
-            text.push_str(&format!(
-                "tfc_handshakes_total{{outcome=\"{outcome}\"}} {count}\n"
-            ));
-        }
-    }
+    text.push_str(&state.party.metrics.render());
     Ok(text)
 }
 
+#[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusResponse), (status = 500, body = ApiError)))]
 async fn status(State(state): State<ApiState>) -> Result<Json<StatusResponse>, Failure> {
     let (reply, answer) = oneshot::channel();
     let listen = match state.commands.send(Command::ListenAddresses(reply)).await {
@@ -334,6 +335,7 @@ async fn status(State(state): State<ApiState>) -> Result<Json<StatusResponse>, F
     }))
 }
 
+#[utoipa::path(get, path = "/v1/peers", responses((status = 200, body = Vec<PeerView>), (status = 500, body = ApiError)))]
 async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerView>>, Failure> {
     let records = state
         .party
@@ -356,6 +358,7 @@ async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerView>>, Fai
     ))
 }
 
+#[utoipa::path(get, path = "/v1/wallet", responses((status = 200, body = Vec<WalletEntryView>)))]
 async fn wallet(State(state): State<ApiState>) -> Json<Vec<WalletEntryView>> {
     Json(
         state
@@ -383,6 +386,7 @@ fn wallet_view(token: &str) -> Option<WalletEntryView> {
     })
 }
 
+#[utoipa::path(post, path = "/v1/wallet", request_body = WalletImport, responses((status = 200, body = WalletEntryView), (status = 422, description = "The credential does not verify or is not ours", body = ApiError)))]
 async fn import_credential(
     State(state): State<ApiState>,
     Json(request): Json<WalletImport>,
@@ -410,6 +414,7 @@ fn field_view(field: &crate::field::Field) -> FieldView {
     }
 }
 
+#[utoipa::path(get, path = "/v1/fields", responses((status = 200, body = Vec<FieldView>)))]
 async fn fields(State(state): State<ApiState>) -> Json<Vec<FieldView>> {
     Json(
         state
@@ -421,14 +426,17 @@ async fn fields(State(state): State<ApiState>) -> Json<Vec<FieldView>> {
     )
 }
 
+#[utoipa::path(post, path = "/v1/fields", request_body = JoinField, responses((status = 200, body = FieldView), (status = 422, description = "The charter does not load or is not fully signed", body = ApiError)))]
 async fn join_field(
     State(state): State<ApiState>,
     Json(request): Json<JoinField>,
 ) -> Result<Json<FieldView>, Failure> {
     let field = state.party.join_field(Path::new(&request.charter))?;
+    crate::daemon::announce_field(&state.commands, &field, state.peer_id).await;
     Ok(Json(field_view(&field)))
 }
 
+#[utoipa::path(post, path = "/v1/dial", request_body = Dial, responses((status = 200, description = "Dialing"), (status = 422, body = ApiError)))]
 async fn dial(
     State(state): State<ApiState>,
     Json(request): Json<Dial>,
@@ -456,4 +464,32 @@ async fn dial(
             )
         })?;
     Ok(Json(serde_json::json!({"dialing": request.address})))
+}
+
+#[utoipa::path(get, path = "/v1/status-lists", responses((status = 200, body = Vec<StatusListSummary>)))]
+async fn status_lists(State(state): State<ApiState>) -> Json<Vec<StatusListSummary>> {
+    Json(state.party.status_list_summaries())
+}
+
+#[utoipa::path(post, path = "/v1/status-lists", request_body = StatusListImport, responses((status = 200, body = StatusListImported), (status = 422, description = "The list does not verify or no joined field trusts its issuer", body = ApiError)))]
+async fn import_status_list(
+    State(state): State<ApiState>,
+    Json(request): Json<StatusListImport>,
+) -> Result<Json<StatusListImported>, Failure> {
+    let intake = state
+        .publisher
+        .import_status_list(&request.credential)
+        .await
+        .map_err(|error| {
+            let status = match error {
+                StatusIntakeError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                StatusIntakeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Failure::new(status, error.code(), error.to_string())
+        })?;
+    let (list, taken) = match intake {
+        Intake::Taken(list) => (list, true),
+        Intake::Unchanged(list) => (list, false),
+    };
+    Ok(Json(StatusListImported { list, taken }))
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Every error body: `{ "code": "<stable code>", "message": "<what to do>" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiError {
     /// A stable machine code.
     pub code: String,
@@ -14,7 +14,7 @@ pub struct ApiError {
 }
 
 /// `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusResponse {
     /// The organisation's DID.
@@ -32,7 +32,7 @@ pub struct StatusResponse {
 }
 
 /// One peer in `GET /v1/peers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PeerView {
     /// Its PeerId.
@@ -48,7 +48,7 @@ pub struct PeerView {
 }
 
 /// `POST /v1/wallet`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WalletImport {
     /// A compact vc+jwt issued to this organisation.
@@ -56,7 +56,7 @@ pub struct WalletImport {
 }
 
 /// One credential in `GET /v1/wallet`, and the answer to an import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WalletEntryView {
     /// The credential id.
@@ -71,7 +71,7 @@ pub struct WalletEntryView {
 }
 
 /// `POST /v1/fields`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinField {
     /// The absolute path of a signed charter readable by the gateway.
@@ -79,7 +79,7 @@ pub struct JoinField {
 }
 
 /// One field in `GET /v1/fields`, and the answer to a join.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FieldView {
     /// The field id.
@@ -93,9 +93,27 @@ pub struct FieldView {
 }
 
 /// `POST /v1/dial`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dial {
     /// A multiaddr, e.g. `/ip4/192.0.2.10/tcp/7400/p2p/12D3KooW…`.
     pub address: String,
+}
+
+/// `POST /v1/status-lists`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusListImport {
+    /// A compact BitstringStatusListCredential (vc+jwt).
+    pub credential: String,
+}
+
+/// The answer to a status list import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusListImported {
+    /// The list.
+    #[serde(flatten)]
+    pub list: crate::status::StatusListSummary,
+    /// Whether it was new (taken and gossiped) rather than already held.
+    pub taken: bool,
 }

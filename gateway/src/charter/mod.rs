@@ -137,6 +137,8 @@ struct CharterFile {
     #[serde(default)]
     tiers: TiersSection,
     #[serde(default)]
+    bootstrap: Vec<String>,
+    #[serde(default)]
     signatures: Vec<SignatureEntry>,
 }
 
@@ -242,6 +244,8 @@ pub struct Charter {
     pub tiers: [TierRequirement; 3],
     /// The Cedar policy file's path and text, if the charter names one.
     pub policy: Option<(PathBuf, String)>,
+    /// Members' gateways to dial on joining (`/ip4/…/tcp/…/p2p/<PeerId>` multiaddrs).
+    pub bootstrap: Vec<libp2p::Multiaddr>,
     /// SHA-256 of the canonical JSON.
     field_id: [u8; 32],
     /// Founders whose signature verified.
@@ -292,6 +296,7 @@ impl Charter {
             issuers: file.issuers,
             tiers,
             policy,
+            bootstrap: parse_bootstrap(&file.bootstrap)?,
             field_id,
             signed_by: BTreeSet::new(),
         };
@@ -550,6 +555,25 @@ fn read_bounded(path: &Path) -> Result<String, CharterError> {
         )));
     }
     std::fs::read_to_string(path).map_err(io)
+}
+
+/// Bootstrap addresses must name the peer they reach, so that the handshake can check that
+/// the gateway there is the member it claims to be.
+fn parse_bootstrap(addresses: &[String]) -> Result<Vec<libp2p::Multiaddr>, CharterError> {
+    addresses
+        .iter()
+        .map(|text| {
+            let address: libp2p::Multiaddr = text.parse().map_err(|error| {
+                CharterError::Invalid(format!("bootstrap address {text:?}: {error}"))
+            })?;
+            match address.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(_)) => Ok(address),
+                _ => Err(CharterError::Invalid(format!(
+                    "bootstrap address {text:?} must end with /p2p/<PeerId>"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// Parses `"<n><unit>"` with unit `s`, `m`, `h` or `d` into seconds.

@@ -298,3 +298,31 @@ fn durations_parse() {
         assert_eq!(parse_duration_secs(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn bootstrap_addresses_must_name_their_peer() {
+    let founders = Founders::new(1);
+    let peer = founders.keys[0].peer_id().unwrap();
+    let good = format!("/ip4/192.0.2.1/tcp/7400/p2p/{peer}");
+    let with = |line: &str| {
+        founders.charter("").replace(
+            "status_max_age = \"12h\"",
+            &format!("status_max_age = \"12h\"\n{line}"),
+        )
+    };
+    let charter = parse(&with(&format!("bootstrap = [\"{good}\"]"))).unwrap();
+    assert_eq!(charter.bootstrap.len(), 1);
+    assert_eq!(charter.bootstrap[0].to_string(), good);
+    assert_ne!(
+        charter.field_id(),
+        parse(&founders.charter("")).unwrap().field_id()
+    );
+    for (line, needle) in [
+        ("bootstrap = [\"/ip4/192.0.2.1/tcp/7400\"]", "/p2p/"),
+        ("bootstrap = [\"not an address\"]", "not an address"),
+    ] {
+        let error = parse(&with(line)).unwrap_err();
+        assert_eq!(error.code(), "charter_invalid");
+        assert!(error.to_string().contains(needle), "{error}");
+    }
+}

@@ -7,6 +7,7 @@
 mod error;
 mod jws;
 mod keys;
+mod message;
 mod presentation;
 mod replay;
 mod status_list;
@@ -20,6 +21,7 @@ use time::format_description::well_known::Rfc3339;
 
 pub use error::{ErrorCode, VerificationError};
 pub use jws::SignError;
+pub use message::{MESSAGE_TYP, sign_message};
 pub use presentation::{
     Challenge, IdentityBindings, OpenedPresentation, VerifiedPresentation, create_presentation,
 };

@@ -342,6 +342,11 @@ impl StatusLists {
         self.by_id.get(id)
     }
 
+    /// Every list held.
+    pub fn iter(&self) -> impl Iterator<Item = &StatusList> {
+        self.by_id.values()
+    }
+
     /// Judges one entry of a credential by `issuer`, failing closed.
     pub fn check_entry(
         &self,

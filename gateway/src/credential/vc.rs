@@ -150,6 +150,18 @@ impl CredentialVerifier {
         token: &str,
         context: &VerifyContext<'_>,
     ) -> Result<VerifiedCredential, VerificationError> {
+        let credential = self.verify_credential_before_status(token, context)?;
+        check_status(&credential, context)?;
+        Ok(credential)
+    }
+
+    /// Every check of [`Self::verify_credential`] but the last, the status: for a holder
+    /// taking its own credential before it has the issuer's status list.
+    pub fn verify_credential_before_status(
+        &self,
+        token: &str,
+        context: &VerifyContext<'_>,
+    ) -> Result<VerifiedCredential, VerificationError> {
         let jws = jws::parse(token, MAX_CREDENTIAL_LEN, VC_TYP)?;
         let envelope = Envelope::extract(&jws.payload)?;
         self.authenticate(&jws, &envelope.issuer, ErrorCode::BadSignature)?;
@@ -166,8 +178,16 @@ impl CredentialVerifier {
                 &credential.type_name,
             )?;
         }
-        check_status(&credential, context)?;
         Ok(credential)
+    }
+
+    /// The status check alone, on a credential from [`Self::verify_credential_before_status`].
+    pub fn check_credential_status(
+        &self,
+        credential: &VerifiedCredential,
+        context: &VerifyContext<'_>,
+    ) -> Result<(), VerificationError> {
+        check_status(credential, context)
     }
 
     /// Checks the signature of `jws` against `signer`'s key; a failure gets `bad_signature_code`.

@@ -57,3 +57,35 @@ pub enum HandshakeResponse {
         message: String,
     },
 }
+
+/// An anti-entropy request on `/tfc/sync/1`: the asker says what it holds for a field, the
+/// answer carries what it lacks. Served only to peers verified in that field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SyncRequest {
+    /// The status lists the asker holds: list id → `validFrom` (Unix seconds).
+    StatusLists {
+        /// The field id.
+        field: String,
+        /// What the asker holds.
+        have: BTreeMap<String, i64>,
+    },
+}
+
+/// An anti-entropy answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SyncResponse {
+    /// Status list credentials (vc+jwt) newer than, or missing from, what the asker holds.
+    StatusLists {
+        /// The tokens.
+        tokens: Vec<String>,
+    },
+    /// The request was refused.
+    Refused {
+        /// A stable code.
+        code: String,
+        /// Why.
+        message: String,
+    },
+}

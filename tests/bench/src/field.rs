@@ -12,7 +12,7 @@ use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
 use tfc_gateway::field::Field;
 use tfc_gateway::handshake::{GatewayEvent, Handshakes, LocalParty};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
-use tfc_gateway::net::Network;
+use tfc_gateway::net::{Network, NetworkSettings};
 use tfc_gateway::store::Store;
 use tokio::sync::broadcast;
 
@@ -109,11 +109,8 @@ impl Node {
         let key = KeyPair::generate(KeyAlgorithm::Ed25519);
         let dir = tempfile::tempdir()?;
         let store = Store::open(&dir.path().join("store"))?;
-        let (network, network_events) = Network::spawn(
-            key.libp2p_keypair()?,
-            &["/ip4/127.0.0.1/tcp/0".into()],
-            1024 * 1024,
-        )?;
+        let (network, network_events) =
+            Network::spawn(key.libp2p_keypair()?, &NetworkSettings::loopback())?;
         let number = corporate_number(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let wallet = setup.wallet(&key, &number)?;
         let party = Arc::new(LocalParty::new(
@@ -123,7 +120,8 @@ impl Node {
             store,
             10,
         ));
-        let (handshakes, mut events) = Handshakes::spawn(party, network.commands(), network_events);
+        let (handshakes, mut events) =
+            Handshakes::spawn(party, network.commands(), network_events.connections);
         let address = tokio::time::timeout(WAIT, async {
             loop {
                 if let Ok(GatewayEvent::Listening(address)) = events.recv().await {

@@ -1,0 +1,732 @@
+//! What members exchange besides handshakes: gossip on the field topics and anti-entropy on
+//! `/tfc/sync/1`.
+//!
+//! Every gossip message is a signed envelope ([`MESSAGE_TYP`]) naming its field and topic.
+//! A message is accepted only if its topic is one of a joined field's, its envelope verifies,
+//! its publisher is a member in good standing there (tier ≥ 1 at our last judgement), its
+//! time is plausible, its publisher is within its rate, and its body is valid for its kind.
+//! Anything else is rejected, which lowers the forwarding peer's gossipsub score. After a
+//! peer is verified, we ask it for what we lack in every field we share.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::credential::{CredentialVerifier, SignError, now_unix, sign_message};
+use crate::handshake::{GatewayEvent, LocalParty, PeerRecord};
+use crate::identity::PublicKey;
+use crate::metrics;
+use crate::net::{
+    Command, ContentEvent, MessageId, SyncRequest, SyncResponse, TopicKind, Verdict, parse_topic,
+    topic_name,
+};
+use crate::status::{Intake, StatusIntakeError};
+use crate::store::Tree;
+
+/// How far a message's time may stray from ours (seconds): gossip is delivered within
+/// seconds, so an old message is a replay.
+const MAX_MESSAGE_AGE_SECS: i64 = 600;
+/// Messages a publisher may send at once, and per second after that.
+const RATE_BURST: f64 = 200.0;
+const RATE_PER_SEC: f64 = 50.0;
+/// Answers to a sync request stop growing at this share of the message limit.
+const SYNC_FILL_PERCENT: usize = 75;
+
+/// The signed envelope of every gossip message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Envelope {
+    /// The publisher's DID (the signer).
+    iss: String,
+    /// The field id.
+    field: String,
+    /// The topic kind: `gov`, `threat` or `status`.
+    kind: String,
+    /// When it was published (Unix seconds).
+    iat: i64,
+    /// Makes every publication distinct, so a deliberate re-publication is not a duplicate.
+    jti: String,
+    /// What it carries.
+    body: Value,
+}
+
+fn kind_name(kind: TopicKind) -> &'static str {
+    match kind {
+        TopicKind::Gov => "gov",
+        TopicKind::Threat => "threat",
+        TopicKind::Status => "status",
+    }
+}
+
+/// Why a gossip message was refused (its code is counted in metrics).
+#[derive(Debug)]
+struct Rejection(String);
+
+/// Publishes signed envelopes on field topics.
+#[derive(Clone)]
+pub struct Publisher {
+    party: Arc<LocalParty>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Publisher {
+    /// Publishes `body` on the `kind` topic of `field`.
+    pub async fn publish(
+        &self,
+        field: &str,
+        kind: TopicKind,
+        body: Value,
+    ) -> Result<(), SignError> {
+        let envelope = Envelope {
+            iss: self.party.key.did(),
+            field: field.to_owned(),
+            kind: kind_name(kind).to_owned(),
+            iat: now_unix(),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            body,
+        };
+        let token = sign_message(&self.party.key, &envelope)?;
+        let command = Command::Publish {
+            topic: topic_name(field, kind),
+            data: token.into_bytes(),
+        };
+        if self.commands.send(command).await.is_err() {
+            tracing::warn!("gossip not published: the network task has stopped");
+        }
+        Ok(())
+    }
+
+    /// Takes a status list credential and, if it is new, gossips it in every joined field
+    /// that trusts its issuer.
+    pub async fn import_status_list(&self, token: &str) -> Result<Intake, StatusIntakeError> {
+        let intake = self.party.import_status_list(token)?;
+        if let Intake::Taken(list) = &intake {
+            for field in self.party.fields_trusting(&list.issuer) {
+                let body = Value::String(token.trim().to_owned());
+                if let Err(error) = self.publish(&field, TopicKind::Status, body).await {
+                    tracing::warn!(%error, "status list taken but not gossiped");
+                }
+            }
+        }
+        Ok(intake)
+    }
+}
+
+/// A token bucket per publisher.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.duration_since(self.at).as_secs_f64() * RATE_PER_SEC;
+        self.tokens = (self.tokens + refill).min(RATE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The running exchange service.
+pub struct Exchange {
+    publisher: Publisher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Exchange {
+    /// Starts the service on the network's content events and the handshake's outcomes.
+    pub fn spawn(
+        party: Arc<LocalParty>,
+        commands: mpsc::Sender<Command>,
+        content: mpsc::Receiver<ContentEvent>,
+        handshakes: broadcast::Receiver<GatewayEvent>,
+        max_message_bytes: usize,
+    ) -> Self {
+        let publisher = Publisher {
+            party: Arc::clone(&party),
+            commands: commands.clone(),
+        };
+        let service = Service {
+            party,
+            commands,
+            verifier: CredentialVerifier::new(),
+            buckets: HashMap::new(),
+            max_message_bytes,
+        };
+        let task = tokio::spawn(service.run(content, handshakes));
+        Self { publisher, task }
+    }
+
+    /// A publisher for the API and other modules.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Stops the service.
+    pub async fn shutdown(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+struct Service {
+    party: Arc<LocalParty>,
+    commands: mpsc::Sender<Command>,
+    verifier: CredentialVerifier,
+    buckets: HashMap<String, Bucket>,
+    max_message_bytes: usize,
+}
+
+impl Service {
+    async fn run(
+        mut self,
+        mut content: mpsc::Receiver<ContentEvent>,
+        mut handshakes: broadcast::Receiver<GatewayEvent>,
+    ) {
+        loop {
+            tokio::select! {
+                event = content.recv() => match event {
+                    Some(event) => self.content_event(event).await,
+                    None => break,
+                },
+                event = handshakes.recv() => match event {
+                    Ok(GatewayEvent::Mutual { peer }) => self.catch_up(peer),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "handshake events missed; anti-entropy waits for the next");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    }
+
+    async fn content_event(&mut self, event: ContentEvent) {
+        match event {
+            ContentEvent::Gossip {
+                message_id,
+                source,
+                topic,
+                data,
+            } => {
+                let verdict = self.judge_gossip(source, &topic, &data);
+                let (verdict, label) = match &verdict {
+                    Ok(verdict @ Verdict::Accept) => (*verdict, "accept"),
+                    Ok(verdict) => (*verdict, "ignore"),
+                    Err(Rejection(code)) => {
+                        tracing::info!(%source, %topic, %code, "gossip message rejected");
+                        (Verdict::Reject, code.as_str())
+                    }
+                };
+                self.party.metrics.count(metrics::GOSSIP, label);
+                self.validated(message_id, source, verdict).await;
+            }
+            ContentEvent::SyncRequest {
+                peer,
+                request,
+                channel,
+            } => {
+                let response = self.answer_sync(peer, request);
+                let _ = self
+                    .commands
+                    .send(Command::SyncRespond { channel, response })
+                    .await;
+            }
+        }
+    }
+
+    async fn validated(&self, message_id: MessageId, source: PeerId, verdict: Verdict) {
+        let _ = self
+            .commands
+            .send(Command::Validated {
+                message_id,
+                source,
+                verdict,
+            })
+            .await;
+    }
+
+    /// Judges a gossip message in the order of the module doc.
+    fn judge_gossip(
+        &mut self,
+        source: PeerId,
+        topic: &str,
+        data: &[u8],
+    ) -> Result<Verdict, Rejection> {
+        let reject = |code: &str| Rejection(code.to_owned());
+        let (field, kind) = parse_topic(topic).ok_or_else(|| reject("unknown_topic"))?;
+        if !self
+            .party
+            .fields()
+            .iter()
+            .any(|joined| joined.charter.field_id() == field)
+        {
+            return Ok(Verdict::Ignore);
+        }
+        let token = std::str::from_utf8(data).map_err(|_| reject("malformed"))?;
+        let (publisher, payload) = self
+            .verifier
+            .open_message(token, self.max_message_bytes)
+            .map_err(|error| reject(error.code.as_str()))?;
+        let envelope: Envelope =
+            serde_json::from_value(Value::Object(payload)).map_err(|_| reject("malformed"))?;
+        if envelope.field != field || envelope.kind != kind_name(kind) {
+            return Err(reject("wrong_topic"));
+        }
+        if (now_unix() - envelope.iat).abs() > MAX_MESSAGE_AGE_SECS {
+            return Err(reject("stale"));
+        }
+        let publisher_peer = PublicKey::from_did(&publisher)
+            .ok()
+            .and_then(|key| key.peer_id())
+            .ok_or_else(|| reject("malformed"))?;
+        if !self.is_member(publisher_peer, &field) {
+            return Err(reject("not_member"));
+        }
+        if !self.within_rate(&publisher) {
+            // Only the publisher itself is punished; a relay could not have known.
+            return if source == publisher_peer {
+                Err(reject("rate_limited"))
+            } else {
+                Ok(Verdict::Ignore)
+            };
+        }
+        match kind {
+            TopicKind::Status => self.status_message(&envelope.body),
+            // Governance and threat messages are judged by their own modules (not yet here).
+            TopicKind::Gov | TopicKind::Threat => Ok(Verdict::Ignore),
+        }
+    }
+
+    fn status_message(&self, body: &Value) -> Result<Verdict, Rejection> {
+        let token = body.as_str().ok_or_else(|| Rejection("malformed".into()))?;
+        match self.party.import_status_list(token) {
+            Ok(Intake::Taken(_)) => Ok(Verdict::Accept),
+            Ok(Intake::Unchanged(_)) => Ok(Verdict::Ignore),
+            Err(error) => Err(Rejection(error.code().to_owned())),
+        }
+    }
+
+    fn is_member(&self, peer: PeerId, field: &str) -> bool {
+        self.record(peer)
+            .is_some_and(|record| record.tiers.get(field).is_some_and(|tier| *tier >= 1))
+    }
+
+    fn record(&self, peer: PeerId) -> Option<PeerRecord> {
+        self.party
+            .store
+            .tree(Tree::Peers)
+            .ok()?
+            .get(peer.to_bytes().as_slice())
+            .ok()?
+    }
+
+    fn within_rate(&mut self, publisher: &str) -> bool {
+        let now = Instant::now();
+        self.buckets
+            .entry(publisher.to_owned())
+            .or_insert(Bucket {
+                tokens: RATE_BURST,
+                at: now,
+            })
+            .take(now)
+    }
+
+    fn answer_sync(&self, peer: PeerId, request: SyncRequest) -> SyncResponse {
+        let SyncRequest::StatusLists { field, have } = request;
+        if !self.is_member(peer, &field) {
+            return SyncResponse::Refused {
+                code: "not_member".into(),
+                message: "anti-entropy is served only to members verified in the field".into(),
+            };
+        }
+        let Some(joined) = self
+            .party
+            .fields()
+            .into_iter()
+            .find(|joined| joined.charter.field_id() == field)
+        else {
+            return SyncResponse::Refused {
+                code: "unknown_field".into(),
+                message: "this gateway has not joined that field".into(),
+            };
+        };
+        let held = match self.party.status_lists_for(&joined) {
+            Ok(held) => held,
+            Err(error) => {
+                return SyncResponse::Refused {
+                    code: error.code().into(),
+                    message: error.to_string(),
+                };
+            }
+        };
+        let budget = self.max_message_bytes * SYNC_FILL_PERCENT / 100;
+        let mut used = 0;
+        let tokens = held
+            .into_iter()
+            .filter(|(id, issued_at, _)| have.get(id).is_none_or(|theirs| theirs < issued_at))
+            .map(|(_, _, token)| token)
+            // What does not fit now goes in the next round.
+            .take_while(|token| {
+                used += token.len() + 4;
+                used <= budget
+            })
+            .collect();
+        SyncResponse::StatusLists { tokens }
+    }
+
+    /// Asks a peer that has just admitted us, and we it, for what we lack in every field
+    /// we share with it.
+    fn catch_up(&self, peer: PeerId) {
+        let Some(record) = self.record(peer) else {
+            return;
+        };
+        let fields: Vec<Arc<crate::field::Field>> = self
+            .party
+            .fields()
+            .into_iter()
+            .filter(|field| {
+                record
+                    .tiers
+                    .get(&field.charter.field_id())
+                    .is_some_and(|tier| *tier >= 1)
+            })
+            .collect();
+        let party = Arc::clone(&self.party);
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            for field in fields {
+                let have: BTreeMap<String, i64> = match party.status_lists_for(&field) {
+                    Ok(held) => held.into_iter().map(|(id, at, _)| (id, at)).collect(),
+                    Err(error) => {
+                        tracing::warn!(%error, "status lists unreadable; sync skipped");
+                        continue;
+                    }
+                };
+                let request = SyncRequest::StatusLists {
+                    field: field.charter.field_id(),
+                    have,
+                };
+                match sync(&commands, peer, request).await {
+                    Ok(SyncResponse::StatusLists { tokens }) => {
+                        for token in tokens {
+                            party.metrics.count(metrics::SYNCED, "status_list");
+                            if let Err(error) = party.import_status_list(&token) {
+                                tracing::info!(%peer, code = error.code(), "synced status list refused");
+                            }
+                        }
+                    }
+                    Ok(SyncResponse::Refused { code, message }) => {
+                        tracing::info!(%peer, %code, %message, "sync refused");
+                    }
+                    Err(reason) => tracing::info!(%peer, %reason, "sync failed"),
+                }
+            }
+        });
+    }
+}
+
+async fn sync(
+    commands: &mpsc::Sender<Command>,
+    peer: PeerId,
+    request: SyncRequest,
+) -> Result<SyncResponse, String> {
+    let (reply, answer) = oneshot::channel();
+    commands
+        .send(Command::Sync {
+            peer,
+            request,
+            reply,
+        })
+        .await
+        .map_err(|_| "the network task has stopped".to_owned())?;
+    answer
+        .await
+        .map_err(|_| "the network task has stopped".to_owned())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::charter::Charter;
+    use crate::credential::{StatusList, StatusPurpose};
+    use crate::field::Field;
+    use crate::identity::{KeyAlgorithm, KeyPair};
+    use crate::store::Store;
+
+    struct Fixture {
+        service: Service,
+        issuer: KeyPair,
+        field: String,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A service in a one-field party, and a member of that field.
+    fn fixture() -> (Fixture, KeyPair) {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let text = format!(
+            "name = \"f\"\nfounders = [\"{did}\"]\nquorum = 1\n[[issuers]]\ndid = \"{did}\"\nname = \"I\"\ntypes = [\"CreditRatingCredential\"]\n[tiers.prescreening]\nrequire = [\"CreditRatingCredential\"]\n",
+            did = issuer.did()
+        );
+        let signature = Charter::parse(&text, dir.path())
+            .unwrap()
+            .sign(&issuer)
+            .unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, format!("{text}{signature}")).unwrap();
+        let field = Field::load(&path).unwrap();
+        let field_id = field.charter.field_id();
+        let store = Store::temporary().unwrap();
+        let member = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let record = PeerRecord {
+            did: member.did(),
+            tiers: [(field_id.clone(), 1)].into(),
+            credentials: vec![],
+            evaluated_at: now_unix(),
+            next_change: None,
+            corporate_number: None,
+        };
+        store
+            .tree(Tree::Peers)
+            .unwrap()
+            .put(member.peer_id().unwrap().to_bytes().as_slice(), &record)
+            .unwrap();
+        let party = LocalParty::new(
+            KeyPair::generate(KeyAlgorithm::Ed25519),
+            vec![field],
+            vec![],
+            store,
+            10,
+        );
+        let (commands, _) = mpsc::channel(1);
+        let fixture = Fixture {
+            service: Service {
+                party: Arc::new(party),
+                commands,
+                verifier: CredentialVerifier::new(),
+                buckets: HashMap::new(),
+                max_message_bytes: 1024 * 1024,
+            },
+            issuer,
+            field: field_id,
+            _dir: dir,
+        };
+        (fixture, member)
+    }
+
+    fn envelope(key: &KeyPair, field: &str, kind: &str, iat: i64, body: Value) -> Vec<u8> {
+        let envelope = Envelope {
+            iss: key.did(),
+            field: field.into(),
+            kind: kind.into(),
+            iat,
+            jti: uuid::Uuid::new_v4().to_string(),
+            body,
+        };
+        sign_message(key, &envelope).unwrap().into_bytes()
+    }
+
+    impl Fixture {
+        fn list(&self, issued_at: i64) -> Value {
+            let list = StatusList::new(
+                "urn:list",
+                &self.issuer.did(),
+                StatusPurpose::Revocation,
+                0,
+                issued_at,
+            );
+            Value::String(list.issue(&self.issuer).unwrap())
+        }
+
+        fn judge(
+            &mut self,
+            from: &KeyPair,
+            topic_kind: TopicKind,
+            data: &[u8],
+        ) -> Result<Verdict, String> {
+            let source = from.peer_id().unwrap();
+            let topic = topic_name(&self.field, topic_kind);
+            self.service
+                .judge_gossip(source, &topic, data)
+                .map_err(|Rejection(code)| code)
+        }
+    }
+
+    #[test]
+    fn a_members_status_list_is_taken_once() {
+        let (mut fixture, member) = fixture();
+        let body = fixture.list(now_unix() - 10);
+        let first = envelope(&member, &fixture.field, "status", now_unix(), body.clone());
+        assert_eq!(
+            fixture.judge(&member, TopicKind::Status, &first),
+            Ok(Verdict::Accept)
+        );
+        let again = envelope(&member, &fixture.field, "status", now_unix(), body);
+        assert_eq!(
+            fixture.judge(&member, TopicKind::Status, &again),
+            Ok(Verdict::Ignore)
+        );
+        assert_eq!(fixture.service.party.status_list_summaries().len(), 1);
+    }
+
+    #[test]
+    fn invalid_messages_are_rejected_with_their_code() {
+        let (mut fixture, member) = fixture();
+        let stranger = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let field = fixture.field.clone();
+        let now = now_unix();
+        let body = fixture.list(now - 10);
+        let cases = [
+            (
+                envelope(&stranger, &field, "status", now, body.clone()),
+                "not_member",
+            ),
+            (
+                envelope(&member, &field, "gov", now, body.clone()),
+                "wrong_topic",
+            ),
+            (
+                envelope(&member, "other", "status", now, body.clone()),
+                "wrong_topic",
+            ),
+            (
+                envelope(&member, &field, "status", now - 3600, body.clone()),
+                "stale",
+            ),
+            (
+                envelope(&member, &field, "status", now, Value::Bool(true)),
+                "malformed",
+            ),
+            (
+                envelope(&member, &field, "status", now, Value::String("x".into())),
+                "malformed",
+            ),
+            (b"\xff\xfe".to_vec(), "malformed"),
+            (b"a.b.c".to_vec(), "malformed"),
+        ];
+        for (data, code) in cases {
+            assert_eq!(
+                fixture.judge(&member, TopicKind::Status, &data),
+                Err(code.to_owned())
+            );
+        }
+        // A list from an issuer the field does not trust.
+        let foreign = StatusList::new("urn:x", &stranger.did(), StatusPurpose::Revocation, 0, now);
+        let data = envelope(
+            &member,
+            &field,
+            "status",
+            now,
+            Value::String(foreign.issue(&stranger).unwrap()),
+        );
+        assert_eq!(
+            fixture.judge(&member, TopicKind::Status, &data),
+            Err("untrusted_issuer".to_owned())
+        );
+        // A topic of a field not joined is none of our business.
+        let source = member.peer_id().unwrap();
+        assert_eq!(
+            fixture
+                .service
+                .judge_gossip(source, &topic_name("feed", TopicKind::Status), &data)
+                .map_err(|Rejection(code)| code),
+            Ok(Verdict::Ignore)
+        );
+        assert!(fixture.service.party.status_list_summaries().is_empty());
+    }
+
+    #[test]
+    fn the_rate_bucket_refills_at_its_rate_up_to_its_burst() {
+        let start = Instant::now();
+        let mut bucket = Bucket {
+            tokens: RATE_BURST,
+            at: start,
+        };
+        let taken = (0..RATE_BURST as usize + 10)
+            .filter(|_| bucket.take(start))
+            .count();
+        assert_eq!(taken, RATE_BURST as usize);
+        let later = start + std::time::Duration::from_secs(1);
+        let refilled = (0..RATE_BURST as usize)
+            .filter(|_| bucket.take(later))
+            .count();
+        assert_eq!(refilled, RATE_PER_SEC as usize);
+        let much_later = later + std::time::Duration::from_secs(3600);
+        let capped = (0..2 * RATE_BURST as usize)
+            .filter(|_| bucket.take(much_later))
+            .count();
+        assert_eq!(capped, RATE_BURST as usize);
+    }
+
+    #[test]
+    fn a_publisher_over_its_rate_is_rejected_but_its_relays_are_not() {
+        let (mut fixture, member) = fixture();
+        let relay = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let field = fixture.field.clone();
+        fixture.service.buckets.insert(
+            member.did(),
+            Bucket {
+                tokens: 0.0,
+                at: Instant::now(),
+            },
+        );
+        let data = envelope(&member, &field, "threat", now_unix(), Value::Null);
+        assert_eq!(
+            fixture.judge(&member, TopicKind::Threat, &data),
+            Err("rate_limited".to_owned())
+        );
+        assert_eq!(
+            fixture.judge(&relay, TopicKind::Threat, &data),
+            Ok(Verdict::Ignore)
+        );
+    }
+
+    #[test]
+    fn sync_serves_members_what_they_lack() {
+        let (fixture, member) = fixture();
+        let issued_at = now_unix() - 10;
+        let token = fixture.list(issued_at);
+        fixture
+            .service
+            .party
+            .import_status_list(token.as_str().unwrap())
+            .unwrap();
+        let ask = |have: BTreeMap<String, i64>| SyncRequest::StatusLists {
+            field: fixture.field.clone(),
+            have,
+        };
+        let peer = member.peer_id().unwrap();
+        assert_eq!(
+            fixture.service.answer_sync(peer, ask(BTreeMap::new())),
+            SyncResponse::StatusLists {
+                tokens: vec![token.as_str().unwrap().to_owned()]
+            }
+        );
+        let held = [("urn:list".to_owned(), issued_at)].into();
+        assert_eq!(
+            fixture.service.answer_sync(peer, ask(held)),
+            SyncResponse::StatusLists { tokens: vec![] }
+        );
+        let stranger = KeyPair::generate(KeyAlgorithm::Ed25519).peer_id().unwrap();
+        assert!(matches!(
+            fixture.service.answer_sync(stranger, ask(BTreeMap::new())),
+            SyncResponse::Refused { code, .. } if code == "not_member"
+        ));
+    }
+}

@@ -1,0 +1,125 @@
+//! Gossipsub settings and topic names.
+//!
+//! Messages are published anonymously (no libp2p author or signature) and identified by the
+//! SHA-256 of their bytes: every payload carries its own organisation signature, which the
+//! application checks once per message after deduplication, instead of gossipsub checking a
+//! second signature on every copy (MEASUREMENTS.md). Validation is left to the application
+//! (`validate_messages`), and the score parameters only punish invalid messages: a quiet
+//! field must not push honest members out, and members behind one address (NAT, loopback
+//! tests) are not penalised for sharing it.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{
+    self, MessageAuthenticity, MessageId, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
+};
+use sha2::{Digest, Sha256};
+
+/// The kinds of topic every field has (DESIGN §4, Wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TopicKind {
+    /// Governance ops and endorsements.
+    Gov,
+    /// Threat indicators.
+    Threat,
+    /// Status list credentials.
+    Status,
+}
+
+impl TopicKind {
+    /// Every kind.
+    pub const ALL: [TopicKind; 3] = [TopicKind::Gov, TopicKind::Threat, TopicKind::Status];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            TopicKind::Gov => "gov",
+            TopicKind::Threat => "threat",
+            TopicKind::Status => "status",
+        }
+    }
+}
+
+/// The topic `tfc/<field-id>/<kind>`.
+pub fn topic_name(field_id: &str, kind: TopicKind) -> String {
+    format!("tfc/{field_id}/{}", kind.as_str())
+}
+
+/// The field id and kind of a topic name, if it is one of ours.
+pub fn parse_topic(name: &str) -> Option<(String, TopicKind)> {
+    let rest = name.strip_prefix("tfc/")?;
+    let (field, kind) = rest.rsplit_once('/')?;
+    let kind = TopicKind::ALL
+        .into_iter()
+        .find(|known| known.as_str() == kind)?;
+    Some((field.to_owned(), kind))
+}
+
+/// The gossipsub behaviour with our settings; `max_bytes` bounds every message.
+pub(super) fn behaviour(max_bytes: usize) -> Result<gossipsub::Behaviour, String> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|message| MessageId::new(&Sha256::digest(&message.data)))
+        .max_transmit_size(max_bytes)
+        // The default 5 s delays mesh formation after start-up (MEASUREMENTS.md).
+        .heartbeat_initial_delay(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .map_err(|error| error.to_string())?;
+    let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)?;
+    let score = PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..PeerScoreParams::default()
+    };
+    behaviour.with_peer_score(score, PeerScoreThresholds::default())?;
+    Ok(behaviour)
+}
+
+/// Per-topic scores: a little credit for time in the mesh and first deliveries, and a steep,
+/// slowly forgiven penalty for invalid messages: three put a peer past the graylist threshold
+/// whatever credit it had earned.
+pub(super) fn topic_score() -> TopicScoreParams {
+    TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 0.1,
+        first_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -12.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..TopicScoreParams::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_round_trip() {
+        for kind in TopicKind::ALL {
+            let name = topic_name("abc123", kind);
+            assert_eq!(parse_topic(&name), Some(("abc123".to_owned(), kind)));
+        }
+        assert_eq!(topic_name("f", TopicKind::Gov), "tfc/f/gov");
+        for foreign in ["tfc/f/other", "x/f/gov", "tfc/gov", ""] {
+            assert_eq!(parse_topic(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn three_invalid_messages_cross_the_graylist_threshold() {
+        let params = topic_score();
+        let thresholds = PeerScoreThresholds::default();
+        let penalty = |count: f64| count * count * params.invalid_message_deliveries_weight;
+        let most_credit = params.time_in_mesh_cap * params.time_in_mesh_weight
+            + params.first_message_deliveries_cap * params.first_message_deliveries_weight;
+        assert!(penalty(2.0) > thresholds.graylist_threshold);
+        assert!(penalty(3.0) + most_credit < thresholds.graylist_threshold);
+        assert!(behaviour(1024).is_ok());
+    }
+}

@@ -1,0 +1,560 @@
+//! The task that owns the swarm.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::kad::{self, GetProvidersOk, QueryResult, RecordKey};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub,
+    identify, noise, ping, tcp, yamux,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+
+use super::gossip::{self, TopicKind, topic_name};
+use super::{
+    Command, ContentEvent, HANDSHAKE_PROTOCOL, HandshakeRequest, HandshakeResponse,
+    KADEMLIA_PROTOCOL, NetError, NetworkEvent, NetworkEvents, NetworkSettings, Reply,
+    SYNC_PROTOCOL, SyncRequest, SyncResponse, Verdict,
+};
+
+/// Connections per peer; more are refused by the gate.
+const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections being set up from outside at once.
+const MAX_PENDING_INCOMING: u32 = 64;
+/// Established connections in all.
+const MAX_ESTABLISHED: u32 = 512;
+/// How long a request may wait for its answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commands and events buffered between the swarm task and the daemon.
+const CHANNEL_DEPTH: usize = 1024;
+/// How often the DHT is asked again for the members of each field.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+/// Listen addresses kept per peer from identify.
+const MAX_ADDRESSES_PER_PEER: usize = 8;
+/// Delay before a discovery round after a change (a join, a first connection), so that
+/// several changes at once cost one round.
+const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
+
+#[derive(NetworkBehaviour)]
+pub(super) struct Behaviour {
+    // Gating first: a blocked peer is refused before any other behaviour sees it.
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kademlia: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    gossipsub: gossipsub::Behaviour,
+    handshake: request_response::json::Behaviour<HandshakeRequest, HandshakeResponse>,
+    sync: request_response::json::Behaviour<SyncRequest, SyncResponse>,
+}
+
+/// Builds the swarm, binds the listeners and starts the task.
+pub(super) fn start(
+    keypair: libp2p::identity::Keypair,
+    settings: &NetworkSettings,
+) -> Result<(JoinHandle<()>, mpsc::Sender<Command>, NetworkEvents), NetError> {
+    let mut swarm = build_swarm(keypair, settings)?;
+    for address in &settings.listen {
+        let listen_error = |reason: String| NetError::Listen {
+            address: address.clone(),
+            reason,
+        };
+        let multiaddr: Multiaddr = address
+            .parse()
+            .map_err(|error: libp2p::multiaddr::Error| listen_error(error.to_string()))?;
+        swarm
+            .listen_on(multiaddr)
+            .map_err(|error| listen_error(error.to_string()))?;
+    }
+    let (command_sender, commands) = mpsc::channel(CHANNEL_DEPTH);
+    let (connection_events, connections) = mpsc::channel(CHANNEL_DEPTH);
+    let (content_events, content) = mpsc::channel(CHANNEL_DEPTH);
+    let task = tokio::spawn(
+        SwarmTask {
+            swarm,
+            commands,
+            connection_events,
+            content_events,
+            handshakes: HashMap::new(),
+            syncs: HashMap::new(),
+            fields: HashSet::new(),
+            heard: HashMap::new(),
+            next_discovery: Instant::now() + DISCOVERY_INTERVAL,
+        }
+        .run(),
+    );
+    Ok((
+        task,
+        command_sender,
+        NetworkEvents {
+            connections,
+            content,
+        },
+    ))
+}
+
+fn build_swarm(
+    keypair: libp2p::identity::Keypair,
+    settings: &NetworkSettings,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let max_message_bytes = settings.max_message_bytes;
+    let setup = |error: &dyn std::fmt::Display| NetError::Setup(error.to_string());
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+        .with_max_established(Some(MAX_ESTABLISHED));
+    let gossipsub = gossip::behaviour(max_message_bytes).map_err(|error| setup(&error))?;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|error| setup(&error))?
+        .with_behaviour(|key| {
+            let kademlia = settings
+                .discovery
+                .then(|| kademlia(key.public().to_peer_id()));
+            Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(limits),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/tfc/1".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                kademlia: kademlia.into(),
+                gossipsub,
+                handshake: json_protocol(HANDSHAKE_PROTOCOL, max_message_bytes),
+                sync: json_protocol(SYNC_PROTOCOL, max_message_bytes),
+            }
+        })
+        .map_err(|error| setup(&error))?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    Ok(swarm)
+}
+
+/// Kademlia on our private protocol. Only peers the handshake admitted enter the routing
+/// table ([`Command::Admitted`]): strangers in their grace window, or refused peers, never
+/// route our queries.
+fn kademlia(peer_id: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut config = kad::Config::new(StreamProtocol::new(KADEMLIA_PROTOCOL));
+    config.set_kbucket_inserts(kad::BucketInserts::Manual);
+    let mut kademlia =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), config);
+    // Members are reachable servers; without this kademlia waits for an external address
+    // confirmation that a loopback or LAN field never gets.
+    kademlia.set_mode(Some(kad::Mode::Server));
+    kademlia
+}
+
+/// A JSON request-response protocol whose messages are bounded by `max_bytes` both ways.
+fn json_protocol<Request, Response>(
+    name: &'static str,
+    max_bytes: usize,
+) -> request_response::json::Behaviour<Request, Response>
+where
+    Request: Send + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    Response: Send + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    let codec = request_response::json::codec::Codec::default()
+        .set_request_size_maximum(max_bytes as u64)
+        .set_response_size_maximum(max_bytes as u64);
+    request_response::Behaviour::with_codec(
+        codec,
+        [(StreamProtocol::new(name), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
+    )
+}
+
+struct SwarmTask {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    connection_events: mpsc::Sender<NetworkEvent>,
+    content_events: mpsc::Sender<ContentEvent>,
+    handshakes: HashMap<OutboundRequestId, Reply<HandshakeResponse>>,
+    syncs: HashMap<OutboundRequestId, Reply<SyncResponse>>,
+    /// Field ids joined: announced and looked up in the DHT.
+    fields: HashSet<String>,
+    /// Listen addresses connected peers told us (identify), kept until they are admitted
+    /// into the DHT or leave.
+    heard: HashMap<PeerId, Vec<Multiaddr>>,
+    next_discovery: Instant,
+}
+
+/// An event for one of the two streams.
+enum Report {
+    Connection(NetworkEvent),
+    Content(ContentEvent),
+}
+
+impl SwarmTask {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => {
+                    if !self.forward(event).await {
+                        break;
+                    }
+                }
+                () = sleep_until(self.next_discovery) => self.discover(),
+            }
+        }
+    }
+
+    /// Passes a swarm event on; `false` once the daemon no longer listens to connections.
+    async fn forward(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
+        match self.swarm_event(event) {
+            Some(Report::Connection(event)) => self.connection_events.send(event).await.is_ok(),
+            // A node without the content service (tests, tools) drops content.
+            Some(Report::Content(event)) => {
+                let _ = self.content_events.send(event).await;
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let behaviour = self.swarm.behaviour_mut();
+        match command {
+            Command::Dial(address) => self.dial(address),
+            Command::Admitted(peer) => self.admitted(peer),
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = behaviour.handshake.send_request(&peer, request);
+                self.handshakes.insert(id, reply);
+            }
+            Command::Respond { channel, response } => {
+                if behaviour
+                    .handshake
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    tracing::debug!("handshake answer dropped: the peer went away");
+                }
+            }
+            Command::Sync {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = behaviour.sync.send_request(&peer, request);
+                self.syncs.insert(id, reply);
+            }
+            Command::SyncRespond { channel, response } => {
+                if behaviour.sync.send_response(channel, response).is_err() {
+                    tracing::debug!("sync answer dropped: the peer went away");
+                }
+            }
+            Command::JoinField(field) => self.join_field(field),
+            Command::Publish { topic, data } => {
+                if let Err(error) = behaviour
+                    .gossipsub
+                    .publish(gossipsub::IdentTopic::new(topic.as_str()), data)
+                {
+                    // Anti-entropy delivers it to members connected later.
+                    tracing::debug!(%topic, %error, "gossip not published");
+                }
+            }
+            Command::Validated {
+                message_id,
+                source,
+                verdict,
+            } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                    Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                };
+                behaviour.gossipsub.report_message_validation_result(
+                    &message_id,
+                    &source,
+                    acceptance,
+                );
+            }
+            Command::Block(peer) => {
+                behaviour.blocked.block_peer(peer);
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::Unblock(peer) => {
+                behaviour.blocked.unblock_peer(peer);
+            }
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::ListenAddresses(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::PeerScore(peer, reply) => {
+                let _ = reply.send(behaviour.gossipsub.peer_score(&peer));
+            }
+        }
+    }
+
+    fn dial(&mut self, address: Multiaddr) {
+        if let Err(error) = self.swarm.dial(address.clone()) {
+            tracing::warn!(%address, %error, "dial failed");
+        }
+    }
+
+    fn admitted(&mut self, peer: PeerId) {
+        let addresses = self.heard.get(&peer).cloned().unwrap_or_default();
+        let Some(kademlia) = self.swarm.behaviour_mut().kademlia.as_mut() else {
+            return;
+        };
+        let first = kademlia.kbuckets().all(|bucket| bucket.num_entries() == 0);
+        for address in addresses {
+            kademlia.add_address(&peer, address);
+        }
+        // The first member in the table makes the DHT usable: look for the others now.
+        if first {
+            self.discover_soon();
+        }
+    }
+
+    fn join_field(&mut self, field: String) {
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        for kind in TopicKind::ALL {
+            let topic = gossipsub::IdentTopic::new(topic_name(&field, kind));
+            if let Err(error) = gossipsub.set_topic_params(topic.clone(), gossip::topic_score()) {
+                tracing::warn!(%field, %error, "gossip topic scoring not set");
+            }
+            if let Err(error) = gossipsub.subscribe(&topic) {
+                tracing::warn!(%field, %error, "gossip topic not subscribed");
+            }
+        }
+        self.fields.insert(field);
+        self.discover_soon();
+    }
+
+    fn discover_soon(&mut self) {
+        self.next_discovery = self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
+    }
+
+    /// Announces every joined field in the DHT and asks who else holds it.
+    fn discover(&mut self) {
+        self.next_discovery = Instant::now() + DISCOVERY_INTERVAL;
+        let Some(kademlia) = self.swarm.behaviour_mut().kademlia.as_mut() else {
+            return;
+        };
+        for field in &self.fields {
+            let key = RecordKey::new(field);
+            if let Err(error) = kademlia.start_providing(key.clone()) {
+                tracing::warn!(%field, %error, "field not announced in the DHT");
+            }
+            kademlia.get_providers(key);
+        }
+    }
+
+    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<Report> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                Some(Report::Connection(NetworkEvent::Listening(address)))
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                Some(Report::Connection(NetworkEvent::PeerConnected {
+                    peer: peer_id,
+                    dialer: endpoint.is_dialer(),
+                }))
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.heard.remove(&peer_id);
+                Some(Report::Connection(NetworkEvent::PeerDisconnected {
+                    peer: peer_id,
+                }))
+            }
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => {
+                tracing::info!(address = %send_back_addr, %error, "incoming connection refused");
+                None
+            }
+            SwarmEvent::Behaviour(event) => self.behaviour_event(event),
+            _ => None,
+        }
+    }
+
+    fn behaviour_event(&mut self, event: BehaviourEvent) -> Option<Report> {
+        match event {
+            BehaviourEvent::Handshake(event) => self.handshake_event(event).map(Report::Connection),
+            BehaviourEvent::Sync(event) => self.sync_event(event).map(Report::Content),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => Some(Report::Content(ContentEvent::Gossip {
+                message_id,
+                source: propagation_source,
+                topic: message.topic.into_string(),
+                data: message.data,
+            })),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let mut addresses = info.listen_addrs;
+                addresses.truncate(MAX_ADDRESSES_PER_PEER);
+                self.heard.insert(peer_id, addresses);
+                None
+            }
+            BehaviourEvent::Kademlia(kad::Event::OutboundQueryProgressed {
+                result:
+                    QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })),
+                ..
+            }) => {
+                self.dial_members(providers);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Dials field members found in the DHT that we are not connected to; the handshake
+    /// then decides whether they stay.
+    fn dial_members(&mut self, providers: HashSet<PeerId>) {
+        let local = *self.swarm.local_peer_id();
+        for peer in providers {
+            if peer == local || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            let options = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(error) = self.swarm.dial(options) {
+                tracing::debug!(%peer, %error, "field member not dialed");
+            }
+        }
+    }
+
+    fn handshake_event(
+        &mut self,
+        event: request_response::Event<HandshakeRequest, HandshakeResponse>,
+    ) -> Option<NetworkEvent> {
+        match settle(event, &mut self.handshakes, HANDSHAKE_PROTOCOL)? {
+            Inbound::Request {
+                peer,
+                request,
+                channel,
+            } => Some(NetworkEvent::HandshakeRequest {
+                peer,
+                request,
+                channel,
+            }),
+            Inbound::Failure { peer, reason } => {
+                Some(NetworkEvent::InboundFailure { peer, reason })
+            }
+        }
+    }
+
+    fn sync_event(
+        &mut self,
+        event: request_response::Event<SyncRequest, SyncResponse>,
+    ) -> Option<ContentEvent> {
+        match settle(event, &mut self.syncs, SYNC_PROTOCOL)? {
+            Inbound::Request {
+                peer,
+                request,
+                channel,
+            } => Some(ContentEvent::SyncRequest {
+                peer,
+                request,
+                channel,
+            }),
+            Inbound::Failure { .. } => None,
+        }
+    }
+}
+
+/// What a request-response event means for the daemon once answers are delivered.
+enum Inbound<Request, Response> {
+    Request {
+        peer: PeerId,
+        request: Request,
+        channel: request_response::ResponseChannel<Response>,
+    },
+    Failure {
+        peer: PeerId,
+        reason: String,
+    },
+}
+
+/// Delivers answers and outbound failures to their waiting requester; returns what is left
+/// for the daemon (inbound requests and failures).
+fn settle<Request, Response>(
+    event: request_response::Event<Request, Response>,
+    pending: &mut HashMap<OutboundRequestId, Reply<Response>>,
+    protocol: &str,
+) -> Option<Inbound<Request, Response>> {
+    use request_response::{Event, Message};
+    match event {
+        Event::Message {
+            peer,
+            message: Message::Request {
+                request, channel, ..
+            },
+            ..
+        } => Some(Inbound::Request {
+            peer,
+            request,
+            channel,
+        }),
+        Event::Message {
+            message:
+                Message::Response {
+                    request_id,
+                    response,
+                },
+            ..
+        } => {
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Ok(response));
+            }
+            None
+        }
+        Event::OutboundFailure {
+            request_id,
+            error,
+            peer,
+            ..
+        } => {
+            tracing::info!(%peer, %error, protocol, "request failed");
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Err(error.to_string()));
+            }
+            None
+        }
+        Event::InboundFailure { peer, error, .. } => {
+            tracing::info!(%peer, %error, protocol, "inbound message refused");
+            Some(Inbound::Failure {
+                peer,
+                reason: error.to_string(),
+            })
+        }
+        Event::ResponseSent { .. } => None,
+    }
+}

@@ -1,0 +1,343 @@
+//! Fixtures for tests that run several gateways: the authorities of a field (a registrar that
+//! also licenses, and a credit bureau), signed charters, credentials, and [`Node`], a real
+//! gateway (`init`, then [`Gateway::start`]) on 127.0.0.1 with ephemeral ports and its own
+//! sled store. Every wait is on an event or a condition, with a timeout.
+//!
+//! Test code: failures here panic with a message, which is what a test wants.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use serde_json::json;
+use tfc_gateway::charter::Charter;
+use tfc_gateway::config::GatewayConfig;
+use tfc_gateway::credential::{
+    CredentialDraft, StatusEntry, StatusList, StatusPurpose, issue_credential, now_unix,
+};
+use tfc_gateway::daemon::Gateway;
+use tfc_gateway::handshake::{GatewayEvent, PeerRecord};
+use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
+use tfc_gateway::init::{CONFIG_FILE, init};
+use tokio::sync::broadcast;
+
+/// How long any one wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A valid 法人番号 for `index`: twelve digits and their check digit.
+pub fn corporate_number(index: u64) -> String {
+    let base = format!("{:012}", 100_000_000_000 + index);
+    let check = tfc_schemas::corporate_number_check_digit(&base).expect("twelve digits");
+    format!("{check}{base}")
+}
+
+/// A fresh corporate number, distinct within the test process.
+pub fn next_corporate_number() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    corporate_number(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The issuers of a test field and the directory its charter is written to.
+pub struct Authorities {
+    /// Issues identities and business licences; founds the field.
+    pub registrar: KeyPair,
+    /// Issues credit ratings.
+    pub bureau: KeyPair,
+    /// Where charters are written.
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Authorities {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Authorities {
+    /// New keys and an empty directory.
+    pub fn new() -> Self {
+        Self {
+            registrar: KeyPair::generate(KeyAlgorithm::Ed25519),
+            bureau: KeyPair::generate(KeyAlgorithm::Ed25519),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The charter text: tier 1 needs identity and credit (score ≥ 60), tier 2 a licence.
+    /// `extra` is appended (bootstrap addresses, more sections).
+    pub fn charter_text(&self, extra: &str) -> String {
+        format!(
+            "name = \"loopback field\"\nfounders = [\"{registrar}\"]\nquorum = 1\n{extra}\n\
+             [[issuers]]\ndid = \"{registrar}\"\nname = \"Registrar\"\ntypes = [\"OrganizationIdentityCredential\", \"BusinessLicenseCredential\"]\n\
+             [[issuers]]\ndid = \"{bureau}\"\nname = \"Bureau\"\ntypes = [\"CreditRatingCredential\"]\n\
+             [tiers.prescreening]\nrequire = [\"OrganizationIdentityCredential\", \"CreditRatingCredential\"]\nconstraints = [\"CreditRatingCredential.score >= 60\"]\n\
+             [tiers.certification]\nrequire = [\"BusinessLicenseCredential\"]\n",
+            registrar = self.registrar.did(),
+            bureau = self.bureau.did()
+        )
+    }
+
+    /// Writes the charter, signed by the founder, as `<name>.toml`; returns its path.
+    pub fn write_charter(&self, name: &str, extra: &str) -> PathBuf {
+        let text = self.charter_text(extra);
+        let signature = Charter::parse(&text, self.dir.path())
+            .expect("charter parses")
+            .sign(&self.registrar)
+            .expect("founder signs");
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, format!("{text}{signature}")).expect("charter written");
+        path
+    }
+
+    /// A bootstrap line for [`Self::write_charter`]'s `extra`.
+    pub fn bootstrap_line(addresses: &[Multiaddr]) -> String {
+        let quoted: Vec<String> = addresses
+            .iter()
+            .map(|address| format!("\"{address}\""))
+            .collect();
+        format!("bootstrap = [{}]", quoted.join(", "))
+    }
+
+    /// A credential valid from a day ago until `valid_until`.
+    pub fn issue(
+        issuer: &KeyPair,
+        holder: &str,
+        type_name: &str,
+        claims: serde_json::Value,
+        valid_until: i64,
+        status: Vec<StatusEntry>,
+    ) -> String {
+        let now = now_unix();
+        let draft = CredentialDraft {
+            type_name: type_name.into(),
+            subject: holder.into(),
+            claims: claims.as_object().cloned().expect("claims are an object"),
+            valid_from: now - 86_400,
+            valid_until: Some(valid_until),
+            status,
+        };
+        issue_credential(issuer, &draft, now).expect("credential issued")
+    }
+
+    /// Identity and credit (tier 1), plus a licence (tier 2) if `licence` gives its end of
+    /// validity and status entries.
+    pub fn wallet(
+        &self,
+        holder: &str,
+        corporate_number: &str,
+        score: i64,
+        licence: Option<(i64, Vec<StatusEntry>)>,
+    ) -> Vec<String> {
+        let year = now_unix() + 365 * 86_400;
+        let mut wallet = vec![
+            Self::issue(
+                &self.registrar,
+                holder,
+                "OrganizationIdentityCredential",
+                json!({"corporateNumber": corporate_number, "legalName": "株式会社テスト",
+                       "address": "東京都千代田区", "representative": "山田太郎"}),
+                year,
+                vec![],
+            ),
+            Self::issue(
+                &self.bureau,
+                holder,
+                "CreditRatingCredential",
+                json!({"grade": "B", "score": score, "assessedOn": "2026-04-01"}),
+                year,
+                vec![],
+            ),
+        ];
+        if let Some((until, status)) = licence {
+            wallet.push(Self::issue(
+                &self.registrar,
+                holder,
+                "BusinessLicenseCredential",
+                json!({"licenseNumber": "国土交通大臣許可(般-6)第1号", "authority": "MLIT",
+                       "kind": "general", "trades": ["建築工事業"], "validUntil": "2029-03-31"}),
+                until,
+                status,
+            ));
+        }
+        wallet
+    }
+
+    /// A tier-2 wallet with a licence valid for a year.
+    pub fn tier2_wallet(&self, holder: &str) -> Vec<String> {
+        let year = now_unix() + 365 * 86_400;
+        self.wallet(holder, &next_corporate_number(), 80, Some((year, vec![])))
+    }
+
+    /// The registrar's revocation list `id`, issued at `issued_at`, with `revoked` set.
+    pub fn revocation_list(&self, id: &str, issued_at: i64, revoked: &[usize]) -> String {
+        let mut list = StatusList::new(
+            id,
+            &self.registrar.did(),
+            StatusPurpose::Revocation,
+            0,
+            issued_at,
+        );
+        for index in revoked {
+            list.set(*index, true).expect("index within the list");
+        }
+        list.issue(&self.registrar).expect("list signed")
+    }
+}
+
+/// A real gateway on loopback.
+pub struct Node {
+    /// Its data directory (keys, TLS, config, store).
+    pub dir: tempfile::TempDir,
+    /// Its DID.
+    pub did: String,
+    /// The running gateway.
+    pub gateway: Gateway,
+    /// Its handshake events from the start.
+    pub events: broadcast::Receiver<GatewayEvent>,
+    /// Its libp2p listen address (with `/p2p/<PeerId>`).
+    pub address: Multiaddr,
+}
+
+impl Node {
+    /// `init`s a data directory, points it at ephemeral loopback ports, lets `configure`
+    /// edit the config text, and starts the gateway.
+    pub async fn start(configure: impl FnOnce(String) -> String) -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let report = init(dir.path(), None).expect("init");
+        let config_path = dir.path().join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&config_path)
+            .expect("config")
+            .replace("/ip4/0.0.0.0/tcp/7400", "/ip4/127.0.0.1/tcp/0")
+            .replace("127.0.0.1:7443", "127.0.0.1:0");
+        std::fs::write(&config_path, configure(text)).expect("config written");
+        let config = GatewayConfig::load(&config_path).expect("config loads");
+        let (gateway, mut events) = Gateway::start(&config).await.expect("gateway starts");
+        let listening = wait_event(&mut events, |event| match event {
+            GatewayEvent::Listening(address) => Some(address.clone()),
+            _ => None,
+        })
+        .await;
+        let address = listening.with(Protocol::P2p(gateway.network().peer_id()));
+        Self {
+            dir,
+            did: report.did,
+            gateway,
+            events,
+            address,
+        }
+    }
+
+    /// A gateway with the default configuration.
+    pub async fn start_default() -> Self {
+        Self::start(|text| text).await
+    }
+
+    /// Its PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.gateway.network().peer_id()
+    }
+
+    /// Imports credentials into its wallet (as `tfcctl wallet import` does).
+    pub fn import_wallet(&self, tokens: &[String]) {
+        for token in tokens {
+            self.gateway
+                .party()
+                .import_credential(token)
+                .expect("credential imported");
+        }
+    }
+
+    /// Joins the field whose charter is at `charter` (as `tfcctl field join` does).
+    pub async fn join(&self, charter: &Path) {
+        self.gateway
+            .join_field(charter)
+            .await
+            .expect("field joined");
+    }
+
+    /// Waits for the next verdict on `peer` that `accept` takes; returns its record.
+    pub async fn verdict_where(
+        &mut self,
+        peer: PeerId,
+        accept: impl Fn(&PeerRecord) -> bool,
+    ) -> PeerRecord {
+        wait_event(&mut self.events, |event| match event {
+            GatewayEvent::PeerVerified { peer: p, record } if *p == peer && accept(record) => {
+                Some(record.clone())
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for the next verdict on `peer`: its record, or the refusal code and message.
+    pub async fn verdict_on(&mut self, peer: PeerId) -> Result<PeerRecord, (String, String)> {
+        wait_event(&mut self.events, |event| match event {
+            GatewayEvent::PeerVerified { peer: p, record } if *p == peer => {
+                Some(Ok(record.clone()))
+            }
+            GatewayEvent::PeerRefused {
+                peer: p,
+                code,
+                message,
+            } if *p == peer => Some(Err((code.clone(), message.clone()))),
+            _ => None,
+        })
+        .await
+    }
+}
+
+/// Sends gateway logs to the test output, filtered by `RUST_LOG` (nothing by default).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// The highest tier in a record.
+pub fn top_tier(record: &PeerRecord) -> u8 {
+    record.tiers.values().copied().max().unwrap_or(0)
+}
+
+/// Waits for the first event `pick` maps to a value.
+pub async fn wait_event<T>(
+    events: &mut broadcast::Receiver<GatewayEvent>,
+    pick: impl Fn(&GatewayEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(value) = pick(&event) {
+                        return value;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("the gateway stopped"),
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for a gateway event")
+}
+
+/// Waits until `condition` holds, checking every 20 ms: for state with no event of its own
+/// (counters, scores). Panics with `what` after [`WAIT`].
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
