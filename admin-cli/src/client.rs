@@ -94,12 +94,15 @@ impl Client {
         })
     }
 
-    fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Result<T, ApiError>> {
+    pub(crate) fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Result<T, ApiError>> {
         let response = self.http.get(format!("{}{path}", self.base)).send();
         answer(response, &self.base)
     }
 
-    fn post<B: Serialize, T: DeserializeOwned>(
+    pub(crate) fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -160,7 +163,7 @@ fn answer<T: DeserializeOwned>(
     })))
 }
 
-fn refused(error: &ApiError, json: bool) -> Outcome {
+pub(crate) fn refused(error: &ApiError, json: bool) -> Outcome {
     if json {
         print_json(&serde_json::json!({"ok": false, "code": error.code, "message": error.message}));
     } else {

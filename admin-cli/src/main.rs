@@ -5,6 +5,7 @@
 mod client;
 mod credential;
 mod field;
+mod governance;
 mod input;
 mod key;
 mod output;
@@ -68,6 +69,9 @@ enum Command {
     /// The gateway's own credentials (needs --gateway).
     #[command(subcommand)]
     Wallet(client::WalletCommand),
+    /// Field membership: propose, endorse, revoke, suspend, reinstate, list (needs --gateway).
+    #[command(subcommand)]
+    Member(governance::MemberCommand),
 }
 
 #[derive(Subcommand)]
@@ -97,6 +101,8 @@ enum FieldCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Governance(governance::IssuerCommand),
 }
 
 #[derive(Subcommand)]
@@ -251,6 +257,8 @@ fn main() -> ExitCode {
         Command::Peers { json } => client::peers(&gateway, json),
         Command::Dial { address } => client::dial(&gateway, &address),
         Command::Wallet(command) => client::wallet(&gateway, command),
+        Command::Member(command) => governance::member(&gateway, command),
+        Command::Field(FieldCommand::Governance(command)) => governance::issuers(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),
     };

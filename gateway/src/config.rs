@@ -74,6 +74,36 @@ pub struct GatewayConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Taking part in governance.
+    #[serde(default)]
+    pub governance: GovernanceConfig,
+}
+
+/// Whether this gateway endorses admissions by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndorseMode {
+    /// Endorse a proposed admission when this gateway's own verification of the newcomer
+    /// gives it a tier in the field.
+    Auto,
+    /// Only when an admin runs `tfcctl member endorse`.
+    Manual,
+}
+
+/// `[governance]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GovernanceConfig {
+    /// `auto` or `manual`. Default `auto`.
+    pub endorse: EndorseMode,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self {
+            endorse: EndorseMode::Auto,
+        }
+    }
 }
 
 /// `[identity]`.
@@ -188,6 +218,7 @@ impl GatewayConfig {
             network: NetworkConfig::default(),
             api: ApiConfig::default(),
             log: LogConfig::default(),
+            governance: GovernanceConfig::default(),
         }
     }
 
@@ -297,6 +328,11 @@ server_key = "tls/server-key.pem"
 format = "human"
 # A tracing filter, e.g. "info" or "tfc_gateway=debug".
 level = "info"
+
+[governance]
+# "auto": endorse a proposed admission when this gateway's own verification of the newcomer
+# gives it a tier in the field. "manual": only on `tfcctl member endorse`.
+endorse = "auto"
 "#
     )
 }

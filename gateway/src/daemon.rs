@@ -114,6 +114,7 @@ impl LocalParty {
         self.store
             .tree(Tree::Fields)?
             .put_durable(id.as_bytes(), &JoinedField { charter })?;
+        self.governance.add_field(&field.charter);
         let field = Arc::new(field);
         if let Ok(mut fields) = self.fields.write() {
             fields.retain(|known| known.charter.field_id() != id);
@@ -216,7 +217,7 @@ impl Gateway {
             .map(|(_, entry)| entry.token)
             .collect();
         let grace = u64::try_from(config.handshake_grace_secs()).unwrap_or(10);
-        let party = Arc::new(LocalParty::new(key, fields, wallet, store.clone(), grace));
+        let party = Arc::new(LocalParty::new(key, fields, wallet, store.clone(), grace)?);
         restore_used_nonces(&party)?;
         let lists = party.restore_status_lists()?;
         let settings = NetworkSettings {
@@ -236,6 +237,7 @@ impl Gateway {
             network_events.content,
             handshakes.subscribe(),
             config.network.max_message_bytes,
+            config.governance.endorse,
         );
         for field in party.fields() {
             announce_field(&network.commands(), &field, network.peer_id()).await;
@@ -300,6 +302,11 @@ impl Gateway {
     /// it if it is new.
     pub async fn import_status_list(&self, token: &str) -> Result<Intake, StatusIntakeError> {
         self.exchange.publisher().import_status_list(token).await
+    }
+
+    /// Publishes governance ops and status lists for this gateway.
+    pub fn publisher(&self) -> crate::exchange::Publisher {
+        self.exchange.publisher()
     }
 
     /// The shared state (fields, wallet, store).

@@ -17,7 +17,10 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::config::EndorseMode;
 use crate::credential::{CredentialVerifier, SignError, now_unix, sign_message};
+use crate::governance::state::Via;
+use crate::governance::{GovCode, GovError, GovIntake, OpKind, SignedOp};
 use crate::handshake::{GatewayEvent, LocalParty, PeerRecord};
 use crate::identity::PublicKey;
 use crate::metrics;
@@ -34,6 +37,21 @@ const MAX_MESSAGE_AGE_SECS: i64 = 600;
 /// Messages a publisher may send at once, and per second after that.
 const RATE_BURST: f64 = 200.0;
 const RATE_PER_SEC: f64 = 50.0;
+/// Takes items while their sizes fit in `budget`; what does not fit goes in the next round.
+fn within_budget<T>(
+    items: impl Iterator<Item = T>,
+    budget: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut used = 0;
+    items
+        .take_while(|item| {
+            used += size(item) + 4;
+            used <= budget
+        })
+        .collect()
+}
+
 /// Answers to a sync request stop growing at this share of the message limit.
 const SYNC_FILL_PERCENT: usize = 75;
 
@@ -100,6 +118,58 @@ impl Publisher {
         Ok(())
     }
 
+    /// Proposes a governance op signed by this gateway, takes it, and gossips it.
+    pub async fn propose(&self, field: &str, draft: OpDraft) -> Result<GovIntake, GovError> {
+        let charter = self.charter(field)?;
+        let (signed, intake) = self.party.governance.propose(
+            &charter,
+            &self.party.key,
+            draft.kind,
+            draft.target,
+            draft.reason,
+            draft.types,
+            draft.policy,
+            now_unix(),
+        )?;
+        self.after_governance(field, &signed, &intake).await;
+        Ok(intake)
+    }
+
+    /// Adds this gateway's signature to an op, takes it, and gossips it.
+    pub async fn endorse(&self, field: &str, op: &str) -> Result<GovIntake, GovError> {
+        let charter = self.charter(field)?;
+        let (signed, intake) =
+            self.party
+                .governance
+                .endorse(&charter, &self.party.key, op, now_unix())?;
+        self.after_governance(field, &signed, &intake).await;
+        Ok(intake)
+    }
+
+    fn charter(&self, field: &str) -> Result<crate::charter::Charter, GovError> {
+        self.party
+            .field(field)
+            .map(|field| field.charter.clone())
+            .ok_or_else(|| {
+                GovError::new(
+                    GovCode::WrongField,
+                    "this gateway has not joined that field",
+                )
+            })
+    }
+
+    async fn after_governance(&self, field: &str, signed: &SignedOp, intake: &GovIntake) {
+        enforce(&self.party, signed, intake);
+        match serde_json::to_value(signed) {
+            Ok(body) => {
+                if let Err(error) = self.publish(field, TopicKind::Gov, body).await {
+                    tracing::warn!(%error, "governance op taken but not gossiped");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "governance op not serialisable"),
+        }
+    }
+
     /// Takes a status list credential and, if it is new, gossips it in every joined field
     /// that trusts its issuer.
     pub async fn import_status_list(&self, token: &str) -> Result<Intake, StatusIntakeError> {
@@ -113,6 +183,37 @@ impl Publisher {
             }
         }
         Ok(intake)
+    }
+}
+
+/// A governance op as an admin asks for it.
+#[derive(Debug, Clone)]
+pub struct OpDraft {
+    /// What it does.
+    pub kind: OpKind,
+    /// Whom or what it is about.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+    /// Credential types, for `trust-issuer`.
+    pub types: Vec<String>,
+    /// The policy text, for `amend-policy`.
+    pub policy: Option<String>,
+}
+
+/// Puts a taken op into force: a change of standing or of the rules makes the handshake
+/// service re-judge every connected peer at once, which gates the revoked and suspended.
+fn enforce(party: &LocalParty, signed: &SignedOp, intake: &GovIntake) {
+    if intake.progress.committed == Some(Via::Admin) {
+        tracing::warn!(op = %intake.id, kind = %signed.op.kind, target = %signed.op.target, admin = %signed.op.proposer, "governance op committed on the emergency path (one admin's signature)");
+    }
+    if !intake.changed.is_empty() || intake.rules_changed {
+        tracing::info!(op = %intake.id, kind = %signed.op.kind, changed = ?intake.changed, "governance state changed");
+        party.metrics.count(
+            metrics::DECISIONS,
+            &format!("governance:{}", signed.op.kind),
+        );
+        party.facts_changed.notify_one();
     }
 }
 
@@ -156,6 +257,7 @@ impl Exchange {
         content: mpsc::Receiver<ContentEvent>,
         handshakes: broadcast::Receiver<GatewayEvent>,
         max_message_bytes: usize,
+        endorse: EndorseMode,
     ) -> Self {
         let publisher = Publisher {
             party: Arc::clone(&party),
@@ -164,9 +266,11 @@ impl Exchange {
         let service = Service {
             party,
             commands,
+            publisher: publisher.clone(),
             verifier: CredentialVerifier::new(),
             buckets: HashMap::new(),
             max_message_bytes,
+            endorse,
         };
         let task = tokio::spawn(service.run(content, handshakes));
         Self { publisher, task }
@@ -187,9 +291,11 @@ impl Exchange {
 struct Service {
     party: Arc<LocalParty>,
     commands: mpsc::Sender<Command>,
+    publisher: Publisher,
     verifier: CredentialVerifier,
     buckets: HashMap<String, Bucket>,
     max_message_bytes: usize,
+    endorse: EndorseMode,
 }
 
 impl Service {
@@ -206,6 +312,7 @@ impl Service {
                 },
                 event = handshakes.recv() => match event {
                     Ok(GatewayEvent::Mutual { peer }) => self.catch_up(peer),
+                    Ok(GatewayEvent::PeerVerified { record, .. }) => self.endorse_pending(&record.did).await,
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "handshake events missed; anti-entropy waits for the next");
@@ -225,6 +332,11 @@ impl Service {
                 data,
             } => {
                 let verdict = self.judge_gossip(source, &topic, &data);
+                if let Ok(Verdict::Accept) = verdict
+                    && let Some((field, TopicKind::Gov)) = parse_topic(&topic)
+                {
+                    self.endorse_pending_in(&field).await;
+                }
                 let (verdict, label) = match &verdict {
                     Ok(verdict @ Verdict::Accept) => (*verdict, "accept"),
                     Ok(verdict) => (*verdict, "ignore"),
@@ -295,7 +407,9 @@ impl Service {
             .ok()
             .and_then(|key| key.peer_id())
             .ok_or_else(|| reject("malformed"))?;
-        if !self.is_member(publisher_peer, &field) {
+        if !self.is_member(publisher_peer, &field)
+            || (kind == TopicKind::Gov && !self.votes(&field, &publisher))
+        {
             return Err(reject("not_member"));
         }
         if !self.within_rate(&publisher) {
@@ -308,9 +422,90 @@ impl Service {
         }
         match kind {
             TopicKind::Status => self.status_message(&envelope.body),
-            // Governance and threat messages are judged by their own modules (not yet here).
-            TopicKind::Gov | TopicKind::Threat => Ok(Verdict::Ignore),
+            TopicKind::Gov => self.governance_message(&field, envelope.body),
+            // Threat messages are judged by their own module (not yet here).
+            TopicKind::Threat => Ok(Verdict::Ignore),
         }
+    }
+
+    fn governance_message(&self, field: &str, body: Value) -> Result<Verdict, Rejection> {
+        let signed: SignedOp =
+            serde_json::from_value(body).map_err(|_| Rejection("gov_malformed".into()))?;
+        let Some(joined) = self.party.field(field) else {
+            return Ok(Verdict::Ignore);
+        };
+        match self
+            .party
+            .governance
+            .intake(&joined.charter, signed.clone(), now_unix())
+        {
+            Ok(intake) => {
+                enforce(&self.party, &signed, &intake);
+                Ok(Verdict::Accept)
+            }
+            Err(error) if error.code == GovCode::Replayed => Ok(Verdict::Ignore),
+            Err(error) => Err(Rejection(error.code.as_str().to_owned())),
+        }
+    }
+
+    /// Whether `did` is a voting member of `field` (founder, admin or admitted, in good
+    /// standing).
+    fn votes(&self, field: &str, did: &str) -> bool {
+        self.party
+            .governance
+            .standing(field, did)
+            .is_some_and(|standing| standing.in_good_standing())
+    }
+
+    /// Endorses, in every field, the pending admissions of `did`.
+    async fn endorse_pending(&self, did: &str) {
+        for field in self.party.fields() {
+            self.endorse_pending_where(&field.charter.field_id(), |target| target == did)
+                .await;
+        }
+    }
+
+    /// Endorses the pending admissions of a field.
+    async fn endorse_pending_in(&self, field: &str) {
+        self.endorse_pending_where(field, |_| true).await;
+    }
+
+    /// Signs each pending `admit` in `field` whose target `wanted` accepts, when endorsing is
+    /// automatic, this gateway votes there, has not signed yet, and its own judgement of the
+    /// newcomer gives it a tier in the field: admission is members' independent agreement.
+    async fn endorse_pending_where(&self, field: &str, wanted: impl Fn(&str) -> bool) {
+        let me = self.party.key.did();
+        if self.endorse != EndorseMode::Auto || !self.votes(field, &me) {
+            return;
+        }
+        for (id, signed, progress) in self.party.governance.ops(field) {
+            let op = &signed.op;
+            if op.kind != OpKind::Admit
+                || progress.committed.is_some()
+                || signed.signatures.contains_key(&me)
+                || !wanted(&op.target)
+                || !self.verified_in(&op.target, field)
+            {
+                continue;
+            }
+            match self.publisher.endorse(field, &id).await {
+                Ok(intake) => {
+                    tracing::info!(op = %id, target = %op.target, signatures = intake.progress.signatures, required = intake.progress.required, "admission endorsed")
+                }
+                Err(error) => tracing::warn!(op = %id, %error, "admission not endorsed"),
+            }
+        }
+    }
+
+    /// Whether our own last judgement gives `did` a tier in `field`.
+    fn verified_in(&self, did: &str, field: &str) -> bool {
+        PublicKey::from_did(did)
+            .ok()
+            .and_then(|key| key.peer_id())
+            .and_then(|peer| self.record(peer))
+            .is_some_and(|record| {
+                record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
+            })
     }
 
     fn status_message(&self, body: &Value) -> Result<Verdict, Rejection> {
@@ -322,9 +517,12 @@ impl Service {
         }
     }
 
+    /// Whether the peer has a tier in `field` at our last judgement and is not barred there.
     fn is_member(&self, peer: PeerId, field: &str) -> bool {
-        self.record(peer)
-            .is_some_and(|record| record.tiers.get(field).is_some_and(|tier| *tier >= 1))
+        self.record(peer).is_some_and(|record| {
+            record.tiers.get(field).is_some_and(|tier| *tier >= 1)
+                && !self.party.is_barred(field, &record.did)
+        })
     }
 
     fn record(&self, peer: PeerId) -> Option<PeerRecord> {
@@ -348,46 +546,52 @@ impl Service {
     }
 
     fn answer_sync(&self, peer: PeerId, request: SyncRequest) -> SyncResponse {
-        let SyncRequest::StatusLists { field, have } = request;
-        if !self.is_member(peer, &field) {
+        let field = match &request {
+            SyncRequest::StatusLists { field, .. } | SyncRequest::Ops { field, .. } => field,
+        };
+        if !self.is_member(peer, field) {
             return SyncResponse::Refused {
                 code: "not_member".into(),
                 message: "anti-entropy is served only to members verified in the field".into(),
             };
         }
-        let Some(joined) = self
-            .party
-            .fields()
-            .into_iter()
-            .find(|joined| joined.charter.field_id() == field)
-        else {
+        let Some(joined) = self.party.field(field) else {
             return SyncResponse::Refused {
                 code: "unknown_field".into(),
                 message: "this gateway has not joined that field".into(),
             };
         };
-        let held = match self.party.status_lists_for(&joined) {
-            Ok(held) => held,
-            Err(error) => {
-                return SyncResponse::Refused {
-                    code: error.code().into(),
-                    message: error.to_string(),
-                };
-            }
-        };
         let budget = self.max_message_bytes * SYNC_FILL_PERCENT / 100;
-        let mut used = 0;
-        let tokens = held
-            .into_iter()
-            .filter(|(id, issued_at, _)| have.get(id).is_none_or(|theirs| theirs < issued_at))
-            .map(|(_, _, token)| token)
-            // What does not fit now goes in the next round.
-            .take_while(|token| {
-                used += token.len() + 4;
-                used <= budget
-            })
-            .collect();
-        SyncResponse::StatusLists { tokens }
+        match request {
+            SyncRequest::StatusLists { have, .. } => {
+                let held = match self.party.status_lists_for(&joined) {
+                    Ok(held) => held,
+                    Err(error) => {
+                        return SyncResponse::Refused {
+                            code: error.code().into(),
+                            message: error.to_string(),
+                        };
+                    }
+                };
+                let lacking = held
+                    .into_iter()
+                    .filter(|(id, issued_at, _)| {
+                        have.get(id).is_none_or(|theirs| theirs < issued_at)
+                    })
+                    .map(|(_, _, token)| token);
+                SyncResponse::StatusLists {
+                    tokens: within_budget(lacking, budget, |token| token.len()),
+                }
+            }
+            SyncRequest::Ops { field, have } => {
+                let lacking = self.party.governance.missing(&field, &have).into_iter();
+                SyncResponse::Ops {
+                    ops: within_budget(lacking, budget, |op| {
+                        serde_json::to_vec(op).map_or(budget, |bytes| bytes.len())
+                    }),
+                }
+            }
+        }
     }
 
     /// Asks a peer that has just admitted us, and we it, for what we lack in every field
@@ -409,35 +613,82 @@ impl Service {
             .collect();
         let party = Arc::clone(&self.party);
         let commands = self.commands.clone();
+        let publisher = self.publisher.clone();
         tokio::spawn(async move {
             for field in fields {
-                let have: BTreeMap<String, i64> = match party.status_lists_for(&field) {
-                    Ok(held) => held.into_iter().map(|(id, at, _)| (id, at)).collect(),
-                    Err(error) => {
-                        tracing::warn!(%error, "status lists unreadable; sync skipped");
-                        continue;
-                    }
-                };
-                let request = SyncRequest::StatusLists {
-                    field: field.charter.field_id(),
-                    have,
-                };
-                match sync(&commands, peer, request).await {
-                    Ok(SyncResponse::StatusLists { tokens }) => {
-                        for token in tokens {
-                            party.metrics.count(metrics::SYNCED, "status_list");
-                            if let Err(error) = party.import_status_list(&token) {
-                                tracing::info!(%peer, code = error.code(), "synced status list refused");
-                            }
-                        }
-                    }
-                    Ok(SyncResponse::Refused { code, message }) => {
-                        tracing::info!(%peer, %code, %message, "sync refused");
-                    }
-                    Err(reason) => tracing::info!(%peer, %reason, "sync failed"),
-                }
+                pull_status_lists(&party, &commands, peer, &field).await;
+                pull_ops(&publisher, peer, &field).await;
             }
         });
+    }
+}
+
+async fn pull_status_lists(
+    party: &LocalParty,
+    commands: &mpsc::Sender<Command>,
+    peer: PeerId,
+    field: &crate::field::Field,
+) {
+    let have: BTreeMap<String, i64> = match party.status_lists_for(field) {
+        Ok(held) => held.into_iter().map(|(id, at, _)| (id, at)).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "status lists unreadable; sync skipped");
+            return;
+        }
+    };
+    let request = SyncRequest::StatusLists {
+        field: field.charter.field_id(),
+        have,
+    };
+    match sync(commands, peer, request).await {
+        Ok(SyncResponse::StatusLists { tokens }) => {
+            for token in tokens {
+                party.metrics.count(metrics::SYNCED, "status_list");
+                if let Err(error) = party.import_status_list(&token) {
+                    tracing::info!(%peer, code = error.code(), "synced status list refused");
+                }
+            }
+        }
+        Ok(other) => unexpected(peer, other),
+        Err(reason) => tracing::info!(%peer, %reason, "sync failed"),
+    }
+}
+
+/// Pulls the ops a peer holds that we lack, and gossips the ones we took: after a partition
+/// heals, the members on our side that are not connected to the other side learn them too.
+async fn pull_ops(publisher: &Publisher, peer: PeerId, field: &crate::field::Field) {
+    let party = &publisher.party;
+    let commands = &publisher.commands;
+    let id = field.charter.field_id();
+    let request = SyncRequest::Ops {
+        have: party.governance.digest(&id),
+        field: id.clone(),
+    };
+    match sync(commands, peer, request).await {
+        Ok(SyncResponse::Ops { ops }) => {
+            for signed in ops {
+                party.metrics.count(metrics::SYNCED, "gov_op");
+                match party
+                    .governance
+                    .intake(&field.charter, signed.clone(), now_unix())
+                {
+                    Ok(intake) => publisher.after_governance(&id, &signed, &intake).await,
+                    Err(error) if error.code == GovCode::Replayed => {}
+                    Err(error) => tracing::info!(%peer, %error, "synced governance op refused"),
+                }
+            }
+        }
+        Ok(other) => unexpected(peer, other),
+        Err(reason) => tracing::info!(%peer, %reason, "sync failed"),
+    }
+}
+
+fn unexpected(peer: PeerId, response: SyncResponse) {
+    match response {
+        SyncResponse::Refused { code, message } => {
+            tracing::info!(%peer, %code, %message, "sync refused");
+        }
+        _ => tracing::info!(%peer, "sync answered with another kind"),
     }
 }
 
@@ -513,15 +764,22 @@ mod tests {
             vec![],
             store,
             10,
-        );
+        )
+        .unwrap();
         let (commands, _) = mpsc::channel(1);
+        let party = Arc::new(party);
         let fixture = Fixture {
             service: Service {
-                party: Arc::new(party),
+                publisher: Publisher {
+                    party: Arc::clone(&party),
+                    commands: commands.clone(),
+                },
+                party,
                 commands,
                 verifier: CredentialVerifier::new(),
                 buckets: HashMap::new(),
                 max_message_bytes: 1024 * 1024,
+                endorse: EndorseMode::Manual,
             },
             issuer,
             field: field_id,

@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::charter::Charter;
 use crate::credential::{
     Challenge, CredentialVerifier, ReplayCache, StatusLists, VerificationError,
     create_presentation, now_unix,
 };
 use crate::field::Field;
+use crate::governance::Governance;
 use crate::identity::{KeyPair, PublicKey};
 use crate::metrics::{self, Metrics};
 use crate::net::{Command, HandshakeRequest, HandshakeResponse, NetworkEvent};
@@ -131,18 +133,22 @@ pub struct LocalParty {
     pub facts_changed: Notify,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// The governance logs of the joined fields.
+    pub governance: Governance,
 }
 
 impl LocalParty {
-    /// A party with the given fields and wallet.
+    /// A party with the given fields and wallet; the governance logs are read from `store`.
     pub fn new(
         key: KeyPair,
         fields: Vec<Field>,
         wallet: Vec<String>,
         store: Store,
         grace_secs: u64,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, StoreError> {
+        let charters: Vec<&Charter> = fields.iter().map(|field| &field.charter).collect();
+        let governance = Governance::load(store.clone(), &charters)?;
+        Ok(Self {
             key,
             fields: RwLock::new(fields.into_iter().map(Arc::new).collect()),
             wallet: RwLock::new(wallet),
@@ -152,7 +158,33 @@ impl LocalParty {
             grace_secs,
             facts_changed: Notify::new(),
             metrics: Metrics::default(),
+            governance,
+        })
+    }
+
+    /// The joined field with this id.
+    pub fn field(&self, id: &str) -> Option<Arc<Field>> {
+        self.fields()
+            .into_iter()
+            .find(|field| field.charter.field_id() == id)
+    }
+
+    /// The charter as governance has amended it (trusted issuers, quorum): what tiers are
+    /// judged against.
+    pub fn effective_charter(&self, field: &Field) -> Charter {
+        let mut charter = field.charter.clone();
+        if let Some(state) = self.governance.state(&charter.field_id()) {
+            charter.issuers = state.issuers;
+            charter.quorum = state.quorum;
         }
+        charter
+    }
+
+    /// Whether `did` is barred from `field` by a committed revocation or suspension.
+    pub fn is_barred(&self, field: &str, did: &str) -> bool {
+        self.governance
+            .standing(field, did)
+            .is_some_and(|standing| !standing.in_good_standing())
     }
 
     /// The fields joined, as of now.
@@ -673,8 +705,15 @@ impl Shared {
                     status_lists,
                     holder: Some(&did),
                 };
-                let report = evaluate(&field.charter, &self.verifier, &credentials, context);
-                tiers.insert(field.charter.field_id(), report.tier);
+                let charter = self.party.effective_charter(field);
+                let id = charter.field_id();
+                if self.party.is_barred(&id, &did) {
+                    // A revoked or suspended member's credentials stop counting at once.
+                    tiers.insert(id, 0);
+                    continue;
+                }
+                let report = evaluate(&charter, &self.verifier, &credentials, context);
+                tiers.insert(id, report.tier);
                 next_change = [next_change, report.next_change]
                     .into_iter()
                     .flatten()
@@ -772,6 +811,13 @@ impl Shared {
             let _ = self
                 .events
                 .send(GatewayEvent::PeerVerified { peer, record });
+        } else if let Some(field) = record
+            .tiers
+            .keys()
+            .find(|field| self.party.is_barred(field, &record.did))
+        {
+            let message = format!("{} is revoked or suspended in field {field}", record.did);
+            self.gate(peer, "member_barred", &message).await;
         } else {
             let message = format!("{} reaches no tier in any shared field", record.did);
             self.gate(peer, "no_tier", &message).await;

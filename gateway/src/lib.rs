@@ -34,6 +34,7 @@ pub mod credential;
 pub mod daemon;
 pub mod exchange;
 pub mod field;
+pub mod governance;
 pub mod handshake;
 pub mod identity;
 pub mod init;

@@ -41,17 +41,20 @@ pub enum Tree {
     Wallet,
     /// `status`: status list credentials, by list id.
     StatusLists,
+    /// `governance`: signed ops, by `<field id>/<op id>`.
+    Governance,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 6] = [
+    pub const ALL: [Tree; 7] = [
         Tree::Meta,
         Tree::Replay,
         Tree::Peers,
         Tree::Fields,
         Tree::Wallet,
         Tree::StatusLists,
+        Tree::Governance,
     ];
 
     fn name(self) -> &'static str {
@@ -62,6 +65,7 @@ impl Tree {
             Tree::Fields => "fields",
             Tree::Wallet => "wallet",
             Tree::StatusLists => "status_lists",
+            Tree::Governance => "governance",
         }
     }
 }

@@ -326,7 +326,7 @@ async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
         assert!(paths["/v1/wallet"]["post"].is_object());
         assert!(paths["/v1/status-lists"]["post"].is_object());
         for (path, operations) in paths {
-            if operations.get("get").is_some() {
+            if operations.get("get").is_some() && !path.contains('{') {
                 let answer = admin.get(format!("{base}{path}")).send().unwrap();
                 assert_eq!(answer.status(), 200, "GET {path}");
             }

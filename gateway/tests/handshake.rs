@@ -83,13 +83,16 @@ impl Gateway {
         };
         let (network, network_events) =
             Network::spawn(key.libp2p_keypair().unwrap(), &settings).unwrap();
-        let party = Arc::new(LocalParty::new(
-            KeyPair::ed25519_from_seed(&seed(&key)),
-            vec![issuers.field()],
-            wallet(&key),
-            store.clone(),
-            grace_secs,
-        ));
+        let party = Arc::new(
+            LocalParty::new(
+                KeyPair::ed25519_from_seed(&seed(&key)),
+                vec![issuers.field()],
+                wallet(&key),
+                store.clone(),
+                grace_secs,
+            )
+            .unwrap(),
+        );
         let (handshakes, mut events) =
             Handshakes::spawn(party, network.commands(), network_events.connections);
         let address = wait_for(&mut events, |event| match event {

@@ -4,6 +4,7 @@
 
 pub mod types;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,15 +27,18 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::GatewayConfig;
 use crate::credential::format_rfc3339;
+use crate::exchange::OpDraft;
 use crate::exchange::Publisher;
+use crate::governance::state::Progress;
+use crate::governance::{GovCode, GovError, GovIntake, SignedOp, StandingKind};
 use crate::handshake::{LocalParty, PeerRecord};
 use crate::net::Command;
 use crate::secret_file::check_private;
 use crate::status::{Intake, StatusIntakeError, StatusListSummary};
 use crate::store::Tree;
 use types::{
-    ApiError, Dial, FieldView, JoinField, PeerView, StatusListImport, StatusListImported,
-    StatusResponse, WalletEntryView, WalletImport,
+    ApiError, Dial, FieldView, IssuerView, JoinField, MemberView, OpView, PeerView, ProposeOp,
+    StatusListImport, StatusListImported, StatusResponse, WalletEntryView, WalletImport,
 };
 
 /// Largest request body accepted.
@@ -237,6 +241,13 @@ fn router(state: ApiState) -> Router {
             "/v1/status-lists",
             get(status_lists).post(import_status_list),
         )
+        .route("/v1/fields/{field}/ops", get(list_ops).post(propose_op))
+        .route(
+            "/v1/fields/{field}/ops/{op}/endorse",
+            axum::routing::post(endorse_op),
+        )
+        .route("/v1/fields/{field}/members", get(members))
+        .route("/v1/fields/{field}/issuers", get(issuers))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -492,4 +503,207 @@ async fn import_status_list(
         Intake::Unchanged(list) => (list, false),
     };
     Ok(Json(StatusListImported { list, taken }))
+}
+
+impl From<GovError> for Failure {
+    fn from(error: GovError) -> Self {
+        let status = match error.code {
+            GovCode::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            GovCode::UnknownOp => StatusCode::NOT_FOUND,
+            GovCode::Replayed => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Failure::new(status, error.code.as_str(), error.message)
+    }
+}
+
+/// The joined field whose id is `id` or starts with it (unambiguously).
+fn resolve_field(
+    state: &ApiState,
+    id: &str,
+) -> Result<std::sync::Arc<crate::field::Field>, Failure> {
+    let fields = state.party.fields();
+    let mut matches = fields
+        .iter()
+        .filter(|field| field.charter.field_id().starts_with(id) && !id.is_empty());
+    match (matches.next(), matches.next()) {
+        (Some(field), None) => Ok(std::sync::Arc::clone(field)),
+        (Some(_), Some(_)) => Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ambiguous_field",
+            format!("{id} is the start of several field ids; give more of it"),
+        )),
+        (None, _) => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "unknown_field",
+            format!("this gateway has not joined a field {id} (see tfcctl field list)"),
+        )),
+    }
+}
+
+fn op_view(id: &str, signed: &SignedOp, progress: &Progress) -> OpView {
+    let op = &signed.op;
+    OpView {
+        id: id.to_owned(),
+        kind: op.kind.to_string(),
+        target: op.target.clone(),
+        reason: op.reason.clone(),
+        epoch: op.epoch,
+        proposer: op.proposer.clone(),
+        created: format_rfc3339(op.created),
+        signers: signed.signatures.keys().cloned().collect(),
+        signatures: progress.signatures,
+        required: progress.required,
+        committed: progress.committed.map(|via| {
+            match via {
+                crate::governance::state::Via::Quorum => "quorum",
+                crate::governance::state::Via::Admin => "admin",
+            }
+            .to_owned()
+        }),
+    }
+}
+
+fn intake_view(state: &ApiState, field: &str, intake: &GovIntake) -> Result<OpView, Failure> {
+    let signed = state
+        .party
+        .governance
+        .op(field, &intake.id)
+        .ok_or_else(|| Failure::from(GovError::new(GovCode::UnknownOp, "the op vanished")))?;
+    Ok(op_view(&intake.id, &signed, &intake.progress))
+}
+
+#[utoipa::path(get, path = "/v1/fields/{field}/ops", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<OpView>), (status = 404, body = ApiError)))]
+async fn list_ops(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+) -> Result<Json<Vec<OpView>>, Failure> {
+    let field = resolve_field(&state, &field)?;
+    let ops = state.party.governance.ops(&field.charter.field_id());
+    Ok(Json(
+        ops.iter()
+            .map(|(id, signed, progress)| op_view(id, signed, progress))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/fields/{field}/ops", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ProposeOp, responses((status = 200, body = OpView), (status = 422, body = ApiError)))]
+async fn propose_op(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+    Json(request): Json<ProposeOp>,
+) -> Result<Json<OpView>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let kind = request.kind.parse().map_err(|message: String| {
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "gov_malformed", message)
+    })?;
+    let draft = OpDraft {
+        kind,
+        target: request.target,
+        reason: request.reason,
+        types: request.types,
+        policy: request.policy,
+    };
+    let intake = state.publisher.propose(&field, draft).await?;
+    Ok(Json(intake_view(&state, &field, &intake)?))
+}
+
+#[utoipa::path(post, path = "/v1/fields/{field}/ops/{op}/endorse", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("op" = String, Path, description = "Op id or unambiguous prefix")), responses((status = 200, body = OpView), (status = 404, body = ApiError), (status = 409, description = "Already signed", body = ApiError)))]
+async fn endorse_op(
+    State(state): State<ApiState>,
+    axum::extract::Path((field, op)): axum::extract::Path<(String, String)>,
+) -> Result<Json<OpView>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let id = state
+        .party
+        .governance
+        .op(&field, &op)
+        .map(|signed| signed.op.id())
+        .transpose()?
+        .ok_or_else(|| {
+            Failure::from(GovError::new(
+                GovCode::UnknownOp,
+                format!("no op {op} in this field (see tfcctl member ops)"),
+            ))
+        })?;
+    let intake = state.publisher.endorse(&field, &id).await?;
+    Ok(Json(intake_view(&state, &field, &intake)?))
+}
+
+#[utoipa::path(get, path = "/v1/fields/{field}/members", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<MemberView>), (status = 404, body = ApiError)))]
+async fn members(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+) -> Result<Json<Vec<MemberView>>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let governance = state.party.governance.state(&field).ok_or_else(|| {
+        Failure::from(GovError::new(
+            GovCode::WrongField,
+            "no governance state for the field",
+        ))
+    })?;
+    let mut view: BTreeMap<String, MemberView> = BTreeMap::new();
+    for (did, standing) in &governance.members {
+        let admission = match standing.kind {
+            StandingKind::Founder => "founder",
+            StandingKind::Member => "member",
+            StandingKind::Suspended => "suspended",
+            StandingKind::Revoked => "revoked",
+        };
+        view.insert(
+            did.clone(),
+            MemberView {
+                did: did.clone(),
+                admission: admission.into(),
+                epoch: standing.epoch,
+                tier: None,
+            },
+        );
+    }
+    for (_, signed, progress) in state.party.governance.ops(&field) {
+        if signed.op.kind == crate::governance::OpKind::Admit && progress.committed.is_none() {
+            view.entry(signed.op.target.clone()).or_insert(MemberView {
+                did: signed.op.target.clone(),
+                admission: "pending".into(),
+                epoch: signed.op.epoch,
+                tier: None,
+            });
+        }
+    }
+    for (_, record) in state
+        .party
+        .store
+        .tree(Tree::Peers)?
+        .entries::<PeerRecord>()?
+    {
+        let tier = record.tiers.get(&field).copied();
+        let entry = view.entry(record.did.clone()).or_insert(MemberView {
+            did: record.did.clone(),
+            admission: "not_admitted".into(),
+            epoch: 0,
+            tier: None,
+        });
+        entry.tier = tier;
+    }
+    Ok(Json(view.into_values().collect()))
+}
+
+#[utoipa::path(get, path = "/v1/fields/{field}/issuers", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<IssuerView>), (status = 404, body = ApiError)))]
+async fn issuers(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+) -> Result<Json<Vec<IssuerView>>, Failure> {
+    let field = resolve_field(&state, &field)?;
+    let charter = state.party.effective_charter(&field);
+    Ok(Json(
+        charter
+            .issuers
+            .into_iter()
+            .map(|issuer| IssuerView {
+                did: issuer.did,
+                name: issuer.name,
+                types: issuer.types,
+            })
+            .collect(),
+    ))
 }

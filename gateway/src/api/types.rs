@@ -117,3 +117,76 @@ pub struct StatusListImported {
     /// Whether it was new (taken and gossiped) rather than already held.
     pub taken: bool,
 }
+
+/// `POST /v1/fields/{field}/ops`: a governance op to propose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeOp {
+    /// `admit`, `revoke`, `suspend`, `reinstate`, `trust-issuer`, `distrust-issuer`,
+    /// `set-quorum` or `amend-policy`.
+    pub kind: String,
+    /// A DID (members, issuers), a quorum (`"3"`, `"2/3"`), or the policy's SHA-256.
+    pub target: String,
+    /// Why (for `trust-issuer`, the issuer's name).
+    pub reason: String,
+    /// Credential types, for `trust-issuer`.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// The Cedar policy text, for `amend-policy`.
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+/// A governance op and how far it has got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpView {
+    /// The op id (SHA-256 of its canonical JSON).
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its target.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Who proposed it.
+    pub proposer: String,
+    /// When (RFC 3339).
+    pub created: String,
+    /// Everyone who signed it.
+    pub signers: Vec<String>,
+    /// Signatures from members in good standing.
+    pub signatures: usize,
+    /// Signatures needed.
+    pub required: usize,
+    /// `quorum` or `admin` (the emergency path) once committed.
+    pub committed: Option<String>,
+}
+
+/// One member or candidate of a field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    /// The DID.
+    pub did: String,
+    /// `founder`, `member`, `suspended`, `revoked`, `pending` (an admission is proposed)
+    /// or `not_admitted`.
+    pub admission: String,
+    /// The epoch of the op that set the standing.
+    pub epoch: u64,
+    /// The tier this gateway's last judgement gave it in the field, if it has met it.
+    pub tier: Option<u8>,
+}
+
+/// One trusted issuer of a field, as governance has it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IssuerView {
+    /// The issuer's DID.
+    pub did: String,
+    /// Its name.
+    pub name: String,
+    /// The credential types it is trusted for.
+    pub types: Vec<String>,
+}

@@ -168,13 +168,22 @@ impl<'de> Deserialize<'de> for Quorum {
             || serde::de::Error::custom("quorum must be a count (2) or a fraction (\"2/3\")");
         match Raw::deserialize(deserializer)? {
             Raw::Count(count) => Ok(Quorum::Count(count)),
-            Raw::Fraction(text) => {
-                let (numerator, denominator) = text.split_once('/').ok_or_else(invalid)?;
-                Ok(Quorum::Fraction {
-                    numerator: numerator.trim().parse().map_err(|_| invalid())?,
-                    denominator: denominator.trim().parse().map_err(|_| invalid())?,
-                })
-            }
+            Raw::Fraction(text) => text.parse().map_err(|_| invalid()),
+        }
+    }
+}
+
+impl std::str::FromStr for Quorum {
+    type Err = ();
+
+    /// `"3"` or `"2/3"`.
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text.split_once('/') {
+            None => text.trim().parse().map(Quorum::Count).map_err(drop),
+            Some((numerator, denominator)) => Ok(Quorum::Fraction {
+                numerator: numerator.trim().parse().map_err(drop)?,
+                denominator: denominator.trim().parse().map_err(drop)?,
+            }),
         }
     }
 }

@@ -70,6 +70,13 @@ pub enum SyncRequest {
         /// What the asker holds.
         have: BTreeMap<String, i64>,
     },
+    /// The governance ops the asker holds: op id → number of signatures.
+    Ops {
+        /// The field id.
+        field: String,
+        /// What the asker holds.
+        have: BTreeMap<String, usize>,
+    },
 }
 
 /// An anti-entropy answer.
@@ -80,6 +87,11 @@ pub enum SyncResponse {
     StatusLists {
         /// The tokens.
         tokens: Vec<String>,
+    },
+    /// Governance ops the asker lacks or holds with fewer signatures.
+    Ops {
+        /// The ops, each with every signature held here.
+        ops: Vec<crate::governance::SignedOp>,
     },
     /// The request was refused.
     Refused {

@@ -119,7 +119,7 @@ impl Node {
             wallet,
             store,
             10,
-        ));
+        )?);
         let (handshakes, mut events) =
             Handshakes::spawn(party, network.commands(), network_events.connections);
         let address = tokio::time::timeout(WAIT, async {

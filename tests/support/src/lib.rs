@@ -79,6 +79,41 @@ impl Authorities {
         )
     }
 
+    /// Writes a charter whose founders are `founders` (gateway org keys), with `admins`,
+    /// `quorum` and `extra` lines, signed by every founder; returns its path. The tiers and
+    /// issuers are those of [`Self::charter_text`].
+    pub fn write_governed_charter(
+        &self,
+        name: &str,
+        founders: &[&KeyPair],
+        admins: &[String],
+        quorum: &str,
+        extra: &str,
+    ) -> PathBuf {
+        let quoted = |dids: Vec<String>| {
+            dids.iter()
+                .map(|did| format!("\"{did}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let founder_dids = quoted(founders.iter().map(|key| key.did()).collect());
+        let text = self
+            .charter_text(&format!("admins = [{}]\n{extra}", quoted(admins.to_vec())))
+            .replacen(
+                &format!("founders = [\"{}\"]\nquorum = 1", self.registrar.did()),
+                &format!("founders = [{founder_dids}]\nquorum = {quorum}"),
+                1,
+            );
+        let mut signed = text.clone();
+        for founder in founders {
+            let charter = Charter::parse(&signed, self.dir.path()).expect("charter parses");
+            signed.push_str(&charter.sign(founder).expect("founder signs"));
+        }
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, signed).expect("charter written");
+        path
+    }
+
     /// Writes the charter, signed by the founder, as `<name>.toml`; returns its path.
     pub fn write_charter(&self, name: &str, extra: &str) -> PathBuf {
         let text = self.charter_text(extra);
@@ -228,6 +263,48 @@ impl Node {
             events,
             address,
         }
+    }
+
+    /// The organisation key, as `init` wrote it.
+    pub fn org_key(&self) -> KeyPair {
+        KeyPair::load(&self.dir.path().join(tfc_gateway::init::KEY_FILE)).expect("org key")
+    }
+
+    /// Stops the gateway, keeping its data directory for [`Node::resume`].
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.gateway.shutdown().await.expect("gateway stops");
+        self.dir
+    }
+
+    /// Starts a gateway again on a data directory [`Node::stop`] kept (new ports).
+    pub async fn resume(dir: tempfile::TempDir) -> Self {
+        let config = GatewayConfig::load(&dir.path().join(CONFIG_FILE)).expect("config loads");
+        let (gateway, mut events) = Gateway::start(&config).await.expect("gateway restarts");
+        let listening = wait_event(&mut events, |event| match event {
+            GatewayEvent::Listening(address) => Some(address.clone()),
+            _ => None,
+        })
+        .await;
+        let address = listening.with(Protocol::P2p(gateway.network().peer_id()));
+        Self {
+            did: gateway.did(),
+            dir,
+            gateway,
+            events,
+            address,
+        }
+    }
+
+    /// The standing of `did` in the (only) field this gateway joined.
+    pub fn standing(&self, did: &str) -> Option<tfc_gateway::governance::StandingKind> {
+        let party = self.gateway.party();
+        let field = party.fields().first()?.charter.field_id();
+        party.governance.standing(&field, did)
+    }
+
+    /// The id of the (only) field this gateway joined.
+    pub fn field_id(&self) -> String {
+        self.gateway.party().fields()[0].charter.field_id()
     }
 
     /// A gateway with the default configuration.

@@ -1,0 +1,386 @@
+//! Governance across real gateways on loopback: quorum admission, automatic endorsement,
+//! an admin's emergency revoke enforced at every gateway, a gateway that was offline
+//! converging on reconnection, a partition whose two sides merge into one state, and bad
+//! ops and non-members refused. Every wait has a timeout.
+
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use tfc_gateway::exchange::OpDraft;
+use tfc_gateway::governance::{GovCode, OpKind, SignedOp, StandingKind};
+use tfc_gateway::handshake::{GatewayEvent, LocalParty};
+use tfc_gateway::metrics;
+use tfc_gateway::net::Command;
+use tfc_testkit::{Authorities, Node, top_tier, wait_event, wait_until};
+
+fn manual(text: String) -> String {
+    text.replace("endorse = \"auto\"", "endorse = \"manual\"")
+}
+
+fn no_discovery(text: String) -> String {
+    manual(text).replace("discovery = true", "discovery = false")
+}
+
+fn draft(kind: OpKind, target: &str) -> OpDraft {
+    OpDraft {
+        kind,
+        target: target.to_owned(),
+        reason: "system test".into(),
+        types: vec![],
+        policy: None,
+    }
+}
+
+/// Waits until `did` has `standing` at `party`.
+async fn until_standing(party: &Arc<LocalParty>, did: &str, standing: Option<StandingKind>) {
+    let field = party.fields()[0].charter.field_id();
+    wait_until(&format!("{did} is {standing:?}"), || {
+        let now = party.governance.standing(&field, did);
+        async move { now == standing }
+    })
+    .await;
+}
+
+/// Waits until `party` holds op `id`.
+async fn until_holds(party: &Arc<LocalParty>, field: &str, id: &str) {
+    wait_until(&format!("op {id} arrives"), || {
+        let held = party.governance.op(field, id).is_some();
+        async move { held }
+    })
+    .await;
+}
+
+/// Starts `count` gateways with tier-2 wallets and `configure`d configs.
+async fn start(
+    authorities: &Authorities,
+    count: usize,
+    configure: fn(String) -> String,
+) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        let node = Node::start(configure).await;
+        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        nodes.push(node);
+    }
+    nodes
+}
+
+/// A charter founded by the first three nodes, the first one admin, quorum 2, with the first
+/// node as bootstrap.
+fn charter(authorities: &Authorities, nodes: &[Node]) -> std::path::PathBuf {
+    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
+    authorities.write_governed_charter(
+        "field",
+        &keys.iter().collect::<Vec<_>>(),
+        &[nodes[0].did.clone()],
+        "2",
+        &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
+    )
+}
+
+/// Joins every node and waits until the first has verified all the others, in whatever
+/// order their handshakes finish.
+async fn form(nodes: &mut [Node], charter: &std::path::Path) {
+    for node in nodes.iter() {
+        node.join(charter).await;
+    }
+    let mut waiting: std::collections::HashSet<PeerId> =
+        nodes[1..].iter().map(Node::peer_id).collect();
+    while !waiting.is_empty() {
+        let verified = wait_event(&mut nodes[0].events, |event| match event {
+            GatewayEvent::PeerVerified { peer, record } if top_tier(record) == 2 => Some(*peer),
+            _ => None,
+        })
+        .await;
+        waiting.remove(&verified);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere() {
+    let authorities = Authorities::new();
+    let mut nodes = start(&authorities, 5, manual).await;
+    let charter = charter(&authorities, &nodes);
+    form(&mut nodes, &charter).await;
+    let field = nodes[0].field_id();
+    let newcomer = nodes[3].did.clone();
+
+    // One founder's proposal is 1 of the 2 signatures needed: it stays pending everywhere.
+    let proposed = nodes[0]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Admit, &newcomer))
+        .await
+        .unwrap();
+    assert_eq!(
+        (proposed.progress.signatures, proposed.progress.required),
+        (1, 2)
+    );
+    assert_eq!(proposed.progress.committed, None);
+    until_holds(nodes[2].gateway.party(), &field, &proposed.id).await;
+    until_holds(nodes[1].gateway.party(), &field, &proposed.id).await;
+    assert_eq!(
+        nodes[2].standing(&newcomer),
+        None,
+        "1 of 3 is not admission"
+    );
+
+    // A second founder endorses: committed at every gateway.
+    let endorsed = nodes[1]
+        .gateway
+        .publisher()
+        .endorse(&field, &proposed.id)
+        .await
+        .unwrap();
+    assert!(endorsed.progress.committed.is_some());
+    for node in &nodes {
+        until_standing(node.gateway.party(), &newcomer, Some(StandingKind::Member)).await;
+    }
+
+    // A non-member (a peer with a tier, never admitted) cannot publish on the gov topic.
+    let outsider = &nodes[4];
+    let forged_by_outsider = outsider
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Revoke, &nodes[1].did))
+        .await;
+    assert!(forged_by_outsider.is_ok(), "it can write its own log");
+    let first = Arc::clone(nodes[0].gateway.party());
+    wait_until("the outsider's gossip is rejected", || {
+        let rejected = first.metrics.get(metrics::GOSSIP, "not_member");
+        async move { rejected >= 1 }
+    })
+    .await;
+    assert_eq!(
+        nodes[0].standing(&nodes[1].did),
+        Some(StandingKind::Founder)
+    );
+
+    // The admin revokes the new member alone (emergency path): every other gateway refuses
+    // it and drops its connections.
+    let revoked_peer = nodes[3].peer_id();
+    let revoked = nodes[0]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Revoke, &newcomer))
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.progress.committed,
+        Some(tfc_gateway::governance::state::Via::Admin)
+    );
+    for index in [0, 1, 2, 4] {
+        let node = &mut nodes[index];
+        until_standing(node.gateway.party(), &newcomer, Some(StandingKind::Revoked)).await;
+        let connected = node
+            .gateway
+            .party()
+            .store
+            .tree(tfc_gateway::store::Tree::Peers)
+            .is_ok();
+        assert!(connected);
+    }
+    for index in [0, 1, 2] {
+        let code = wait_event(&mut nodes[index].events, |event| match event {
+            GatewayEvent::PeerRefused { peer, code, .. } if *peer == revoked_peer => {
+                Some(code.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(code, "member_barred");
+    }
+
+    // A replayed op and a forged one are refused with their codes and change nothing.
+    let charter_loaded = nodes[1].gateway.party().fields()[0].charter.clone();
+    let held = nodes[1]
+        .gateway
+        .party()
+        .governance
+        .op(&field, &revoked.id)
+        .unwrap();
+    let replay = nodes[1]
+        .gateway
+        .party()
+        .governance
+        .intake(
+            &charter_loaded,
+            held.clone(),
+            tfc_gateway::credential::now_unix(),
+        )
+        .unwrap_err();
+    assert_eq!(replay.code, GovCode::Replayed);
+    let mut forged: SignedOp = held;
+    forged.op.target = nodes[2].did.clone();
+    let refused = nodes[1]
+        .gateway
+        .party()
+        .governance
+        .intake(&charter_loaded, forged, tfc_gateway::credential::now_unix())
+        .unwrap_err();
+    assert_eq!(refused.code, GovCode::Forged);
+    assert_eq!(
+        nodes[1].standing(&nodes[2].did),
+        Some(StandingKind::Founder)
+    );
+    for node in nodes {
+        node.gateway.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_endorse_by_themselves_and_an_offline_gateway_catches_up() {
+    let authorities = Authorities::new();
+    let mut nodes = start(&authorities, 5, |text| text).await;
+    let charter = charter(&authorities, &nodes);
+    form(&mut nodes, &charter).await;
+    let field = nodes[0].field_id();
+    let newcomer = nodes[3].did.clone();
+    // The other founders verify the newcomer themselves and endorse on their own.
+    nodes[0]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Admit, &newcomer))
+        .await
+        .unwrap();
+    for node in &nodes {
+        until_standing(node.gateway.party(), &newcomer, Some(StandingKind::Member)).await;
+    }
+
+    // The third founder goes offline; the admin suspends the newcomer meanwhile. Back on
+    // line, the third founder converges through anti-entropy with the bootstrap gateway.
+    let offline = nodes.remove(2).stop().await;
+    nodes[0]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Suspend, &newcomer))
+        .await
+        .unwrap();
+    until_standing(
+        nodes[1].gateway.party(),
+        &newcomer,
+        Some(StandingKind::Suspended),
+    )
+    .await;
+    let back = Node::resume(offline).await;
+    assert_eq!(
+        back.standing(&newcomer),
+        Some(StandingKind::Member),
+        "it missed the op"
+    );
+    until_standing(
+        back.gateway.party(),
+        &newcomer,
+        Some(StandingKind::Suspended),
+    )
+    .await;
+    nodes.push(back);
+    for node in nodes {
+        node.gateway.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_sides_of_a_partition_merge_into_one_state() {
+    let authorities = Authorities::new();
+    // Four founders (quorum 2, two admins) and two candidates; no DHT, so the sides stay
+    // apart until one dial heals them.
+    let mut nodes = start(&authorities, 6, no_discovery).await;
+    let keys: Vec<_> = nodes[..4].iter().map(Node::org_key).collect();
+    let charter = authorities.write_governed_charter(
+        "field",
+        &keys.iter().collect::<Vec<_>>(),
+        &[nodes[0].did.clone(), nodes[2].did.clone()],
+        "2",
+        "",
+    );
+    for node in &nodes {
+        node.join(&charter).await;
+    }
+    // Side A: founders 0 and 1 with candidate 4. Side B: founders 2 and 3 with candidate 5.
+    for (dialer, listener) in [(1, 0), (4, 0), (4, 1), (3, 2), (5, 2), (5, 3)] {
+        let address = nodes[listener].address.clone();
+        let peer = nodes[dialer].peer_id();
+        nodes[dialer]
+            .gateway
+            .network()
+            .send(Command::Dial(address))
+            .await
+            .unwrap();
+        nodes[listener]
+            .verdict_where(peer, |record| top_tier(record) == 2)
+            .await;
+    }
+    let field = nodes[0].field_id();
+    let (x, y) = (nodes[4].did.clone(), nodes[5].did.clone());
+    // Side A admits X; side B, unaware, revokes X at the same epoch and admits Y.
+    let admit_x = nodes[0]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Admit, &x))
+        .await
+        .unwrap();
+    until_holds(nodes[1].gateway.party(), &field, &admit_x.id).await;
+    nodes[1]
+        .gateway
+        .publisher()
+        .endorse(&field, &admit_x.id)
+        .await
+        .unwrap();
+    let revoke_x = nodes[2]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Revoke, &x))
+        .await
+        .unwrap();
+    assert!(revoke_x.progress.committed.is_some());
+    let admit_y = nodes[2]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Admit, &y))
+        .await
+        .unwrap();
+    until_holds(nodes[3].gateway.party(), &field, &admit_y.id).await;
+    nodes[3]
+        .gateway
+        .publisher()
+        .endorse(&field, &admit_y.id)
+        .await
+        .unwrap();
+    until_standing(nodes[1].gateway.party(), &x, Some(StandingKind::Member)).await;
+    until_standing(nodes[3].gateway.party(), &x, Some(StandingKind::Revoked)).await;
+    until_standing(nodes[3].gateway.party(), &y, Some(StandingKind::Member)).await;
+
+    // Heal: one connection between the sides. Revoke wins at equal epochs; every gateway
+    // ends in the same state.
+    let address = nodes[2].address.clone();
+    nodes[0]
+        .gateway
+        .network()
+        .send(Command::Dial(address))
+        .await
+        .unwrap();
+    // X itself is cut off by the first gateway that learns of its revocation, so only the
+    // others are compared.
+    let revoked_x = nodes.remove(4);
+    let reference = Arc::clone(nodes[3].gateway.party());
+    for node in &nodes {
+        until_standing(node.gateway.party(), &x, Some(StandingKind::Revoked)).await;
+        until_standing(node.gateway.party(), &y, Some(StandingKind::Member)).await;
+    }
+    let expected = reference.governance.state(&field).unwrap();
+    for node in &nodes {
+        let party = Arc::clone(node.gateway.party());
+        let field = field.clone();
+        let expected = expected.clone();
+        wait_until("every gateway holds the same state", || {
+            let same = party.governance.state(&field) == Some(expected.clone());
+            async move { same }
+        })
+        .await;
+    }
+    revoked_x.gateway.shutdown().await.unwrap();
+    for node in nodes {
+        node.gateway.shutdown().await.unwrap();
+    }
+}
