@@ -81,24 +81,29 @@ impl Org {
         self.gateway.network().peer_id()
     }
 
-    /// Waits for this gateway's verdict on `peer`: its top tier, or the refusal code.
-    async fn verdict_on(&mut self, peer: PeerId) -> Result<u8, String> {
+    /// Waits for this gateway's first verdict on each of `peers`, in whatever order the
+    /// handshakes finish: the top tier, or the refusal code.
+    async fn verdicts_on(&mut self, peers: &[PeerId]) -> Vec<Result<u8, String>> {
+        let mut verdicts: std::collections::HashMap<PeerId, Result<u8, String>> =
+            std::collections::HashMap::new();
         tokio::time::timeout(WAIT, async {
-            loop {
-                match self.events.recv().await {
-                    Ok(GatewayEvent::PeerVerified { peer: p, record }) if p == peer => {
-                        return Ok(record.tiers.values().copied().max().unwrap_or(0));
+            while verdicts.len() < peers.len() {
+                let (peer, verdict) = match self.events.recv().await {
+                    Ok(GatewayEvent::PeerVerified { peer, record }) => {
+                        (peer, Ok(record.tiers.values().copied().max().unwrap_or(0)))
                     }
-                    Ok(GatewayEvent::PeerRefused { peer: p, code, .. }) if p == peer => {
-                        return Err(code);
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(GatewayEvent::PeerRefused { peer, code, .. }) => (peer, Err(code)),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => panic!("gateway stopped"),
+                };
+                if peers.contains(&peer) {
+                    verdicts.entry(peer).or_insert(verdict);
                 }
             }
         })
         .await
-        .expect("timed out waiting for a handshake verdict")
+        .expect("timed out waiting for handshake verdicts");
+        peers.iter().map(|peer| verdicts[peer].clone()).collect()
     }
 }
 
@@ -219,11 +224,12 @@ async fn four_gateways_form_a_field_through_the_admin_tools() {
     let (a, b, c) = (orgs[1].peer_id(), orgs[2].peer_id(), orgs[3].peer_id());
     let city_id = orgs[0].peer_id();
     let city = &mut orgs[0];
-    assert_eq!(city.verdict_on(a).await, Ok(1));
-    assert_eq!(city.verdict_on(b).await, Ok(1));
-    assert_eq!(city.verdict_on(c).await, Err("no_tier".into()));
     assert_eq!(
-        orgs[1].verdict_on(city_id).await,
+        city.verdicts_on(&[a, b, c]).await,
+        [Ok(1), Ok(1), Err("no_tier".into())]
+    );
+    assert_eq!(
+        orgs[1].verdicts_on(&[city_id]).await[0],
         Ok(1),
         "A verifies the city too"
     );

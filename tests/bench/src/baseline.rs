@@ -94,3 +94,121 @@ pub(crate) async fn connect_and_round_trip(
     }
     Ok((samples, started.elapsed()))
 }
+
+/// The physical limit of revocation: one 1 KiB gossipsub message from the first of `nodes`
+/// bare swarms (same transport, same mesh settings, no validation) to the last to receive
+/// it. Returns one sample per round and the wall time.
+pub(crate) async fn gossip_propagation(
+    nodes: usize,
+    rounds: u32,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId};
+    use sha2::Digest;
+    use tokio::sync::mpsc;
+
+    let topic = IdentTopic::new("tfc-bench/gossip");
+    let (received, mut receipts) = mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut publishers = Vec::new();
+    let mut addresses: Vec<Multiaddr> = Vec::new();
+    for index in 0..nodes {
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            .message_id_fn(|message| MessageId::new(&sha2::Sha256::digest(&message.data)))
+            .heartbeat_initial_delay(Duration::from_millis(100))
+            .heartbeat_interval(Duration::from_millis(500))
+            .build()
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let behaviour: gossipsub::Behaviour =
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| behaviour)?
+            .with_swarm_config(|config| {
+                config.with_idle_connection_timeout(Duration::from_secs(60))
+            })
+            .build();
+        swarm.behaviour_mut().subscribe(&topic)?;
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+        let address = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        // A star on the first node plus a chain, like bootstrap plus discovery.
+        if index > 0 {
+            swarm.dial(addresses[0].clone())?;
+            swarm.dial(addresses[index - 1].clone())?;
+        }
+        addresses.push(address);
+        let (publish, mut commands) = mpsc::unbounded_channel::<Vec<u8>>();
+        publishers.push(publish);
+        let received = received.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    data = commands.recv() => match data {
+                        Some(data) => { let _ = swarm.behaviour_mut().publish(topic.clone(), data); }
+                        None => break,
+                    },
+                    event = swarm.select_next_some() => {
+                        if let SwarmEvent::Behaviour(gossipsub::Event::Message { .. }) = event {
+                            let _ = received.send((index, Instant::now()));
+                        }
+                    }
+                }
+            }
+        });
+    }
+    // Warm up until a message reaches everyone: the mesh has formed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut warm = false;
+    let mut serial = 0u64;
+    while !warm {
+        anyhow::ensure!(Instant::now() < deadline, "the gossip mesh did not form");
+        serial += 1;
+        publishers[0].send(serial.to_be_bytes().repeat(128))?;
+        warm = collect(&mut receipts, nodes - 1, Duration::from_millis(500))
+            .await
+            .is_some();
+    }
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        serial += 1;
+        let sent = Instant::now();
+        publishers[0].send(serial.to_be_bytes().repeat(128))?;
+        let last = collect(&mut receipts, nodes - 1, Duration::from_secs(10))
+            .await
+            .context("a gossip message did not reach every node")?;
+        samples.push(last - sent);
+    }
+    Ok((samples, started.elapsed()))
+}
+
+/// The time of the `count`-th receipt, unless `patience` runs out first.
+async fn collect(
+    receipts: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>,
+    count: usize,
+    patience: Duration,
+) -> Option<Instant> {
+    let mut last = None;
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + patience;
+    while seen.len() < count {
+        let (node, at) = tokio::time::timeout_at(deadline, receipts.recv())
+            .await
+            .ok()??;
+        seen.insert(node);
+        last = Some(at);
+    }
+    // Late copies of this message must not count for the next one.
+    while receipts.try_recv().is_ok() {}
+    last
+}

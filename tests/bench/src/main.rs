@@ -4,9 +4,13 @@
 //! `tfc-bench handshake [--gateways N] [--connections C] [--json]`: connect → tiers known on
 //! both sides, beside a bare libp2p connection (TCP + Noise + Yamux) and one request-response
 //! round trip.
+//!
+//! `tfc-bench revocation [--gateways N] [--rounds R] [--json]`: an admin's suspension until
+//! every gateway holds it, beside bare gossipsub propagation over as many nodes.
 
 mod baseline;
 mod field;
+mod revocation;
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +40,15 @@ enum Scenario {
         /// Connections to measure.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(10..=10_000))]
         connections: u32,
+    },
+    /// An admin's emergency suspension until every gateway in the field holds it.
+    Revocation {
+        /// Gateways in the field.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(5..=100))]
+        gateways: u16,
+        /// Suspensions to measure (each of another member; at most gateways − 4).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=96))]
+        rounds: u32,
     },
 }
 
@@ -69,7 +82,7 @@ impl Series {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("TFC_BENCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -80,6 +93,56 @@ fn main() -> anyhow::Result<()> {
             gateways,
             connections,
         } => runtime.block_on(handshake(gateways, connections, cli.json)),
+        Scenario::Revocation { gateways, rounds } => {
+            runtime.block_on(revocation(gateways.into(), rounds, cli.json))
+        }
+    }
+}
+
+async fn revocation(gateways: usize, rounds: u32, as_json: bool) -> anyhow::Result<()> {
+    let figures = revocation::run(gateways, rounds).await?;
+    let (ours, baseline) = (&figures.revocation, &figures.baseline);
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "scenario": "revocation",
+                "gateways": gateways,
+                "rounds": rounds,
+                "revocation": ours.figures(),
+                "baseline_gossipsub_propagation": baseline.figures(),
+                "ratio_p50": ours.percentile(0.5) / baseline.percentile(0.5),
+                "target_p99_ms": 500,
+            })
+        );
+    } else {
+        println!("revocation scenario: {gateways} gateways on 127.0.0.1, {rounds} suspensions");
+        print_table(&[
+            ("admin suspends → every gateway holds it", ours),
+            ("baseline: bare gossipsub 1 KiB, last node", baseline),
+        ]);
+        println!(
+            "revocation p99 {:.1} ms (target < 500 ms); p50 is {:.1}× the baseline's",
+            ours.percentile(0.99),
+            ours.percentile(0.5) / baseline.percentile(0.5)
+        );
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[(&str, &Series)]) {
+    println!(
+        "{:<44} {:>9} {:>9} {:>9} {:>10}",
+        "", "p50 ms", "p99 ms", "max ms", "per s"
+    );
+    for (name, series) in rows {
+        println!(
+            "{name:<44} {:>9.2} {:>9.2} {:>9.2} {:>10.1}",
+            series.percentile(0.5),
+            series.percentile(0.99),
+            series.percentile(1.0),
+            series.samples.len() as f64 / series.wall.as_secs_f64()
+        );
     }
 }
 
@@ -143,22 +206,10 @@ async fn handshake(gateways: u16, connections: u32, as_json: bool) -> anyhow::Re
         );
     } else {
         println!("handshake scenario: {gateways} gateways on 127.0.0.1, {connections} connections");
-        println!(
-            "{:<44} {:>9} {:>9} {:>9} {:>10}",
-            "", "p50 ms", "p99 ms", "max ms", "per s"
-        );
-        for (name, series) in [
+        print_table(&[
             ("connect → tiers known on both sides", &ours),
             ("baseline: libp2p connect + 1 round trip", &baseline),
-        ] {
-            println!(
-                "{name:<44} {:>9.2} {:>9.2} {:>9.2} {:>10.1}",
-                series.percentile(0.5),
-                series.percentile(0.99),
-                series.percentile(1.0),
-                series.samples.len() as f64 / series.wall.as_secs_f64()
-            );
-        }
+        ]);
         println!(
             "handshake p50 is {:.1}× the baseline's",
             ours.percentile(0.5) / baseline.percentile(0.5)

@@ -36,3 +36,22 @@ fn the_handshake_scenario_reports_figures_and_baseline() {
         "a handshake cannot beat a bare round trip: {report}"
     );
 }
+
+#[test]
+fn the_revocation_scenario_reports_figures_and_baseline() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tfc-bench"))
+        .args(["revocation", "--gateways", "5", "--rounds", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["scenario"], "revocation");
+    for series in ["revocation", "baseline_gossipsub_propagation"] {
+        assert_eq!(report[series]["samples"], 1, "{report}");
+        assert!(report[series]["p50_ms"].as_f64().unwrap() > 0.0, "{report}");
+    }
+}

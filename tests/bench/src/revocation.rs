@@ -1,0 +1,126 @@
+//! `tfc-bench revocation`: real gateways (init, config, sled, handshake, governance) in one
+//! field; the admin suspends one member after another on the emergency path, and each round
+//! measures from the proposal until every gateway still in good standing holds the member
+//! suspended (each then re-judges it at once). Beside it: bare gossipsub propagation over as many nodes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tfc_gateway::exchange::OpDraft;
+use tfc_gateway::governance::{OpKind, StandingKind};
+use tfc_gateway::handshake::GatewayEvent;
+use tfc_testkit::{Authorities, Node, top_tier, wait_event};
+
+use crate::{Series, baseline};
+
+/// Polling period while waiting for every gateway: the figures' resolution.
+const POLL: Duration = Duration::from_millis(1);
+
+pub(crate) struct Figures {
+    pub(crate) revocation: Series,
+    pub(crate) baseline: Series,
+}
+
+pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures> {
+    anyhow::ensure!(
+        rounds as usize <= gateways - 4,
+        "each round suspends another member: use at most {} rounds with {gateways} gateways",
+        gateways - 4
+    );
+    let authorities = Authorities::new();
+    let mut nodes = Vec::new();
+    for _ in 0..gateways {
+        let node = Node::start(|text| text.replace("level = \"info\"", "level = \"warn\"")).await;
+        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        nodes.push(node);
+    }
+    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
+    let charter = authorities.write_governed_charter(
+        "bench",
+        &keys.iter().collect::<Vec<_>>(),
+        &[nodes[0].did.clone()],
+        "2",
+        &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
+    );
+    for node in &nodes {
+        node.join(&charter).await;
+    }
+    let mut waiting: std::collections::HashSet<_> = nodes[1..].iter().map(Node::peer_id).collect();
+    while !waiting.is_empty() {
+        let peer = wait_event(&mut nodes[0].events, |event| match event {
+            GatewayEvent::PeerVerified { peer, record } if top_tier(record) == 2 => Some(*peer),
+            _ => None,
+        })
+        .await;
+        waiting.remove(&peer);
+    }
+    let field = nodes[0].field_id();
+    // Round 0 warms the mesh up and is not counted.
+    let mut samples = Vec::new();
+    let mut started = Instant::now();
+    for round in 0..=rounds as usize {
+        let target = nodes[3 + round].did.clone();
+        let sent = Instant::now();
+        nodes[0]
+            .gateway
+            .publisher()
+            .propose(&field, draft(&target))
+            .await
+            .context("the admin's suspension was refused")?;
+        until_everyone(&nodes, &field, &target, 3 + round).await?;
+        let elapsed = sent.elapsed();
+        if round == 0 {
+            started = Instant::now();
+        } else {
+            samples.push(elapsed);
+        }
+    }
+    let revocation = Series {
+        samples,
+        wall: started.elapsed(),
+    };
+    for node in nodes {
+        node.gateway.shutdown().await?;
+    }
+    let (samples, wall) = baseline::gossip_propagation(gateways, rounds).await?;
+    Ok(Figures {
+        revocation,
+        baseline: Series { samples, wall },
+    })
+}
+
+fn draft(target: &str) -> OpDraft {
+    OpDraft {
+        kind: OpKind::Suspend,
+        target: target.to_owned(),
+        reason: "benchmark".into(),
+        types: vec![],
+        policy: None,
+    }
+}
+
+/// Returns once every gateway holds `target` suspended, except those suspended in this or
+/// earlier rounds (indices 3 to `last_suspended`): they are cut off.
+async fn until_everyone(
+    nodes: &[Node],
+    field: &str,
+    target: &str,
+    last_suspended: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = nodes.iter().enumerate().all(|(index, node)| {
+            (3..=last_suspended).contains(&index)
+                || node.gateway.party().governance.standing(field, target)
+                    == Some(StandingKind::Suspended)
+        });
+        if all {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "a gateway never learnt of the suspension"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
