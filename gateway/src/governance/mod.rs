@@ -241,7 +241,13 @@ impl SignedOp {
                 malformed(format!("{:?} is not a quorum", truncate(&op.target)))
             }
             OpKind::AmendPolicy => match &op.policy {
-                Some(policy) if hex(&Sha256::digest(policy.as_bytes())) == op.target => Ok(()),
+                Some(policy) if hex(&Sha256::digest(policy.as_bytes())) == op.target => {
+                    // A policy that does not compile against the schema would deny everything
+                    // once committed: refuse it at the door.
+                    crate::policy::PolicyEngine::new(policy)
+                        .map(drop)
+                        .or_else(|error| malformed(format!("the amended policy: {error}")))
+                }
                 _ => malformed("amend-policy needs a policy whose SHA-256 is the target".into()),
             },
             _ => Ok(()),

@@ -255,3 +255,24 @@ fn trusted_issuers_follow_committed_ops() {
     let state = field.state_of(&[trust, distrust]);
     assert!(!state.issuers.iter().any(|entry| entry.did == issuer));
 }
+
+#[test]
+fn an_amended_policy_must_compile_and_match_its_hash() {
+    let field = field();
+    let proposer = &field.founders[0];
+    let amend = |policy: &str, target: String| {
+        let mut op = field.op(OpKind::AmendPolicy, &target, 1, proposer);
+        op.op.policy = Some(policy.to_owned());
+        SignedOp::propose(op.op, proposer).unwrap()
+    };
+    let good = "permit(principal, action, resource) when { false };";
+    assert!(amend(good, sha256_hex(good.as_bytes())).verify(NOW).is_ok());
+    let wrong_hash = amend(good, sha256_hex(b"other"));
+    assert_eq!(wrong_hash.verify(NOW).unwrap_err().code, GovCode::Malformed);
+    let broken = "permit(principal, action";
+    let error = amend(broken, sha256_hex(broken.as_bytes()))
+        .verify(NOW)
+        .unwrap_err();
+    assert_eq!(error.code, GovCode::Malformed);
+    assert!(error.message.contains("amended policy"), "{error}");
+}
