@@ -40,6 +40,18 @@ pub(crate) struct GatewayArgs {
     ca: Option<PathBuf>,
 }
 
+impl GatewayArgs {
+    /// The gateway URL, if given.
+    pub(crate) fn url(&self) -> Option<&str> {
+        self.gateway.as_deref()
+    }
+
+    /// The data directory, if given.
+    pub(crate) fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+}
+
 /// `tfcctl --gateway URL wallet …`.
 #[derive(Subcommand)]
 pub(crate) enum WalletCommand {
@@ -100,6 +112,25 @@ impl Client {
     ) -> anyhow::Result<Result<T, ApiError>> {
         let response = self.http.get(format!("{}{path}", self.base)).send();
         answer(response, &self.base)
+    }
+
+    /// A GET whose answer is text (exports).
+    pub(crate) fn get_text(&self, path: &str) -> anyhow::Result<Result<String, ApiError>> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
+        if response.status().is_success() {
+            return Ok(Ok(response
+                .text()
+                .context("the gateway's answer is not text")?));
+        }
+        let status = response.status();
+        Ok(Err(response.json::<ApiError>().unwrap_or(ApiError {
+            code: "http".into(),
+            message: format!("HTTP {status}"),
+        })))
     }
 
     pub(crate) fn post<B: Serialize, T: DeserializeOwned>(

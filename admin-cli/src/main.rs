@@ -2,6 +2,7 @@
 //!
 //! Exit status: 0 for success or valid, 1 for invalid or denied, 2 for usage or I/O errors.
 
+mod audit;
 mod client;
 mod credential;
 mod field;
@@ -72,6 +73,9 @@ enum Command {
     /// Field membership: propose, endorse, revoke, suspend, reinstate, list (needs --gateway).
     #[command(subcommand)]
     Member(governance::MemberCommand),
+    /// The tamper-evident audit log: verify, export.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -258,6 +262,7 @@ fn main() -> ExitCode {
         Command::Dial { address } => client::dial(&gateway, &address),
         Command::Wallet(command) => client::wallet(&gateway, command),
         Command::Member(command) => governance::member(&gateway, command),
+        Command::Audit(command) => audit::run(&gateway, command),
         Command::Field(FieldCommand::Governance(command)) => governance::issuers(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),

@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::audit::Event;
 use crate::config::EndorseMode;
 use crate::credential::{CredentialVerifier, SignError, now_unix, sign_message};
 use crate::governance::state::Via;
@@ -72,14 +73,6 @@ struct Envelope {
     body: Value,
 }
 
-fn kind_name(kind: TopicKind) -> &'static str {
-    match kind {
-        TopicKind::Gov => "gov",
-        TopicKind::Threat => "threat",
-        TopicKind::Status => "status",
-    }
-}
-
 /// Why a gossip message was refused (its code is counted in metrics).
 #[derive(Debug)]
 struct Rejection(String);
@@ -102,7 +95,7 @@ impl Publisher {
         let envelope = Envelope {
             iss: self.party.key.did(),
             field: field.to_owned(),
-            kind: kind_name(kind).to_owned(),
+            kind: kind.as_str().to_owned(),
             iat: now_unix(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
             body,
@@ -116,6 +109,79 @@ impl Publisher {
             tracing::warn!("gossip not published: the network task has stopped");
         }
         Ok(())
+    }
+
+    /// Publishes the audit chain's head in every joined field; returns it.
+    pub async fn publish_checkpoint(&self) -> Result<Option<Checkpoint>, SignError> {
+        let Some((seq, head)) = self.party.audit.head() else {
+            return Ok(None);
+        };
+        let checkpoint = Checkpoint { seq, head };
+        let body = serde_json::to_value(&checkpoint).unwrap_or(Value::Null);
+        for field in self.party.fields() {
+            self.publish(&field.charter.field_id(), TopicKind::Audit, body.clone())
+                .await?;
+        }
+        Ok(Some(checkpoint))
+    }
+
+    /// Asks the members this gateway has verified for the checkpoints of ours they keep, and
+    /// compares each with our chain: a checkpoint whose head differs from our entry at its
+    /// position means our history was rewritten.
+    pub async fn check_peer_checkpoints(&self) -> PeerCheckpoints {
+        let me = self.party.key.did();
+        let verifier = CredentialVerifier::new();
+        let mut report = PeerCheckpoints::default();
+        let records = self
+            .party
+            .store
+            .tree(Tree::Peers)
+            .and_then(|tree| tree.entries::<PeerRecord>())
+            .unwrap_or_default();
+        for (key, record) in records.into_iter().take(MAX_CHECKPOINT_PEERS) {
+            let (Ok(peer), Some(field)) = (
+                PeerId::from_bytes(&key),
+                record
+                    .tiers
+                    .iter()
+                    .find(|(_, tier)| **tier >= 1)
+                    .map(|(field, _)| field.clone()),
+            ) else {
+                continue;
+            };
+            let request = SyncRequest::Checkpoints {
+                field,
+                of: me.clone(),
+            };
+            let Ok(SyncResponse::Checkpoints { tokens }) =
+                sync(&self.commands, peer, request).await
+            else {
+                continue;
+            };
+            report.peers += 1;
+            for token in tokens {
+                let Ok((signer, payload)) = verifier.open_message(&token, MAX_CHECKPOINT_BYTES)
+                else {
+                    continue;
+                };
+                let checkpoint = payload
+                    .get("body")
+                    .cloned()
+                    .and_then(|body| serde_json::from_value::<Checkpoint>(body).ok());
+                let Some(checkpoint) = checkpoint.filter(|_| signer == me) else {
+                    continue;
+                };
+                report.checked += 1;
+                let ours = self.party.audit.hash_at(checkpoint.seq).ok().flatten();
+                if ours.as_deref() != Some(checkpoint.head.as_str()) {
+                    report.mismatches.push(CheckpointMismatch {
+                        peer: record.did.clone(),
+                        seq: checkpoint.seq,
+                    });
+                }
+            }
+        }
+        report
     }
 
     /// Proposes a governance op signed by this gateway, takes it, and gossips it.
@@ -186,6 +252,87 @@ impl Publisher {
     }
 }
 
+/// An audit checkpoint: the publisher's chain has entry `seq` with hash `head`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// Its hash.
+    pub head: String,
+}
+
+/// A checkpoint kept in the `checkpoints` tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct KeptCheckpoint {
+    head: String,
+    token: String,
+}
+
+impl crate::store::Stored for KeptCheckpoint {
+    const VERSION: u8 = 1;
+}
+
+fn checkpoint_key(did: &str, seq: u64) -> Vec<u8> {
+    let mut key = format!("{did}/").into_bytes();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Stores a member's checkpoint. `Ok(false)`: already held. `Err("audit_fork")`: the member
+/// signed another head for the same position before.
+fn keep_checkpoint(
+    party: &LocalParty,
+    did: &str,
+    checkpoint: &Checkpoint,
+    token: &str,
+) -> Result<bool, &'static str> {
+    let tree = party.store.tree(Tree::Checkpoints).map_err(|_| "store")?;
+    let key = checkpoint_key(did, checkpoint.seq);
+    match tree.get::<KeptCheckpoint>(&key) {
+        Ok(Some(kept)) if kept.head == checkpoint.head => Ok(false),
+        Ok(Some(kept)) => {
+            tracing::error!(member = %did, seq = checkpoint.seq, kept = %kept.head, new = %checkpoint.head, "a member published two audit heads for one position: its history was rewritten");
+            party.metrics.count(metrics::GOSSIP, "audit_fork");
+            party.audit.record(Event {
+                actor: did.to_owned(),
+                action: "audit.fork".into(),
+                object: checkpoint.seq.to_string(),
+                decision: "alert".into(),
+                reason: "audit_fork".into(),
+                ..Event::default()
+            });
+            Err("audit_fork")
+        }
+        Ok(None) => {
+            let kept = KeptCheckpoint {
+                head: checkpoint.head.clone(),
+                token: token.to_owned(),
+            };
+            tree.put_durable(&key, &kept).map_err(|_| "store")?;
+            Ok(true)
+        }
+        Err(_) => Err("store"),
+    }
+}
+
+/// The checkpoints of `did` this gateway keeps (signed envelopes).
+fn kept_checkpoints(party: &LocalParty, did: &str) -> Vec<String> {
+    let prefix = format!("{did}/");
+    party
+        .store
+        .tree(Tree::Checkpoints)
+        .and_then(|tree| tree.entries::<KeptCheckpoint>())
+        .map(|entries| {
+            entries
+                .into_iter()
+                .filter(|(key, _)| key.starts_with(prefix.as_bytes()))
+                .map(|(_, kept)| kept.token)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A governance op as an admin asks for it.
 #[derive(Debug, Clone)]
 pub struct OpDraft {
@@ -204,6 +351,22 @@ pub struct OpDraft {
 /// Puts a taken op into force: a change of standing or of the rules makes the handshake
 /// service re-judge every connected peer at once, which gates the revoked and suspended.
 fn enforce(party: &LocalParty, signed: &SignedOp, intake: &GovIntake) {
+    let decision = match intake.progress.committed {
+        Some(Via::Admin) => "commit-emergency",
+        Some(Via::Quorum) => "commit",
+        None => "pending",
+    };
+    party.audit.record(Event {
+        actor: signed.op.proposer.clone(),
+        action: format!("governance.{}", signed.op.kind),
+        object: signed.op.target.clone(),
+        decision: decision.into(),
+        reason: format!(
+            "op:{} signatures:{}/{}",
+            intake.id, intake.progress.signatures, intake.progress.required
+        ),
+        ..Event::default()
+    });
     if intake.progress.committed == Some(Via::Admin) {
         tracing::warn!(op = %intake.id, kind = %signed.op.kind, target = %signed.op.target, admin = %signed.op.proposer, "governance op committed on the emergency path (one admin's signature)");
     }
@@ -215,6 +378,33 @@ fn enforce(party: &LocalParty, signed: &SignedOp, intake: &GovIntake) {
         );
         party.facts_changed.notify_one();
     }
+}
+
+/// Members asked for our checkpoints in one verification.
+const MAX_CHECKPOINT_PEERS: usize = 32;
+/// Largest checkpoint envelope read back.
+const MAX_CHECKPOINT_BYTES: usize = 4096;
+/// How often the audit head is published when it has moved.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What the members hold of our audit checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeerCheckpoints {
+    /// Members that answered.
+    pub peers: usize,
+    /// Checkpoints compared with our chain.
+    pub checked: usize,
+    /// Checkpoints our chain no longer matches.
+    pub mismatches: Vec<CheckpointMismatch>,
+}
+
+/// A checkpoint a member keeps that our chain no longer matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckpointMismatch {
+    /// The member.
+    pub peer: String,
+    /// The position.
+    pub seq: u64,
 }
 
 /// A token bucket per publisher.
@@ -304,8 +494,19 @@ impl Service {
         mut content: mpsc::Receiver<ContentEvent>,
         mut handshakes: broadcast::Receiver<GatewayEvent>,
     ) {
+        let mut checkpoints = tokio::time::interval(CHECKPOINT_INTERVAL);
+        let mut published: Option<u64> = None;
         loop {
             tokio::select! {
+                _ = checkpoints.tick() => {
+                    let head = self.party.audit.head().map(|(seq, _)| seq);
+                    if head != published {
+                        match self.publisher.publish_checkpoint().await {
+                            Ok(_) => published = head,
+                            Err(error) => tracing::warn!(%error, "audit checkpoint not published"),
+                        }
+                    }
+                }
                 event = content.recv() => match event {
                     Some(event) => self.content_event(event).await,
                     None => break,
@@ -397,7 +598,7 @@ impl Service {
             .map_err(|error| reject(error.code.as_str()))?;
         let envelope: Envelope =
             serde_json::from_value(Value::Object(payload)).map_err(|_| reject("malformed"))?;
-        if envelope.field != field || envelope.kind != kind_name(kind) {
+        if envelope.field != field || envelope.kind != kind.as_str() {
             return Err(reject("wrong_topic"));
         }
         if (now_unix() - envelope.iat).abs() > MAX_MESSAGE_AGE_SECS {
@@ -423,8 +624,26 @@ impl Service {
         match kind {
             TopicKind::Status => self.status_message(&envelope.body),
             TopicKind::Gov => self.governance_message(&field, envelope.body),
+            TopicKind::Audit => self.checkpoint_message(&publisher, &envelope.body, token),
             // Threat messages are judged by their own module (not yet here).
             TopicKind::Threat => Ok(Verdict::Ignore),
+        }
+    }
+
+    /// Keeps a member's audit checkpoint; a second, different head for the same position
+    /// means the member rewrote its history: alert, and refuse the message.
+    fn checkpoint_message(
+        &self,
+        publisher: &str,
+        body: &Value,
+        token: &str,
+    ) -> Result<Verdict, Rejection> {
+        let checkpoint: Checkpoint =
+            serde_json::from_value(body.clone()).map_err(|_| Rejection("malformed".into()))?;
+        match keep_checkpoint(&self.party, publisher, &checkpoint, token) {
+            Ok(true) => Ok(Verdict::Accept),
+            Ok(false) => Ok(Verdict::Ignore),
+            Err(error) => Err(Rejection(error.into())),
         }
     }
 
@@ -547,7 +766,9 @@ impl Service {
 
     fn answer_sync(&self, peer: PeerId, request: SyncRequest) -> SyncResponse {
         let field = match &request {
-            SyncRequest::StatusLists { field, .. } | SyncRequest::Ops { field, .. } => field,
+            SyncRequest::StatusLists { field, .. }
+            | SyncRequest::Ops { field, .. }
+            | SyncRequest::Checkpoints { field, .. } => field,
         };
         if !self.is_member(peer, field) {
             return SyncResponse::Refused {
@@ -583,6 +804,13 @@ impl Service {
                     tokens: within_budget(lacking, budget, |token| token.len()),
                 }
             }
+            SyncRequest::Checkpoints { of, .. } => SyncResponse::Checkpoints {
+                tokens: within_budget(
+                    kept_checkpoints(&self.party, &of).into_iter(),
+                    budget,
+                    String::len,
+                ),
+            },
             SyncRequest::Ops { field, have } => {
                 let lacking = self.party.governance.missing(&field, &have).into_iter();
                 SyncResponse::Ops {
@@ -986,5 +1214,35 @@ mod tests {
             fixture.service.answer_sync(stranger, ask(BTreeMap::new())),
             SyncResponse::Refused { code, .. } if code == "not_member"
         ));
+    }
+
+    #[test]
+    fn a_second_head_for_one_position_is_a_fork() {
+        let (fixture, member) = fixture();
+        let party = &fixture.service.party;
+        let did = member.did();
+        let first = Checkpoint {
+            seq: 7,
+            head: "a".repeat(64),
+        };
+        assert_eq!(keep_checkpoint(party, &did, &first, "token-1"), Ok(true));
+        assert_eq!(keep_checkpoint(party, &did, &first, "token-1"), Ok(false));
+        let rewritten = Checkpoint {
+            seq: 7,
+            head: "b".repeat(64),
+        };
+        assert_eq!(
+            keep_checkpoint(party, &did, &rewritten, "token-2"),
+            Err("audit_fork")
+        );
+        assert_eq!(kept_checkpoints(party, &did), ["token-1"]);
+        assert!(
+            party
+                .audit
+                .since(0)
+                .unwrap()
+                .iter()
+                .any(|entry| entry.action == "audit.fork" && entry.actor == did)
+        );
     }
 }

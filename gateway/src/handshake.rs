@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::audit::{AuditError, AuditLog, Event};
 use crate::charter::Charter;
 use crate::credential::{
     Challenge, CredentialVerifier, ReplayCache, StatusLists, VerificationError,
@@ -135,6 +136,8 @@ pub struct LocalParty {
     pub metrics: Metrics,
     /// The governance logs of the joined fields.
     pub governance: Governance,
+    /// The audit log.
+    pub audit: AuditLog,
 }
 
 impl LocalParty {
@@ -148,6 +151,7 @@ impl LocalParty {
     ) -> Result<Self, StoreError> {
         let charters: Vec<&Charter> = fields.iter().map(|field| &field.charter).collect();
         let governance = Governance::load(store.clone(), &charters)?;
+        let audit = AuditLog::open(&store).map_err(|AuditError::Store(error)| error)?;
         Ok(Self {
             key,
             fields: RwLock::new(fields.into_iter().map(Arc::new).collect()),
@@ -159,6 +163,7 @@ impl LocalParty {
             facts_changed: Notify::new(),
             metrics: Metrics::default(),
             governance,
+            audit,
         })
     }
 
@@ -469,6 +474,16 @@ impl Service {
             }
         }
     }
+}
+
+/// `field:tier` pairs, for the audit log.
+fn tiers_text(record: &PeerRecord) -> String {
+    record
+        .tiers
+        .iter()
+        .map(|(field, tier)| format!("{}={tier}", &field[..field.len().min(12)]))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Why a handshake was refused.
@@ -806,6 +821,14 @@ impl Shared {
         };
         self.party.metrics.count(metrics::DECISIONS, decision);
         if record.admitted() {
+            self.party.audit.record(Event {
+                actor: record.did.clone(),
+                action: "handshake".into(),
+                object: peer.to_string(),
+                decision: "allow".into(),
+                reason: format!("tiers:{}", tiers_text(&record)),
+                ..Event::default()
+            });
             self.party.metrics.count(metrics::HANDSHAKES, "verified");
             let _ = self.commands.send(Command::Admitted(peer)).await;
             let _ = self
@@ -826,6 +849,14 @@ impl Shared {
 
     async fn gate(&self, peer: PeerId, code: &str, message: &str) {
         tracing::info!(%peer, %code, %message, "peer refused and gated");
+        self.party.audit.record(Event {
+            actor: peer.to_string(),
+            action: "handshake".into(),
+            object: peer.to_string(),
+            decision: "deny".into(),
+            reason: code.into(),
+            ..Event::default()
+        });
         if let Ok(mut gated) = self.gated.lock() {
             gated.insert(peer);
         }

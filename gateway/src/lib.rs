@@ -28,6 +28,7 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod audit;
 pub mod charter;
 pub mod config;
 pub mod credential;

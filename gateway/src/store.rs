@@ -43,11 +43,15 @@ pub enum Tree {
     StatusLists,
     /// `governance`: signed ops, by `<field id>/<op id>`.
     Governance,
+    /// `audit`: the hash-chained audit log, by sequence number (big-endian).
+    Audit,
+    /// `audit`: checkpoints peers published, by `<DID>/<sequence number>`.
+    Checkpoints,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 7] = [
+    pub const ALL: [Tree; 9] = [
         Tree::Meta,
         Tree::Replay,
         Tree::Peers,
@@ -55,6 +59,8 @@ impl Tree {
         Tree::Wallet,
         Tree::StatusLists,
         Tree::Governance,
+        Tree::Audit,
+        Tree::Checkpoints,
     ];
 
     fn name(self) -> &'static str {
@@ -66,6 +72,8 @@ impl Tree {
             Tree::Wallet => "wallet",
             Tree::StatusLists => "status_lists",
             Tree::Governance => "governance",
+            Tree::Audit => "audit",
+            Tree::Checkpoints => "checkpoints",
         }
     }
 }
@@ -312,6 +320,9 @@ fn parse_backup_line(line: &str) -> Option<(Tree, Vec<u8>, Vec<u8>)> {
     parts.next().is_none().then_some((tree, key, value))
 }
 
+/// A key and its value decoded, or why it could not be.
+pub type LossyEntry<T> = (Vec<u8>, Result<T, String>);
+
 /// One module's tree, holding versioned values.
 pub struct StoreTree {
     tree: sled::Tree,
@@ -354,6 +365,34 @@ impl StoreTree {
                 Ok((key.to_vec(), decode(&key, &bytes)?))
             })
             .collect()
+    }
+
+    /// Every entry in key order, each decoded or with the reason it cannot be: for
+    /// verifiers, which must name a bad entry rather than stop at it.
+    pub fn entries_lossy<T: Stored>(&self) -> Result<Vec<LossyEntry<T>>, StoreError> {
+        self.tree
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                let decoded = decode(&key, &bytes).map_err(|error| error.to_string());
+                Ok((key.to_vec(), decoded))
+            })
+            .collect()
+    }
+
+    /// The entry with the greatest key.
+    pub fn last<T: Stored>(&self) -> Result<Option<T>, StoreError> {
+        match self.tree.last()? {
+            Some((key, bytes)) => decode(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes bytes as they are, bypassing encoding: for tests that corrupt the store.
+    #[cfg(test)]
+    pub(crate) fn put_raw(&self, key: &[u8], bytes: &[u8]) -> Result<(), StoreError> {
+        self.tree.insert(key, bytes)?;
+        Ok(())
     }
 
     /// How many entries the tree holds.

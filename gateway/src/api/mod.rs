@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::Event;
 use crate::config::GatewayConfig;
 use crate::credential::format_rfc3339;
 use crate::exchange::OpDraft;
@@ -37,8 +38,9 @@ use crate::secret_file::check_private;
 use crate::status::{Intake, StatusIntakeError, StatusListSummary};
 use crate::store::Tree;
 use types::{
-    ApiError, Dial, FieldView, IssuerView, JoinField, MemberView, OpView, PeerView, ProposeOp,
-    StatusListImport, StatusListImported, StatusResponse, WalletEntryView, WalletImport,
+    ApiError, AuditVerification, Dial, FieldView, IssuerView, JoinField, MemberView, OpView,
+    PeerView, ProposeOp, StatusListImport, StatusListImported, StatusResponse, WalletEntryView,
+    WalletImport,
 };
 
 /// Largest request body accepted.
@@ -115,7 +117,12 @@ impl ApiServer {
             peer_id,
             publisher,
         };
-        let serving = tokio::spawn(serve(listener, acceptor, router(state)));
+        let serving = tokio::spawn(serve(
+            listener,
+            acceptor,
+            router(state.clone()),
+            Arc::new(state),
+        ));
         tracing::info!(%address, "admin API listening (mutual TLS)");
         Ok(Self {
             address,
@@ -166,7 +173,12 @@ fn tls_config(config: &GatewayConfig) -> Result<rustls::ServerConfig, ApiStartEr
         .map_err(|error| failure(&cert_path, error.to_string()))
 }
 
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router) {
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    audit: std::sync::Arc<ApiState>,
+) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -176,7 +188,8 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router) {
             }
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
+        let audit = std::sync::Arc::clone(&audit);
         tokio::spawn(async move {
             let tls =
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -190,12 +203,98 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router) {
                         return;
                     }
                 };
+            let session = AdminSession::of(&tls);
+            audit.party.audit.record(session.event("start", None));
+            let service = TowerToHyperService::new(router.layer(axum::Extension(session.clone())));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
                 tracing::debug!(%remote, %error, "API connection ended with an error");
             }
+            audit
+                .party
+                .audit
+                .record(session.event("end", Some(session.started.elapsed())));
         });
     }
+}
+
+/// One admin's TLS session: who (the client certificate's fingerprint) and since when.
+#[derive(Clone)]
+struct AdminSession {
+    actor: String,
+    started: std::time::Instant,
+    started_ms: i64,
+}
+
+impl AdminSession {
+    fn of(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Self {
+        use sha2::Digest;
+        let fingerprint = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certificates| certificates.first())
+            .map(|certificate| {
+                sha2::Sha256::digest(certificate.as_ref())
+                    .iter()
+                    .take(16)
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect::<String>()
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            actor: format!("admin:{fingerprint}"),
+            started: std::time::Instant::now(),
+            started_ms: crate::audit::now_ms(),
+        }
+    }
+
+    fn event(&self, decision: &str, duration: Option<Duration>) -> Event {
+        Event {
+            actor: self.actor.clone(),
+            action: "api.session".into(),
+            object: "admin-api".into(),
+            decision: decision.into(),
+            reason: "mutual_tls".into(),
+            session: duration.map(|duration| {
+                (
+                    self.started_ms,
+                    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                )
+            }),
+            ..Event::default()
+        }
+    }
+}
+
+/// Every request that changes something is an admin action: audited with the session's
+/// actor, the method and path, and the outcome.
+async fn audit_admin_actions(
+    State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let changes = request.method() != axum::http::Method::GET;
+    let action = format!("api.{} {}", request.method(), request.uri().path());
+    let response = next.run(request).await;
+    if changes {
+        let status = response.status();
+        state.party.audit.record(Event {
+            actor: session.map_or_else(|| "admin:unknown".into(), |session| session.actor.clone()),
+            action,
+            object: "admin-api".into(),
+            decision: if status.is_success() {
+                "allow"
+            } else {
+                "refuse"
+            }
+            .into(),
+            reason: format!("http:{}", status.as_u16()),
+            ..Event::default()
+        });
+    }
+    response
 }
 
 /// The OpenAPI description of this API, served at `/openapi.json`.
@@ -247,7 +346,17 @@ fn router(state: ApiState) -> Router {
             axum::routing::post(endorse_op),
         )
         .route("/v1/fields/{field}/members", get(members))
+        .route("/v1/audit/verify", get(verify_audit))
+        .route("/v1/audit/export", get(export_audit))
+        .route(
+            "/v1/audit/checkpoint",
+            axum::routing::post(publish_checkpoint),
+        )
         .route("/v1/fields/{field}/issuers", get(issuers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit_admin_actions,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -705,5 +814,77 @@ async fn issuers(
                 types: issuer.types,
             })
             .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = AuditVerification)))]
+async fn verify_audit(State(state): State<ApiState>) -> Result<Json<AuditVerification>, Failure> {
+    let chain = state
+        .party
+        .audit
+        .verify()
+        .map_err(|crate::audit::AuditError::Store(error)| Failure::from(error))?;
+    let peers = state.publisher.check_peer_checkpoints().await;
+    Ok(Json(AuditVerification { chain, peers }))
+}
+
+/// `GET /v1/audit/export` query.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+struct ExportQuery {
+    /// Entries at or after this instant (RFC 3339); default all.
+    since: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/audit/export", params(ExportQuery), responses((status = 200, description = "One JSON entry per line", content_type = "application/x-ndjson"), (status = 422, body = ApiError)))]
+async fn export_audit(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<ExportQuery>,
+) -> Result<Response, Failure> {
+    let since_ms = match &query.since {
+        None => 0,
+        Some(text) => crate::credential::parse_rfc3339(text)
+            .map(|secs| secs.saturating_mul(1000))
+            .ok_or_else(|| {
+                Failure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_instant",
+                    format!("{text:?} is not an RFC 3339 instant such as 2026-11-22T00:00:00Z"),
+                )
+            })?,
+    };
+    let entries = state
+        .party
+        .audit
+        .since(since_ms)
+        .map_err(|crate::audit::AuditError::Store(error)| Failure::from(error))?;
+    let mut body = String::new();
+    for entry in entries {
+        body.push_str(&serde_json::to_string(&entry).unwrap_or_default());
+        body.push('\n');
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response())
+}
+
+#[utoipa::path(post, path = "/v1/audit/checkpoint", responses((status = 200, description = "The head published ({seq, head}), or null for an empty log")))]
+async fn publish_checkpoint(
+    State(state): State<ApiState>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    let checkpoint = state
+        .publisher
+        .publish_checkpoint()
+        .await
+        .map_err(|error| {
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sign_failed",
+                error.to_string(),
+            )
+        })?;
+    Ok(Json(
+        serde_json::to_value(checkpoint).unwrap_or(serde_json::Value::Null),
     ))
 }

@@ -190,3 +190,12 @@ pub struct IssuerView {
     /// The credential types it is trusted for.
     pub types: Vec<String>,
 }
+
+/// `GET /v1/audit/verify`: the chain, and what the members hold of its checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditVerification {
+    /// The local chain.
+    pub chain: crate::audit::ChainReport,
+    /// The members' checkpoints of it.
+    pub peers: crate::exchange::PeerCheckpoints,
+}

@@ -25,17 +25,26 @@ pub enum TopicKind {
     Threat,
     /// Status list credentials.
     Status,
+    /// Audit checkpoints (an extension of DESIGN §4's three topics).
+    Audit,
 }
 
 impl TopicKind {
     /// Every kind.
-    pub const ALL: [TopicKind; 3] = [TopicKind::Gov, TopicKind::Threat, TopicKind::Status];
+    pub const ALL: [TopicKind; 4] = [
+        TopicKind::Gov,
+        TopicKind::Threat,
+        TopicKind::Status,
+        TopicKind::Audit,
+    ];
 
-    fn as_str(self) -> &'static str {
+    /// The kind's name in topic names and envelopes.
+    pub fn as_str(self) -> &'static str {
         match self {
             TopicKind::Gov => "gov",
             TopicKind::Threat => "threat",
             TopicKind::Status => "status",
+            TopicKind::Audit => "audit",
         }
     }
 }

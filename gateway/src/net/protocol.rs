@@ -70,6 +70,13 @@ pub enum SyncRequest {
         /// What the asker holds.
         have: BTreeMap<String, i64>,
     },
+    /// The audit checkpoints of `of` (the asker's DID) that the answerer keeps.
+    Checkpoints {
+        /// The field id.
+        field: String,
+        /// Whose checkpoints.
+        of: String,
+    },
     /// The governance ops the asker holds: op id → number of signatures.
     Ops {
         /// The field id.
@@ -86,6 +93,11 @@ pub enum SyncResponse {
     /// Status list credentials (vc+jwt) newer than, or missing from, what the asker holds.
     StatusLists {
         /// The tokens.
+        tokens: Vec<String>,
+    },
+    /// Checkpoints kept: the signed envelopes as received.
+    Checkpoints {
+        /// The envelopes (compact JWS).
         tokens: Vec<String>,
     },
     /// Governance ops the asker lacks or holds with fewer signatures.

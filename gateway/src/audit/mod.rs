@@ -1,0 +1,322 @@
+//! The tamper-evident audit log (DESIGN §5.5): every decision, governance op, countermeasure,
+//! admin login and admin action is appended to a SHA-256 hash chain in the `audit` tree.
+//!
+//! Entry `n` carries the hash of entry `n − 1`; its own hash is the SHA-256 of its canonical
+//! JSON (RFC 8785) without the hash. Deleting, editing or inserting an entry breaks the chain
+//! at that position, which [`verify_entries`] names. Whoever holds the store could rewrite the
+//! whole chain, so the gateway also signs checkpoints (sequence number and head hash) and
+//! gossips them to the field's members, who keep them: a rewritten history no longer matches
+//! the checkpoints its peers hold.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{LossyEntry, Store, StoreError, StoreTree, Stored, Tree};
+
+/// The `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditEntry {
+    /// Position in the chain, from 0.
+    pub seq: u64,
+    /// When (UTC, milliseconds since the epoch).
+    pub time_ms: i64,
+    /// Who: a DID, or `admin:<certificate fingerprint>` for the local API.
+    pub actor: String,
+    /// What, e.g. `handshake`, `governance.revoke`, `api.login`, `data.get`.
+    pub action: String,
+    /// On what: a DID, an op id, a record id.
+    pub object: String,
+    /// `allow`, `deny`, `commit`, `pending`, `refuse`, `start`, `end`, …
+    pub decision: String,
+    /// A stable reason code.
+    pub reason: String,
+    /// The declared purpose, for data access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// For sessions: when the session started (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_start_ms: Option<i64>,
+    /// For sessions: how long it lasted (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The previous entry's hash ([`GENESIS`] for the first).
+    pub prev: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+impl Stored for AuditEntry {
+    const VERSION: u8 = 1;
+}
+
+impl AuditEntry {
+    /// The hash this entry should carry: SHA-256 of its canonical JSON without `hash`.
+    pub fn compute_hash(&self) -> String {
+        let mut value = match serde_json::to_value(self) {
+            Ok(value) => value,
+            Err(_) => return String::new(),
+        };
+        if let Some(object) = value.as_object_mut() {
+            object.remove("hash");
+        }
+        let canonical = serde_jcs::to_string(&value).unwrap_or_default();
+        hex(&Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// What is being recorded; the log fills in sequence, time and hashes.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub object: String,
+    /// The decision.
+    pub decision: String,
+    /// The reason code.
+    pub reason: String,
+    /// The purpose, for data access.
+    pub purpose: Option<String>,
+    /// Session start and duration, for sessions.
+    pub session: Option<(i64, u64)>,
+}
+
+/// An audit operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store failed: the action that wanted auditing must not go ahead.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where and how the chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainBreak {
+    /// The position (sequence number) where the chain stops verifying.
+    pub position: u64,
+    /// `edited`, `deleted`, `inserted` or `unreadable`.
+    pub kind: String,
+    /// What was found.
+    pub message: String,
+}
+
+/// The result of verifying a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainReport {
+    /// Entries read.
+    pub entries: u64,
+    /// The last entry's hash, if the chain verified.
+    pub head: Option<String>,
+    /// The first break, if any.
+    pub broken: Option<ChainBreak>,
+}
+
+/// The head of a chain: the next sequence number and the last hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    next: u64,
+    hash: String,
+}
+
+/// The audit log of this gateway.
+pub struct AuditLog {
+    tree: StoreTree,
+    head: Mutex<Head>,
+}
+
+impl AuditLog {
+    /// Opens the log in `store`, resuming after its last entry.
+    pub fn open(store: &Store) -> Result<Self, AuditError> {
+        let tree = store.tree(Tree::Audit)?;
+        let head = match tree.last::<AuditEntry>()? {
+            Some(last) => Head {
+                next: last.seq + 1,
+                hash: last.hash,
+            },
+            None => Head {
+                next: 0,
+                hash: GENESIS.into(),
+            },
+        };
+        Ok(Self {
+            tree,
+            head: Mutex::new(head),
+        })
+    }
+
+    /// Appends an event durably and returns its entry. A caller that cannot audit must not
+    /// act: the error is returned, not swallowed.
+    pub fn append(&self, event: Event) -> Result<AuditEntry, AuditError> {
+        let mut head = self
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entry = AuditEntry {
+            seq: head.next,
+            time_ms: now_ms(),
+            actor: event.actor,
+            action: event.action,
+            object: event.object,
+            decision: event.decision,
+            reason: event.reason,
+            purpose: event.purpose,
+            session_start_ms: event.session.map(|(start, _)| start),
+            duration_ms: event.session.map(|(_, duration)| duration),
+            prev: head.hash.clone(),
+            hash: String::new(),
+        };
+        entry.hash = entry.compute_hash();
+        self.tree.put_durable(&entry.seq.to_be_bytes(), &entry)?;
+        head.next += 1;
+        head.hash.clone_from(&entry.hash);
+        Ok(entry)
+    }
+
+    /// Appends, logging instead of failing: for events whose action has already happened
+    /// (a peer already refused), where refusing to go on would help nobody.
+    pub fn record(&self, event: Event) {
+        if let Err(error) = self.append(event) {
+            tracing::error!(%error, "audit entry not written");
+        }
+    }
+
+    /// The sequence number of the last entry and its hash, if any.
+    pub fn head(&self) -> Option<(u64, String)> {
+        let head = self
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        head.next.checked_sub(1).map(|seq| (seq, head.hash.clone()))
+    }
+
+    /// Verifies the whole chain.
+    pub fn verify(&self) -> Result<ChainReport, AuditError> {
+        Ok(verify_entries(self.tree.entries_lossy::<AuditEntry>()?))
+    }
+
+    /// Entries from `since_ms` on (inclusive), in order.
+    pub fn since(&self, since_ms: i64) -> Result<Vec<AuditEntry>, AuditError> {
+        Ok(self
+            .tree
+            .entries::<AuditEntry>()?
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .filter(|entry| entry.time_ms >= since_ms)
+            .collect())
+    }
+
+    /// The hash of entry `seq`, if held.
+    pub fn hash_at(&self, seq: u64) -> Result<Option<String>, AuditError> {
+        Ok(self
+            .tree
+            .get::<AuditEntry>(&seq.to_be_bytes())?
+            .map(|entry| entry.hash))
+    }
+}
+
+/// Verifies entries read in key order (key, decoded entry or why it is unreadable), naming
+/// the first position where the chain breaks.
+pub fn verify_entries(entries: Vec<LossyEntry<AuditEntry>>) -> ChainReport {
+    let mut expected_seq = 0u64;
+    let mut prev = GENESIS.to_owned();
+    let broken = |position: u64, kind: &str, message: String, entries: u64| ChainReport {
+        entries,
+        head: None,
+        broken: Some(ChainBreak {
+            position,
+            kind: kind.into(),
+            message,
+        }),
+    };
+    for (count, (key, entry)) in entries.into_iter().enumerate() {
+        let count = count as u64;
+        let key_seq = <[u8; 8]>::try_from(key.as_slice())
+            .map(u64::from_be_bytes)
+            .ok();
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(reason) => {
+                let position = key_seq.unwrap_or(expected_seq);
+                return broken(
+                    position,
+                    "unreadable",
+                    format!("entry {position} cannot be read: {reason}"),
+                    count,
+                );
+            }
+        };
+        if key_seq != Some(entry.seq) {
+            return broken(
+                expected_seq,
+                "edited",
+                format!(
+                    "an entry stored at position {} claims to be entry {}",
+                    key_seq.map_or("?".into(), |seq| seq.to_string()),
+                    entry.seq
+                ),
+                count,
+            );
+        }
+        if entry.seq > expected_seq {
+            return broken(
+                expected_seq,
+                "deleted",
+                format!("entries {expected_seq} to {} are missing", entry.seq - 1),
+                count,
+            );
+        }
+        if entry.hash != entry.compute_hash() {
+            return broken(
+                entry.seq,
+                "edited",
+                format!("entry {} does not match its hash", entry.seq),
+                count,
+            );
+        }
+        if entry.prev != prev {
+            return broken(
+                entry.seq,
+                "inserted",
+                format!(
+                    "entry {} does not follow entry {} (an entry was inserted or replaced before it)",
+                    entry.seq,
+                    entry.seq.saturating_sub(1)
+                ),
+                count,
+            );
+        }
+        prev = entry.hash;
+        expected_seq = entry.seq + 1;
+    }
+    ChainReport {
+        entries: expected_seq,
+        head: (expected_seq > 0).then_some(prev),
+        broken: None,
+    }
+}
+
+/// Milliseconds since the Unix epoch (UTC).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;
