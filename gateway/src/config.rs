@@ -77,6 +77,26 @@ pub struct GatewayConfig {
     /// Taking part in governance.
     #[serde(default)]
     pub governance: GovernanceConfig,
+    /// Data spaces.
+    #[serde(default)]
+    pub spaces: SpacesConfig,
+}
+
+/// `[spaces]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpacesConfig {
+    /// Deletions or overwrites one actor may make in one space per minute before it is
+    /// barred from changing that space. Default 60.
+    pub bulk_change_limit: usize,
+}
+
+impl Default for SpacesConfig {
+    fn default() -> Self {
+        Self {
+            bulk_change_limit: 60,
+        }
+    }
 }
 
 /// Whether this gateway endorses admissions by itself.
@@ -219,6 +239,7 @@ impl GatewayConfig {
             api: ApiConfig::default(),
             log: LogConfig::default(),
             governance: GovernanceConfig::default(),
+            spaces: SpacesConfig::default(),
         }
     }
 
@@ -333,6 +354,11 @@ level = "info"
 # "auto": endorse a proposed admission when this gateway's own verification of the newcomer
 # gives it a tier in the field. "manual": only on `tfcctl member endorse`.
 endorse = "auto"
+
+[spaces]
+# Deletions or overwrites one actor may make in one space per minute; one more bars it from
+# changing that space and raises an alert (a defence against mass encryption or wiping).
+bulk_change_limit = 60
 "#
     )
 }

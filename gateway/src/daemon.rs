@@ -20,6 +20,7 @@ use crate::handshake::{GatewayEvent, Handshakes, LocalParty, UsedNonce};
 use crate::identity::{IdentityError, KeyPair};
 use crate::init::STORE_DIR;
 use crate::net::{Command, NetError, Network, NetworkSettings};
+use crate::spaces::Spaces;
 use crate::status::{Intake, StatusIntakeError};
 use crate::store::{Store, StoreError, Stored, Tree};
 
@@ -46,6 +47,9 @@ pub enum DaemonError {
     /// The API could not start.
     #[error(transparent)]
     Api(#[from] ApiStartError),
+    /// The data spaces could not open (the data key file).
+    #[error("data spaces: {0}")]
+    Data(crate::spaces::DataError),
     /// A credential offered to the wallet does not verify or is not ours.
     #[error("wallet: {0}")]
     Wallet(VerificationError),
@@ -60,6 +64,7 @@ impl DaemonError {
             DaemonError::Field { source, .. } => source.code(),
             DaemonError::Net(_) => "network",
             DaemonError::Api(_) => "api",
+            DaemonError::Data(error) => error.code.as_str(),
             DaemonError::Wallet(error) => error.code.as_str(),
         }
     }
@@ -175,6 +180,7 @@ pub struct Gateway {
     exchange: Exchange,
     api: ApiServer,
     store: Store,
+    spaces: Arc<Spaces>,
 }
 
 /// Takes part in `field` on the network: its gossip topics, its DHT key, and a dial to each
@@ -220,6 +226,14 @@ impl Gateway {
         let party = Arc::new(LocalParty::new(key, fields, wallet, store.clone(), grace)?);
         restore_used_nonces(&party)?;
         let lists = party.restore_status_lists()?;
+        let spaces = Arc::new(
+            Spaces::open(
+                &store,
+                &config.resolve(Path::new(crate::spaces::DATA_KEY_FILE)),
+                config.spaces.bulk_change_limit,
+            )
+            .map_err(DaemonError::Data)?,
+        );
         let settings = NetworkSettings {
             listen: config.network.listen.clone(),
             max_message_bytes: config.network.max_message_bytes,
@@ -238,6 +252,7 @@ impl Gateway {
             handshakes.subscribe(),
             config.network.max_message_bytes,
             config.governance.endorse,
+            Arc::clone(&spaces),
         );
         for field in party.fields() {
             announce_field(&network.commands(), &field, network.peer_id()).await;
@@ -254,6 +269,7 @@ impl Gateway {
             network.commands(),
             network.peer_id(),
             exchange.publisher(),
+            Arc::clone(&spaces),
         )
         .await?;
         tracing::info!(did = %party.key.did(), peer_id = %network.peer_id(), api = %api.address(), status_lists = lists, "gateway started");
@@ -265,6 +281,7 @@ impl Gateway {
                 exchange,
                 api,
                 store,
+                spaces,
             },
             events,
         ))
@@ -307,6 +324,11 @@ impl Gateway {
     /// Publishes governance ops and status lists for this gateway.
     pub fn publisher(&self) -> crate::exchange::Publisher {
         self.exchange.publisher()
+    }
+
+    /// The data spaces this gateway holds.
+    pub fn spaces(&self) -> &Arc<Spaces> {
+        &self.spaces
     }
 
     /// The shared state (fields, wallet, store).

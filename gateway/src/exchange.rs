@@ -26,8 +26,8 @@ use crate::handshake::{GatewayEvent, LocalParty, PeerRecord};
 use crate::identity::PublicKey;
 use crate::metrics;
 use crate::net::{
-    Command, ContentEvent, MessageId, SyncRequest, SyncResponse, TopicKind, Verdict, parse_topic,
-    topic_name,
+    Command, ContentEvent, DataRequest, DataResponse, MessageId, SyncRequest, SyncResponse,
+    TopicKind, Verdict, parse_topic, topic_name,
 };
 use crate::status::{Intake, StatusIntakeError};
 use crate::store::Tree;
@@ -77,11 +77,33 @@ struct Envelope {
 #[derive(Debug)]
 struct Rejection(String);
 
-/// Publishes signed envelopes on field topics.
+/// Publishes signed envelopes on field topics, and sends requests to other gateways.
 #[derive(Clone)]
 pub struct Publisher {
     party: Arc<LocalParty>,
     commands: mpsc::Sender<Command>,
+}
+
+impl Publisher {
+    /// Sends a data request to `peer` and waits for its decision.
+    pub async fn request_data(
+        &self,
+        peer: PeerId,
+        request: DataRequest,
+    ) -> Result<DataResponse, String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Data {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| "the network task has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the network task has stopped".to_owned())?
+    }
 }
 
 impl Publisher {
@@ -448,6 +470,7 @@ impl Exchange {
         handshakes: broadcast::Receiver<GatewayEvent>,
         max_message_bytes: usize,
         endorse: EndorseMode,
+        spaces: Arc<crate::spaces::Spaces>,
     ) -> Self {
         let publisher = Publisher {
             party: Arc::clone(&party),
@@ -461,6 +484,7 @@ impl Exchange {
             buckets: HashMap::new(),
             max_message_bytes,
             endorse,
+            spaces,
         };
         let task = tokio::spawn(service.run(content, handshakes));
         Self { publisher, task }
@@ -486,6 +510,7 @@ struct Service {
     buckets: HashMap<String, Bucket>,
     max_message_bytes: usize,
     endorse: EndorseMode,
+    spaces: Arc<crate::spaces::Spaces>,
 }
 
 impl Service {
@@ -548,6 +573,26 @@ impl Service {
                 };
                 self.party.metrics.count(metrics::GOSSIP, label);
                 self.validated(message_id, source, verdict).await;
+            }
+            ContentEvent::DataRequest {
+                peer,
+                request,
+                channel,
+            } => {
+                let (party, spaces) = (Arc::clone(&self.party), Arc::clone(&self.spaces));
+                // Decisions verify credentials and read sealed records: off the event loop.
+                let response = tokio::task::spawn_blocking(move || {
+                    crate::spaces::access::answer(&party, &spaces, peer, request)
+                })
+                .await
+                .unwrap_or_else(|_| DataResponse::Refused {
+                    code: "internal".into(),
+                    reason: "the decision failed".into(),
+                });
+                let _ = self
+                    .commands
+                    .send(Command::DataRespond { channel, response })
+                    .await;
             }
             ContentEvent::SyncRequest {
                 peer,
@@ -995,6 +1040,7 @@ mod tests {
         )
         .unwrap();
         let (commands, _) = mpsc::channel(1);
+        let party_store = party.store.clone();
         let party = Arc::new(party);
         let fixture = Fixture {
             service: Service {
@@ -1008,6 +1054,14 @@ mod tests {
                 buckets: HashMap::new(),
                 max_message_bytes: 1024 * 1024,
                 endorse: EndorseMode::Manual,
+                spaces: Arc::new(
+                    crate::spaces::Spaces::open(
+                        &party_store,
+                        &dir.path().join(crate::spaces::DATA_KEY_FILE),
+                        10,
+                    )
+                    .unwrap(),
+                ),
             },
             issuer,
             field: field_id,

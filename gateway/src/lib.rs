@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod secret_file;
+pub mod spaces;
 pub mod status;
 pub mod store;
 pub mod tier;

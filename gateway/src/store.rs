@@ -47,11 +47,13 @@ pub enum Tree {
     Audit,
     /// `audit`: checkpoints peers published, by `<DID>/<sequence number>`.
     Checkpoints,
+    /// `spaces`: sealed records, by `<field id>/<tier>/<record id>`.
+    Records,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 9] = [
+    pub const ALL: [Tree; 10] = [
         Tree::Meta,
         Tree::Replay,
         Tree::Peers,
@@ -61,6 +63,7 @@ impl Tree {
         Tree::Governance,
         Tree::Audit,
         Tree::Checkpoints,
+        Tree::Records,
     ];
 
     fn name(self) -> &'static str {
@@ -74,6 +77,7 @@ impl Tree {
             Tree::Governance => "governance",
             Tree::Audit => "audit",
             Tree::Checkpoints => "checkpoints",
+            Tree::Records => "records",
         }
     }
 }
@@ -354,6 +358,22 @@ impl StoreTree {
     pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
         self.tree.remove(key)?;
         Ok(())
+    }
+
+    /// Removes a value and returns only once the removal is on disk.
+    pub fn remove_durable(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.remove(key)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tree
+            .iter()
+            .keys()
+            .map(|key| Ok(key?.to_vec()))
+            .collect()
     }
 
     /// Every entry, in key order.

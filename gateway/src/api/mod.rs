@@ -35,12 +35,13 @@ use crate::governance::{GovCode, GovError, GovIntake, SignedOp, StandingKind};
 use crate::handshake::{LocalParty, PeerRecord};
 use crate::net::Command;
 use crate::secret_file::check_private;
+use crate::spaces::{DataCode, DataError, Spaces};
 use crate::status::{Intake, StatusIntakeError, StatusListSummary};
 use crate::store::Tree;
 use types::{
-    ApiError, AuditVerification, Dial, FieldView, IssuerView, JoinField, MemberView, OpView,
-    PeerView, ProposeOp, StatusListImport, StatusListImported, StatusResponse, WalletEntryView,
-    WalletImport,
+    ApiError, AskData, AuditVerification, DataAnswer, Dial, FieldView, IssuerView, JoinField,
+    MemberView, OpView, PeerView, ProposeOp, PutRecord, RecordSummary, StatusListImport,
+    StatusListImported, StatusResponse, SubmitRecord, WalletEntryView, WalletImport,
 };
 
 /// Largest request body accepted.
@@ -75,6 +76,7 @@ struct ApiState {
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
     publisher: Publisher,
+    spaces: Arc<Spaces>,
 }
 
 /// A running API server.
@@ -97,6 +99,7 @@ impl ApiServer {
         commands: mpsc::Sender<Command>,
         peer_id: PeerId,
         publisher: Publisher,
+        spaces: Arc<Spaces>,
     ) -> Result<Self, ApiStartError> {
         let acceptor = TlsAcceptor::from(Arc::new(tls_config(config)?));
         let listener = TcpListener::bind(config.api.listen)
@@ -116,6 +119,7 @@ impl ApiServer {
             commands,
             peer_id,
             publisher,
+            spaces,
         };
         let serving = tokio::spawn(serve(
             listener,
@@ -346,6 +350,19 @@ fn router(state: ApiState) -> Router {
             axum::routing::post(endorse_op),
         )
         .route("/v1/fields/{field}/members", get(members))
+        .route("/v1/data/ask", axum::routing::post(ask_data))
+        .route(
+            "/v1/data/{field}/{tier}",
+            get(list_records).post(put_record),
+        )
+        .route(
+            "/v1/data/{field}/{tier}/{id}",
+            get(get_record).delete(delete_record),
+        )
+        .route(
+            "/v1/data/{field}/{tier}/{id}/submit",
+            axum::routing::post(submit_record),
+        )
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/audit/export", get(export_audit))
         .route(
@@ -887,4 +904,177 @@ async fn publish_checkpoint(
     Ok(Json(
         serde_json::to_value(checkpoint).unwrap_or(serde_json::Value::Null),
     ))
+}
+
+impl From<DataError> for Failure {
+    fn from(error: DataError) -> Self {
+        let status = match error.code {
+            DataCode::NotFound => StatusCode::NOT_FOUND,
+            DataCode::Tampered => StatusCode::CONFLICT,
+            DataCode::Malformed => StatusCode::UNPROCESSABLE_ENTITY,
+            DataCode::Denied | DataCode::BulkGuard => StatusCode::FORBIDDEN,
+            DataCode::Store => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure::new(status, error.code.as_str(), error.message)
+    }
+}
+
+/// The actor of a session, for the bulk-change guard.
+fn actor(session: &Option<axum::Extension<AdminSession>>) -> String {
+    session
+        .as_ref()
+        .map_or_else(|| "admin:unknown".into(), |session| session.actor.clone())
+}
+
+#[utoipa::path(post, path = "/v1/data/{field}/{tier}", request_body = PutRecord, responses((status = 200, body = crate::spaces::Record), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
+async fn put_record(
+    State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
+    axum::extract::Path((field, tier)): axum::extract::Path<(String, u8)>,
+    Json(request): Json<PutRecord>,
+) -> Result<Json<crate::spaces::Record>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let owner = state.party.key.did();
+    let record = state.spaces.put(
+        &actor(&session),
+        &state.party.key,
+        &owner,
+        &field,
+        tier,
+        request.id.as_deref(),
+        request.labels,
+        request.body,
+    )?;
+    Ok(Json(record))
+}
+
+#[utoipa::path(get, path = "/v1/data/{field}/{tier}", responses((status = 200, body = Vec<RecordSummary>)))]
+async fn list_records(
+    State(state): State<ApiState>,
+    axum::extract::Path((field, tier)): axum::extract::Path<(String, u8)>,
+) -> Result<Json<Vec<RecordSummary>>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let summaries = state
+        .spaces
+        .ids(&field, tier)?
+        .into_iter()
+        .map(|id| match state.spaces.get(&field, tier, &id) {
+            Ok(record) => RecordSummary {
+                id,
+                status: "ok".into(),
+                version: Some(record.version),
+                owner: Some(record.owner),
+                labels: Some(record.labels),
+            },
+            Err(error) => RecordSummary {
+                id,
+                status: error.code.as_str().into(),
+                version: None,
+                owner: None,
+                labels: None,
+            },
+        })
+        .collect();
+    Ok(Json(summaries))
+}
+
+#[utoipa::path(get, path = "/v1/data/{field}/{tier}/{id}", responses((status = 200, body = crate::spaces::Record), (status = 404, body = ApiError), (status = 409, description = "Tampered at rest", body = ApiError)))]
+async fn get_record(
+    State(state): State<ApiState>,
+    axum::extract::Path((field, tier, id)): axum::extract::Path<(String, u8, String)>,
+) -> Result<Json<crate::spaces::Record>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    Ok(Json(state.spaces.get(&field, tier, &id)?))
+}
+
+#[utoipa::path(delete, path = "/v1/data/{field}/{tier}/{id}", responses((status = 200, description = "Deleted"), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+async fn delete_record(
+    State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
+    axum::extract::Path((field, tier, id)): axum::extract::Path<(String, u8, String)>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    state.spaces.delete(&actor(&session), &field, tier, &id)?;
+    Ok(Json(serde_json::json!({"deleted": id})))
+}
+
+fn peer_of(did: &str) -> Result<PeerId, Failure> {
+    crate::identity::PublicKey::from_did(did)
+        .ok()
+        .and_then(|key| key.peer_id())
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_did",
+                format!("{did} is not an organisation DID"),
+            )
+        })
+}
+
+async fn ask(
+    state: &ApiState,
+    did: &str,
+    request: crate::net::DataRequest,
+) -> Result<Json<DataAnswer>, Failure> {
+    let peer = peer_of(did)?;
+    let response = state
+        .publisher
+        .request_data(peer, request)
+        .await
+        .map_err(|reason| {
+            Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "unreachable",
+                format!("{did} did not answer: {reason} (is it connected? see tfcctl peers)"),
+            )
+        })?;
+    Ok(Json(response.into()))
+}
+
+#[utoipa::path(post, path = "/v1/data/{field}/{tier}/{id}/submit", request_body = SubmitRecord, responses((status = 200, body = DataAnswer), (status = 502, body = ApiError)))]
+async fn submit_record(
+    State(state): State<ApiState>,
+    axum::extract::Path((field, tier, id)): axum::extract::Path<(String, u8, String)>,
+    Json(request): Json<SubmitRecord>,
+) -> Result<Json<DataAnswer>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let record = state.spaces.get(&field, tier, &id)?;
+    ask(
+        &state,
+        &request.to,
+        crate::net::DataRequest::Submit {
+            record: Box::new(record),
+            purpose: request.purpose,
+        },
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/data/ask", request_body = AskData, responses((status = 200, body = DataAnswer), (status = 502, body = ApiError)))]
+async fn ask_data(
+    State(state): State<ApiState>,
+    Json(request): Json<AskData>,
+) -> Result<Json<DataAnswer>, Failure> {
+    let field = resolve_field(&state, &request.field)?.charter.field_id();
+    let data_request = match (request.kind.as_str(), request.id) {
+        ("get", Some(id)) => crate::net::DataRequest::Get {
+            field,
+            tier: request.tier,
+            id,
+            purpose: request.purpose,
+        },
+        ("list", None) => crate::net::DataRequest::List {
+            field,
+            tier: request.tier,
+            purpose: request.purpose,
+        },
+        _ => {
+            return Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "data_malformed",
+                "kind is get (with id) or list (without)",
+            ));
+        }
+    };
+    ask(&state, &request.from, data_request).await
 }

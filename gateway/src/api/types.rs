@@ -199,3 +199,94 @@ pub struct AuditVerification {
     /// The members' checkpoints of it.
     pub peers: crate::exchange::PeerCheckpoints,
 }
+
+/// `POST /v1/data/{field}/{tier}`: write one of this organisation's records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutRecord {
+    /// The record to overwrite (its next version); a new id if absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Its labels.
+    pub labels: crate::spaces::Labels,
+    /// The document.
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+}
+
+/// One record in `GET /v1/data/{field}/{tier}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordSummary {
+    /// The record id.
+    pub id: String,
+    /// `ok`, or `record_tampered` (it is not served).
+    pub status: String,
+    /// Its version.
+    pub version: Option<u64>,
+    /// Its owner.
+    pub owner: Option<String>,
+    /// Its labels.
+    pub labels: Option<crate::spaces::Labels>,
+}
+
+/// `POST /v1/data/{field}/{tier}/{id}/submit`: hand a copy to another organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRecord {
+    /// The recipient's DID.
+    pub to: String,
+    /// The declared purpose.
+    pub purpose: String,
+}
+
+/// `POST /v1/data/ask`: ask another organisation's gateway for its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AskData {
+    /// The holder's DID.
+    pub from: String,
+    /// `get` (with `id`) or `list`.
+    pub kind: String,
+    /// The field id.
+    pub field: String,
+    /// The space's tier.
+    pub tier: u8,
+    /// The record id, for `get`.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The declared purpose.
+    pub purpose: String,
+}
+
+/// The holder's answer to a data request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DataAnswer {
+    /// Whether it was allowed.
+    pub allowed: bool,
+    /// `ok` or the refusal code.
+    pub code: String,
+    /// The decision's reason.
+    pub reason: String,
+    /// The records served.
+    pub records: Vec<crate::spaces::Record>,
+}
+
+impl From<crate::net::DataResponse> for DataAnswer {
+    fn from(response: crate::net::DataResponse) -> Self {
+        match response {
+            crate::net::DataResponse::Allowed { records, reason } => Self {
+                allowed: true,
+                code: "ok".into(),
+                reason,
+                records,
+            },
+            crate::net::DataResponse::Refused { code, reason } => Self {
+                allowed: false,
+                code,
+                reason,
+                records: Vec::new(),
+            },
+        }
+    }
+}

@@ -17,12 +17,16 @@ use tokio::task::JoinHandle;
 
 pub use gossip::{TopicKind, parse_topic, topic_name};
 pub use libp2p::gossipsub::MessageId;
-pub use protocol::{HandshakeRequest, HandshakeResponse, SyncRequest, SyncResponse};
+pub use protocol::{
+    DataRequest, DataResponse, HandshakeRequest, HandshakeResponse, SyncRequest, SyncResponse,
+};
 
 /// The handshake protocol name (DESIGN §4, Wire).
 pub const HANDSHAKE_PROTOCOL: &str = "/tfc/handshake/1";
 /// The anti-entropy protocol name (DESIGN §4, Wire).
 pub const SYNC_PROTOCOL: &str = "/tfc/sync/1";
+/// The data protocol name (DESIGN §4, Wire).
+pub const DATA_PROTOCOL: &str = "/tfc/data/1";
 /// The kademlia protocol name: a private DHT, apart from the public IPFS one.
 pub const KADEMLIA_PROTOCOL: &str = "/tfc/kad/1";
 
@@ -122,6 +126,22 @@ pub enum Command {
         /// The answer.
         response: SyncResponse,
     },
+    /// Send a data request to the gateway holding a space.
+    Data {
+        /// The peer.
+        peer: PeerId,
+        /// The request.
+        request: DataRequest,
+        /// Where the answer goes.
+        reply: Reply<DataResponse>,
+    },
+    /// Answer an inbound data request.
+    DataRespond {
+        /// The request's channel, from [`ContentEvent::DataRequest`].
+        channel: ResponseChannel<DataResponse>,
+        /// The answer.
+        response: DataResponse,
+    },
     /// Take part in a field: subscribe to its topics, announce it in the DHT and look for
     /// its other members there.
     JoinField(String),
@@ -210,6 +230,15 @@ pub enum ContentEvent {
         request: SyncRequest,
         /// Where the answer goes.
         channel: ResponseChannel<SyncResponse>,
+    },
+    /// A peer sent a data request; answer with [`Command::DataRespond`].
+    DataRequest {
+        /// The peer.
+        peer: PeerId,
+        /// What it asked.
+        request: DataRequest,
+        /// Where the answer goes.
+        channel: ResponseChannel<DataResponse>,
     },
 }
 

@@ -113,3 +113,57 @@ pub enum SyncResponse {
         message: String,
     },
 }
+
+/// A request on `/tfc/data/1` to the gateway that holds a space. Every request names the
+/// field, the space (its tier) and the purpose; the holder decides with its policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataRequest {
+    /// Read one record.
+    Get {
+        /// The field id.
+        field: String,
+        /// The space's tier.
+        tier: u8,
+        /// The record id.
+        id: String,
+        /// The declared purpose.
+        purpose: String,
+    },
+    /// List the records of a space the asker may read.
+    List {
+        /// The field id.
+        field: String,
+        /// The space's tier.
+        tier: u8,
+        /// The declared purpose.
+        purpose: String,
+    },
+    /// Hand a signed record to the holder, which keeps it as custodian.
+    Submit {
+        /// The record, signed by its writer (the asker).
+        record: Box<crate::spaces::Record>,
+        /// The declared purpose.
+        purpose: String,
+    },
+}
+
+/// The answer on `/tfc/data/1`, always with the decision's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataResponse {
+    /// Allowed: the records (one for `get`, those readable for `list`, none for `submit`).
+    Allowed {
+        /// The records.
+        records: Vec<crate::spaces::Record>,
+        /// The policies that decided, and why.
+        reason: String,
+    },
+    /// Refused.
+    Refused {
+        /// A stable code (`access_denied`, `record_not_found`, `not_member`, …).
+        code: String,
+        /// Why.
+        reason: String,
+    },
+}

@@ -19,9 +19,9 @@ use tokio::time::{Instant, sleep_until};
 
 use super::gossip::{self, TopicKind, topic_name};
 use super::{
-    Command, ContentEvent, HANDSHAKE_PROTOCOL, HandshakeRequest, HandshakeResponse,
-    KADEMLIA_PROTOCOL, NetError, NetworkEvent, NetworkEvents, NetworkSettings, Reply,
-    SYNC_PROTOCOL, SyncRequest, SyncResponse, Verdict,
+    Command, ContentEvent, DATA_PROTOCOL, DataRequest, DataResponse, HANDSHAKE_PROTOCOL,
+    HandshakeRequest, HandshakeResponse, KADEMLIA_PROTOCOL, NetError, NetworkEvent, NetworkEvents,
+    NetworkSettings, Reply, SYNC_PROTOCOL, SyncRequest, SyncResponse, Verdict,
 };
 
 /// Connections per peer; more are refused by the gate.
@@ -53,6 +53,7 @@ pub(super) struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     handshake: request_response::json::Behaviour<HandshakeRequest, HandshakeResponse>,
     sync: request_response::json::Behaviour<SyncRequest, SyncResponse>,
+    data: request_response::json::Behaviour<DataRequest, DataResponse>,
 }
 
 /// Builds the swarm, binds the listeners and starts the task.
@@ -84,6 +85,7 @@ pub(super) fn start(
             content_events,
             handshakes: HashMap::new(),
             syncs: HashMap::new(),
+            data: HashMap::new(),
             fields: HashSet::new(),
             heard: HashMap::new(),
             next_discovery: Instant::now() + DISCOVERY_INTERVAL,
@@ -135,6 +137,7 @@ fn build_swarm(
                 gossipsub,
                 handshake: json_protocol(HANDSHAKE_PROTOCOL, max_message_bytes),
                 sync: json_protocol(SYNC_PROTOCOL, max_message_bytes),
+                data: json_protocol(DATA_PROTOCOL, max_message_bytes),
             }
         })
         .map_err(|error| setup(&error))?
@@ -183,6 +186,7 @@ struct SwarmTask {
     content_events: mpsc::Sender<ContentEvent>,
     handshakes: HashMap<OutboundRequestId, Reply<HandshakeResponse>>,
     syncs: HashMap<OutboundRequestId, Reply<SyncResponse>>,
+    data: HashMap<OutboundRequestId, Reply<DataResponse>>,
     /// Field ids joined: announced and looked up in the DHT.
     fields: HashSet<String>,
     /// Listen addresses connected peers told us (identify), kept until they are admitted
@@ -261,6 +265,19 @@ impl SwarmTask {
             Command::SyncRespond { channel, response } => {
                 if behaviour.sync.send_response(channel, response).is_err() {
                     tracing::debug!("sync answer dropped: the peer went away");
+                }
+            }
+            Command::Data {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = behaviour.data.send_request(&peer, request);
+                self.data.insert(id, reply);
+            }
+            Command::DataRespond { channel, response } => {
+                if behaviour.data.send_response(channel, response).is_err() {
+                    tracing::debug!("data answer dropped: the peer went away");
                 }
             }
             Command::JoinField(field) => self.join_field(field),
@@ -406,6 +423,18 @@ impl SwarmTask {
         match event {
             BehaviourEvent::Handshake(event) => self.handshake_event(event).map(Report::Connection),
             BehaviourEvent::Sync(event) => self.sync_event(event).map(Report::Content),
+            BehaviourEvent::Data(event) => match settle(event, &mut self.data, DATA_PROTOCOL)? {
+                Inbound::Request {
+                    peer,
+                    request,
+                    channel,
+                } => Some(Report::Content(ContentEvent::DataRequest {
+                    peer,
+                    request,
+                    channel,
+                })),
+                Inbound::Failure { .. } => None,
+            },
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,

@@ -1,0 +1,226 @@
+//! Deciding another organisation's request for a space this gateway holds: the principal is
+//! built from the facts this gateway verified itself (the credentials presented in the last
+//! handshake, re-verified now, and governance standing), the resource from the record's
+//! labels, and the field's Cedar policy decides. Every decision is audited with its purpose.
+
+use std::sync::Arc;
+
+use libp2p::PeerId;
+
+use super::{DataCode, DataError, Record, Spaces};
+use crate::audit::Event;
+use crate::credential::{CredentialVerifier, VerifiedCredential, VerifyContext, now_unix};
+use crate::field::Field;
+use crate::handshake::{LocalParty, PeerRecord};
+use crate::net::{DataRequest, DataResponse};
+use crate::policy::{AccessRequest, Action, OrgFacts, Resource, SpaceRef};
+use crate::store::Tree;
+
+/// Decides and answers a request from `peer`.
+pub fn answer(
+    party: &LocalParty,
+    spaces: &Spaces,
+    peer: PeerId,
+    request: DataRequest,
+) -> DataResponse {
+    let (field, tier, purpose, action, object) = match &request {
+        DataRequest::Get {
+            field,
+            tier,
+            id,
+            purpose,
+        } => (field, *tier, purpose, Action::Read, id.clone()),
+        DataRequest::List {
+            field,
+            tier,
+            purpose,
+        } => (field, *tier, purpose, Action::List, format!("space {tier}")),
+        DataRequest::Submit { record, purpose } => (
+            &record.field,
+            record.tier,
+            purpose,
+            Action::Submit,
+            record.id.clone(),
+        ),
+    };
+    let outcome = decide(party, spaces, peer, &request, field, tier, purpose, action);
+    let (decision, code, reason) = match &outcome {
+        Ok((_, reason)) => ("allow", "ok".to_owned(), reason.clone()),
+        Err(error) => (
+            "deny",
+            error.code.as_str().to_owned(),
+            error.message.clone(),
+        ),
+    };
+    party.audit.record(Event {
+        actor: principal_did(party, peer).unwrap_or_else(|| peer.to_string()),
+        action: format!("data.{}", action.as_str()),
+        object,
+        decision: decision.into(),
+        reason: if code == "ok" {
+            reason.clone()
+        } else {
+            code.clone()
+        },
+        purpose: Some(purpose.clone()),
+        ..Event::default()
+    });
+    match outcome {
+        Ok((records, reason)) => DataResponse::Allowed { records, reason },
+        Err(error) => DataResponse::Refused {
+            code,
+            reason: error.message,
+        },
+    }
+}
+
+fn principal_did(party: &LocalParty, peer: PeerId) -> Option<String> {
+    peer_record(party, peer).map(|record| record.did)
+}
+
+fn peer_record(party: &LocalParty, peer: PeerId) -> Option<PeerRecord> {
+    party
+        .store
+        .tree(Tree::Peers)
+        .ok()?
+        .get(peer.to_bytes().as_slice())
+        .ok()?
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    party: &LocalParty,
+    spaces: &Spaces,
+    peer: PeerId,
+    request: &DataRequest,
+    field_id: &str,
+    tier: u8,
+    purpose: &str,
+    action: Action,
+) -> Result<(Vec<Record>, String), DataError> {
+    let denied = |message: String| DataError {
+        code: DataCode::Denied,
+        message,
+    };
+    let record = peer_record(party, peer)
+        .ok_or_else(|| denied("this gateway has not verified you".into()))?;
+    let field = party
+        .field(field_id)
+        .ok_or_else(|| denied("this gateway has not joined that field".into()))?;
+    if party.is_barred(field_id, &record.did) {
+        return Err(denied(format!(
+            "{} is revoked or suspended in the field",
+            record.did
+        )));
+    }
+    let principal = facts(party, &field, &record)?;
+    let space = SpaceRef {
+        field: field_id.to_owned(),
+        tier,
+    };
+    let decide_on = |resource: Resource| {
+        let Some(engine) = &field.policy else {
+            return Err(denied(
+                "the field has no policy: every access is denied".into(),
+            ));
+        };
+        let decision = engine.decide(&AccessRequest {
+            principal: principal.clone(),
+            action,
+            resource,
+            purpose: purpose.to_owned(),
+            threat_level: 0,
+        });
+        party.metrics.count(
+            crate::metrics::DECISIONS,
+            &format!("data:{}", if decision.allowed { "allow" } else { "deny" }),
+        );
+        if decision.allowed {
+            Ok(decision.reason)
+        } else {
+            Err(denied(decision.reason))
+        }
+    };
+    match request {
+        DataRequest::Get { id, .. } => {
+            let stored = spaces.get(field_id, tier, id)?;
+            let reason = decide_on(Resource::Record {
+                space,
+                labels: stored.policy_labels(),
+            })?;
+            Ok((vec![stored], reason))
+        }
+        DataRequest::List { .. } => {
+            let reason = decide_on(Resource::Space {
+                space: space.clone(),
+            })?;
+            let readable = spaces
+                .ids(field_id, tier)?
+                .into_iter()
+                .filter_map(|id| spaces.get(field_id, tier, &id).ok())
+                .filter(|stored| {
+                    let resource = Resource::Record {
+                        space: space.clone(),
+                        labels: stored.policy_labels(),
+                    };
+                    field.policy.as_ref().is_some_and(|engine| {
+                        engine
+                            .decide(&AccessRequest {
+                                principal: principal.clone(),
+                                action: Action::Read,
+                                resource,
+                                purpose: purpose.to_owned(),
+                                threat_level: 0,
+                            })
+                            .allowed
+                    })
+                })
+                .collect();
+            Ok((readable, reason))
+        }
+        DataRequest::Submit {
+            record: submitted, ..
+        } => {
+            if submitted.writer != record.did || submitted.owner != record.did {
+                return Err(denied(
+                    "a submission must be written and owned by its sender".into(),
+                ));
+            }
+            let reason = decide_on(Resource::Record {
+                space,
+                labels: submitted.policy_labels(),
+            })?;
+            spaces.keep(submitted)?;
+            Ok((Vec::new(), reason))
+        }
+    }
+}
+
+/// The principal's facts: its presented credentials, verified again now against the field's
+/// issuers and the status lists held, and its tier and standing in the field.
+fn facts(
+    party: &LocalParty,
+    field: &Arc<Field>,
+    record: &PeerRecord,
+) -> Result<OrgFacts, DataError> {
+    let charter = party.effective_charter(field);
+    let trust = charter.issuer_trust();
+    let verifier = CredentialVerifier::new();
+    let credentials: Vec<VerifiedCredential> = party.with_status_lists(|status_lists| {
+        let context = VerifyContext {
+            now: now_unix(),
+            trust: Some(&trust),
+            status_lists,
+            status_max_age_secs: charter.status_max_age_secs,
+        };
+        record
+            .credentials
+            .iter()
+            .filter_map(|token| verifier.verify_credential(token, &context).ok())
+            .collect()
+    });
+    let tier = record.tiers.get(&charter.field_id()).copied().unwrap_or(0);
+    let mut facts = OrgFacts::from_verified(&record.did, tier, &credentials, &charter);
+    facts.suspended = party.is_barred(&charter.field_id(), &record.did);
+    Ok(facts)
+}
