@@ -114,6 +114,15 @@ impl Client {
         answer(response, &self.base)
     }
 
+    /// A DELETE.
+    pub(crate) fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Result<T, ApiError>> {
+        let response = self.http.delete(format!("{}{path}", self.base)).send();
+        answer(response, &self.base)
+    }
+
     /// A GET whose answer is text (exports).
     pub(crate) fn get_text(&self, path: &str) -> anyhow::Result<Result<String, ApiError>> {
         let response = self

@@ -5,6 +5,7 @@
 mod audit;
 mod client;
 mod credential;
+mod data;
 mod field;
 mod governance;
 mod input;
@@ -76,6 +77,9 @@ enum Command {
     /// The tamper-evident audit log: verify, export.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Records in data spaces: ours, and requests to other organisations' (needs --gateway).
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 #[derive(Subcommand)]
@@ -263,6 +267,7 @@ fn main() -> ExitCode {
         Command::Wallet(command) => client::wallet(&gateway, command),
         Command::Member(command) => governance::member(&gateway, command),
         Command::Audit(command) => audit::run(&gateway, command),
+        Command::Data(command) => data::run(&gateway, command),
         Command::Field(FieldCommand::Governance(command)) => governance::issuers(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),

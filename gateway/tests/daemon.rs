@@ -348,3 +348,135 @@ async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
     .unwrap();
     gateway.shutdown().await.unwrap();
 }
+
+/// A `tfc-gateway run` process with its stderr lines on a channel.
+struct Daemon {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> (Self, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tfc-gateway"))
+            .args(["run", "--config"])
+            .arg(config)
+            .args(["--log-format", "json"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let daemon = Self { child, lines };
+        let started = loop {
+            let line = daemon
+                .lines
+                .recv_timeout(WAIT)
+                .expect("the daemon did not start");
+            if line.contains("gateway started") {
+                break line;
+            }
+        };
+        let log: serde_json::Value = serde_json::from_str(&started).unwrap();
+        let api = log["fields"]["api"].as_str().unwrap().to_owned();
+        (daemon, api)
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9_and_the_audit_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = data_dir(dir.path());
+    let authorities = tfc_testkit::Authorities::new();
+    let charter = authorities.write_charter("field", "");
+    let field = {
+        let (gateway, _) = Gateway::start(&GatewayConfig::load(&config_path).unwrap())
+            .await
+            .unwrap();
+        let field = gateway
+            .join_field(&charter)
+            .await
+            .unwrap()
+            .charter
+            .field_id();
+        gateway.shutdown().await.unwrap();
+        field
+    };
+    let tls = tfc_gateway::tls::TlsFiles::under(dir.path());
+    let config = config_path.clone();
+    tokio::task::spawn_blocking(move || {
+        let (mut daemon, api) = Daemon::start(&config);
+        let admin = client(&tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
+        let base = format!("https://localhost:{}", api.rsplit(':').next().unwrap());
+        // Writes go on from another thread while the process is killed; only those the
+        // gateway acknowledged count.
+        let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, u64)>::new()));
+        let writer = {
+            let acknowledged = std::sync::Arc::clone(&acknowledged);
+            let admin = admin.clone();
+            let url = format!("{base}/v1/data/{field}/1");
+            std::thread::spawn(move || {
+                for n in 0u64.. {
+                    let body = json!({"labels": {"category": "non-personal", "valueLevel": "low"}, "body": {"n": n}});
+                    let Ok(response) = admin.post(&url).json(&body).send() else {
+                        return;
+                    };
+                    if !response.status().is_success() {
+                        return;
+                    }
+                    let Ok(record) = response.json::<serde_json::Value>() else {
+                        return;
+                    };
+                    let id = record["id"].as_str().unwrap().to_owned();
+                    acknowledged.lock().unwrap().push((id, n));
+                }
+            })
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while acknowledged.lock().unwrap().len() < 25 {
+            assert!(std::time::Instant::now() < deadline, "writes were not acknowledged");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        daemon.signal("-KILL");
+        writer.join().unwrap();
+        let acknowledged = acknowledged.lock().unwrap().clone();
+
+        let (mut daemon, api) = Daemon::start(&config);
+        let base = format!("https://localhost:{}", api.rsplit(':').next().unwrap());
+        for (id, n) in &acknowledged {
+            let record: serde_json::Value = admin
+                .get(format!("{base}/v1/data/{field}/1/{id}"))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(record["body"]["n"], *n, "acknowledged write {n} ({id}) lost: {record}");
+        }
+        let verification: serde_json::Value = admin
+            .get(format!("{base}/v1/audit/verify"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert!(verification["chain"]["broken"].is_null(), "{verification}");
+        assert!(verification["chain"]["entries"].as_u64().unwrap() >= acknowledged.len() as u64);
+        daemon.signal("-TERM");
+    })
+    .await
+    .unwrap();
+}
