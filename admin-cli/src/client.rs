@@ -114,6 +114,48 @@ impl Client {
         answer(response, &self.base)
     }
 
+    /// A POST of raw bytes (uploads) answered with JSON.
+    pub(crate) fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Result<T, ApiError>> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send();
+        answer(response, &self.base)
+    }
+
+    /// A request answered with raw bytes (downloads): a JSON body is sent when given.
+    pub(crate) fn fetch_bytes<B: Serialize>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<Result<Vec<u8>, ApiError>> {
+        let url = format!("{}{path}", self.base);
+        let request = match body {
+            Some(body) => self.http.post(url).json(body),
+            None => self.http.get(url),
+        };
+        let response = request
+            .send()
+            .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
+        if response.status().is_success() {
+            return Ok(Ok(response
+                .bytes()
+                .context("the download broke off")?
+                .to_vec()));
+        }
+        let status = response.status();
+        Ok(Err(response.json::<ApiError>().unwrap_or(ApiError {
+            code: "http".into(),
+            message: format!("HTTP {status}"),
+        })))
+    }
+
     /// A DELETE.
     pub(crate) fn delete<T: DeserializeOwned>(
         &self,

@@ -3,9 +3,12 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use tfc_gateway::api::types::{AskData, DataAnswer, PutRecord, RecordSummary, SubmitRecord};
-use tfc_gateway::spaces::{Labels, Record};
+use tfc_gateway::api::types::{
+    AskData, AttachmentInput, DataAnswer, PutRecord, RecordSummary, SubmitRecord,
+};
+use tfc_gateway::spaces::{AttachmentRef, LabelFilter, Labels, MAX_ATTACHMENT_BYTES, Record};
 
 use crate::Outcome;
 use crate::client::{Client, GatewayArgs, refused};
@@ -24,6 +27,65 @@ pub(crate) struct SpaceArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Label filters for listings.
+#[derive(Args)]
+pub(crate) struct FilterArgs {
+    /// Only this category (personal, personal-related, non-personal, trade-secret).
+    #[arg(long)]
+    category: Option<String>,
+    /// Only records of at least this value level (low, medium, high, very-high).
+    #[arg(long)]
+    min_value_level: Option<String>,
+    /// Only records that allow this purpose.
+    #[arg(long)]
+    allowed_purpose: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> anyhow::Result<LabelFilter> {
+        let value = serde_json::json!({
+            "category": self.category,
+            "minValueLevel": self.min_value_level,
+            "purpose": self.allowed_purpose,
+        });
+        serde_json::from_value(value).context("unknown category or value level")
+    }
+
+    fn query(&self) -> anyhow::Result<String> {
+        self.filter()?;
+        let pairs: Vec<String> = [
+            ("category", &self.category),
+            ("minValueLevel", &self.min_value_level),
+            ("purpose", &self.allowed_purpose),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            value
+                .as_ref()
+                .map(|value| format!("{name}={}", encode(value)))
+        })
+        .collect();
+        Ok(if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", pairs.join("&"))
+        })
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 /// Where a read goes: this gateway, or another organisation's.
@@ -53,6 +115,25 @@ pub(crate) enum DataCommand {
         /// Overwrite this record.
         #[arg(long)]
         id: Option<String>,
+        /// A file to attach (repeatable; up to 64 MiB each).
+        #[arg(long = "attach")]
+        attachments: Vec<PathBuf>,
+    },
+    /// Download an attachment of a record: ours, or (with --from) from its holder, chunk by
+    /// chunk, each decided by the holder's policy.
+    Fetch {
+        /// The record id.
+        id: String,
+        /// The attachment's SHA-256.
+        #[arg(long)]
+        sha256: String,
+        /// Where to write the file.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        space: SpaceArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Read a record.
     Get {
@@ -69,6 +150,8 @@ pub(crate) enum DataCommand {
         space: SpaceArgs,
         #[command(flatten)]
         remote: RemoteArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Delete one of our records.
     Delete {
@@ -102,13 +185,30 @@ pub(crate) fn run(gateway: &GatewayArgs, command: DataCommand) -> anyhow::Result
             labels,
             body,
             id,
+            attachments,
         } => {
             let labels: Labels =
                 serde_json::from_value(serde_json::Value::Object(read_json_object(&labels)?))?;
+            let mut inputs = Vec::new();
+            for path in attachments {
+                let bytes = read_attachment(&path)?;
+                let uploaded: AttachmentRef = match client.post_bytes("/v1/attachments", bytes)? {
+                    Ok(uploaded) => uploaded,
+                    Err(error) => return Ok(refused(&error, space.json)),
+                };
+                let name = path
+                    .file_name()
+                    .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+                inputs.push(AttachmentInput {
+                    name,
+                    sha256: uploaded.sha256,
+                });
+            }
             let request = PutRecord {
                 id,
                 labels,
                 body: serde_json::Value::Object(read_json_object(&body)?),
+                attachments: inputs,
             };
             match client.post::<_, Record>(&base(&space), &request)? {
                 Ok(record) if space.json => print_json(&serde_json::to_value(&record)?),
@@ -118,7 +218,15 @@ pub(crate) fn run(gateway: &GatewayArgs, command: DataCommand) -> anyhow::Result
             Ok(Outcome::Success)
         }
         DataCommand::Get { id, space, remote } => match remote.from {
-            Some(from) => ask(&client, &space, from, "get", Some(id), remote.purpose),
+            Some(from) => ask(
+                &client,
+                &space,
+                from,
+                "get",
+                Some(id),
+                remote.purpose,
+                LabelFilter::default(),
+            ),
             None => match client.get::<Record>(&format!("{}/{id}", base(&space)))? {
                 Ok(record) => {
                     print_json(&serde_json::to_value(&record)?);
@@ -127,10 +235,23 @@ pub(crate) fn run(gateway: &GatewayArgs, command: DataCommand) -> anyhow::Result
                 Err(error) => Ok(refused(&error, space.json)),
             },
         },
-        DataCommand::List { space, remote } => match remote.from {
-            Some(from) => ask(&client, &space, from, "list", None, remote.purpose),
+        DataCommand::List {
+            space,
+            remote,
+            filter,
+        } => match remote.from {
+            Some(from) => ask(
+                &client,
+                &space,
+                from,
+                "list",
+                None,
+                remote.purpose,
+                filter.filter()?,
+            ),
             None => {
-                let records: Vec<RecordSummary> = match client.get(&base(&space))? {
+                let path = format!("{}{}", base(&space), filter.query()?);
+                let records: Vec<RecordSummary> = match client.get(&path)? {
                     Ok(records) => records,
                     Err(error) => return Ok(refused(&error, space.json)),
                 };
@@ -149,6 +270,43 @@ pub(crate) fn run(gateway: &GatewayArgs, command: DataCommand) -> anyhow::Result
                 Ok(Outcome::Success)
             }
         },
+        DataCommand::Fetch {
+            id,
+            sha256,
+            out,
+            space,
+            remote,
+        } => {
+            let bytes = match remote.from {
+                Some(from) => {
+                    let request = AskData {
+                        from,
+                        kind: "attachment".into(),
+                        field: space.field.clone(),
+                        tier: space.tier,
+                        id: Some(id),
+                        sha256: Some(sha256.clone()),
+                        filter: LabelFilter::default(),
+                        purpose: remote.purpose.unwrap_or_default(),
+                    };
+                    client.fetch_bytes("/v1/data/ask", Some(&request))?
+                }
+                None => client.fetch_bytes::<()>(&format!("/v1/attachments/{sha256}"), None)?,
+            };
+            match bytes {
+                Ok(bytes) => {
+                    std::fs::write(&out, &bytes)
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                    println!(
+                        "wrote {} bytes to {} (SHA-256 {sha256} checked)",
+                        bytes.len(),
+                        out.display()
+                    );
+                    Ok(Outcome::Success)
+                }
+                Err(error) => Ok(refused(&error, space.json)),
+            }
+        }
         DataCommand::Delete { id, space } => {
             match client.delete::<serde_json::Value>(&format!("{}/{id}", base(&space)))? {
                 Ok(_) => println!("deleted {id}"),
@@ -170,6 +328,7 @@ pub(crate) fn run(gateway: &GatewayArgs, command: DataCommand) -> anyhow::Result
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ask(
     client: &Client,
     space: &SpaceArgs,
@@ -177,6 +336,7 @@ fn ask(
     kind: &str,
     id: Option<String>,
     purpose: Option<String>,
+    filter: LabelFilter,
 ) -> anyhow::Result<Outcome> {
     let request = AskData {
         from,
@@ -184,6 +344,8 @@ fn ask(
         field: space.field.clone(),
         tier: space.tier,
         id,
+        sha256: None,
+        filter,
         purpose: purpose.unwrap_or_default(),
     };
     print_answer(client.post("/v1/data/ask", &request)?, space.json)
@@ -212,4 +374,17 @@ fn print_answer(
     } else {
         Outcome::Invalid
     })
+}
+
+/// Reads a file to attach, refusing one larger than the gateway accepts before sending it.
+fn read_attachment(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_ATTACHMENT_BYTES,
+        "{} is {size} bytes; attachments may hold at most {MAX_ATTACHMENT_BYTES}",
+        path.display()
+    );
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -147,6 +147,150 @@ async fn records_are_written_listed_asked_for_and_deleted_through_tfcctl() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("DENIED   access_denied"), "{out}");
 
+    // Listings filter by label, here and at the holder.
+    let (code, out) = tfcctl(
+        &city,
+        work.path(),
+        &[
+            "data",
+            "list",
+            "--field",
+            &short,
+            "--tier",
+            "1",
+            "--category",
+            "trade-secret",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains(&id), "{out}");
+    let (code, out) = tfcctl(
+        &reader,
+        work.path(),
+        &[
+            "data",
+            "list",
+            "--field",
+            &short,
+            "--tier",
+            "1",
+            "--from",
+            &city.did,
+            "--purpose",
+            "screening",
+            "--category",
+            "non-personal",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["records"][0]["id"], id.as_str(), "{listed}");
+    let (code, out) = tfcctl(
+        &city,
+        work.path(),
+        &[
+            "data",
+            "list",
+            "--field",
+            &short,
+            "--tier",
+            "1",
+            "--category",
+            "secretish",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+
+    // A drawing attached to a record reaches the reader chunk by chunk, checked by hash.
+    let drawing: Vec<u8> = (0..1_300_000u32)
+        .map(|index| (index * 7 % 251) as u8)
+        .collect();
+    std::fs::write(work.path().join("drawing.bin"), &drawing).unwrap();
+    let (code, out) = tfcctl(
+        &city,
+        work.path(),
+        &[
+            "data",
+            "put",
+            "--field",
+            &short,
+            "--tier",
+            "1",
+            "--labels",
+            "labels.json",
+            "--body",
+            "body.json",
+            "--attach",
+            "drawing.bin",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let with_drawing: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sha256 = with_drawing["attachments"][0]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(with_drawing["attachments"][0]["size"], 1_300_000);
+    let drawing_record = with_drawing["id"].as_str().unwrap().to_owned();
+    let (code, out) = tfcctl(
+        &reader,
+        work.path(),
+        &[
+            "data",
+            "fetch",
+            &drawing_record,
+            "--sha256",
+            &sha256,
+            "--out",
+            "got.bin",
+            "--field",
+            &short,
+            "--tier",
+            "1",
+            "--from",
+            &city.did,
+            "--purpose",
+            "screening",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(std::fs::read(work.path().join("got.bin")).unwrap(), drawing);
+    let (code, out) = tfcctl(
+        &reader,
+        work.path(),
+        &[
+            "data",
+            "fetch",
+            &drawing_record,
+            "--sha256",
+            &sha256,
+            "--out",
+            "no.bin",
+            "--field",
+            &short,
+            "--tier",
+            "1",
+            "--from",
+            &city.did,
+            "--purpose",
+            "marketing",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("access_denied") && out.contains("chunk 0"),
+        "{out}"
+    );
+    assert!(!work.path().join("no.bin").exists());
+
     let (code, out) = tfcctl(
         &city,
         work.path(),

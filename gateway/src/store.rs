@@ -49,11 +49,13 @@ pub enum Tree {
     Checkpoints,
     /// `spaces`: sealed records, by `<field id>/<tier>/<record id>`.
     Records,
+    /// `spaces`: sealed attachment chunks and their index, by content hash.
+    Attachments,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Meta,
         Tree::Replay,
         Tree::Peers,
@@ -64,6 +66,7 @@ impl Tree {
         Tree::Audit,
         Tree::Checkpoints,
         Tree::Records,
+        Tree::Attachments,
     ];
 
     fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Tree {
             Tree::Audit => "audit",
             Tree::Checkpoints => "checkpoints",
             Tree::Records => "records",
+            Tree::Attachments => "attachments",
         }
     }
 }

@@ -85,6 +85,7 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
             None,
             labels(Category::NonPersonal, &[&reader.did]),
             serde_json::json!({"notice": "審査基準"}),
+            vec![],
         )
         .unwrap();
     let secret = spaces
@@ -97,6 +98,7 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
             None,
             labels(Category::TradeSecret, &[]),
             serde_json::json!({"budget": 1}),
+            vec![],
         )
         .unwrap();
 
@@ -128,6 +130,7 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
             field: field.clone(),
             tier: 1,
             purpose: "screening".into(),
+            filter: Default::default(),
         },
     )
     .await;
@@ -152,6 +155,7 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
             None,
             labels(Category::PersonalRelated, &[&city.did]),
             serde_json::json!({"applicationId": "A-1"}),
+            vec![],
         )
         .unwrap();
     let submitted = ask(

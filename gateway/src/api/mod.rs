@@ -351,6 +351,8 @@ fn router(state: ApiState) -> Router {
         )
         .route("/v1/fields/{field}/members", get(members))
         .route("/v1/data/ask", axum::routing::post(ask_data))
+        .route("/v1/attachments", axum::routing::post(upload_attachment))
+        .route("/v1/attachments/{sha256}", get(download_attachment))
         .route(
             "/v1/data/{field}/{tier}",
             get(list_records).post(put_record),
@@ -935,6 +937,15 @@ async fn put_record(
 ) -> Result<Json<crate::spaces::Record>, Failure> {
     let field = resolve_field(&state, &field)?.charter.field_id();
     let owner = state.party.key.did();
+    let attachments = request
+        .attachments
+        .into_iter()
+        .map(|attachment| crate::spaces::AttachmentRef {
+            name: attachment.name,
+            sha256: attachment.sha256,
+            size: 0,
+        })
+        .collect();
     let record = state.spaces.put(
         &actor(&session),
         &state.party.key,
@@ -944,35 +955,39 @@ async fn put_record(
         request.id.as_deref(),
         request.labels,
         request.body,
+        attachments,
     )?;
     Ok(Json(record))
 }
 
-#[utoipa::path(get, path = "/v1/data/{field}/{tier}", responses((status = 200, body = Vec<RecordSummary>)))]
+#[utoipa::path(get, path = "/v1/data/{field}/{tier}", params(crate::spaces::LabelFilter), responses((status = 200, body = Vec<RecordSummary>)))]
 async fn list_records(
     State(state): State<ApiState>,
     axum::extract::Path((field, tier)): axum::extract::Path<(String, u8)>,
+    axum::extract::Query(filter): axum::extract::Query<crate::spaces::LabelFilter>,
 ) -> Result<Json<Vec<RecordSummary>>, Failure> {
     let field = resolve_field(&state, &field)?.charter.field_id();
     let summaries = state
         .spaces
         .ids(&field, tier)?
         .into_iter()
-        .map(|id| match state.spaces.get(&field, tier, &id) {
-            Ok(record) => RecordSummary {
+        .filter_map(|id| match state.spaces.get(&field, tier, &id) {
+            Ok(record) if !filter.matches(&record.labels) => None,
+            Ok(record) => Some(RecordSummary {
                 id,
                 status: "ok".into(),
                 version: Some(record.version),
                 owner: Some(record.owner),
                 labels: Some(record.labels),
-            },
-            Err(error) => RecordSummary {
+            }),
+            // A record that no longer opens is listed as such, never served.
+            Err(error) => Some(RecordSummary {
                 id,
                 status: error.code.as_str().into(),
                 version: None,
                 owner: None,
                 labels: None,
-            },
+            }),
         })
         .collect();
     Ok(Json(summaries))
@@ -1050,12 +1065,36 @@ async fn submit_record(
     .await
 }
 
-#[utoipa::path(post, path = "/v1/data/ask", request_body = AskData, responses((status = 200, body = DataAnswer), (status = 502, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/data/ask", request_body = AskData, responses((status = 200, body = DataAnswer, description = "The decision (for `attachment`: the file, application/octet-stream)"), (status = 403, description = "An attachment transfer was refused or stopped", body = ApiError), (status = 502, body = ApiError)))]
 async fn ask_data(
     State(state): State<ApiState>,
     Json(request): Json<AskData>,
-) -> Result<Json<DataAnswer>, Failure> {
+) -> Result<Response, Failure> {
     let field = resolve_field(&state, &request.field)?.charter.field_id();
+    if request.kind == "attachment" {
+        let (Some(id), Some(sha256)) = (request.id, request.sha256) else {
+            return Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "data_malformed",
+                "attachment needs id and sha256",
+            ));
+        };
+        let bytes = fetch_attachment(
+            &state,
+            &request.from,
+            field,
+            request.tier,
+            id,
+            sha256,
+            request.purpose,
+        )
+        .await?;
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response());
+    }
     let data_request = match (request.kind.as_str(), request.id) {
         ("get", Some(id)) => crate::net::DataRequest::Get {
             field,
@@ -1067,14 +1106,154 @@ async fn ask_data(
             field,
             tier: request.tier,
             purpose: request.purpose,
+            filter: request.filter,
         },
         _ => {
             return Err(Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "data_malformed",
-                "kind is get (with id) or list (without)",
+                "kind is get (with id), list (without), or attachment (with id and sha256)",
             ));
         }
     };
-    ask(&state, &request.from, data_request).await
+    Ok(ask(&state, &request.from, data_request)
+        .await?
+        .into_response())
+}
+
+/// Pulls an attachment chunk by chunk from its holder, each chunk decided anew, and checks
+/// the whole against its hash.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_attachment(
+    state: &ApiState,
+    from: &str,
+    field: String,
+    tier: u8,
+    id: String,
+    sha256: String,
+    purpose: String,
+) -> Result<Vec<u8>, Failure> {
+    use base64::Engine;
+    use sha2::Digest;
+    let peer = peer_of(from)?;
+    let mut content = Vec::new();
+    for index in 0u32.. {
+        let request = crate::net::DataRequest::Chunk {
+            field: field.clone(),
+            tier,
+            id: id.clone(),
+            sha256: sha256.clone(),
+            index,
+            purpose: purpose.clone(),
+        };
+        let response = state
+            .publisher
+            .request_data(peer, request)
+            .await
+            .map_err(|reason| {
+                Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    "unreachable",
+                    format!("{from} stopped answering at chunk {index}: {reason}"),
+                )
+            })?;
+        match response {
+            crate::net::DataResponse::Chunk { data, last, .. } => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|_| {
+                        Failure::new(
+                            StatusCode::BAD_GATEWAY,
+                            "data_malformed",
+                            format!("chunk {index} is not base64"),
+                        )
+                    })?;
+                content.extend_from_slice(&bytes);
+                if content.len() as u64 > crate::spaces::MAX_ATTACHMENT_BYTES {
+                    return Err(Failure::new(
+                        StatusCode::BAD_GATEWAY,
+                        "data_malformed",
+                        "the attachment is larger than allowed",
+                    ));
+                }
+                if last {
+                    break;
+                }
+            }
+            crate::net::DataResponse::Refused { code, reason } => {
+                return Err(Failure::new(
+                    StatusCode::FORBIDDEN,
+                    &code,
+                    format!("transfer stopped at chunk {index}: {reason}"),
+                ));
+            }
+            crate::net::DataResponse::Allowed { .. } => {
+                return Err(Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    "protocol",
+                    "the holder answered a chunk request with records",
+                ));
+            }
+        }
+    }
+    let digest: String = sha2::Sha256::digest(&content)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    if digest != sha256 {
+        return Err(Failure::new(
+            StatusCode::BAD_GATEWAY,
+            "record_tampered",
+            "the attachment received does not match the record's hash",
+        ));
+    }
+    Ok(content)
+}
+
+#[utoipa::path(post, path = "/v1/attachments", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, body = crate::spaces::AttachmentRef), (status = 422, body = ApiError)))]
+async fn upload_attachment(
+    State(state): State<ApiState>,
+    body: axum::body::Body,
+) -> Result<Json<crate::spaces::AttachmentRef>, Failure> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut upload = state.spaces.upload();
+    while let Some(chunk) = stream.next().await {
+        let written = chunk
+            .map_err(|error| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "data_malformed",
+                    format!("the upload broke off: {error}"),
+                )
+            })
+            .and_then(|bytes| upload.write(&bytes).map_err(Failure::from));
+        if let Err(failure) = written {
+            upload.discard();
+            return Err(failure);
+        }
+    }
+    Ok(Json(upload.finish()?))
+}
+
+#[utoipa::path(get, path = "/v1/attachments/{sha256}", responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+async fn download_attachment(
+    State(state): State<ApiState>,
+    axum::extract::Path(sha256): axum::extract::Path<String>,
+) -> Result<Response, Failure> {
+    let spaces = std::sync::Arc::clone(&state.spaces);
+    let bytes = tokio::task::spawn_blocking(move || spaces.attachment(&sha256))
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "reading the attachment failed",
+            )
+        })??;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
 }

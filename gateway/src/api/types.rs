@@ -212,6 +212,19 @@ pub struct PutRecord {
     /// The document.
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
+    /// Attachments uploaded first with `POST /v1/attachments`.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentInput>,
+}
+
+/// An attachment a record refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentInput {
+    /// A file name, for people.
+    pub name: String,
+    /// The content hash `POST /v1/attachments` answered.
+    pub sha256: String,
 }
 
 /// One record in `GET /v1/data/{field}/{tier}`.
@@ -246,15 +259,22 @@ pub struct SubmitRecord {
 pub struct AskData {
     /// The holder's DID.
     pub from: String,
-    /// `get` (with `id`) or `list`.
+    /// `get` (with `id`), `list`, or `attachment` (with `id` and `sha256`: the answer is the
+    /// file).
     pub kind: String,
     /// The field id.
     pub field: String,
     /// The space's tier.
     pub tier: u8,
-    /// The record id, for `get`.
+    /// The record id, for `get` and `attachment`.
     #[serde(default)]
     pub id: Option<String>,
+    /// The attachment's hash, for `attachment`.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// For `list`: only records whose labels match.
+    #[serde(default)]
+    pub filter: crate::spaces::LabelFilter,
     /// The declared purpose.
     pub purpose: String,
 }
@@ -280,6 +300,12 @@ impl From<crate::net::DataResponse> for DataAnswer {
                 code: "ok".into(),
                 reason,
                 records,
+            },
+            crate::net::DataResponse::Chunk { reason, .. } => Self {
+                allowed: true,
+                code: "ok".into(),
+                reason,
+                records: Vec::new(),
             },
             crate::net::DataResponse::Refused { code, reason } => Self {
                 allowed: false,

@@ -138,6 +138,25 @@ pub enum DataRequest {
         tier: u8,
         /// The declared purpose.
         purpose: String,
+        /// Only records whose labels match.
+        #[serde(default)]
+        filter: crate::spaces::LabelFilter,
+    },
+    /// Read one chunk of an attachment of a record; decided like `get` for every chunk, so a
+    /// revocation stops a transfer between two chunks.
+    Chunk {
+        /// The field id.
+        field: String,
+        /// The space's tier.
+        tier: u8,
+        /// The record id.
+        id: String,
+        /// The attachment's hash (one of the record's).
+        sha256: String,
+        /// The chunk, from 0.
+        index: u32,
+        /// The declared purpose.
+        purpose: String,
     },
     /// Hand a signed record to the holder, which keeps it as custodian.
     Submit {
@@ -157,6 +176,15 @@ pub enum DataResponse {
         /// The records.
         records: Vec<crate::spaces::Record>,
         /// The policies that decided, and why.
+        reason: String,
+    },
+    /// Allowed: one chunk of an attachment.
+    Chunk {
+        /// The bytes, base64.
+        data: String,
+        /// Whether it is the last.
+        last: bool,
+        /// The decision's reason.
         reason: String,
     },
     /// Refused.

@@ -34,7 +34,22 @@ pub fn answer(
             field,
             tier,
             purpose,
+            ..
         } => (field, *tier, purpose, Action::List, format!("space {tier}")),
+        DataRequest::Chunk {
+            field,
+            tier,
+            id,
+            index,
+            purpose,
+            ..
+        } => (
+            field,
+            *tier,
+            purpose,
+            Action::Read,
+            format!("{id}#chunk{index}"),
+        ),
         DataRequest::Submit { record, purpose } => (
             &record.field,
             record.tier,
@@ -66,9 +81,36 @@ pub fn answer(
         ..Event::default()
     });
     match outcome {
+        Ok((_, reason)) if matches!(request, DataRequest::Chunk { .. }) => {
+            chunk(spaces, &request, reason)
+        }
         Ok((records, reason)) => DataResponse::Allowed { records, reason },
         Err(error) => DataResponse::Refused {
             code,
+            reason: error.message,
+        },
+    }
+}
+
+/// The chunk an allowed `Chunk` request asked for.
+fn chunk(spaces: &Spaces, request: &DataRequest, reason: String) -> DataResponse {
+    let DataRequest::Chunk { sha256, index, .. } = request else {
+        return DataResponse::Refused {
+            code: "internal".into(),
+            reason: "not a chunk request".into(),
+        };
+    };
+    match spaces.chunk(sha256, *index) {
+        Ok((bytes, last)) => {
+            use base64::Engine;
+            DataResponse::Chunk {
+                data: base64::engine::general_purpose::STANDARD.encode(&*bytes),
+                last,
+                reason,
+            }
+        }
+        Err(error) => DataResponse::Refused {
+            code: error.code.as_str().into(),
             reason: error.message,
         },
     }
@@ -150,7 +192,25 @@ fn decide(
             })?;
             Ok((vec![stored], reason))
         }
-        DataRequest::List { .. } => {
+        DataRequest::Chunk { id, sha256, .. } => {
+            let stored = spaces.get(field_id, tier, id)?;
+            if !stored
+                .attachments
+                .iter()
+                .any(|attachment| &attachment.sha256 == sha256)
+            {
+                return Err(DataError {
+                    code: DataCode::NotFound,
+                    message: format!("record {id} has no attachment {sha256}"),
+                });
+            }
+            let reason = decide_on(Resource::Record {
+                space,
+                labels: stored.policy_labels(),
+            })?;
+            Ok((Vec::new(), reason))
+        }
+        DataRequest::List { filter, .. } => {
             let reason = decide_on(Resource::Space {
                 space: space.clone(),
             })?;
@@ -158,6 +218,7 @@ fn decide(
                 .ids(field_id, tier)?
                 .into_iter()
                 .filter_map(|id| spaces.get(field_id, tier, &id).ok())
+                .filter(|stored| filter.matches(&stored.labels))
                 .filter(|stored| {
                     let resource = Resource::Record {
                         space: space.clone(),

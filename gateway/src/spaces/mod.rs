@@ -8,6 +8,9 @@
 //! Every write is durable before it is acknowledged.
 
 pub mod access;
+mod attachments;
+
+pub use attachments::{ATTACHMENT_CHUNK_BYTES, MAX_ATTACHMENT_BYTES, Upload};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -108,6 +111,50 @@ pub struct Labels {
     pub disclosure: BTreeSet<String>,
 }
 
+/// Which records a listing wants, by label; an empty filter takes every record.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    utoipa::IntoParams,
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelFilter {
+    /// Only this category.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    #[param(value_type = Option<String>)]
+    pub category: Option<Category>,
+    /// Only records of at least this value level.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    #[param(value_type = Option<String>)]
+    pub min_value_level: Option<ValueLevel>,
+    /// Only records that allow this purpose.
+    #[serde(default)]
+    pub purpose: Option<String>,
+}
+
+impl LabelFilter {
+    /// Whether a record's labels match.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.category
+            .is_none_or(|category| labels.category == category)
+            && self
+                .min_value_level
+                .is_none_or(|level| labels.value_level >= level)
+            && self
+                .purpose
+                .as_ref()
+                .is_none_or(|purpose| labels.allowed_purposes.contains(purpose))
+    }
+}
+
 /// A record as stored and served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -131,6 +178,9 @@ pub struct Record {
     /// The document.
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
+    /// Binary attachments (drawings, scans), by content hash: covered by the signature.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRef>,
     /// The writer's signature over `tfc/record/v1:<SHA-256 of the record without it>`.
     pub signature: String,
 }
@@ -183,6 +233,18 @@ impl Record {
     }
 }
 
+/// An attachment a record refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttachmentRef {
+    /// A file name, for people.
+    pub name: String,
+    /// SHA-256 of the content (hex).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
 /// A record at rest: nonce and ciphertext.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Sealed {
@@ -197,6 +259,7 @@ impl Stored for Sealed {
 /// The records this gateway holds.
 pub struct Spaces {
     tree: StoreTree,
+    chunks: StoreTree,
     cipher: XChaCha20Poly1305,
     guard: BulkGuard,
 }
@@ -290,6 +353,7 @@ impl Spaces {
             .map_err(|_| io(&"must hold exactly 32 bytes"))?;
         Ok(Self {
             tree: store.tree(Tree::Records)?,
+            chunks: store.tree(Tree::Attachments)?,
             cipher,
             guard: BulkGuard {
                 limit: bulk_change_limit,
@@ -313,6 +377,7 @@ impl Spaces {
         id: Option<&str>,
         labels: Labels,
         body: serde_json::Value,
+        attachments: Vec<AttachmentRef>,
     ) -> Result<Record, DataError> {
         if !(1..=3).contains(&tier) {
             return Err(DataError::new(
@@ -346,6 +411,7 @@ impl Spaces {
             written_ms: crate::audit::now_ms(),
             labels,
             body,
+            attachments: self.check_attachments(attachments)?,
             signature: String::new(),
         };
         record.sign(writer)?;
@@ -375,6 +441,13 @@ impl Spaces {
             serde_json::to_vec(record)
                 .map_err(|error| DataError::new(DataCode::Malformed, error.to_string()))?,
         );
+        let sealed = self.seal(&storage_key, &plaintext)?;
+        self.tree.put_durable(&storage_key, &sealed)?;
+        Ok(())
+    }
+
+    /// Encrypts `plaintext` under a fresh nonce, bound to `storage_key`.
+    fn seal(&self, storage_key: &[u8], plaintext: &[u8]) -> Result<Sealed, DataError> {
         let mut nonce = [0u8; 24];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
         let ciphertext = self
@@ -382,17 +455,15 @@ impl Spaces {
             .encrypt(
                 &XNonce::from(nonce),
                 Payload {
-                    msg: &plaintext,
-                    aad: &storage_key,
+                    msg: plaintext,
+                    aad: storage_key,
                 },
             )
             .map_err(|_| DataError::new(DataCode::Store, "encryption failed"))?;
-        let sealed = Sealed {
+        Ok(Sealed {
             nonce: STANDARD.encode(nonce),
             ciphertext: STANDARD.encode(ciphertext),
-        };
-        self.tree.put_durable(&storage_key, &sealed)?;
-        Ok(())
+        })
     }
 
     /// Reads a record, checking that it decrypts, belongs where it is stored, and carries
@@ -415,6 +486,7 @@ impl Spaces {
             }
         };
         open_sealed(&self.cipher, &storage_key, &sealed)
+            .and_then(|plaintext| serde_json::from_slice::<Record>(&plaintext).ok())
             .filter(|record| record.field == field && record.tier == tier && record.id == id)
             .filter(Record::signature_holds)
             .ok_or_else(|| {
@@ -459,7 +531,11 @@ impl Spaces {
     }
 }
 
-fn open_sealed(cipher: &XChaCha20Poly1305, storage_key: &[u8], sealed: &Sealed) -> Option<Record> {
+fn open_sealed(
+    cipher: &XChaCha20Poly1305,
+    storage_key: &[u8],
+    sealed: &Sealed,
+) -> Option<Zeroizing<Vec<u8>>> {
     let nonce: [u8; 24] = STANDARD.decode(&sealed.nonce).ok()?.try_into().ok()?;
     let ciphertext = STANDARD.decode(&sealed.ciphertext).ok()?;
     let plaintext = Zeroizing::new(
@@ -473,7 +549,7 @@ fn open_sealed(cipher: &XChaCha20Poly1305, storage_key: &[u8], sealed: &Sealed) 
             )
             .ok()?,
     );
-    serde_json::from_slice(&plaintext).ok()
+    Some(plaintext)
 }
 
 fn hex(bytes: &[u8]) -> String {

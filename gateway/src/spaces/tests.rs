@@ -33,6 +33,7 @@ fn a_record_round_trips_signed_and_versioned() {
             None,
             labels(),
             body.clone(),
+            vec![],
         )
         .unwrap();
     assert_eq!(record.version, 1);
@@ -49,6 +50,7 @@ fn a_record_round_trips_signed_and_versioned() {
             Some(&record.id),
             labels(),
             body,
+            vec![],
         )
         .unwrap();
     assert_eq!(again.version, 2);
@@ -79,6 +81,7 @@ fn records_are_encrypted_at_rest_and_tampering_is_caught() {
             None,
             labels(),
             serde_json::json!({"secret": "設計図"}),
+            vec![],
         )
         .unwrap();
     let tree = store.tree(Tree::Records).unwrap();
@@ -128,6 +131,7 @@ fn a_record_edited_and_resealed_without_the_writers_key_is_refused() {
             None,
             labels(),
             serde_json::json!({"amount": 1}),
+            vec![],
         )
         .unwrap();
     record.body = serde_json::json!({"amount": 1_000_000});
@@ -156,6 +160,7 @@ fn the_bulk_change_guard_bars_a_mass_deleter() {
                     None,
                     labels(),
                     serde_json::json!({"n": index}),
+                    vec![],
                 )
                 .unwrap()
                 .id
@@ -193,7 +198,17 @@ fn sizes_and_tiers_are_bounded() {
     let huge = serde_json::json!({"blob": "x".repeat(MAX_BODY_BYTES)});
     assert_eq!(
         spaces
-            .put("admin", &owner, &owner.did(), "f", 1, None, labels(), huge)
+            .put(
+                "admin",
+                &owner,
+                &owner.did(),
+                "f",
+                1,
+                None,
+                labels(),
+                huge,
+                vec![]
+            )
             .unwrap_err()
             .code,
         DataCode::Malformed
@@ -208,7 +223,8 @@ fn sizes_and_tiers_are_bounded() {
                 4,
                 None,
                 labels(),
-                serde_json::json!({})
+                serde_json::json!({}),
+                vec![]
             )
             .unwrap_err()
             .code,
@@ -217,5 +233,127 @@ fn sizes_and_tiers_are_bounded() {
     assert_eq!(
         spaces.get("f", 1, "nothing").unwrap_err().code,
         DataCode::NotFound
+    );
+}
+
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn an_attachment_is_chunked_sealed_and_checked() {
+    let (store, _dir, spaces) = spaces(10);
+    let content = pseudo_random(ATTACHMENT_CHUNK_BYTES * 2 + 1234);
+    let mut upload = spaces.upload();
+    for piece in content.chunks(100_000) {
+        upload.write(piece).unwrap();
+    }
+    let attachment = upload.finish().unwrap();
+    assert_eq!(attachment.size, content.len() as u64);
+    assert_eq!(attachment.sha256, hex(&Sha256::digest(&content)));
+    assert_eq!(spaces.attachment(&attachment.sha256).unwrap(), content);
+    let (_, last) = spaces.chunk(&attachment.sha256, 2).unwrap();
+    assert!(last);
+    assert_eq!(
+        spaces.chunk(&attachment.sha256, 3).unwrap_err().code,
+        DataCode::NotFound
+    );
+
+    // The same content again is kept once.
+    let before = store.tree(Tree::Attachments).unwrap().len();
+    let mut again = spaces.upload();
+    again.write(&content).unwrap();
+    assert_eq!(again.finish().unwrap().sha256, attachment.sha256);
+    assert_eq!(store.tree(Tree::Attachments).unwrap().len(), before);
+
+    // A record refers to it by hash; an unknown hash is refused.
+    let owner = KeyPair::generate(KeyAlgorithm::Ed25519);
+    let named = AttachmentRef {
+        name: "drawing.pdf".into(),
+        sha256: attachment.sha256.clone(),
+        size: 0,
+    };
+    let record = spaces
+        .put(
+            "admin",
+            &owner,
+            &owner.did(),
+            "f",
+            1,
+            None,
+            labels(),
+            serde_json::json!({}),
+            vec![named],
+        )
+        .unwrap();
+    assert_eq!(record.attachments[0].size, content.len() as u64);
+    let unknown = AttachmentRef {
+        name: "x".into(),
+        sha256: "0".repeat(64),
+        size: 0,
+    };
+    assert_eq!(
+        spaces
+            .put(
+                "admin",
+                &owner,
+                &owner.did(),
+                "f",
+                1,
+                None,
+                labels(),
+                serde_json::json!({}),
+                vec![unknown]
+            )
+            .unwrap_err()
+            .code,
+        DataCode::NotFound
+    );
+
+    // A chunk altered at rest is caught.
+    let tree = store.tree(Tree::Attachments).unwrap();
+    let (chunk_key, sealed) = tree
+        .entries_lossy::<Sealed>()
+        .unwrap()
+        .into_iter()
+        .find(|(key, _)| key.starts_with(b"chunk/"))
+        .map(|(key, sealed)| (key, sealed.unwrap()))
+        .unwrap();
+    let mut bytes = STANDARD.decode(&sealed.ciphertext).unwrap();
+    bytes[10] ^= 0xff;
+    tree.put(
+        &chunk_key,
+        &Sealed {
+            nonce: sealed.nonce,
+            ciphertext: STANDARD.encode(bytes),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        spaces.attachment(&attachment.sha256).unwrap_err().code,
+        DataCode::Tampered
+    );
+}
+
+#[test]
+fn attachments_are_bounded_and_not_empty() {
+    let (_store, _dir, spaces) = spaces(10);
+    let mut upload = spaces.upload();
+    let too_big = vec![0u8; MAX_ATTACHMENT_BYTES as usize + 1];
+    assert_eq!(
+        upload.write(&too_big).unwrap_err().code,
+        DataCode::Malformed
+    );
+    assert_eq!(
+        spaces.upload().finish().unwrap_err().code,
+        DataCode::Malformed
     );
 }
