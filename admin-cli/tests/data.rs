@@ -309,3 +309,77 @@ async fn records_are_written_listed_asked_for_and_deleted_through_tfcctl() {
     city.gateway.shutdown().await.unwrap();
     reader.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_deletion_through_the_api_is_stopped_and_alerted() {
+    let authorities = Authorities::new();
+    let node =
+        Node::start(|text| text.replace("bulk_change_limit = 60", "bulk_change_limit = 2")).await;
+    node.join(&authorities.write_charter("field", "")).await;
+    let short = node.field_id()[..12].to_owned();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("labels.json"),
+        r#"{"category":"non-personal","valueLevel":"low"}"#,
+    )
+    .unwrap();
+    std::fs::write(work.path().join("body.json"), r#"{"n":1}"#).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let (code, out) = tfcctl(
+            &node,
+            work.path(),
+            &[
+                "data",
+                "put",
+                "--field",
+                &short,
+                "--tier",
+                "1",
+                "--labels",
+                "labels.json",
+                "--body",
+                "body.json",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        ids.push(out.split_whitespace().nth(1).unwrap().to_owned());
+    }
+    let delete = |id: String| {
+        let (node, work, short) = (&node, work.path().to_owned(), short.clone());
+        async move {
+            tfcctl(
+                node,
+                &work,
+                &["data", "delete", &id, "--field", &short, "--tier", "1"],
+            )
+            .await
+        }
+    };
+    assert_eq!(delete(ids[0].clone()).await.0, 0);
+    assert_eq!(delete(ids[1].clone()).await.0, 0);
+    let (code, out) = delete(ids[2].clone()).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bulk_change_blocked"), "{out}");
+    let (code, out) = delete(ids[3].clone()).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("access_denied"), "{out}");
+    let (code, out) = tfcctl(
+        &node,
+        work.path(),
+        &["data", "get", &ids[2], "--field", &short, "--tier", "1"],
+    )
+    .await;
+    assert_eq!(code, 0, "the blocked deletion changed nothing: {out}");
+    let (code, exported) = tfcctl(&node, work.path(), &["audit", "export"]).await;
+    assert_eq!(code, 0, "{exported}");
+    assert!(
+        exported
+            .lines()
+            .any(|line| line.contains("\"action\":\"data.bulk_guard\"")
+                && line.contains("\"decision\":\"alert\"")),
+        "{exported}"
+    );
+    node.gateway.shutdown().await.unwrap();
+}

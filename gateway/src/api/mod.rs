@@ -921,6 +921,24 @@ impl From<DataError> for Failure {
     }
 }
 
+/// Raises the bulk-change guard's alert in the audit log and metrics.
+fn bulk_alert(state: &ApiState, actor: &str, field: &str, tier: u8, error: &DataError) {
+    if error.code == DataCode::BulkGuard {
+        state
+            .party
+            .metrics
+            .count(crate::metrics::DECISIONS, "data:bulk_guard");
+        state.party.audit.record(Event {
+            actor: actor.to_owned(),
+            action: "data.bulk_guard".into(),
+            object: format!("{field}/{tier}"),
+            decision: "alert".into(),
+            reason: error.code.as_str().into(),
+            ..Event::default()
+        });
+    }
+}
+
 /// The actor of a session, for the bulk-change guard.
 fn actor(session: &Option<axum::Extension<AdminSession>>) -> String {
     session
@@ -946,8 +964,9 @@ async fn put_record(
             size: 0,
         })
         .collect();
+    let actor = actor(&session);
     let record = state.spaces.put(
-        &actor(&session),
+        &actor,
         &state.party.key,
         &owner,
         &field,
@@ -956,8 +975,11 @@ async fn put_record(
         request.labels,
         request.body,
         attachments,
-    )?;
-    Ok(Json(record))
+    );
+    if let Err(error) = &record {
+        bulk_alert(&state, &actor, &field, tier, error);
+    }
+    Ok(Json(record?))
 }
 
 #[utoipa::path(get, path = "/v1/data/{field}/{tier}", params(crate::spaces::LabelFilter), responses((status = 200, body = Vec<RecordSummary>)))]
@@ -1009,7 +1031,11 @@ async fn delete_record(
     axum::extract::Path((field, tier, id)): axum::extract::Path<(String, u8, String)>,
 ) -> Result<Json<serde_json::Value>, Failure> {
     let field = resolve_field(&state, &field)?.charter.field_id();
-    state.spaces.delete(&actor(&session), &field, tier, &id)?;
+    let actor = actor(&session);
+    if let Err(error) = state.spaces.delete(&actor, &field, tier, &id) {
+        bulk_alert(&state, &actor, &field, tier, &error);
+        return Err(error.into());
+    }
     Ok(Json(serde_json::json!({"deleted": id})))
 }
 
