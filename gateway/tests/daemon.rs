@@ -425,9 +425,8 @@ async fn acknowledged_writes_survive_kill_9_and_the_audit_chain_verifies() {
         let base = format!("https://localhost:{}", api.rsplit(':').next().unwrap());
         // Writes go on from another thread while the process is killed; only those the
         // gateway acknowledged count.
-        let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, u64)>::new()));
+        let (acks, acked) = mpsc::channel::<(String, u64)>();
         let writer = {
-            let acknowledged = std::sync::Arc::clone(&acknowledged);
             let admin = admin.clone();
             let url = format!("{base}/v1/data/{field}/1");
             std::thread::spawn(move || {
@@ -443,18 +442,20 @@ async fn acknowledged_writes_survive_kill_9_and_the_audit_chain_verifies() {
                         return;
                     };
                     let id = record["id"].as_str().unwrap().to_owned();
-                    acknowledged.lock().unwrap().push((id, n));
+                    if acks.send((id, n)).is_err() {
+                        return;
+                    }
                 }
             })
         };
-        let deadline = std::time::Instant::now() + WAIT;
-        while acknowledged.lock().unwrap().len() < 25 {
-            assert!(std::time::Instant::now() < deadline, "writes were not acknowledged");
-            std::thread::sleep(Duration::from_millis(1));
+        let mut acknowledged: Vec<(String, u64)> = Vec::new();
+        while acknowledged.len() < 25 {
+            acknowledged.push(acked.recv_timeout(WAIT).expect("writes were not acknowledged"));
         }
         daemon.signal("-KILL");
         writer.join().unwrap();
-        let acknowledged = acknowledged.lock().unwrap().clone();
+        // Acknowledgements that arrived while the process died count too.
+        acknowledged.extend(acked.try_iter());
 
         let (mut daemon, api) = Daemon::start(&config);
         let base = format!("https://localhost:{}", api.rsplit(':').next().unwrap());

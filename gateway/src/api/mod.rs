@@ -181,7 +181,7 @@ async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Router,
-    audit: std::sync::Arc<ApiState>,
+    state: std::sync::Arc<ApiState>,
 ) {
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -193,7 +193,7 @@ async fn serve(
         };
         let acceptor = acceptor.clone();
         let router = router.clone();
-        let audit = std::sync::Arc::clone(&audit);
+        let state = std::sync::Arc::clone(&state);
         tokio::spawn(async move {
             let tls =
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -208,13 +208,13 @@ async fn serve(
                     }
                 };
             let session = AdminSession::of(&tls);
-            audit.party.audit.record(session.event("start", None));
+            state.party.audit.record(session.event("start", None));
             let service = TowerToHyperService::new(router.layer(axum::Extension(session.clone())));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
                 tracing::debug!(%remote, %error, "API connection ended with an error");
             }
-            audit
+            state
                 .party
                 .audit
                 .record(session.event("end", Some(session.started.elapsed())));
