@@ -38,23 +38,22 @@ pub struct Field {
     pub charter: Charter,
     /// The compiled policies; `None` if the charter names no policy file, in which case
     /// every access is denied.
-    pub policy: Option<PolicyEngine>,
+    pub policy: Option<std::sync::Arc<PolicyEngine>>,
 }
 
 impl Field {
     /// Loads a charter, requires every founder's signature, and compiles its policy file.
     pub fn load(path: &Path) -> Result<Self, FieldError> {
         let charter = Charter::load(path)?;
-        let policy =
-            match &charter.policy {
-                None => None,
-                Some((policy_path, source)) => Some(PolicyEngine::new(source).map_err(
-                    |source| FieldError::Policy {
-                        path: policy_path.display().to_string(),
-                        source,
-                    },
-                )?),
-            };
+        let policy = match &charter.policy {
+            None => None,
+            Some((policy_path, source)) => Some(std::sync::Arc::new(
+                PolicyEngine::new(source).map_err(|source| FieldError::Policy {
+                    path: policy_path.display().to_string(),
+                    source,
+                })?,
+            )),
+        };
         Ok(Self { charter, policy })
     }
 }

@@ -24,6 +24,7 @@ use crate::governance::Governance;
 use crate::identity::{KeyPair, PublicKey};
 use crate::metrics::{self, Metrics};
 use crate::net::{Command, HandshakeRequest, HandshakeResponse, NetworkEvent};
+use crate::policy::PolicyEngine;
 use crate::store::{Store, StoreError, Stored, Tree};
 use crate::tier::{TierContext, evaluate};
 
@@ -138,6 +139,8 @@ pub struct LocalParty {
     pub governance: Governance,
     /// The audit log.
     pub audit: AuditLog,
+    /// Policies amended by governance, compiled, by SHA-256 of their text.
+    amended_policies: Mutex<HashMap<String, Arc<PolicyEngine>>>,
 }
 
 impl LocalParty {
@@ -164,6 +167,7 @@ impl LocalParty {
             metrics: Metrics::default(),
             governance,
             audit,
+            amended_policies: Mutex::new(HashMap::new()),
         })
     }
 
@@ -183,6 +187,38 @@ impl LocalParty {
             charter.quorum = state.quorum;
         }
         charter
+    }
+
+    /// The policy data requests in `field` are decided by: the latest committed
+    /// `amend-policy`, else the charter's file. Amended policies are compiled once.
+    pub fn policy_engine(&self, field: &Field) -> Option<Arc<PolicyEngine>> {
+        let amended = self
+            .governance
+            .state(&field.charter.field_id())
+            .and_then(|state| state.policy);
+        let Some(text) = amended else {
+            return field.policy.clone();
+        };
+        let digest = crate::governance::sha256_hex(text.as_bytes());
+        let mut compiled = self
+            .amended_policies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(engine) = compiled.get(&digest) {
+            return Some(Arc::clone(engine));
+        }
+        // Intake compiled it already; a failure here would mean the schema changed.
+        match PolicyEngine::new(&text) {
+            Ok(engine) => {
+                let engine = Arc::new(engine);
+                compiled.insert(digest, Arc::clone(&engine));
+                Some(engine)
+            }
+            Err(error) => {
+                tracing::error!(%error, "the amended policy no longer compiles: every access is denied");
+                None
+            }
+        }
     }
 
     /// Whether `did` is barred from `field` by a committed revocation or suspension.

@@ -141,6 +141,36 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
         "only what the reader may read is listed"
     );
 
+    // Governance amends the policy: disclosed records may now be read for any purpose. The
+    // holder decides the next request by the amended policy.
+    let amended = std::fs::read_to_string(authorities.dir.path().join("policy.cedar"))
+        .unwrap()
+        .replacen(
+            "  resource.allowedPurposes.contains(context.purpose)\n};",
+            "  true\n};",
+            1,
+        );
+    assert_ne!(
+        amended,
+        std::fs::read_to_string(authorities.dir.path().join("policy.cedar")).unwrap()
+    );
+    city.gateway
+        .publisher()
+        .propose(
+            &field,
+            OpDraft {
+                kind: OpKind::AmendPolicy,
+                target: tfc_gateway::governance::sha256_hex(amended.as_bytes()),
+                reason: "any purpose for disclosed records".into(),
+                types: vec![],
+                policy: Some(amended),
+            },
+        )
+        .await
+        .unwrap();
+    let now_allowed = ask(&reader, &city, get(&disclosed.id, "marketing")).await;
+    assert!(now_allowed.allowed, "{now_allowed:?}");
+
     // A submission: the reader writes its own application and hands it to the city.
     let reader_key = reader.org_key();
     let application = reader

@@ -156,12 +156,13 @@ fn decide(
         )));
     }
     let principal = facts(party, &field, &record)?;
+    let engine = party.policy_engine(&field);
     let space = SpaceRef {
         field: field_id.to_owned(),
         tier,
     };
     let decide_on = |resource: Resource| {
-        let Some(engine) = &field.policy else {
+        let Some(engine) = &engine else {
             return Err(denied(
                 "the field has no policy: every access is denied".into(),
             ));
@@ -224,7 +225,7 @@ fn decide(
                         space: space.clone(),
                         labels: stored.policy_labels(),
                     };
-                    field.policy.as_ref().is_some_and(|engine| {
+                    engine.as_ref().is_some_and(|engine| {
                         engine
                             .decide(&AccessRequest {
                                 principal: principal.clone(),
