@@ -14,7 +14,7 @@ use std::sync::Arc;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::audit::Event;
@@ -27,7 +27,7 @@ use crate::identity::PublicKey;
 use crate::metrics;
 use crate::net::{
     Command, ContentEvent, DataRequest, DataResponse, MessageId, SyncRequest, SyncResponse,
-    TopicKind, Verdict, parse_topic, topic_name,
+    TopicKind, Verdict, call, parse_topic, topic_name,
 };
 use crate::status::{Intake, StatusIntakeError};
 use crate::store::Tree;
@@ -91,18 +91,12 @@ impl Publisher {
         peer: PeerId,
         request: DataRequest,
     ) -> Result<DataResponse, String> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Data {
-                peer,
-                request,
-                reply,
-            })
-            .await
-            .map_err(|_| "the network task has stopped".to_owned())?;
-        answer
-            .await
-            .map_err(|_| "the network task has stopped".to_owned())?
+        call(&self.commands, |reply| Command::Data {
+            peer,
+            request,
+            reply,
+        })
+        .await
     }
 }
 
@@ -649,10 +643,8 @@ impl Service {
         if (now_unix() - envelope.iat).abs() > MAX_MESSAGE_AGE_SECS {
             return Err(reject("stale"));
         }
-        let publisher_peer = PublicKey::from_did(&publisher)
-            .ok()
-            .and_then(|key| key.peer_id())
-            .ok_or_else(|| reject("malformed"))?;
+        let publisher_peer =
+            PublicKey::peer_id_of(&publisher).ok_or_else(|| reject("malformed"))?;
         if !self.is_member(publisher_peer, &field)
             || (kind == TopicKind::Gov && !self.votes(&field, &publisher))
         {
@@ -763,9 +755,7 @@ impl Service {
 
     /// Whether our own last judgement gives `did` a tier in `field`.
     fn verified_in(&self, did: &str, field: &str) -> bool {
-        PublicKey::from_did(did)
-            .ok()
-            .and_then(|key| key.peer_id())
+        PublicKey::peer_id_of(did)
             .and_then(|peer| self.record(peer))
             .is_some_and(|record| {
                 record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
@@ -970,18 +960,12 @@ async fn sync(
     peer: PeerId,
     request: SyncRequest,
 ) -> Result<SyncResponse, String> {
-    let (reply, answer) = oneshot::channel();
-    commands
-        .send(Command::Sync {
-            peer,
-            request,
-            reply,
-        })
-        .await
-        .map_err(|_| "the network task has stopped".to_owned())?;
-    answer
-        .await
-        .map_err(|_| "the network task has stopped".to_owned())?
+    call(commands, |reply| Command::Sync {
+        peer,
+        request,
+        reply,
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::audit::{AuditError, AuditLog, Event};
@@ -584,7 +584,7 @@ impl Shared {
 
     /// A peer's DID must name the key of the connection it speaks on.
     fn check_binding(peer: PeerId, did: &str) -> Result<(), Refusal> {
-        match PublicKey::from_did(did).ok().and_then(|key| key.peer_id()) {
+        match PublicKey::peer_id_of(did) {
             Some(bound) if bound == peer => Ok(()),
             _ => Err(Refusal {
                 code: "identity_mismatch".into(),
@@ -671,28 +671,16 @@ impl Shared {
         peer: PeerId,
         request: HandshakeRequest,
     ) -> Result<HandshakeResponse, Refusal> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Request {
-                peer,
-                request,
-                reply,
-            })
-            .await
-            .map_err(|_| Refusal {
-                code: UNREACHABLE.into(),
-                message: "the network task has stopped".into(),
-            })?;
-        let response = answer
-            .await
-            .map_err(|_| Refusal {
-                code: UNREACHABLE.into(),
-                message: "the network task has stopped".into(),
-            })?
-            .map_err(|reason| Refusal {
-                code: UNREACHABLE.into(),
-                message: reason,
-            })?;
+        let response = crate::net::call(&self.commands, |reply| Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await
+        .map_err(|reason| Refusal {
+            code: UNREACHABLE.into(),
+            message: reason,
+        })?;
         if let HandshakeResponse::Refused { code, message } = response {
             return Err(Refusal {
                 code,

@@ -207,6 +207,11 @@ impl PublicKey {
         Some(libp2p::identity::PublicKey::from(key).to_peer_id())
     }
 
+    /// The PeerId of the organisation a DID names, if it is an Ed25519 `did:key`.
+    pub fn peer_id_of(did: &str) -> Option<libp2p::PeerId> {
+        Self::from_did(did).ok()?.peer_id()
+    }
+
     /// Verifies a JWS signature (Ed25519: 64 bytes; ES256: raw `r || s`, 64 bytes).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {

@@ -1040,16 +1040,13 @@ async fn delete_record(
 }
 
 fn peer_of(did: &str) -> Result<PeerId, Failure> {
-    crate::identity::PublicKey::from_did(did)
-        .ok()
-        .and_then(|key| key.peer_id())
-        .ok_or_else(|| {
-            Failure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_did",
-                format!("{did} is not an organisation DID"),
-            )
-        })
+    crate::identity::PublicKey::peer_id_of(did).ok_or_else(|| {
+        Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_did",
+            format!("{did} is not an organisation DID"),
+        )
+    })
 }
 
 async fn ask(

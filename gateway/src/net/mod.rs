@@ -87,6 +87,22 @@ impl NetworkSettings {
 /// A reply slot for a request sent to a peer.
 pub type Reply<T> = oneshot::Sender<Result<T, String>>;
 
+/// Sends the command `build` makes around a reply slot, and waits for the answer; a
+/// stopped swarm task or a failed request is the error text.
+pub async fn call<T>(
+    commands: &mpsc::Sender<Command>,
+    build: impl FnOnce(Reply<T>) -> Command,
+) -> Result<T, String> {
+    let (reply, answer) = oneshot::channel();
+    commands
+        .send(build(reply))
+        .await
+        .map_err(|_| "the network task has stopped".to_owned())?;
+    answer
+        .await
+        .map_err(|_| "the network task has stopped".to_owned())?
+}
+
 /// What the daemon asks of the swarm task.
 #[derive(Debug)]
 pub enum Command {
