@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::charter::parse_duration_secs;
+use crate::threats::ActionKind;
+use crate::threats::engine::{Mode, default_mode};
 
 /// Config files larger than this are refused.
 const MAX_CONFIG_LEN: u64 = 256 * 1024;
@@ -56,7 +58,7 @@ impl ConfigError {
 }
 
 /// The gateway's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Directory of the key, the TLS files and the store; relative paths below are resolved
@@ -80,6 +82,80 @@ pub struct GatewayConfig {
     /// Data spaces.
     #[serde(default)]
     pub spaces: SpacesConfig,
+    /// Threat countermeasures.
+    #[serde(default)]
+    pub threats: ThreatsConfig,
+}
+
+/// `[threats]`: how this organisation applies the countermeasures members propose, and how
+/// much it takes from one reporter. Modes are `"auto"`, `"manual"` or
+/// `{ auto_at_or_above = "low|medium|high|critical" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThreatsConfig {
+    /// Blocking a member in the field. Default `"manual"`.
+    pub block_peer: Mode,
+    /// Blocking an address, network or domain at the connection gate. Default
+    /// `{ auto_at_or_above = "high" }`.
+    pub block_address: Mode,
+    /// Suspending one of a member's credentials. Default `"manual"`.
+    pub suspend_credential: Mode,
+    /// Capping a member's tier. Default `"manual"`.
+    pub cap_tier: Mode,
+    /// Quarantining records by attachment hash. Default `{ auto_at_or_above = "high" }`.
+    pub quarantine: Mode,
+    /// Marking members that run named software vulnerable. Default
+    /// `{ auto_at_or_above = "high" }`.
+    pub mark_vulnerable: Mode,
+    /// Indicators one reporter may send at once. Default 100.
+    pub reporter_burst: u32,
+    /// Indicators per second one reporter may send after its burst. Default 10.
+    pub reporter_rate: f64,
+    /// Indicators one reporter may have held in one field at a time. Default 1000.
+    pub max_indicators_per_reporter: usize,
+}
+
+impl ThreatsConfig {
+    /// The mode for one kind of action.
+    pub fn mode(&self, kind: ActionKind) -> Mode {
+        match kind {
+            ActionKind::BlockPeer => self.block_peer,
+            ActionKind::BlockAddress => self.block_address,
+            ActionKind::SuspendCredential => self.suspend_credential,
+            ActionKind::CapTier => self.cap_tier,
+            ActionKind::Quarantine => self.quarantine,
+            ActionKind::MarkVulnerable => self.mark_vulnerable,
+        }
+    }
+
+    /// The same policy for every kind (tests, benchmarks).
+    pub fn uniform(mode: Mode) -> Self {
+        Self {
+            block_peer: mode,
+            block_address: mode,
+            suspend_credential: mode,
+            cap_tier: mode,
+            quarantine: mode,
+            mark_vulnerable: mode,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for ThreatsConfig {
+    fn default() -> Self {
+        Self {
+            block_peer: default_mode(ActionKind::BlockPeer),
+            block_address: default_mode(ActionKind::BlockAddress),
+            suspend_credential: default_mode(ActionKind::SuspendCredential),
+            cap_tier: default_mode(ActionKind::CapTier),
+            quarantine: default_mode(ActionKind::Quarantine),
+            mark_vulnerable: default_mode(ActionKind::MarkVulnerable),
+            reporter_burst: 100,
+            reporter_rate: 10.0,
+            max_indicators_per_reporter: 1000,
+        }
+    }
 }
 
 /// `[spaces]`.
@@ -240,6 +316,7 @@ impl GatewayConfig {
             log: LogConfig::default(),
             governance: GovernanceConfig::default(),
             spaces: SpacesConfig::default(),
+            threats: ThreatsConfig::default(),
         }
     }
 
@@ -291,6 +368,15 @@ impl GatewayConfig {
         }
         if self.network.listen.is_empty() {
             return Err("network.listen needs at least one address".into());
+        }
+        let threats = &self.threats;
+        if threats.reporter_burst == 0
+            || !(threats.reporter_rate > 0.0 && threats.reporter_rate <= 1e6)
+            || threats.max_indicators_per_reporter == 0
+        {
+            return Err("threats.reporter_burst, reporter_rate (≤ 1e6) and \
+                 max_indicators_per_reporter must be positive"
+                .into());
         }
         Ok(())
     }
@@ -359,6 +445,23 @@ endorse = "auto"
 # Deletions or overwrites one actor may make in one space per minute; one more bars it from
 # changing that space and raises an alert (a defence against mass encryption or wiping).
 bulk_change_limit = 60
+
+[threats]
+# How members' threat reports are acted on, per kind of countermeasure: "auto", "manual"
+# (waits for `tfcctl threat apply`), or {{ auto_at_or_above = "low|medium|high|critical" }}.
+# Whatever the mode, an action against a member (block_peer, suspend_credential, cap_tier,
+# mark_vulnerable) waits until a charter admin reports it or two organisations do.
+block_peer = "manual"
+block_address = {{ auto_at_or_above = "high" }}
+suspend_credential = "manual"
+cap_tier = "manual"
+quarantine = {{ auto_at_or_above = "high" }}
+mark_vulnerable = {{ auto_at_or_above = "high" }}
+# Indicators one reporter may send at once, and per second after that.
+reporter_burst = 100
+reporter_rate = 10.0
+# Indicators one reporter may have held in one field at a time.
+max_indicators_per_reporter = 1000
 "#
     )
 }

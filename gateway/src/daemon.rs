@@ -14,7 +14,7 @@ use crate::config::GatewayConfig;
 use crate::credential::{
     CredentialVerifier, ErrorCode, VerificationError, VerifiedCredential, VerifyContext, now_unix,
 };
-use crate::exchange::Exchange;
+use crate::exchange::{Exchange, ExchangeSettings};
 use crate::field::{Field, FieldError};
 use crate::handshake::{GatewayEvent, Handshakes, LocalParty, UsedNonce};
 use crate::identity::{IdentityError, KeyPair};
@@ -23,6 +23,7 @@ use crate::net::{Command, NetError, Network, NetworkSettings};
 use crate::spaces::Spaces;
 use crate::status::{Intake, StatusIntakeError};
 use crate::store::{Store, StoreError, Stored, Tree};
+use crate::threats::Threats;
 
 /// The gateway could not start, or refused a change.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub enum DaemonError {
     /// A credential offered to the wallet does not verify or is not ours.
     #[error("wallet: {0}")]
     Wallet(VerificationError),
+    /// The threat book could not load.
+    #[error("threats: {0}")]
+    Threats(crate::threats::ThreatError),
 }
 
 impl DaemonError {
@@ -66,6 +70,7 @@ impl DaemonError {
             DaemonError::Api(_) => "api",
             DaemonError::Data(error) => error.code.as_str(),
             DaemonError::Wallet(error) => error.code.as_str(),
+            DaemonError::Threats(error) => error.code.as_str(),
         }
     }
 }
@@ -245,14 +250,24 @@ impl Gateway {
             network.commands(),
             network_events.connections,
         );
+        let threats = Arc::new(
+            Threats::load(Arc::clone(&party), config.threats.clone())
+                .map_err(DaemonError::Threats)?,
+        );
+        network
+            .send(Command::GateAddresses(threats.address_blocks()))
+            .await?;
         let exchange = Exchange::spawn(
             Arc::clone(&party),
             network.commands(),
             network_events.content,
             handshakes.subscribe(),
-            config.network.max_message_bytes,
-            config.governance.endorse,
+            ExchangeSettings {
+                max_message_bytes: config.network.max_message_bytes,
+                endorse: config.governance.endorse,
+            },
             Arc::clone(&spaces),
+            threats,
         );
         for field in party.fields() {
             announce_field(&network.commands(), &field, network.peer_id()).await;

@@ -31,6 +31,8 @@ use crate::net::{
 };
 use crate::status::{Intake, StatusIntakeError};
 use crate::store::Tree;
+use crate::threats::book::ReportBody;
+use crate::threats::{Origin, ReportOutcome, ThreatCode, ThreatError, Threats};
 
 /// How far a message's time may stray from ours (seconds): gossip is delivered within
 /// seconds, so an old message is a replay.
@@ -82,6 +84,7 @@ struct Rejection(String);
 pub struct Publisher {
     party: Arc<LocalParty>,
     commands: mpsc::Sender<Command>,
+    threats: Arc<Threats>,
 }
 
 impl Publisher {
@@ -108,15 +111,7 @@ impl Publisher {
         kind: TopicKind,
         body: Value,
     ) -> Result<(), SignError> {
-        let envelope = Envelope {
-            iss: self.party.key.did(),
-            field: field.to_owned(),
-            kind: kind.as_str().to_owned(),
-            iat: now_unix(),
-            jti: uuid::Uuid::new_v4().simple().to_string(),
-            body,
-        };
-        let token = sign_message(&self.party.key, &envelope)?;
+        let token = self.envelope(field, kind, body)?;
         let command = Command::Publish {
             topic: topic_name(field, kind),
             data: token.into_bytes(),
@@ -125,6 +120,128 @@ impl Publisher {
             tracing::warn!("gossip not published: the network task has stopped");
         }
         Ok(())
+    }
+
+    /// Signs `body` in an envelope for the `kind` topic of `field`.
+    fn envelope(&self, field: &str, kind: TopicKind, body: Value) -> Result<String, SignError> {
+        let envelope = Envelope {
+            iss: self.party.key.did(),
+            field: field.to_owned(),
+            kind: kind.as_str().to_owned(),
+            iat: now_unix(),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            body,
+        };
+        sign_message(&self.party.key, &envelope)
+    }
+
+    /// The threat book.
+    pub fn threats(&self) -> &Arc<Threats> {
+        &self.threats
+    }
+
+    /// Reports a STIX bundle in `field` as this gateway: takes it here, then gossips it, or
+    /// for TLP:RED sends it to each named recipient and to no one else.
+    pub async fn publish_threat(
+        &self,
+        field: &str,
+        bundle: Value,
+        recipients: Vec<String>,
+    ) -> Result<ThreatPublication, ThreatError> {
+        self.threats.check_resharing(field, &bundle)?;
+        let body = serde_json::to_value(ReportBody { bundle, recipients })
+            .map_err(|error| ThreatError::new(ThreatCode::Malformed, error.to_string()))?;
+        let me = self.party.key.did();
+        let outcome = self.threats.receive(field, &me, &body, Origin::Local)?;
+        let token = self
+            .envelope(field, TopicKind::Threat, body.clone())
+            .map_err(|error| ThreatError::new(ThreatCode::Store, error.to_string()))?;
+        let recipients: Vec<String> = body
+            .get("recipients")
+            .and_then(|recipients| serde_json::from_value(recipients.clone()).ok())
+            .unwrap_or_default();
+        let mut deliveries = Vec::new();
+        if recipients.is_empty() {
+            let command = Command::Publish {
+                topic: topic_name(field, TopicKind::Threat),
+                data: token.clone().into_bytes(),
+            };
+            if self.commands.send(command).await.is_err() {
+                tracing::warn!("threat report taken but not gossiped: the network has stopped");
+            }
+        }
+        for recipient in recipients {
+            let result = self.deliver(field, &recipient, &token).await;
+            deliveries.push(Delivery { recipient, result });
+        }
+        Ok(ThreatPublication {
+            outcome,
+            deliveries,
+        })
+    }
+
+    async fn deliver(&self, field: &str, recipient: &str, token: &str) -> String {
+        let Some(peer) = PublicKey::peer_id_of(recipient) else {
+            return "malformed: not a member DID".into();
+        };
+        let request = SyncRequest::Report {
+            field: field.to_owned(),
+            token: token.to_owned(),
+        };
+        match sync(&self.commands, peer, request).await {
+            Ok(SyncResponse::Report { taken, .. }) => format!("taken: {taken} indicators"),
+            Ok(SyncResponse::Refused { code, message }) => format!("{code}: {message}"),
+            Ok(_) => "unexpected answer".into(),
+            Err(reason) => format!("unreachable: {reason}"),
+        }
+    }
+
+    /// Takes a report from a file: a raw STIX bundle (this gateway becomes its reporter,
+    /// and it is not shared), or a member's signed threat envelope (verified as if it had
+    /// arrived by name).
+    pub fn import_threats(&self, field: &str, input: &Value) -> Result<ReportOutcome, ThreatError> {
+        let Some(token) = input.as_str() else {
+            let body = serde_json::json!({ "bundle": input });
+            return self
+                .threats
+                .receive(field, &self.party.key.did(), &body, Origin::Import);
+        };
+        let refused = |code: ThreatCode, message: String| ThreatError::new(code, message);
+        let (publisher, payload) = CredentialVerifier::new()
+            .open_message(token.trim(), crate::threats::MAX_BUNDLE_BYTES * 2)
+            .map_err(|error| refused(ThreatCode::Malformed, error.to_string()))?;
+        let envelope: Envelope = serde_json::from_value(Value::Object(payload))
+            .map_err(|error| refused(ThreatCode::Malformed, error.to_string()))?;
+        if envelope.field != field || envelope.kind != TopicKind::Threat.as_str() {
+            return Err(refused(
+                ThreatCode::WrongField,
+                "the envelope is not a threat report for this field".into(),
+            ));
+        }
+        let member = publisher == self.party.key.did()
+            || PublicKey::peer_id_of(&publisher)
+                .and_then(|peer| {
+                    self.party
+                        .store
+                        .tree(Tree::Peers)
+                        .ok()?
+                        .get::<PeerRecord>(peer.to_bytes().as_slice())
+                        .ok()?
+                })
+                .is_some_and(|record| record.tiers.get(field).is_some_and(|tier| *tier >= 1));
+        if !member || self.party.is_barred(field, &publisher) {
+            return Err(refused(
+                ThreatCode::NotMember,
+                format!("{publisher} is not a verified member in good standing of the field"),
+            ));
+        }
+        let mut body = envelope.body;
+        // Imported by the operator: a RED report is for us whoever it named.
+        if let Some(object) = body.as_object_mut() {
+            object.remove("recipients");
+        }
+        self.threats
+            .receive(field, &publisher, &body, Origin::Import)
     }
 
     /// Publishes the audit chain's head in every joined field; returns it.
@@ -241,7 +358,7 @@ impl Publisher {
     }
 
     async fn after_governance(&self, field: &str, signed: &SignedOp, intake: &GovIntake) {
-        enforce(&self.party, signed, intake);
+        enforce(&self.party, &self.threats, signed, intake);
         match serde_json::to_value(signed) {
             Ok(body) => {
                 if let Err(error) = self.publish(field, TopicKind::Gov, body).await {
@@ -266,6 +383,25 @@ impl Publisher {
         }
         Ok(intake)
     }
+}
+
+/// What publishing a threat report did.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreatPublication {
+    /// What this gateway took from it.
+    pub outcome: ReportOutcome,
+    /// For TLP:RED, what each named recipient answered.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// One named recipient's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// The recipient's DID.
+    pub recipient: String,
+    /// `taken: N indicators`, or the refusal code and reason.
+    pub result: String,
 }
 
 /// An audit checkpoint: the publisher's chain has entry `seq` with hash `head`.
@@ -366,7 +502,7 @@ pub struct OpDraft {
 
 /// Puts a taken op into force: a change of standing or of the rules makes the handshake
 /// service re-judge every connected peer at once, which gates the revoked and suspended.
-fn enforce(party: &LocalParty, signed: &SignedOp, intake: &GovIntake) {
+fn enforce(party: &LocalParty, threats: &Threats, signed: &SignedOp, intake: &GovIntake) {
     let decision = match intake.progress.committed {
         Some(Via::Admin) => "commit-emergency",
         Some(Via::Quorum) => "commit",
@@ -393,8 +529,15 @@ fn enforce(party: &LocalParty, signed: &SignedOp, intake: &GovIntake) {
             &format!("governance:{}", signed.op.kind),
         );
         party.facts_changed.notify_one();
+        // A revoked reporter's reports stop counting; a new admin's start to.
+        threats.rejudge_all();
     }
 }
+
+/// How often expired countermeasures are lifted.
+const THREAT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often one member's refused threat reports are audited.
+const REFUSAL_AUDIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Members asked for our checkpoints in one verification.
 const MAX_CHECKPOINT_PEERS: usize = 32;
@@ -462,13 +605,14 @@ impl Exchange {
         commands: mpsc::Sender<Command>,
         content: mpsc::Receiver<ContentEvent>,
         handshakes: broadcast::Receiver<GatewayEvent>,
-        max_message_bytes: usize,
-        endorse: EndorseMode,
+        settings: ExchangeSettings,
         spaces: Arc<crate::spaces::Spaces>,
+        threats: Arc<Threats>,
     ) -> Self {
         let publisher = Publisher {
             party: Arc::clone(&party),
             commands: commands.clone(),
+            threats: Arc::clone(&threats),
         };
         let service = Service {
             party,
@@ -476,9 +620,11 @@ impl Exchange {
             publisher: publisher.clone(),
             verifier: CredentialVerifier::new(),
             buckets: HashMap::new(),
-            max_message_bytes,
-            endorse,
+            max_message_bytes: settings.max_message_bytes,
+            endorse: settings.endorse,
             spaces,
+            threats,
+            refusals_audited: HashMap::new(),
         };
         let task = tokio::spawn(service.run(content, handshakes));
         Self { publisher, task }
@@ -496,6 +642,15 @@ impl Exchange {
     }
 }
 
+/// How the exchange service runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeSettings {
+    /// Largest message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Whether to endorse admissions by ourselves.
+    pub endorse: EndorseMode,
+}
+
 struct Service {
     party: Arc<LocalParty>,
     commands: mpsc::Sender<Command>,
@@ -505,6 +660,10 @@ struct Service {
     max_message_bytes: usize,
     endorse: EndorseMode,
     spaces: Arc<crate::spaces::Spaces>,
+    threats: Arc<Threats>,
+    /// When a member's refused threat report was last audited: a flood of bad reports is
+    /// audited once a minute per member, not once per message.
+    refusals_audited: HashMap<String, Instant>,
 }
 
 impl Service {
@@ -514,9 +673,15 @@ impl Service {
         mut handshakes: broadcast::Receiver<GatewayEvent>,
     ) {
         let mut checkpoints = tokio::time::interval(CHECKPOINT_INTERVAL);
+        let mut sweeps = tokio::time::interval(THREAT_SWEEP_INTERVAL);
         let mut published: Option<u64> = None;
         loop {
             tokio::select! {
+                _ = sweeps.tick() => {
+                    let threats = Arc::clone(&self.threats);
+                    // Lifting may write to disk: off the event loop.
+                    let _ = tokio::task::spawn_blocking(move || threats.sweep()).await;
+                }
                 _ = checkpoints.tick() => {
                     let head = self.party.audit.head().map(|(seq, _)| seq);
                     if head != published {
@@ -662,8 +827,44 @@ impl Service {
             TopicKind::Status => self.status_message(&envelope.body),
             TopicKind::Gov => self.governance_message(&field, envelope.body),
             TopicKind::Audit => self.checkpoint_message(&publisher, &envelope.body, token),
-            // Threat messages are judged by their own module (not yet here).
-            TopicKind::Threat => Ok(Verdict::Ignore),
+            TopicKind::Threat => self.threat_message(&field, &publisher, &envelope.body),
+        }
+    }
+
+    /// Takes a member's threat report; a refused one is also reported locally.
+    fn threat_message(
+        &mut self,
+        field: &str,
+        publisher: &str,
+        body: &Value,
+    ) -> Result<Verdict, Rejection> {
+        match self.threats.receive(field, publisher, body, Origin::Gossip) {
+            Ok(_) => Ok(Verdict::Accept),
+            Err(error) if error.code == ThreatCode::Replayed => Ok(Verdict::Ignore),
+            Err(error) => {
+                self.report_refusal(field, publisher, &error);
+                Err(Rejection(error.code.as_str().to_owned()))
+            }
+        }
+    }
+
+    fn report_refusal(&mut self, field: &str, publisher: &str, error: &ThreatError) {
+        tracing::warn!(%publisher, code = error.code.as_str(), %error, "threat report refused");
+        let now = Instant::now();
+        let due = self
+            .refusals_audited
+            .get(publisher)
+            .is_none_or(|at| now.duration_since(*at) >= REFUSAL_AUDIT_INTERVAL);
+        if due {
+            self.refusals_audited.insert(publisher.to_owned(), now);
+            self.party.audit.record(Event {
+                actor: publisher.to_owned(),
+                action: "threat.report".into(),
+                object: field.to_owned(),
+                decision: "refused".into(),
+                reason: error.code.as_str().into(),
+                ..Event::default()
+            });
         }
     }
 
@@ -696,7 +897,7 @@ impl Service {
             .intake(&joined.charter, signed.clone(), now_unix())
         {
             Ok(intake) => {
-                enforce(&self.party, &signed, &intake);
+                enforce(&self.party, &self.threats, &signed, &intake);
                 Ok(Verdict::Accept)
             }
             Err(error) if error.code == GovCode::Replayed => Ok(Verdict::Ignore),
@@ -803,7 +1004,8 @@ impl Service {
         let field = match &request {
             SyncRequest::StatusLists { field, .. }
             | SyncRequest::Ops { field, .. }
-            | SyncRequest::Checkpoints { field, .. } => field,
+            | SyncRequest::Checkpoints { field, .. }
+            | SyncRequest::Report { field, .. } => field,
         };
         if !self.is_member(peer, field) {
             return SyncResponse::Refused {
@@ -846,6 +1048,7 @@ impl Service {
                     String::len,
                 ),
             },
+            SyncRequest::Report { field, token } => self.direct_report(peer, &field, &token),
             SyncRequest::Ops { field, have } => {
                 let lacking = self.party.governance.missing(&field, &have).into_iter();
                 SyncResponse::Ops {
@@ -854,6 +1057,49 @@ impl Service {
                     }),
                 }
             }
+        }
+    }
+
+    /// Takes a report a member sent us by name: it must be signed by that member.
+    fn direct_report(&self, peer: PeerId, field: &str, token: &str) -> SyncResponse {
+        let refused = |code: &str, message: String| SyncResponse::Refused {
+            code: code.into(),
+            message,
+        };
+        let opened = self
+            .verifier
+            .open_message(token, self.max_message_bytes)
+            .map_err(|error| refused(error.code.as_str(), error.to_string()))
+            .and_then(|(publisher, payload)| {
+                serde_json::from_value::<Envelope>(Value::Object(payload))
+                    .map(|envelope| (publisher, envelope))
+                    .map_err(|error| refused("malformed", error.to_string()))
+            });
+        let (publisher, envelope) = match opened {
+            Ok(opened) => opened,
+            Err(response) => return response,
+        };
+        if PublicKey::peer_id_of(&publisher) != Some(peer)
+            || envelope.field != field
+            || envelope.kind != TopicKind::Threat.as_str()
+        {
+            return refused(
+                "wrong_topic",
+                "a direct report is the sender's own threat envelope for this field".into(),
+            );
+        }
+        if (now_unix() - envelope.iat).abs() > MAX_MESSAGE_AGE_SECS {
+            return refused("stale", "the report is too old".into());
+        }
+        match self
+            .threats
+            .receive(field, &publisher, &envelope.body, Origin::Direct)
+        {
+            Ok(outcome) => SyncResponse::Report {
+                taken: outcome.taken,
+                unchanged: outcome.unchanged,
+            },
+            Err(error) => refused(error.code.as_str(), error.message),
         }
     }
 
@@ -1026,12 +1272,18 @@ mod tests {
         let (commands, _) = mpsc::channel(1);
         let party_store = party.store.clone();
         let party = Arc::new(party);
+        let threats = Arc::new(
+            Threats::load(Arc::clone(&party), crate::config::ThreatsConfig::default()).unwrap(),
+        );
         let fixture = Fixture {
             service: Service {
                 publisher: Publisher {
                     party: Arc::clone(&party),
                     commands: commands.clone(),
+                    threats: Arc::clone(&threats),
                 },
+                threats,
+                refusals_audited: HashMap::new(),
                 party,
                 commands,
                 verifier: CredentialVerifier::new(),

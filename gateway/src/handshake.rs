@@ -139,6 +139,8 @@ pub struct LocalParty {
     pub governance: Governance,
     /// The audit log.
     pub audit: AuditLog,
+    /// The threat countermeasures in force (written by [`crate::threats::Threats`]).
+    pub threat_effects: RwLock<crate::threats::Effects>,
     /// Policies amended by governance, compiled, by SHA-256 of their text.
     amended_policies: Mutex<HashMap<String, Arc<PolicyEngine>>>,
 }
@@ -167,6 +169,7 @@ impl LocalParty {
             metrics: Metrics::default(),
             governance,
             audit,
+            threat_effects: RwLock::new(crate::threats::Effects::default()),
             amended_policies: Mutex::new(HashMap::new()),
         })
     }
@@ -226,6 +229,64 @@ impl LocalParty {
         self.governance
             .standing(field, did)
             .is_some_and(|standing| !standing.in_good_standing())
+    }
+
+    /// Whether a threat countermeasure blocks `did` in `field`.
+    pub fn threat_blocked(&self, field: &str, did: &str) -> bool {
+        self.threat_effects
+            .read()
+            .is_ok_and(|effects| effects.member_blocked(field, did))
+    }
+
+    /// The tier ceiling a threat countermeasure puts on `did` in `field`.
+    pub fn tier_cap(&self, field: &str, did: &str) -> Option<u8> {
+        self.threat_effects
+            .read()
+            .ok()
+            .and_then(|effects| effects.tier_cap(field, did))
+    }
+
+    /// `did`'s credentials less those a threat countermeasure suspended in `field`.
+    pub fn counted_credentials(&self, field: &str, did: &str, tokens: &[String]) -> Vec<String> {
+        let Ok(effects) = self.threat_effects.read() else {
+            return Vec::new();
+        };
+        tokens
+            .iter()
+            .filter(|token| {
+                crate::threats::effects::credential_id(token)
+                    .is_none_or(|id| !effects.credential_suspended(field, did, &id))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `did` runs software an applied `mark-vulnerable` names in `field`, by the
+    /// inventory credentials it presented (verified, about itself). Fails closed.
+    pub fn vulnerable(&self, field: &str, did: &str, tokens: &[String]) -> bool {
+        let Ok(effects) = self.threat_effects.read() else {
+            return true;
+        };
+        if !effects.marks_vulnerable_in(field) {
+            return false;
+        }
+        let verifier = CredentialVerifier::new();
+        let inventories: Vec<_> = self.with_status_lists(|status_lists| {
+            let context = crate::credential::VerifyContext {
+                now: crate::credential::now_unix(),
+                trust: None,
+                status_lists,
+                status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
+            };
+            tokens
+                .iter()
+                .filter_map(|token| verifier.verify_credential(token, &context).ok())
+                .filter(|credential| {
+                    credential.type_name == crate::threats::effects::INVENTORY_TYPE
+                })
+                .collect()
+        });
+        effects.vulnerable(field, did, &inventories)
     }
 
     /// The fields joined, as of now.
@@ -746,13 +807,15 @@ impl Shared {
                 };
                 let charter = self.party.effective_charter(field);
                 let id = charter.field_id();
-                if self.party.is_barred(&id, &did) {
-                    // A revoked or suspended member's credentials stop counting at once.
+                if self.party.is_barred(&id, &did) || self.party.threat_blocked(&id, &did) {
+                    // A revoked, suspended or blocked member's credentials stop counting at once.
                     tiers.insert(id, 0);
                     continue;
                 }
-                let report = evaluate(&charter, &self.verifier, &credentials, context);
-                tiers.insert(id, report.tier);
+                let counted = self.party.counted_credentials(&id, &did, &credentials);
+                let report = evaluate(&charter, &self.verifier, &counted, context);
+                let cap = self.party.tier_cap(&id, &did).unwrap_or(u8::MAX);
+                tiers.insert(id, report.tier.min(cap));
                 next_change = [next_change, report.next_change]
                     .into_iter()
                     .flatten()
@@ -865,6 +928,16 @@ impl Shared {
         {
             let message = format!("{} is revoked or suspended in field {field}", record.did);
             self.gate(peer, "member_barred", &message).await;
+        } else if let Some(field) = record
+            .tiers
+            .keys()
+            .find(|field| self.party.threat_blocked(field, &record.did))
+        {
+            let message = format!(
+                "{} is blocked in field {field} by a threat countermeasure",
+                record.did
+            );
+            self.gate(peer, "threat_blocked", &message).await;
         } else {
             let message = format!("{} reaches no tier in any shared field", record.did);
             self.gate(peer, "no_tier", &message).await;

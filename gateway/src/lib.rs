@@ -46,5 +46,6 @@ pub mod secret_file;
 pub mod spaces;
 pub mod status;
 pub mod store;
+pub mod threats;
 pub mod tier;
 pub mod tls;

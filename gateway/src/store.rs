@@ -51,11 +51,18 @@ pub enum Tree {
     Records,
     /// `spaces`: sealed attachment chunks and their index, by content hash.
     Attachments,
+    /// `threats`: indicators held, by `<field id>/<reporter>/<indicator id>`.
+    Indicators,
+    /// `threats`: each countermeasure's state and the operator's word, by action id.
+    ThreatActions,
+    /// `threats`: indicator keys in the order they were added, for TAXII, by
+    /// `<field id>/<added ms, 16 hex>/<indicator key>`.
+    ThreatLog,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 14] = [
         Tree::Meta,
         Tree::Replay,
         Tree::Peers,
@@ -67,6 +74,9 @@ impl Tree {
         Tree::Checkpoints,
         Tree::Records,
         Tree::Attachments,
+        Tree::Indicators,
+        Tree::ThreatActions,
+        Tree::ThreatLog,
     ];
 
     fn name(self) -> &'static str {
@@ -82,6 +92,9 @@ impl Tree {
             Tree::Checkpoints => "checkpoints",
             Tree::Records => "records",
             Tree::Attachments => "attachments",
+            Tree::Indicators => "indicators",
+            Tree::ThreatActions => "threat_actions",
+            Tree::ThreatLog => "threat_log",
         }
     }
 }
@@ -369,6 +382,40 @@ impl StoreTree {
         self.remove(key)?;
         self.tree.flush()?;
         Ok(())
+    }
+
+    /// Writes what was put to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries whose keys start with `prefix` and sort after `after`, in key
+    /// order.
+    pub fn scan<T: Stored>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let range = match after {
+            Some(after) => self
+                .tree
+                .range::<&[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => self.tree.range::<&[u8], _>(prefix..),
+        };
+        range
+            .take_while(|entry| {
+                entry
+                    .as_ref()
+                    .map_or(true, |(key, _)| key.starts_with(prefix))
+            })
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                Ok((key.to_vec(), decode(&key, &bytes)?))
+            })
+            .collect()
     }
 
     /// Every key, in order.

@@ -2,6 +2,7 @@
 //! without a certificate the admin CA signed is refused during the TLS handshake, before any
 //! HTTP is read.
 
+pub mod threats;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -320,7 +321,12 @@ async fn audit_admin_actions(
         join_field,
         dial,
         status_lists,
-        import_status_list
+        import_status_list,
+        threats::publish,
+        threats::import,
+        threats::list_indicators,
+        threats::list_actions,
+        threats::decide
     )
 )]
 pub struct ApiDoc;
@@ -372,6 +378,7 @@ fn router(state: ApiState) -> Router {
             axum::routing::post(publish_checkpoint),
         )
         .route("/v1/fields/{field}/issuers", get(issuers))
+        .merge(threats::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit_admin_actions,
@@ -914,7 +921,7 @@ impl From<DataError> for Failure {
             DataCode::NotFound => StatusCode::NOT_FOUND,
             DataCode::Tampered => StatusCode::CONFLICT,
             DataCode::Malformed => StatusCode::UNPROCESSABLE_ENTITY,
-            DataCode::Denied | DataCode::BulkGuard => StatusCode::FORBIDDEN,
+            DataCode::Denied | DataCode::BulkGuard | DataCode::Quarantined => StatusCode::FORBIDDEN,
             DataCode::Store => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Failure::new(status, error.code.as_str(), error.message)

@@ -157,29 +157,58 @@ impl AuditLog {
     /// Appends an event durably and returns its entry. A caller that cannot audit must not
     /// act: the error is returned, not swallowed.
     pub fn append(&self, event: Event) -> Result<AuditEntry, AuditError> {
+        let mut entries = self.append_all(vec![event])?;
+        entries.pop().ok_or_else(|| {
+            AuditError::Store(StoreError::Corrupt {
+                key: "audit".into(),
+                reason: "an append wrote nothing".into(),
+            })
+        })
+    }
+
+    /// Appends events in order and flushes once: what one decision produced is on disk
+    /// together, at the cost of one write to disk.
+    pub fn append_all(&self, events: Vec<Event>) -> Result<Vec<AuditEntry>, AuditError> {
         let mut head = self
             .head
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut entry = AuditEntry {
-            seq: head.next,
-            time_ms: now_ms(),
-            actor: event.actor,
-            action: event.action,
-            object: event.object,
-            decision: event.decision,
-            reason: event.reason,
-            purpose: event.purpose,
-            session_start_ms: event.session.map(|(start, _)| start),
-            duration_ms: event.session.map(|(_, duration)| duration),
-            prev: head.hash.clone(),
-            hash: String::new(),
-        };
-        entry.hash = entry.compute_hash();
-        self.tree.put_durable(&entry.seq.to_be_bytes(), &entry)?;
-        head.next += 1;
-        head.hash.clone_from(&entry.hash);
-        Ok(entry)
+        let (mut next, mut hash) = (head.next, head.hash.clone());
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events {
+            let mut entry = AuditEntry {
+                seq: next,
+                time_ms: now_ms(),
+                actor: event.actor,
+                action: event.action,
+                object: event.object,
+                decision: event.decision,
+                reason: event.reason,
+                purpose: event.purpose,
+                session_start_ms: event.session.map(|(start, _)| start),
+                duration_ms: event.session.map(|(_, duration)| duration),
+                prev: std::mem::take(&mut hash),
+                hash: String::new(),
+            };
+            entry.hash = entry.compute_hash();
+            self.tree.put(&entry.seq.to_be_bytes(), &entry)?;
+            next += 1;
+            hash.clone_from(&entry.hash);
+            entries.push(entry);
+        }
+        if !entries.is_empty() {
+            self.tree.flush()?;
+        }
+        head.next = next;
+        head.hash = hash;
+        Ok(entries)
+    }
+
+    /// Appends several events, logging instead of failing (see [`AuditLog::record`]).
+    pub fn record_all(&self, events: Vec<Event>) {
+        if let Err(error) = self.append_all(events) {
+            tracing::error!(%error, "audit entries not written");
+        }
     }
 
     /// Appends, logging instead of failing: for events whose action has already happened

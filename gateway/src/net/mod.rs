@@ -6,6 +6,7 @@
 //! [`Command`]s and hears from it through two event streams: [`NetworkEvent`]s about
 //! connections and handshakes, and [`ContentEvent`]s about gossip and anti-entropy.
 
+mod gate;
 mod gossip;
 mod protocol;
 mod swarm;
@@ -15,6 +16,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use gate::AddressBlocks;
 pub use gossip::{TopicKind, parse_topic, topic_name};
 pub use libp2p::gossipsub::MessageId;
 pub use protocol::{
@@ -187,6 +189,8 @@ pub enum Command {
     ListenAddresses(oneshot::Sender<Vec<Multiaddr>>),
     /// Report the gossipsub score of a peer (none if unknown).
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
+    /// Follow these address blocks (threat countermeasures) from now on.
+    GateAddresses(tokio::sync::watch::Receiver<AddressBlocks>),
 }
 
 /// What the swarm task reports about connections and handshakes.

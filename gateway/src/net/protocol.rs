@@ -84,6 +84,14 @@ pub enum SyncRequest {
         /// What the asker holds.
         have: BTreeMap<String, usize>,
     },
+    /// A threat report for the answerer by name (TLP:RED is never gossiped): the
+    /// reporter's signed envelope.
+    Report {
+        /// The field id.
+        field: String,
+        /// The envelope (compact JWS), signed by the asker.
+        token: String,
+    },
 }
 
 /// An anti-entropy answer.
@@ -104,6 +112,13 @@ pub enum SyncResponse {
     Ops {
         /// The ops, each with every signature held here.
         ops: Vec<crate::governance::SignedOp>,
+    },
+    /// The report was taken.
+    Report {
+        /// Indicators taken.
+        taken: usize,
+        /// Indicators already held.
+        unchanged: usize,
     },
     /// The request was refused.
     Refused {

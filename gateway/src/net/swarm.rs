@@ -13,10 +13,11 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub,
     identify, noise, ping, tcp, yamux,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
+use super::gate::{AddressBlocks, AddressGate};
 use super::gossip::{self, TopicKind, topic_name};
 use super::{
     Command, ContentEvent, DATA_PROTOCOL, DataRequest, DataResponse, HANDSHAKE_PROTOCOL,
@@ -44,7 +45,8 @@ const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
-    // Gating first: a blocked peer is refused before any other behaviour sees it.
+    // Gating first: a blocked address or peer is refused before any other behaviour sees it.
+    addresses: AddressGate,
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
@@ -88,6 +90,7 @@ pub(super) fn start(
             data: HashMap::new(),
             fields: HashSet::new(),
             heard: HashMap::new(),
+            address_blocks: None,
             next_discovery: Instant::now() + DISCOVERY_INTERVAL,
         }
         .run(),
@@ -126,6 +129,7 @@ fn build_swarm(
                 .discovery
                 .then(|| kademlia(key.public().to_peer_id()));
             Behaviour {
+                addresses: AddressGate::default(),
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(limits),
                 identify: identify::Behaviour::new(identify::Config::new(
@@ -192,7 +196,20 @@ struct SwarmTask {
     /// Listen addresses connected peers told us (identify), kept until they are admitted
     /// into the DHT or leave.
     heard: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The threat module's address blocks, once it is running.
+    address_blocks: Option<watch::Receiver<AddressBlocks>>,
     next_discovery: Instant,
+}
+
+/// The next change of the address blocks; never, once their sender is gone.
+async fn next_blocks(watch: &mut Option<watch::Receiver<AddressBlocks>>) -> AddressBlocks {
+    if let Some(receiver) = watch {
+        if receiver.changed().await.is_ok() {
+            return receiver.borrow_and_update().clone();
+        }
+        *watch = None;
+    }
+    std::future::pending().await
 }
 
 /// An event for one of the two streams.
@@ -215,6 +232,9 @@ impl SwarmTask {
                     }
                 }
                 () = sleep_until(self.next_discovery) => self.discover(),
+                blocks = next_blocks(&mut self.address_blocks) => {
+                    self.swarm.behaviour_mut().addresses.set(blocks);
+                }
             }
         }
     }
@@ -321,6 +341,10 @@ impl SwarmTask {
             }
             Command::PeerScore(peer, reply) => {
                 let _ = reply.send(behaviour.gossipsub.peer_score(&peer));
+            }
+            Command::GateAddresses(mut blocks) => {
+                behaviour.addresses.set(blocks.borrow_and_update().clone());
+                self.address_blocks = Some(blocks);
             }
         }
     }

@@ -157,6 +157,31 @@ fn decide(
     }
     let principal = facts(party, &field, &record)?;
     let engine = party.policy_engine(&field);
+    let threat_level = party
+        .threat_effects
+        .read()
+        .map_or(u8::MAX, |effects| effects.threat_level(field_id));
+    let quarantined = |stored: &Record| {
+        party.threat_effects.read().map_or(true, |effects| {
+            stored
+                .attachments
+                .iter()
+                .any(|attachment| effects.quarantined(field_id, &attachment.sha256))
+        })
+    };
+    let refuse_quarantined = |stored: &Record| {
+        if quarantined(stored) {
+            Err(DataError {
+                code: DataCode::Quarantined,
+                message: format!(
+                    "record {} has an attachment under a threat quarantine",
+                    stored.id
+                ),
+            })
+        } else {
+            Ok(())
+        }
+    };
     let space = SpaceRef {
         field: field_id.to_owned(),
         tier,
@@ -172,7 +197,7 @@ fn decide(
             action,
             resource,
             purpose: purpose.to_owned(),
-            threat_level: 0,
+            threat_level,
         });
         party.metrics.count(
             crate::metrics::DECISIONS,
@@ -187,6 +212,7 @@ fn decide(
     match request {
         DataRequest::Get { id, .. } => {
             let stored = spaces.get(field_id, tier, id)?;
+            refuse_quarantined(&stored)?;
             let reason = decide_on(Resource::Record {
                 space,
                 labels: stored.policy_labels(),
@@ -195,6 +221,7 @@ fn decide(
         }
         DataRequest::Chunk { id, sha256, .. } => {
             let stored = spaces.get(field_id, tier, id)?;
+            refuse_quarantined(&stored)?;
             if !stored
                 .attachments
                 .iter()
@@ -219,7 +246,7 @@ fn decide(
                 .ids(field_id, tier)?
                 .into_iter()
                 .filter_map(|id| spaces.get(field_id, tier, &id).ok())
-                .filter(|stored| filter.matches(&stored.labels))
+                .filter(|stored| filter.matches(&stored.labels) && !quarantined(stored))
                 .filter(|stored| {
                     let resource = Resource::Record {
                         space: space.clone(),
@@ -232,7 +259,7 @@ fn decide(
                                 action: Action::Read,
                                 resource,
                                 purpose: purpose.to_owned(),
-                                threat_level: 0,
+                                threat_level,
                             })
                             .allowed
                     })
@@ -284,5 +311,6 @@ fn facts(
     let tier = record.tiers.get(&charter.field_id()).copied().unwrap_or(0);
     let mut facts = OrgFacts::from_verified(&record.did, tier, &credentials, &charter);
     facts.suspended = party.is_barred(&charter.field_id(), &record.did);
+    facts.vulnerable = party.vulnerable(&charter.field_id(), &record.did, &record.credentials);
     Ok(facts)
 }

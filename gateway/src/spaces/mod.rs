@@ -47,6 +47,8 @@ pub enum DataCode {
     Denied,
     /// The bulk-change guard stopped a mass deletion or overwrite.
     BulkGuard,
+    /// An attachment of the record matches a quarantine countermeasure.
+    Quarantined,
     /// The store or the key file failed.
     Store,
 }
@@ -60,6 +62,7 @@ impl DataCode {
             DataCode::Malformed => "data_malformed",
             DataCode::Denied => "access_denied",
             DataCode::BulkGuard => "bulk_change_blocked",
+            DataCode::Quarantined => "record_quarantined",
             DataCode::Store => "store",
         }
     }

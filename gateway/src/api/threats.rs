@@ -1,0 +1,346 @@
+//! Threat routes: publishing and importing reports, the countermeasure queue, and the
+//! TAXII 2.1 read API over the same book.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{AdminSession, ApiState, Failure, actor, resolve_field};
+use crate::exchange::ThreatPublication;
+use crate::threats::engine::{State as ActionState, Verdict};
+use crate::threats::taxii::{self, TAXII_MEDIA_TYPE};
+use crate::threats::{ActionView, ReportOutcome, ThreatCode, ThreatError};
+
+/// The threat and TAXII routes.
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/v1/fields/{field}/threats",
+            get(list_indicators).post(publish),
+        )
+        .route("/v1/fields/{field}/threats/import", post(import))
+        .route("/v1/threats/actions", get(list_actions))
+        .route("/v1/threats/actions/{action}/{verdict}", post(decide))
+        .route("/taxii2/", get(discovery))
+        .route(taxii::API_ROOT, get(api_root))
+        .route("/taxii2/tfc/collections/", get(collections))
+        .route("/taxii2/tfc/collections/{collection}/", get(collection))
+        .route(
+            "/taxii2/tfc/collections/{collection}/objects/",
+            get(objects),
+        )
+}
+
+impl From<ThreatError> for Failure {
+    fn from(error: ThreatError) -> Self {
+        let status = match error.code {
+            ThreatCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ThreatCode::Malformed
+            | ThreatCode::UnsupportedPattern
+            | ThreatCode::BadCountermeasure
+            | ThreatCode::Expired => StatusCode::UNPROCESSABLE_ENTITY,
+            ThreatCode::NotMember | ThreatCode::TlpViolation => StatusCode::FORBIDDEN,
+            ThreatCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ThreatCode::Replayed => StatusCode::CONFLICT,
+            ThreatCode::WrongField | ThreatCode::UnknownAction => StatusCode::NOT_FOUND,
+            ThreatCode::Store => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure::new(status, error.code.as_str(), error.message)
+    }
+}
+
+/// A report to publish.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PublishThreat {
+    /// A STIX 2.1 bundle.
+    #[schema(value_type = Object)]
+    pub bundle: Value,
+    /// For TLP:RED only: the DIDs of the members it goes to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+/// A report to import.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ImportThreat {
+    /// A STIX 2.1 bundle (this gateway becomes its reporter; not shared), or a member's
+    /// signed threat envelope (a compact JWS string).
+    #[schema(value_type = Object)]
+    pub report: Value,
+}
+
+/// An indicator held.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IndicatorView {
+    /// The STIX object.
+    #[schema(value_type = Object)]
+    pub object: Value,
+    /// The reporter's DID.
+    pub reporter: String,
+    /// When this gateway took it (RFC 3339).
+    pub added: String,
+    /// How it arrived.
+    pub origin: crate::threats::Origin,
+}
+
+#[utoipa::path(post, path = "/v1/fields/{field}/threats", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = PublishThreat, responses((status = 200, body = ThreatPublication), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
+pub(super) async fn publish(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+    Json(request): Json<PublishThreat>,
+) -> Result<Json<ThreatPublication>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let publication = state
+        .publisher
+        .publish_threat(&field, request.bundle, request.recipients)
+        .await?;
+    Ok(Json(publication))
+}
+
+#[utoipa::path(post, path = "/v1/fields/{field}/threats/import", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ImportThreat, responses((status = 200, body = ReportOutcome), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
+pub(super) async fn import(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+    Json(request): Json<ImportThreat>,
+) -> Result<Json<ReportOutcome>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    Ok(Json(
+        state.publisher.import_threats(&field, &request.report)?,
+    ))
+}
+
+/// `?limit=`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Limit {
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/fields/{field}/threats", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("limit" = Option<usize>, Query, description = "At most this many (default 500)")), responses((status = 200, body = Vec<IndicatorView>)))]
+pub(super) async fn list_indicators(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+    Query(query): Query<Limit>,
+) -> Result<Json<Vec<IndicatorView>>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let limit = query
+        .limit
+        .unwrap_or(taxii::MAX_PAGE)
+        .clamp(1, taxii::MAX_PAGE);
+    let (held, _) = state.publisher.threats().objects(&field, None, limit)?;
+    Ok(Json(
+        held.into_iter()
+            .map(|held| IndicatorView {
+                object: Value::Object(held.object),
+                reporter: held.reporter,
+                added: taxii::timestamp(held.added_ms),
+                origin: held.origin,
+            })
+            .collect(),
+    ))
+}
+
+/// `?state=`.
+#[derive(Debug, Deserialize)]
+pub(super) struct StateFilter {
+    state: Option<ActionState>,
+}
+
+#[utoipa::path(get, path = "/v1/threats/actions", params(("state" = Option<String>, Query, description = "applied, awaiting_corroboration, awaiting_operator, rejected or inactive")), responses((status = 200, body = Vec<ActionView>)))]
+pub(super) async fn list_actions(
+    State(state): State<ApiState>,
+    Query(filter): Query<StateFilter>,
+) -> Json<Vec<ActionView>> {
+    Json(state.publisher.threats().actions(filter.state))
+}
+
+#[utoipa::path(post, path = "/v1/threats/actions/{action}/{verdict}", params(("action" = String, Path, description = "Action id or unambiguous prefix"), ("verdict" = String, Path, description = "apply or reject")), responses((status = 200, body = ActionView), (status = 404, body = super::ApiError)))]
+pub(super) async fn decide(
+    State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
+    axum::extract::Path((action, verdict)): axum::extract::Path<(String, String)>,
+) -> Result<Json<ActionView>, Failure> {
+    let verdict = match verdict.as_str() {
+        "apply" => Verdict::Apply,
+        "reject" => Verdict::Reject,
+        other => {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "unknown_verdict",
+                format!("{other:?}: use apply or reject"),
+            ));
+        }
+    };
+    let threats = state.publisher.threats();
+    let matching: Vec<String> = threats
+        .actions(None)
+        .into_iter()
+        .map(|view| view.id)
+        .filter(|id| !action.is_empty() && id.starts_with(&action))
+        .collect();
+    let [id] = matching.as_slice() else {
+        return Err(Failure::from(ThreatError::new(
+            ThreatCode::UnknownAction,
+            format!(
+                "{action} names {} actions (see tfcctl threat pending)",
+                matching.len()
+            ),
+        )));
+    };
+    let threats = std::sync::Arc::clone(threats);
+    let (id, operator) = (id.clone(), actor(&session));
+    let view = tokio::task::spawn_blocking(move || threats.decide(&id, verdict, &operator))
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the decision failed",
+            )
+        })??;
+    Ok(Json(view))
+}
+
+/// A TAXII response: its media type, and a 406 when the client accepts neither it nor JSON.
+fn taxii_response(headers: &HeaderMap, body: Value, extra: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("*/*");
+    let acceptable = accept.split(',').any(|offered| {
+        let offered = offered.trim().replace(' ', "");
+        offered.starts_with("application/taxii+json")
+            || offered.starts_with("*/*")
+            || offered.starts_with("application/*")
+            || offered.starts_with("application/json")
+    });
+    if !acceptable {
+        return taxii_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept application/taxii+json;version=2.1",
+        );
+    }
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(TAXII_MEDIA_TYPE),
+    );
+    response.headers_mut().extend(extra);
+    response
+}
+
+/// A TAXII error message.
+fn taxii_error(status: StatusCode, title: &str) -> Response {
+    let body = serde_json::json!({
+        "title": title,
+        "http_status": status.as_u16().to_string(),
+    });
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(TAXII_MEDIA_TYPE),
+    );
+    response
+}
+
+async fn discovery(headers: HeaderMap) -> Response {
+    taxii_response(&headers, taxii::discovery(), HeaderMap::new())
+}
+
+async fn api_root(headers: HeaderMap) -> Response {
+    taxii_response(&headers, taxii::api_root(), HeaderMap::new())
+}
+
+async fn collections(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let collections: Vec<Value> = state
+        .party
+        .fields()
+        .iter()
+        .map(|field| taxii::collection(field))
+        .collect();
+    taxii_response(
+        &headers,
+        serde_json::json!({ "collections": collections }),
+        HeaderMap::new(),
+    )
+}
+
+fn field_of(state: &ApiState, collection: &str) -> Option<std::sync::Arc<crate::field::Field>> {
+    state
+        .party
+        .fields()
+        .into_iter()
+        .find(|field| taxii::collection_id(&field.charter.field_id()) == collection)
+}
+
+async fn collection(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    axum::extract::Path(collection): axum::extract::Path<String>,
+) -> Response {
+    match field_of(&state, &collection) {
+        Some(field) => taxii_response(&headers, taxii::collection(&field), HeaderMap::new()),
+        None => taxii_error(StatusCode::NOT_FOUND, "no such collection"),
+    }
+}
+
+/// `objects/` query parameters.
+#[derive(Debug, Deserialize)]
+struct ObjectsQuery {
+    added_after: Option<String>,
+    limit: Option<usize>,
+    next: Option<String>,
+}
+
+async fn objects(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    axum::extract::Path(collection): axum::extract::Path<String>,
+    query: Result<Query<ObjectsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return taxii_error(StatusCode::BAD_REQUEST, "unreadable query parameters");
+    };
+    let Some(field) = field_of(&state, &collection) else {
+        return taxii_error(StatusCode::NOT_FOUND, "no such collection");
+    };
+    let added_after = match query.added_after.as_deref().map(taxii::parse_timestamp) {
+        Some(Err(error)) => return taxii_error(StatusCode::BAD_REQUEST, &error.message),
+        Some(Ok(ms)) => Some(ms),
+        None => None,
+    };
+    let threats = std::sync::Arc::clone(state.publisher.threats());
+    let field_id = field.charter.field_id();
+    let page = tokio::task::spawn_blocking(move || {
+        taxii::objects(
+            &threats,
+            &field_id,
+            added_after,
+            query.next.as_deref(),
+            query.limit,
+        )
+    })
+    .await;
+    match page {
+        Ok(Ok(page)) => {
+            let mut extra = HeaderMap::new();
+            if let Some((first, last)) = page.added {
+                for (name, ms) in [
+                    ("x-taxii-date-added-first", first),
+                    ("x-taxii-date-added-last", last),
+                ] {
+                    if let Ok(value) = HeaderValue::from_str(&taxii::timestamp(ms)) {
+                        extra.insert(name, value);
+                    }
+                }
+            }
+            taxii_response(&headers, page.envelope, extra)
+        }
+        Ok(Err(error)) => taxii_error(StatusCode::BAD_REQUEST, &error.message),
+        Err(_) => taxii_error(StatusCode::INTERNAL_SERVER_ERROR, "the listing failed"),
+    }
+}

@@ -1,0 +1,193 @@
+//! The address gate: refuses connections to and from blocked addresses, networks and
+//! domains, and closes the open ones when a block arrives.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::task::{Context, Poll, Waker};
+
+use ipnet::IpNet;
+use libp2p::PeerId;
+use libp2p::core::transport::PortUse;
+use libp2p::core::{Endpoint, Multiaddr, multiaddr::Protocol};
+use libp2p::swarm::{
+    CloseConnection, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
+};
+
+/// What the gate refuses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressBlocks {
+    /// Networks (a single address is a /32 or /128).
+    pub networks: Vec<IpNet>,
+    /// Domains, with their subdomains (matched on `/dns*/` addresses).
+    pub domains: Vec<String>,
+}
+
+impl AddressBlocks {
+    /// The block that covers `address`, if any, for the log.
+    pub fn covering(&self, address: &Multiaddr) -> Option<String> {
+        address.iter().find_map(|protocol| match protocol {
+            Protocol::Ip4(ip) => self.network_of(IpAddr::V4(ip)),
+            Protocol::Ip6(ip) => self.network_of(IpAddr::V6(ip)),
+            Protocol::Dns(host) | Protocol::Dns4(host) | Protocol::Dns6(host) => {
+                let host = host.trim_end_matches('.').to_ascii_lowercase();
+                self.domains
+                    .iter()
+                    .find(|domain| {
+                        host == **domain
+                            || host
+                                .strip_suffix(domain.as_str())
+                                .is_some_and(|prefix| prefix.ends_with('.'))
+                    })
+                    .cloned()
+            }
+            _ => None,
+        })
+    }
+
+    fn network_of(&self, ip: IpAddr) -> Option<String> {
+        self.networks
+            .iter()
+            .find(|net| net.contains(&ip))
+            .map(ToString::to_string)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("address blocked by a threat countermeasure ({0})")]
+struct Blocked(String);
+
+/// The behaviour: first in the swarm, so a blocked address reaches nothing else.
+#[derive(Default)]
+pub(super) struct AddressGate {
+    blocks: AddressBlocks,
+    open: HashMap<ConnectionId, (PeerId, Multiaddr)>,
+    to_close: VecDeque<(PeerId, ConnectionId)>,
+    waker: Option<Waker>,
+}
+
+impl AddressGate {
+    /// Replaces the blocks and schedules the open connections they cover for closing.
+    pub(super) fn set(&mut self, blocks: AddressBlocks) {
+        self.blocks = blocks;
+        for (connection, (peer, address)) in &self.open {
+            if let Some(block) = self.blocks.covering(address) {
+                tracing::info!(%peer, %address, %block, "closing a connection from a blocked address");
+                self.to_close.push_back((*peer, *connection));
+            }
+        }
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn check(&self, address: &Multiaddr) -> Result<(), ConnectionDenied> {
+        match self.blocks.covering(address) {
+            Some(block) => Err(ConnectionDenied::new(Blocked(block))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl NetworkBehaviour for AddressGate {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.check(remote)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.check(remote)?;
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        address: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.check(address)?;
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::ConnectionEstablished(established) => {
+                self.open.insert(
+                    established.connection_id,
+                    (
+                        established.peer_id,
+                        established.endpoint.get_remote_address().clone(),
+                    ),
+                );
+            }
+            FromSwarm::ConnectionClosed(closed) => {
+                self.open.remove(&closed.connection_id);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        match self.to_close.pop_front() {
+            Some((peer_id, connection)) => Poll::Ready(ToSwarm::CloseConnection {
+                peer_id,
+                connection: CloseConnection::One(connection),
+            }),
+            None => {
+                self.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_addresses_networks_and_domains() {
+        let blocks = AddressBlocks {
+            networks: vec![
+                "198.51.100.0/24".parse().unwrap(),
+                "2001:db8::1/128".parse().unwrap(),
+            ],
+            domains: vec!["evil.example".into()],
+        };
+        let covered = |text: &str| blocks.covering(&text.parse().unwrap());
+        assert_eq!(
+            covered("/ip4/198.51.100.9/tcp/1").as_deref(),
+            Some("198.51.100.0/24")
+        );
+        assert!(covered("/ip4/198.51.101.9/tcp/1").is_none());
+        assert!(covered("/ip6/2001:db8::1/tcp/1").is_some());
+        assert!(covered("/dns4/a.evil.example/tcp/1").is_some());
+        assert!(covered("/dns4/notevil.example/tcp/1").is_none());
+    }
+}

@@ -1,0 +1,932 @@
+//! The threat book: indicators held, countermeasures judged and applied, all on disk.
+//!
+//! Every change of an action's state (queued, applied, rejected, lifted) is audited, and
+//! stored with the state, so that a restart neither re-applies silently nor forgets to lift
+//! what expired while the gateway was down.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::effects::Applied;
+use super::engine::{Contribution, Group, Judgement, Reporter, State, Verdict, action_id};
+use super::{
+    ActionKind, Indicator, Severity, ThreatCode, ThreatError, Tlp, parse_bundle, pattern_kind,
+};
+use crate::audit::Event;
+use crate::config::ThreatsConfig;
+use crate::handshake::{LocalParty, PeerRecord};
+use crate::identity::PublicKey;
+use crate::net::AddressBlocks;
+use crate::store::{Stored, Tree};
+
+/// Named recipients a TLP:RED report may have.
+pub const MAX_RECIPIENTS: usize = 64;
+
+/// How a report reached this gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Gossip on the field's threat topic.
+    Gossip,
+    /// Sent to this gateway by name (TLP:RED).
+    Direct,
+    /// Published here.
+    Local,
+    /// Imported from a file by the operator.
+    Import,
+}
+
+/// An indicator as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HeldIndicator {
+    field: String,
+    reporter: String,
+    origin: Origin,
+    tlp: Tlp,
+    recipients: Vec<String>,
+    added_ms: i64,
+    expires: i64,
+    object: Map<String, Value>,
+}
+
+impl Stored for HeldIndicator {
+    const VERSION: u8 = 1;
+}
+
+/// An action's state as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct HeldAction {
+    group: Group,
+    state: State,
+    verdict: Option<Verdict>,
+}
+
+impl Stored for HeldAction {
+    const VERSION: u8 = 1;
+}
+
+/// A TAXII log entry: the indicator key it points at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LogEntry(String);
+
+impl Stored for LogEntry {
+    const VERSION: u8 = 1;
+}
+
+/// What a report did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportOutcome {
+    /// Indicators taken (new, or newer versions).
+    pub taken: usize,
+    /// Indicators already held in this version or a newer one.
+    pub unchanged: usize,
+    /// The actions the report touched, as they stand now.
+    pub actions: Vec<ActionView>,
+}
+
+/// An action as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionView {
+    /// The action id.
+    pub id: String,
+    /// The field id.
+    pub field: String,
+    /// `block-peer`, `block-address`, ….
+    pub action: ActionKind,
+    /// The pattern's kind and target.
+    #[schema(value_type = Object)]
+    pub target: Value,
+    /// The countermeasure's parameter (tier ceiling or credential id), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// Its state.
+    pub state: State,
+    /// The highest live severity.
+    pub severity: Option<Severity>,
+    /// Distinct reporting organisations in good standing.
+    pub reporters: usize,
+    /// Whether a charter admin reported it.
+    pub admin_reported: bool,
+    /// When it ends (Unix seconds).
+    pub expires: Option<i64>,
+    /// The indicators behind it.
+    pub indicators: Vec<String>,
+}
+
+/// A STIX object with where it came from, for listings and TAXII.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldObject {
+    /// The STIX object.
+    pub object: Map<String, Value>,
+    /// The reporter's DID.
+    pub reporter: String,
+    /// When this gateway took it (Unix ms).
+    pub added_ms: i64,
+    /// How it arrived.
+    pub origin: Origin,
+    /// Its marking.
+    pub tlp: Tlp,
+}
+
+/// Tokens per reporter.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Book {
+    groups: HashMap<String, HeldAction>,
+    /// Indicator key → (modified ms, action id, reporter's field quota key).
+    held: HashMap<String, (i64, String)>,
+    /// (field, reporter) → indicators held.
+    per_reporter: HashMap<(String, String), usize>,
+    /// Indicator id → (field, marking) wherever it is held, for the re-sharing rule.
+    by_id: HashMap<String, Vec<(String, Tlp)>>,
+    buckets: HashMap<String, Bucket>,
+}
+
+/// The threat book of one gateway.
+pub struct Threats {
+    party: Arc<LocalParty>,
+    config: ThreatsConfig,
+    book: Mutex<Book>,
+    addresses: watch::Sender<AddressBlocks>,
+}
+
+fn indicator_key(field: &str, reporter: &str, id: &str) -> String {
+    format!("{field}/{reporter}/{id}")
+}
+
+/// The report body carried in a signed envelope: the bundle and, for TLP:RED, the named
+/// recipients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportBody {
+    /// The STIX 2.1 bundle.
+    pub bundle: Value,
+    /// Recipients' DIDs (TLP:RED only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+}
+
+impl Threats {
+    /// Loads the book from the store, lifts what expired meanwhile, and puts the rest in
+    /// force.
+    pub fn load(party: Arc<LocalParty>, config: ThreatsConfig) -> Result<Self, ThreatError> {
+        let (addresses, _) = watch::channel(AddressBlocks::default());
+        let threats = Self {
+            party,
+            config,
+            book: Mutex::new(Book::default()),
+            addresses,
+        };
+        let now = crate::credential::now_unix();
+        let mut book = threats.lock();
+        let indicators = threats.tree(Tree::Indicators)?;
+        for (key, held) in indicators.entries::<HeldIndicator>()? {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            match Self::reparse(&held) {
+                Some(indicator) if held.expires > now => {
+                    threats.remember(&mut book, &key, &held, &indicator);
+                }
+                _ => indicators.remove(key.as_bytes())?,
+            }
+        }
+        let actions = threats.tree(Tree::ThreatActions)?;
+        for (key, stored) in actions.entries::<HeldAction>()? {
+            let id = String::from_utf8_lossy(&key).into_owned();
+            let current = book.groups.entry(id.clone()).or_insert_with(|| HeldAction {
+                // Every indicator behind it is gone: the judgement below lifts it.
+                group: Group {
+                    contributions: Default::default(),
+                    ..stored.group
+                },
+                state: stored.state,
+                verdict: None,
+            });
+            current.state = stored.state;
+            current.verdict = stored.verdict;
+            if stored.state == State::Applied {
+                let severity = live_severity(&current.group, now);
+                threats.put_in_force(&id, &current.group, severity);
+            }
+        }
+        let ids: Vec<String> = book.groups.keys().cloned().collect();
+        let mut events = Vec::new();
+        threats.rejudge(&mut book, ids, now, &mut events);
+        drop(book);
+        threats.party.audit.record_all(events);
+        Ok(threats)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn tree(&self, tree: Tree) -> Result<crate::store::StoreTree, ThreatError> {
+        Ok(self.party.store.tree(tree)?)
+    }
+
+    fn reparse(held: &HeldIndicator) -> Option<Indicator> {
+        let bundle = serde_json::json!({
+            "type": "bundle",
+            "id": format!("bundle--{}", uuid::Uuid::nil()),
+            "objects": [held.object],
+        });
+        let mut indicator = parse_bundle(&bundle, held.added_ms / 1000)
+            .ok()?
+            .indicators
+            .pop()?;
+        indicator.expires = held.expires;
+        Some(indicator)
+    }
+
+    /// The address blocks in force, to hand to the network ([`crate::net::Command::GateAddresses`]).
+    pub fn address_blocks(&self) -> watch::Receiver<AddressBlocks> {
+        self.addresses.subscribe()
+    }
+
+    /// Takes a report from `reporter` in `field`. The caller has checked the reporter's
+    /// signature and membership; this checks everything about the report itself.
+    pub fn receive(
+        &self,
+        field: &str,
+        reporter: &str,
+        body: &Value,
+        origin: Origin,
+    ) -> Result<ReportOutcome, ThreatError> {
+        if self.party.field(field).is_none() {
+            return Err(ThreatError::new(
+                ThreatCode::WrongField,
+                "this gateway has not joined that field",
+            ));
+        }
+        let body: ReportBody = serde_json::from_value(body.clone()).map_err(|error| {
+            ThreatError::new(ThreatCode::Malformed, format!("report body: {error}"))
+        })?;
+        let now = crate::credential::now_unix();
+        let bundle = parse_bundle(&body.bundle, now)?;
+        self.check_marking(&bundle, &body.recipients, origin)?;
+        let mut book = self.lock();
+        if matches!(origin, Origin::Gossip | Origin::Direct) {
+            self.within_rate(&mut book, reporter, bundle.indicators.len())?;
+        }
+        let mut outcome = ReportOutcome::default();
+        let mut touched = Vec::new();
+        let added_ms = crate::audit::now_ms();
+        let indicators = self.tree(Tree::Indicators)?;
+        let log = self.tree(Tree::ThreatLog)?;
+        for indicator in bundle.indicators {
+            let key = indicator_key(field, reporter, &indicator.id);
+            let previous = book.held.get(&key).cloned();
+            if previous
+                .as_ref()
+                .is_some_and(|(modified, _)| *modified >= indicator.modified_ms)
+            {
+                outcome.unchanged += 1;
+                continue;
+            }
+            let quota = (field.to_owned(), reporter.to_owned());
+            if previous.is_none()
+                && book.per_reporter.get(&quota).copied().unwrap_or(0)
+                    >= self.config.max_indicators_per_reporter
+            {
+                return Err(ThreatError::new(
+                    ThreatCode::RateLimited,
+                    format!(
+                        "{reporter} already holds {} indicators in this field",
+                        self.config.max_indicators_per_reporter
+                    ),
+                ));
+            }
+            let held = HeldIndicator {
+                field: field.to_owned(),
+                reporter: reporter.to_owned(),
+                origin,
+                tlp: indicator.tlp,
+                recipients: body.recipients.clone(),
+                added_ms,
+                expires: indicator.expires,
+                object: indicator.object.clone(),
+            };
+            indicators.put(key.as_bytes(), &held)?;
+            log.put(
+                format!("{field}/{added_ms:016x}/{key}").as_bytes(),
+                &LogEntry(key.clone()),
+            )?;
+            if let Some((_, old_action)) = &previous {
+                Self::withdraw(&mut book, old_action, reporter, &indicator.id);
+                touched.push(old_action.clone());
+            }
+            touched.push(self.remember(&mut book, &key, &held, &indicator));
+            outcome.taken += 1;
+        }
+        if outcome.taken == 0 {
+            return Err(ThreatError::new(
+                ThreatCode::Replayed,
+                "every indicator is already held in this version or a newer one",
+            ));
+        }
+        if origin != Origin::Gossip {
+            indicators.flush()?;
+            log.flush()?;
+        }
+        touched.sort();
+        touched.dedup();
+        let mut events = vec![Event {
+            actor: reporter.to_owned(),
+            action: "threat.report".into(),
+            object: field.to_owned(),
+            decision: "taken".into(),
+            reason: format!(
+                "{} indicators taken, {} unchanged, by {origin:?}",
+                outcome.taken, outcome.unchanged
+            ),
+            ..Event::default()
+        }];
+        self.rejudge(&mut book, touched.clone(), now, &mut events);
+        outcome.actions = touched
+            .iter()
+            .filter_map(|id| self.view(&book, id, now))
+            .collect();
+        drop(book);
+        self.party.audit.record_all(events);
+        Ok(outcome)
+    }
+
+    fn check_marking(
+        &self,
+        bundle: &super::Bundle,
+        recipients: &[String],
+        origin: Origin,
+    ) -> Result<(), ThreatError> {
+        let violation = |message: &str| ThreatError::new(ThreatCode::TlpViolation, message);
+        if recipients.len() > MAX_RECIPIENTS {
+            return Err(violation("too many recipients"));
+        }
+        let red = bundle.tlp() == Tlp::Red;
+        match (red, origin) {
+            (true, Origin::Gossip) => Err(violation("TLP:RED is never gossiped")),
+            (true, Origin::Local) if recipients.is_empty() => {
+                Err(violation("TLP:RED goes to named recipients: name them"))
+            }
+            (true, Origin::Direct) if !recipients.contains(&self.party.key.did()) => {
+                Err(violation("this gateway is not a named recipient"))
+            }
+            (false, _) if !recipients.is_empty() => Err(violation(
+                "recipients are named only for TLP:RED; other markings go to the field",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses to publish into `field` an indicator held from another field whose marking
+    /// keeps it there (AMBER, AMBER+STRICT, RED).
+    pub fn check_resharing(&self, field: &str, bundle: &Value) -> Result<(), ThreatError> {
+        let now = crate::credential::now_unix();
+        let bundle = parse_bundle(bundle, now)?;
+        let book = self.lock();
+        for indicator in &bundle.indicators {
+            let restricted = book
+                .by_id
+                .get(&indicator.id)
+                .into_iter()
+                .flatten()
+                .find(|(held_in, tlp)| held_in != field && !tlp.may_leave_field());
+            if let Some((held_in, tlp)) = restricted {
+                return Err(ThreatError::new(
+                    ThreatCode::TlpViolation,
+                    format!(
+                        "{} came from field {held_in} marked {tlp:?}: it may not leave that field",
+                        indicator.id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn within_rate(
+        &self,
+        book: &mut Book,
+        reporter: &str,
+        count: usize,
+    ) -> Result<(), ThreatError> {
+        let now = Instant::now();
+        let burst = f64::from(self.config.reporter_burst);
+        let bucket = book.buckets.entry(reporter.to_owned()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * self.config.reporter_rate;
+        bucket.tokens = (bucket.tokens + refill).min(burst);
+        bucket.at = now;
+        let wanted = count as f64;
+        if bucket.tokens < wanted {
+            return Err(ThreatError::new(
+                ThreatCode::RateLimited,
+                format!(
+                    "{reporter} sent indicators faster than {} per second",
+                    self.config.reporter_rate
+                ),
+            ));
+        }
+        bucket.tokens -= wanted;
+        Ok(())
+    }
+
+    /// Records an indicator in memory: its contribution to its action's group. Returns the
+    /// action id.
+    fn remember(
+        &self,
+        book: &mut Book,
+        key: &str,
+        held: &HeldIndicator,
+        indicator: &Indicator,
+    ) -> String {
+        let id = action_id(&held.field, &indicator.pattern, &indicator.countermeasure);
+        let contribution = Contribution {
+            reporter: held.reporter.clone(),
+            indicator: indicator.id.clone(),
+            severity: indicator.severity,
+            valid_from: indicator.valid_from,
+            expires: held.expires,
+        };
+        let entry = book.groups.entry(id.clone()).or_insert_with(|| HeldAction {
+            group: Group {
+                field: held.field.clone(),
+                pattern: indicator.pattern.clone(),
+                countermeasure: indicator.countermeasure.clone(),
+                contributions: Default::default(),
+            },
+            state: State::Inactive,
+            verdict: None,
+        });
+        entry
+            .group
+            .contributions
+            .insert((held.reporter.clone(), indicator.id.clone()), contribution);
+        if book
+            .held
+            .insert(key.to_owned(), (indicator.modified_ms, id.clone()))
+            .is_none()
+        {
+            *book
+                .per_reporter
+                .entry((held.field.clone(), held.reporter.clone()))
+                .or_default() += 1;
+        }
+        let places = book.by_id.entry(indicator.id.clone()).or_default();
+        if !places.contains(&(held.field.clone(), held.tlp)) {
+            places.push((held.field.clone(), held.tlp));
+        }
+        id
+    }
+
+    fn withdraw(book: &mut Book, action: &str, reporter: &str, indicator: &str) {
+        if let Some(held) = book.groups.get_mut(action) {
+            held.group
+                .contributions
+                .remove(&(reporter.to_owned(), indicator.to_owned()));
+        }
+    }
+
+    /// How `did` stands as a reporter in `field` now.
+    fn reporter(&self, field: &str, admins: &HashSet<String>, did: &str) -> Reporter {
+        let me = self.party.key.did();
+        let record: Option<PeerRecord> = PublicKey::peer_id_of(did).and_then(|peer| {
+            self.party
+                .store
+                .tree(Tree::Peers)
+                .ok()?
+                .get(peer.to_bytes().as_slice())
+                .ok()?
+        });
+        let verified = did == me
+            || record.as_ref().is_some_and(|record| {
+                record.did == did && record.tiers.get(field).is_some_and(|t| *t >= 1)
+            });
+        Reporter {
+            in_good_standing: verified && !self.party.is_barred(field, did),
+            admin: admins.contains(did),
+            organisation: record
+                .and_then(|record| record.corporate_number)
+                .unwrap_or_else(|| did.to_owned()),
+        }
+    }
+
+    /// Judges the given actions again and applies what changed; spent actions are dropped.
+    fn rejudge(&self, book: &mut Book, ids: Vec<String>, now: i64, events: &mut Vec<Event>) {
+        let mut admins: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut members_changed = false;
+        for id in ids {
+            let Some(held) = book.groups.get(&id) else {
+                continue;
+            };
+            let field = held.group.field.clone();
+            let field_admins = admins.entry(field.clone()).or_insert_with(|| {
+                self.party
+                    .field(&field)
+                    .map(|joined| {
+                        self.party
+                            .effective_charter(&joined)
+                            .admins
+                            .into_iter()
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            });
+            let mode = self.config.mode(held.group.countermeasure.action);
+            let judgement = held.group.judge(now, mode, held.verdict, |did| {
+                self.reporter(&field, field_admins, did)
+            });
+            let (previous, group) = (held.state, held.group.clone());
+            let spent = group.spent(now);
+            if judgement.state != previous {
+                members_changed |= group.countermeasure.action.against_members();
+                self.transition(&id, &group, previous, &judgement, events);
+            }
+            if spent {
+                book.groups.remove(&id);
+                self.forget_spent(book, &id, &group);
+            } else if let Some(held) = book.groups.get_mut(&id) {
+                held.state = judgement.state;
+                if judgement.state != previous
+                    && let Ok(tree) = self.tree(Tree::ThreatActions)
+                    && let Err(error) = tree.put(id.as_bytes(), &*held)
+                {
+                    tracing::error!(%error, action = %id, "threat action state not stored");
+                }
+            }
+        }
+        if members_changed {
+            self.party.facts_changed.notify_one();
+        }
+    }
+
+    fn transition(
+        &self,
+        id: &str,
+        group: &Group,
+        previous: State,
+        judgement: &Judgement,
+        events: &mut Vec<Event>,
+    ) {
+        let severity = judgement.severity.unwrap_or(Severity::Low);
+        if judgement.state == State::Applied {
+            self.put_in_force(id, group, severity);
+        } else if previous == State::Applied {
+            self.lift(id, group);
+        }
+        let action = match (previous, judgement.state) {
+            (_, State::Applied) => "threat.apply",
+            (State::Applied, _) => "threat.lift",
+            (_, State::Rejected) => "threat.reject",
+            (_, State::Inactive) => "threat.expire",
+            _ => "threat.queue",
+        };
+        let reason = format!(
+            "{} {} on {}; {:?}; severity {severity:?}; {} reporting organisation(s){}",
+            group.countermeasure.action.as_str(),
+            judgement_state(judgement.state),
+            target_text(group),
+            judgement.state,
+            judgement.reporters,
+            if judgement.admin_reported {
+                ", an admin among them"
+            } else {
+                ""
+            },
+        );
+        tracing::info!(action = %id, %reason, "{action}");
+        events.push(Event {
+            actor: self.party.key.did(),
+            action: action.into(),
+            object: id.to_owned(),
+            decision: judgement_state(judgement.state).into(),
+            reason,
+            ..Event::default()
+        });
+    }
+
+    fn put_in_force(&self, id: &str, group: &Group, severity: Severity) {
+        let applied = Applied {
+            field: group.field.clone(),
+            pattern: group.pattern.clone(),
+            countermeasure: group.countermeasure.clone(),
+            severity,
+        };
+        if let Ok(mut effects) = self.party.threat_effects.write() {
+            effects.insert(id, applied);
+        }
+        if group.countermeasure.action == ActionKind::BlockAddress {
+            self.addresses.send_modify(|blocks| match &group.pattern {
+                super::Pattern::Address { net } => blocks.networks.push(*net),
+                super::Pattern::Domain { name } => blocks.domains.push(name.clone()),
+                _ => {}
+            });
+        }
+    }
+
+    fn lift(&self, id: &str, group: &Group) {
+        if let Ok(mut effects) = self.party.threat_effects.write() {
+            effects.remove(id, group.countermeasure.action);
+        }
+        if group.countermeasure.action == ActionKind::BlockAddress {
+            self.addresses.send_modify(|blocks| match &group.pattern {
+                super::Pattern::Address { net } => {
+                    if let Some(at) = blocks.networks.iter().position(|held| held == net) {
+                        blocks.networks.swap_remove(at);
+                    }
+                }
+                super::Pattern::Domain { name } => {
+                    if let Some(at) = blocks.domains.iter().position(|held| held == name) {
+                        blocks.domains.swap_remove(at);
+                    }
+                }
+                _ => {}
+            });
+        }
+    }
+
+    /// Drops a spent action and the indicators behind it from memory and disk.
+    fn forget_spent(&self, book: &mut Book, id: &str, group: &Group) {
+        if let Err(error) = self
+            .tree(Tree::ThreatActions)
+            .and_then(|tree| Ok(tree.remove(id.as_bytes())?))
+        {
+            tracing::warn!(%error, action = %id, "spent threat action not removed");
+        }
+        for (reporter, indicator) in group.contributions.keys() {
+            self.forget_indicator(book, &group.field, reporter, indicator);
+        }
+    }
+
+    /// Drops an expired indicator from memory and disk.
+    fn forget_indicator(&self, book: &mut Book, field: &str, reporter: &str, indicator: &str) {
+        let key = indicator_key(field, reporter, indicator);
+        if book.held.remove(&key).is_none() {
+            return;
+        }
+        if let Some(count) = book
+            .per_reporter
+            .get_mut(&(field.to_owned(), reporter.to_owned()))
+        {
+            *count = count.saturating_sub(1);
+        }
+        if let Some(places) = book.by_id.get_mut(indicator) {
+            places.retain(|(held_in, _)| held_in != field);
+            if places.is_empty() {
+                book.by_id.remove(indicator);
+            }
+        }
+        if let Err(error) = self
+            .tree(Tree::Indicators)
+            .and_then(|tree| Ok(tree.remove(key.as_bytes())?))
+        {
+            tracing::warn!(%error, "expired indicator not removed");
+        }
+    }
+
+    /// Lifts what expired and applies what became valid. Returns when to sweep next.
+    pub fn sweep(&self) -> Option<i64> {
+        self.sweep_at(crate::credential::now_unix())
+    }
+
+    /// [`Threats::sweep`] as of `now` (Unix seconds).
+    pub fn sweep_at(&self, now: i64) -> Option<i64> {
+        let mut book = self.lock();
+        let mut due = Vec::new();
+        let mut expired = Vec::new();
+        for (id, held) in &mut book.groups {
+            let before = held.group.contributions.len();
+            held.group
+                .contributions
+                .retain(|(reporter, indicator), contribution| {
+                    let live = contribution.expires > now;
+                    if !live {
+                        expired.push((
+                            held.group.field.clone(),
+                            reporter.clone(),
+                            indicator.clone(),
+                        ));
+                    }
+                    live
+                });
+            let woke = held.state == State::Inactive
+                && held
+                    .group
+                    .contributions
+                    .values()
+                    .any(|c| c.valid_from <= now);
+            if held.group.contributions.len() != before || woke || before == 0 {
+                due.push(id.clone());
+            }
+        }
+        for (field, reporter, indicator) in expired {
+            self.forget_indicator(&mut book, &field, &reporter, &indicator);
+        }
+        let mut events = Vec::new();
+        self.rejudge(&mut book, due, now, &mut events);
+        let next = book
+            .groups
+            .values()
+            .filter_map(|held| held.group.next_change(now))
+            .min();
+        drop(book);
+        self.party.audit.record_all(events);
+        next
+    }
+
+    /// Judges every action again: after a change of standing (a revoked reporter's reports
+    /// stop counting) or of the charter's admins.
+    pub fn rejudge_all(&self) {
+        let now = crate::credential::now_unix();
+        let mut book = self.lock();
+        let ids: Vec<String> = book.groups.keys().cloned().collect();
+        let mut events = Vec::new();
+        self.rejudge(&mut book, ids, now, &mut events);
+        drop(book);
+        self.party.audit.record_all(events);
+    }
+
+    /// Records the operator's word on an action and applies what follows.
+    pub fn decide(
+        &self,
+        id: &str,
+        verdict: Verdict,
+        operator: &str,
+    ) -> Result<ActionView, ThreatError> {
+        let now = crate::credential::now_unix();
+        let mut book = self.lock();
+        let held = book
+            .groups
+            .get_mut(id)
+            .filter(|held| held.state != State::Inactive)
+            .ok_or_else(|| {
+                ThreatError::new(ThreatCode::UnknownAction, format!("no live action {id}"))
+            })?;
+        held.verdict = Some(verdict);
+        self.tree(Tree::ThreatActions)?
+            .put_durable(id.as_bytes(), &*held)?;
+        let mut events = vec![Event {
+            actor: operator.to_owned(),
+            action: match verdict {
+                Verdict::Apply => "threat.operator-apply".into(),
+                Verdict::Reject => "threat.operator-reject".into(),
+            },
+            object: id.to_owned(),
+            decision: format!("{verdict:?}").to_lowercase(),
+            reason: "operator".into(),
+            ..Event::default()
+        }];
+        self.rejudge(&mut book, vec![id.to_owned()], now, &mut events);
+        let view = self.view(&book, id, now);
+        drop(book);
+        self.party.audit.append_all(events)?;
+        view.ok_or_else(|| ThreatError::new(ThreatCode::UnknownAction, format!("{id} expired")))
+    }
+
+    fn view(&self, book: &Book, id: &str, now: i64) -> Option<ActionView> {
+        let held = book.groups.get(id)?;
+        let group = &held.group;
+        let admins: HashSet<String> = self
+            .party
+            .field(&group.field)
+            .map(|joined| {
+                self.party
+                    .effective_charter(&joined)
+                    .admins
+                    .into_iter()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mode = self.config.mode(group.countermeasure.action);
+        let judgement = group.judge(now, mode, held.verdict, |did| {
+            self.reporter(&group.field, &admins, did)
+        });
+        Some(ActionView {
+            id: id.to_owned(),
+            field: group.field.clone(),
+            action: group.countermeasure.action,
+            target: serde_json::to_value(&group.pattern).unwrap_or(Value::Null),
+            parameter: group
+                .countermeasure
+                .tier
+                .map(|tier| tier.to_string())
+                .or_else(|| group.countermeasure.credential.clone()),
+            state: held.state,
+            severity: judgement.severity,
+            reporters: judgement.reporters,
+            admin_reported: judgement.admin_reported,
+            expires: judgement.expires,
+            indicators: group
+                .contributions
+                .keys()
+                .map(|(_, indicator)| indicator.clone())
+                .collect(),
+        })
+    }
+
+    /// Every action held, optionally only those in `state`, newest expiry first.
+    pub fn actions(&self, state: Option<State>) -> Vec<ActionView> {
+        let now = crate::credential::now_unix();
+        let book = self.lock();
+        let mut views: Vec<ActionView> = book
+            .groups
+            .keys()
+            .filter_map(|id| self.view(&book, id, now))
+            .filter(|view| state.is_none_or(|state| view.state == state))
+            .collect();
+        views.sort_by(|a, b| b.expires.cmp(&a.expires).then(a.id.cmp(&b.id)));
+        views
+    }
+
+    /// Up to `limit` indicators of `field` added after the log position `after`, with the
+    /// position of the last one.
+    pub fn objects(
+        &self,
+        field: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<HeldObject>, Option<Vec<u8>>), ThreatError> {
+        let prefix = format!("{field}/");
+        let entries =
+            self.tree(Tree::ThreatLog)?
+                .scan::<LogEntry>(prefix.as_bytes(), after, limit)?;
+        let indicators = self.tree(Tree::Indicators)?;
+        let last = entries.last().map(|(key, _)| key.clone());
+        let mut objects = Vec::with_capacity(entries.len());
+        for (log_key, LogEntry(key)) in entries {
+            // A log entry outlives the version it pointed at: skip superseded ones.
+            let Some(held) = indicators.get::<HeldIndicator>(key.as_bytes())? else {
+                continue;
+            };
+            if !log_key.ends_with(format!("{:016x}/{key}", held.added_ms).as_bytes()) {
+                continue;
+            }
+            objects.push(HeldObject {
+                object: held.object,
+                reporter: held.reporter,
+                added_ms: held.added_ms,
+                origin: held.origin,
+                tlp: held.tlp,
+            });
+        }
+        Ok((objects, last))
+    }
+
+    /// How many indicators and actions are held.
+    pub fn counts(&self) -> (usize, usize) {
+        let book = self.lock();
+        (book.held.len(), book.groups.len())
+    }
+}
+
+/// The highest severity among a group's live contributions.
+fn live_severity(group: &Group, now: i64) -> Severity {
+    group
+        .contributions
+        .values()
+        .filter(|c| c.valid_from <= now && now < c.expires)
+        .map(|c| c.severity)
+        .max()
+        .unwrap_or(Severity::Low)
+}
+
+fn judgement_state(state: State) -> &'static str {
+    match state {
+        State::Applied => "applied",
+        State::AwaitingCorroboration => "awaiting_corroboration",
+        State::AwaitingOperator => "awaiting_operator",
+        State::Rejected => "rejected",
+        State::Inactive => "inactive",
+    }
+}
+
+fn target_text(group: &Group) -> String {
+    let kind = pattern_kind(&group.pattern);
+    match &group.pattern {
+        super::Pattern::Address { net } => format!("{kind} {net}"),
+        super::Pattern::Domain { name } => format!("{kind} {name}"),
+        super::Pattern::FileSha256 { sha256 } => format!("{kind} {sha256}"),
+        super::Pattern::Software(software) => format!(
+            "{kind} {}",
+            software
+                .name
+                .as_deref()
+                .or(software.cpe.as_deref())
+                .unwrap_or("?")
+        ),
+        super::Pattern::Member { did } => format!("{kind} {did}"),
+    }
+}
