@@ -12,6 +12,7 @@ mod input;
 mod key;
 mod output;
 mod status_list;
+mod threat;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,9 @@ enum Command {
     /// Records in data spaces: ours, and requests to other organisations' (needs --gateway).
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Threat indicators and countermeasures: compose, publish, import, list, apply, reject.
+    #[command(subcommand)]
+    Threat(threat::ThreatCommand),
 }
 
 #[derive(Subcommand)]
@@ -268,6 +272,7 @@ fn main() -> ExitCode {
         Command::Member(command) => governance::member(&gateway, command),
         Command::Audit(command) => audit::run(&gateway, command),
         Command::Data(command) => data::run(&gateway, command),
+        Command::Threat(command) => threat::run(&gateway, command),
         Command::Field(FieldCommand::Governance(command)) => governance::issuers(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),

@@ -386,7 +386,7 @@ impl Publisher {
 }
 
 /// What publishing a threat report did.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ThreatPublication {
     /// What this gateway took from it.
@@ -396,7 +396,7 @@ pub struct ThreatPublication {
 }
 
 /// One named recipient's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// The recipient's DID.
     pub recipient: String,
@@ -827,20 +827,27 @@ impl Service {
             TopicKind::Status => self.status_message(&envelope.body),
             TopicKind::Gov => self.governance_message(&field, envelope.body),
             TopicKind::Audit => self.checkpoint_message(&publisher, &envelope.body, token),
-            TopicKind::Threat => self.threat_message(&field, &publisher, &envelope.body),
+            TopicKind::Threat => {
+                let relayed = source != publisher_peer;
+                self.threat_message(&field, &publisher, &envelope.body, relayed)
+            }
         }
     }
 
-    /// Takes a member's threat report; a refused one is also reported locally.
+    /// Takes a member's threat report; a refused one is also reported locally. A report
+    /// over its publisher's rate or quota here penalises only the publisher: a relay that
+    /// forwarded it could not know.
     fn threat_message(
         &mut self,
         field: &str,
         publisher: &str,
         body: &Value,
+        relayed: bool,
     ) -> Result<Verdict, Rejection> {
         match self.threats.receive(field, publisher, body, Origin::Gossip) {
             Ok(_) => Ok(Verdict::Accept),
             Err(error) if error.code == ThreatCode::Replayed => Ok(Verdict::Ignore),
+            Err(error) if error.code == ThreatCode::RateLimited && relayed => Ok(Verdict::Ignore),
             Err(error) => {
                 self.report_refusal(field, publisher, &error);
                 Err(Rejection(error.code.as_str().to_owned()))

@@ -79,7 +79,7 @@ impl Stored for LogEntry {
 }
 
 /// What a report did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportOutcome {
     /// Indicators taken (new, or newer versions).
@@ -91,7 +91,7 @@ pub struct ReportOutcome {
 }
 
 /// An action as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionView {
     /// The action id.
