@@ -325,7 +325,6 @@ fn indicator_ids(node: &Node) -> Vec<String> {
     threats(node)
         .objects(&node.field_id(), None, 10_000)
         .unwrap()
-        .0
         .into_iter()
         .filter_map(|held| held.object.get("id")?.as_str().map(str::to_owned))
         .collect()

@@ -131,7 +131,7 @@ pub(super) async fn list_indicators(
         .limit
         .unwrap_or(taxii::MAX_PAGE)
         .clamp(1, taxii::MAX_PAGE);
-    let (held, _) = state.publisher.threats().objects(&field, None, limit)?;
+    let held = state.publisher.threats().objects(&field, None, limit)?;
     Ok(Json(
         held.into_iter()
             .map(|held| IndicatorView {

@@ -133,6 +133,8 @@ pub struct HeldObject {
     pub origin: Origin,
     /// Its marking.
     pub tlp: Tlp,
+    /// Its position in the field's log, for paging.
+    pub position: Vec<u8>,
 }
 
 /// Tokens per reporter.
@@ -851,38 +853,48 @@ impl Threats {
         views
     }
 
-    /// Up to `limit` indicators of `field` added after the log position `after`, with the
-    /// position of the last one.
+    /// Up to `limit` indicators of `field` added after the log position `after`, in the
+    /// order they were added, each with its own position.
     pub fn objects(
         &self,
         field: &str,
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<(Vec<HeldObject>, Option<Vec<u8>>), ThreatError> {
+    ) -> Result<Vec<HeldObject>, ThreatError> {
         let prefix = format!("{field}/");
-        let entries =
-            self.tree(Tree::ThreatLog)?
-                .scan::<LogEntry>(prefix.as_bytes(), after, limit)?;
+        let log = self.tree(Tree::ThreatLog)?;
         let indicators = self.tree(Tree::Indicators)?;
-        let last = entries.last().map(|(key, _)| key.clone());
-        let mut objects = Vec::with_capacity(entries.len());
-        for (log_key, LogEntry(key)) in entries {
-            // A log entry outlives the version it pointed at: skip superseded ones.
-            let Some(held) = indicators.get::<HeldIndicator>(key.as_bytes())? else {
-                continue;
+        let mut objects = Vec::with_capacity(limit.min(1024));
+        let mut position = after.map(<[u8]>::to_vec);
+        while objects.len() < limit {
+            let batch = log.scan::<LogEntry>(
+                prefix.as_bytes(),
+                position.as_deref(),
+                limit - objects.len(),
+            )?;
+            let Some((last, _)) = batch.last() else {
+                break;
             };
-            if !log_key.ends_with(format!("{:016x}/{key}", held.added_ms).as_bytes()) {
-                continue;
+            position = Some(last.clone());
+            for (log_key, LogEntry(key)) in batch {
+                // A log entry outlives the version it pointed at: skip superseded ones.
+                let Some(held) = indicators.get::<HeldIndicator>(key.as_bytes())? else {
+                    continue;
+                };
+                if !log_key.ends_with(format!("{:016x}/{key}", held.added_ms).as_bytes()) {
+                    continue;
+                }
+                objects.push(HeldObject {
+                    object: held.object,
+                    reporter: held.reporter,
+                    added_ms: held.added_ms,
+                    origin: held.origin,
+                    tlp: held.tlp,
+                    position: log_key,
+                });
             }
-            objects.push(HeldObject {
-                object: held.object,
-                reporter: held.reporter,
-                added_ms: held.added_ms,
-                origin: held.origin,
-                tlp: held.tlp,
-            });
         }
-        Ok((objects, last))
+        Ok(objects)
     }
 
     /// How many indicators and actions are held.

@@ -96,9 +96,10 @@ pub fn objects(
         (None, None) => None,
     };
     // One more than asked tells whether there are more.
-    let (mut held, last) = threats.objects(field_id, after.as_deref(), limit + 1)?;
+    let mut held = threats.objects(field_id, after.as_deref(), limit + 1)?;
     let more = held.len() > limit;
     held.truncate(limit);
+    let last = held.last().map(|held| held.position.clone());
     let added = held
         .first()
         .zip(held.last())

@@ -1,0 +1,64 @@
+"""Pulls a gateway's TAXII 2.1 collection with the OASIS taxii2-client and validates every
+object with the OASIS stix2-validator. Prints one JSON summary for the Rust test to check.
+
+Usage: taxii_interop.py URL CA CERT KEY ADDED_AFTER
+"""
+
+import json
+import os
+import sys
+
+import requests
+from stix2validator import ValidationOptions, validate_instance
+from taxii2client.v21 import Server, as_pages
+
+
+def main():
+    url, ca, cert, key, added_after = sys.argv[1:6]
+    # requests prefers these to a session's own CA file for requests that name none, which
+    # is how taxii2-client calls it: our admin CA must be the only trust anchor.
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(variable, None)
+    server = Server(url, verify=ca, cert=(cert, key))
+    root = server.default
+    collections = root.collections
+    collection = collections[0]
+
+    pages = list(as_pages(collection.get_objects, per_request=2))
+    objects = [obj for page in pages for obj in page.get("objects", [])]
+    later = collection.get_objects(added_after=added_after).get("objects", [])
+
+    options = ValidationOptions(version="2.1")
+    invalid, warnings = [], 0
+    for obj in objects:
+        result = validate_instance(obj, options)
+        warnings += len(result.warnings)
+        if not result.is_valid:
+            invalid.append({"id": obj.get("id"), "errors": [str(e) for e in result.errors]})
+
+    # A client that accepts neither TAXII nor JSON is refused with 406.
+    refused = requests.get(
+        url, headers={"Accept": "text/html"}, verify=ca, cert=(cert, key), timeout=10
+    )
+
+    print(
+        json.dumps(
+            {
+                "title": server.title,
+                "api_roots": len(server.api_roots),
+                "collections": [c.title for c in collections],
+                "can_read": collection.can_read,
+                "pages": len(pages),
+                "objects": len(objects),
+                "ids": sorted(obj["id"] for obj in objects),
+                "added_after": len(later),
+                "invalid": invalid,
+                "warnings": warnings,
+                "not_acceptable": refused.status_code,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
