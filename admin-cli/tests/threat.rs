@@ -45,8 +45,13 @@ async fn threats_are_published_queued_applied_and_served_over_taxii() {
     let node = Node::start_default().await;
     node.import_wallet(&authorities.tier2_wallet(&node.did));
     let key = node.org_key();
-    let charter =
-        authorities.write_governed_charter("field", &[&key], &[node.did.clone()], "1", "");
+    let charter = authorities.write_governed_charter(
+        "field",
+        &[&key],
+        std::slice::from_ref(&node.did),
+        "1",
+        "",
+    );
     node.join(&charter).await;
     let field = node.field_id();
     let work = tempfile::tempdir().unwrap();

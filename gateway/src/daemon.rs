@@ -254,9 +254,9 @@ impl Gateway {
             Threats::load(Arc::clone(&party), config.threats.clone())
                 .map_err(DaemonError::Threats)?,
         );
-        network
-            .send(Command::GateAddresses(threats.address_blocks()))
-            .await?;
+        if let Some(changes) = threats.take_address_changes() {
+            network.send(Command::GateAddresses(changes)).await?;
+        }
         let exchange = Exchange::spawn(
             Arc::clone(&party),
             network.commands(),

@@ -141,6 +141,8 @@ pub struct LocalParty {
     pub audit: AuditLog,
     /// The threat countermeasures in force (written by [`crate::threats::Threats`]).
     pub threat_effects: RwLock<crate::threats::Effects>,
+    /// Bumped whenever a peer record is written: what was read from one is stale.
+    pub peers_generation: std::sync::atomic::AtomicU64,
     /// Policies amended by governance, compiled, by SHA-256 of their text.
     amended_policies: Mutex<HashMap<String, Arc<PolicyEngine>>>,
 }
@@ -170,6 +172,7 @@ impl LocalParty {
             governance,
             audit,
             threat_effects: RwLock::new(crate::threats::Effects::default()),
+            peers_generation: std::sync::atomic::AtomicU64::new(0),
             amended_policies: Mutex::new(HashMap::new()),
         })
     }
@@ -229,6 +232,16 @@ impl LocalParty {
         self.governance
             .standing(field, did)
             .is_some_and(|standing| !standing.in_good_standing())
+    }
+
+    /// Stores what we verified about a peer, durably.
+    pub fn put_peer_record(&self, peer: PeerId, record: &PeerRecord) -> Result<(), StoreError> {
+        self.store
+            .tree(Tree::Peers)?
+            .put_durable(peer.to_bytes().as_slice(), record)?;
+        self.peers_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Whether a threat countermeasure blocks `did` in `field`.
@@ -786,10 +799,7 @@ impl Shared {
         Self::check_binding(peer, &opened.holder)?;
         let record = self.evaluate(opened.holder, opened.credentials, now);
         self.check_identity(peer, &record)?;
-        self.party
-            .store
-            .tree(Tree::Peers)?
-            .put_durable(peer.to_bytes().as_slice(), &record)?;
+        self.party.put_peer_record(peer, &record)?;
         self.report(peer, record.clone()).await;
         Ok(record)
     }
@@ -979,10 +989,7 @@ impl Shared {
         let peers = self.party.store.tree(Tree::Peers).ok()?;
         let previous: PeerRecord = peers.get(peer.to_bytes().as_slice()).ok()??;
         let record = self.evaluate(previous.did, previous.credentials, now_unix());
-        if peers
-            .put_durable(peer.to_bytes().as_slice(), &record)
-            .is_err()
-        {
+        if self.party.put_peer_record(peer, &record).is_err() {
             tracing::warn!(%peer, "could not store the re-evaluated tiers");
         }
         self.report(peer, record.clone()).await;

@@ -37,6 +37,7 @@ pub mod exchange;
 pub mod field;
 pub mod governance;
 pub mod handshake;
+pub mod hex;
 pub mod identity;
 pub mod init;
 pub mod metrics;

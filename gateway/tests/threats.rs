@@ -160,21 +160,12 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
         until_state(&nodes[index], &action, Some(State::Applied)).await;
     }
     until_state(&nodes[4], &action, Some(State::AwaitingOperator)).await;
-    assert!(
-        threats(&nodes[4])
-            .address_blocks()
-            .borrow()
-            .networks
-            .is_empty()
-    );
+    assert!(threats(&nodes[4]).address_blocks().networks.is_empty());
     let applied = threats(&nodes[4])
         .decide(&action, Verdict::Apply, "admin:test")
         .unwrap();
     assert_eq!(applied.state, State::Applied);
-    assert_eq!(
-        threats(&nodes[4]).address_blocks().borrow().networks.len(),
-        1
-    );
+    assert_eq!(threats(&nodes[4]).address_blocks().networks.len(), 1);
 
     // TLP:RED goes to its named recipient only; a member that gossips RED is refused.
     let red = bundle(
@@ -282,7 +273,6 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
     assert!(
         !threats(&nodes[3])
             .address_blocks()
-            .borrow()
             .networks
             .iter()
             .any(|net| net.to_string() == "2001:db8::/32")
@@ -375,7 +365,7 @@ async fn a_vulnerable_software_indicator_costs_the_matching_supplier_its_very_hi
     let charter = authorities.write_governed_charter(
         "supply-chain",
         &[&maker_key],
-        &[maker.did.clone()],
+        std::slice::from_ref(&maker.did),
         "1",
         &format!(
             "policy = \"policy.cedar\"\n{}\n[[issuers]]\ndid = \"{}\"\nname = \"Certifier\"\ntypes = [\"SecurityCertificationCredential\", \"SoftwareInventoryCredential\"]\n",

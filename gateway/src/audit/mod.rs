@@ -169,6 +169,14 @@ impl AuditLog {
     /// Appends events in order and flushes once: what one decision produced is on disk
     /// together, at the cost of one write to disk.
     pub fn append_all(&self, events: Vec<Event>) -> Result<Vec<AuditEntry>, AuditError> {
+        self.append_all_with(events, true)
+    }
+
+    fn append_all_with(
+        &self,
+        events: Vec<Event>,
+        flush: bool,
+    ) -> Result<Vec<AuditEntry>, AuditError> {
         let mut head = self
             .head
             .lock()
@@ -196,12 +204,22 @@ impl AuditLog {
             hash.clone_from(&entry.hash);
             entries.push(entry);
         }
-        if !entries.is_empty() {
+        if flush && !entries.is_empty() {
             self.tree.flush()?;
         }
         head.next = next;
         head.hash = hash;
         Ok(entries)
+    }
+
+    /// Appends events without waiting for the disk: for what follows from unacknowledged
+    /// input (gossip), which reaches the disk with sled's next flush (within 500 ms) or the
+    /// next durable write. A crash loses at most a suffix, with the input that caused it;
+    /// the chain still verifies.
+    pub fn record_all_soon(&self, events: Vec<Event>) {
+        if let Err(error) = self.append_all_with(events, false) {
+            tracing::error!(%error, "audit entries not written");
+        }
     }
 
     /// Appends several events, logging instead of failing (see [`AuditLog::record`]).
@@ -343,9 +361,7 @@ pub fn now_ms() -> i64 {
         })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 #[cfg(test)]
 mod tests;

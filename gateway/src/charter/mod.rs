@@ -547,9 +547,7 @@ fn field_id(text: &str, policy: Option<&str>) -> Result<[u8; 32], CharterError> 
     Ok(Sha256::digest(&canonical).into())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 fn read_bounded(path: &Path) -> Result<String, CharterError> {
     let io = |source| CharterError::Io {

@@ -271,9 +271,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 fn truncate(text: &str) -> String {
     text.chars().take(80).collect()

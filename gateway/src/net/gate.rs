@@ -15,6 +15,20 @@ use libp2p::swarm::{
     THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
 
+/// One change to what the gate refuses. Blocks count: a network blocked twice stays blocked
+/// until it is unblocked twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressChange {
+    /// Refuse this network from now on.
+    BlockNetwork(IpNet),
+    /// Lift one block of this network.
+    UnblockNetwork(IpNet),
+    /// Refuse this domain and its subdomains from now on.
+    BlockDomain(String),
+    /// Lift one block of this domain.
+    UnblockDomain(String),
+}
+
 /// What the gate refuses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressBlocks {
@@ -68,11 +82,31 @@ pub(super) struct AddressGate {
 }
 
 impl AddressGate {
-    /// Replaces the blocks and schedules the open connections they cover for closing.
-    pub(super) fn set(&mut self, blocks: AddressBlocks) {
-        self.blocks = blocks;
+    /// Applies a change; a new block schedules the open connections it covers for closing.
+    pub(super) fn apply(&mut self, change: AddressChange) {
+        // Only the new block is checked against the open connections: the others were.
+        let new = match change {
+            AddressChange::BlockNetwork(net) => {
+                self.blocks.networks.push(net);
+                AddressBlocks {
+                    networks: vec![net],
+                    domains: vec![],
+                }
+            }
+            AddressChange::BlockDomain(domain) => {
+                self.blocks.domains.push(domain.clone());
+                AddressBlocks {
+                    networks: vec![],
+                    domains: vec![domain],
+                }
+            }
+            AddressChange::UnblockNetwork(net) => return lift(&mut self.blocks.networks, &net),
+            AddressChange::UnblockDomain(domain) => {
+                return lift(&mut self.blocks.domains, &domain);
+            }
+        };
         for (connection, (peer, address)) in &self.open {
-            if let Some(block) = self.blocks.covering(address) {
+            if let Some(block) = new.covering(address) {
                 tracing::info!(%peer, %address, %block, "closing a connection from a blocked address");
                 self.to_close.push_back((*peer, *connection));
             }
@@ -87,6 +121,13 @@ impl AddressGate {
             Some(block) => Err(ConnectionDenied::new(Blocked(block))),
             None => Ok(()),
         }
+    }
+}
+
+/// Removes one occurrence of `item`.
+fn lift<T: PartialEq>(list: &mut Vec<T>, item: &T) {
+    if let Some(at) = list.iter().position(|held| held == item) {
+        list.swap_remove(at);
     }
 }
 
@@ -170,6 +211,19 @@ impl NetworkBehaviour for AddressGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_count_and_lift_one_at_a_time() {
+        let mut gate = AddressGate::default();
+        let net: IpNet = "192.0.2.0/24".parse().unwrap();
+        let address: Multiaddr = "/ip4/192.0.2.1/tcp/1".parse().unwrap();
+        gate.apply(AddressChange::BlockNetwork(net));
+        gate.apply(AddressChange::BlockNetwork(net));
+        gate.apply(AddressChange::UnblockNetwork(net));
+        assert!(gate.check(&address).is_err(), "one block is left");
+        gate.apply(AddressChange::UnblockNetwork(net));
+        assert!(gate.check(&address).is_ok());
+    }
 
     #[test]
     fn blocks_cover_addresses_networks_and_domains() {

@@ -16,7 +16,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use gate::AddressBlocks;
+pub use gate::{AddressBlocks, AddressChange};
 pub use gossip::{TopicKind, parse_topic, topic_name};
 pub use libp2p::gossipsub::MessageId;
 pub use protocol::{
@@ -189,8 +189,8 @@ pub enum Command {
     ListenAddresses(oneshot::Sender<Vec<Multiaddr>>),
     /// Report the gossipsub score of a peer (none if unknown).
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
-    /// Follow these address blocks (threat countermeasures) from now on.
-    GateAddresses(tokio::sync::watch::Receiver<AddressBlocks>),
+    /// Follow these changes to the address blocks (threat countermeasures) from now on.
+    GateAddresses(mpsc::UnboundedReceiver<AddressChange>),
 }
 
 /// What the swarm task reports about connections and handshakes.

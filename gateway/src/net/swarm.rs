@@ -13,11 +13,11 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub,
     identify, noise, ping, tcp, yamux,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use super::gate::{AddressBlocks, AddressGate};
+use super::gate::{AddressChange, AddressGate};
 use super::gossip::{self, TopicKind, topic_name};
 use super::{
     Command, ContentEvent, DATA_PROTOCOL, DataRequest, DataResponse, HANDSHAKE_PROTOCOL,
@@ -90,7 +90,7 @@ pub(super) fn start(
             data: HashMap::new(),
             fields: HashSet::new(),
             heard: HashMap::new(),
-            address_blocks: None,
+            address_changes: None,
             next_discovery: Instant::now() + DISCOVERY_INTERVAL,
         }
         .run(),
@@ -196,18 +196,20 @@ struct SwarmTask {
     /// Listen addresses connected peers told us (identify), kept until they are admitted
     /// into the DHT or leave.
     heard: HashMap<PeerId, Vec<Multiaddr>>,
-    /// The threat module's address blocks, once it is running.
-    address_blocks: Option<watch::Receiver<AddressBlocks>>,
+    /// The threat module's changes to the address blocks, once it is running.
+    address_changes: Option<mpsc::UnboundedReceiver<AddressChange>>,
     next_discovery: Instant,
 }
 
 /// The next change of the address blocks; never, once their sender is gone.
-async fn next_blocks(watch: &mut Option<watch::Receiver<AddressBlocks>>) -> AddressBlocks {
-    if let Some(receiver) = watch {
-        if receiver.changed().await.is_ok() {
-            return receiver.borrow_and_update().clone();
+async fn next_change(
+    changes: &mut Option<mpsc::UnboundedReceiver<AddressChange>>,
+) -> AddressChange {
+    if let Some(receiver) = changes {
+        if let Some(change) = receiver.recv().await {
+            return change;
         }
-        *watch = None;
+        *changes = None;
     }
     std::future::pending().await
 }
@@ -232,8 +234,8 @@ impl SwarmTask {
                     }
                 }
                 () = sleep_until(self.next_discovery) => self.discover(),
-                blocks = next_blocks(&mut self.address_blocks) => {
-                    self.swarm.behaviour_mut().addresses.set(blocks);
+                change = next_change(&mut self.address_changes) => {
+                    self.swarm.behaviour_mut().addresses.apply(change);
                 }
             }
         }
@@ -342,10 +344,7 @@ impl SwarmTask {
             Command::PeerScore(peer, reply) => {
                 let _ = reply.send(behaviour.gossipsub.peer_score(&peer));
             }
-            Command::GateAddresses(mut blocks) => {
-                behaviour.addresses.set(blocks.borrow_and_update().clone());
-                self.address_blocks = Some(blocks);
-            }
+            Command::GateAddresses(changes) => self.address_changes = Some(changes),
         }
     }
 

@@ -555,9 +555,7 @@ fn open_sealed(
     Some(plaintext)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 #[cfg(test)]
 mod tests;

@@ -4,12 +4,12 @@
 //! stored with the state, so that a restart neither re-applies silently nor forgets to lift
 //! what expired while the gateway was down.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::effects::Applied;
@@ -21,8 +21,8 @@ use crate::audit::Event;
 use crate::config::ThreatsConfig;
 use crate::handshake::{LocalParty, PeerRecord};
 use crate::identity::PublicKey;
-use crate::net::AddressBlocks;
-use crate::store::{Stored, Tree};
+use crate::net::{AddressBlocks, AddressChange};
+use crate::store::{StoreTree, Stored, Tree};
 
 /// Named recipients a TLP:RED report may have.
 pub const MAX_RECIPIENTS: usize = 64;
@@ -153,6 +153,9 @@ struct Book {
     /// Indicator id → (field, marking) wherever it is held, for the re-sharing rule.
     by_id: HashMap<String, Vec<(String, Tlp)>>,
     buckets: HashMap<String, Bucket>,
+    /// How reporters stood, by (field, DID), as of a peer-records generation.
+    reporters: HashMap<(String, String), Reporter>,
+    reporters_generation: u64,
 }
 
 /// The threat book of one gateway.
@@ -160,7 +163,12 @@ pub struct Threats {
     party: Arc<LocalParty>,
     config: ThreatsConfig,
     book: Mutex<Book>,
-    addresses: watch::Sender<AddressBlocks>,
+    addresses: mpsc::UnboundedSender<AddressChange>,
+    /// The receiving end, until the network takes it.
+    address_changes: Mutex<Option<mpsc::UnboundedReceiver<AddressChange>>>,
+    indicators: StoreTree,
+    actions: StoreTree,
+    log: StoreTree,
 }
 
 fn indicator_key(field: &str, reporter: &str, id: &str) -> String {
@@ -182,8 +190,12 @@ impl Threats {
     /// Loads the book from the store, lifts what expired meanwhile, and puts the rest in
     /// force.
     pub fn load(party: Arc<LocalParty>, config: ThreatsConfig) -> Result<Self, ThreatError> {
-        let (addresses, _) = watch::channel(AddressBlocks::default());
+        let (addresses, address_changes) = mpsc::unbounded_channel();
         let threats = Self {
+            address_changes: Mutex::new(Some(address_changes)),
+            indicators: party.store.tree(Tree::Indicators)?,
+            actions: party.store.tree(Tree::ThreatActions)?,
+            log: party.store.tree(Tree::ThreatLog)?,
             party,
             config,
             book: Mutex::new(Book::default()),
@@ -191,7 +203,7 @@ impl Threats {
         };
         let now = crate::credential::now_unix();
         let mut book = threats.lock();
-        let indicators = threats.tree(Tree::Indicators)?;
+        let indicators = &threats.indicators;
         for (key, held) in indicators.entries::<HeldIndicator>()? {
             let key = String::from_utf8_lossy(&key).into_owned();
             match Self::reparse(&held) {
@@ -201,8 +213,7 @@ impl Threats {
                 _ => indicators.remove(key.as_bytes())?,
             }
         }
-        let actions = threats.tree(Tree::ThreatActions)?;
-        for (key, stored) in actions.entries::<HeldAction>()? {
+        for (key, stored) in threats.actions.entries::<HeldAction>()? {
             let id = String::from_utf8_lossy(&key).into_owned();
             let current = book.groups.entry(id.clone()).or_insert_with(|| HeldAction {
                 // Every indicator behind it is gone: the judgement below lifts it.
@@ -234,10 +245,6 @@ impl Threats {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn tree(&self, tree: Tree) -> Result<crate::store::StoreTree, ThreatError> {
-        Ok(self.party.store.tree(tree)?)
-    }
-
     fn reparse(held: &HeldIndicator) -> Option<Indicator> {
         let bundle = serde_json::json!({
             "type": "bundle",
@@ -252,9 +259,22 @@ impl Threats {
         Some(indicator)
     }
 
-    /// The address blocks in force, to hand to the network ([`crate::net::Command::GateAddresses`]).
-    pub fn address_blocks(&self) -> watch::Receiver<AddressBlocks> {
-        self.addresses.subscribe()
+    /// The changes to the address blocks, from the first, for the network
+    /// ([`crate::net::Command::GateAddresses`]); only the first caller gets them.
+    pub fn take_address_changes(&self) -> Option<mpsc::UnboundedReceiver<AddressChange>> {
+        self.address_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// The addresses, networks and domains blocked now.
+    pub fn address_blocks(&self) -> AddressBlocks {
+        self.party
+            .threat_effects
+            .read()
+            .map(|effects| effects.address_blocks())
+            .unwrap_or_default()
     }
 
     /// Takes a report from `reporter` in `field`. The caller has checked the reporter's
@@ -272,12 +292,28 @@ impl Threats {
                 "this gateway has not joined that field",
             ));
         }
-        let body: ReportBody = serde_json::from_value(body.clone()).map_err(|error| {
-            ThreatError::new(ThreatCode::Malformed, format!("report body: {error}"))
-        })?;
+        let malformed = |message: &str| ThreatError::new(ThreatCode::Malformed, message);
+        let report = body
+            .as_object()
+            .filter(|report| {
+                report
+                    .keys()
+                    .all(|key| key == "bundle" || key == "recipients")
+            })
+            .ok_or_else(|| malformed("a report body is {\"bundle\": …, \"recipients\": […]}"))?;
+        let recipients: Vec<String> = match report.get("recipients") {
+            Some(recipients) => Vec::<String>::deserialize(recipients)
+                .map_err(|_| malformed("recipients is a list of DIDs"))?,
+            None => Vec::new(),
+        };
         let now = crate::credential::now_unix();
-        let bundle = parse_bundle(&body.bundle, now)?;
-        self.check_marking(&bundle, &body.recipients, origin)?;
+        let bundle = parse_bundle(
+            report
+                .get("bundle")
+                .ok_or_else(|| malformed("a report has a bundle"))?,
+            now,
+        )?;
+        self.check_marking(&bundle, &recipients, origin)?;
         let mut book = self.lock();
         if matches!(origin, Origin::Gossip | Origin::Direct) {
             self.within_rate(&mut book, reporter, bundle.indicators.len())?;
@@ -285,8 +321,7 @@ impl Threats {
         let mut outcome = ReportOutcome::default();
         let mut touched = Vec::new();
         let added_ms = crate::audit::now_ms();
-        let indicators = self.tree(Tree::Indicators)?;
-        let log = self.tree(Tree::ThreatLog)?;
+        let (indicators, log) = (&self.indicators, &self.log);
         for indicator in bundle.indicators {
             let key = indicator_key(field, reporter, &indicator.id);
             let previous = book.held.get(&key).cloned();
@@ -315,7 +350,7 @@ impl Threats {
                 reporter: reporter.to_owned(),
                 origin,
                 tlp: indicator.tlp,
-                recipients: body.recipients.clone(),
+                recipients: recipients.clone(),
                 added_ms,
                 expires: indicator.expires,
                 object: indicator.object.clone(),
@@ -358,10 +393,15 @@ impl Threats {
         self.rejudge(&mut book, touched.clone(), now, &mut events);
         outcome.actions = touched
             .iter()
-            .filter_map(|id| self.view(&book, id, now))
+            .filter_map(|id| self.view(&mut book, id, now))
             .collect();
         drop(book);
-        self.party.audit.record_all(events);
+        if origin == Origin::Gossip {
+            // Nobody waits on gossip: its audit entries reach the disk with the indicators.
+            self.party.audit.record_all_soon(events);
+        } else {
+            self.party.audit.record_all(events);
+        }
         Ok(outcome)
     }
 
@@ -502,9 +542,27 @@ impl Threats {
         }
     }
 
-    /// How `did` stands as a reporter in `field` now.
-    fn reporter(&self, field: &str, admins: &HashSet<String>, did: &str) -> Reporter {
-        let me = self.party.key.did();
+    /// How `did` stands as a reporter in `field` now: remembered until a peer record or
+    /// the governance state changes.
+    fn reporter(&self, book: &mut Book, field: &str, did: &str) -> Reporter {
+        let generation = self
+            .party
+            .peers_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        if generation != book.reporters_generation {
+            book.reporters.clear();
+            book.reporters_generation = generation;
+        }
+        let key = (field.to_owned(), did.to_owned());
+        if let Some(known) = book.reporters.get(&key) {
+            return known.clone();
+        }
+        let reporter = self.look_up_reporter(field, did);
+        book.reporters.insert(key, reporter.clone());
+        reporter
+    }
+
+    fn look_up_reporter(&self, field: &str, did: &str) -> Reporter {
         let record: Option<PeerRecord> = PublicKey::peer_id_of(did).and_then(|peer| {
             self.party
                 .store
@@ -513,61 +571,71 @@ impl Threats {
                 .get(peer.to_bytes().as_slice())
                 .ok()?
         });
-        let verified = did == me
+        let verified = did == self.party.key.did()
             || record.as_ref().is_some_and(|record| {
-                record.did == did && record.tiers.get(field).is_some_and(|t| *t >= 1)
+                record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
             });
+        // Admins are the charter's: governance amends issuers and quorum, not admins.
+        let admin = self
+            .party
+            .field(field)
+            .is_some_and(|joined| joined.charter.admins.iter().any(|admin| admin == did));
         Reporter {
             in_good_standing: verified && !self.party.is_barred(field, did),
-            admin: admins.contains(did),
+            admin,
             organisation: record
                 .and_then(|record| record.corporate_number)
                 .unwrap_or_else(|| did.to_owned()),
         }
     }
 
+    /// Judges a group as of `now`.
+    fn judge(&self, book: &mut Book, id: &str, now: i64) -> Option<Judgement> {
+        let held = book.groups.get(id)?;
+        let group = held.group.clone();
+        let verdict = held.verdict;
+        let mode = self.config.mode(group.countermeasure.action);
+        let reporters: HashMap<String, Reporter> = group
+            .contributions
+            .values()
+            .map(|c| {
+                (
+                    c.reporter.clone(),
+                    self.reporter(book, &group.field, &c.reporter),
+                )
+            })
+            .collect();
+        Some(group.judge(now, mode, verdict, |did| {
+            reporters.get(did).cloned().unwrap_or(Reporter {
+                in_good_standing: false,
+                admin: false,
+                organisation: did.to_owned(),
+            })
+        }))
+    }
+
     /// Judges the given actions again and applies what changed; spent actions are dropped.
     fn rejudge(&self, book: &mut Book, ids: Vec<String>, now: i64, events: &mut Vec<Event>) {
-        let mut admins: HashMap<String, HashSet<String>> = HashMap::new();
         let mut members_changed = false;
         for id in ids {
-            let Some(held) = book.groups.get(&id) else {
+            let Some(judgement) = self.judge(book, &id, now) else {
                 continue;
             };
-            let field = held.group.field.clone();
-            let field_admins = admins.entry(field.clone()).or_insert_with(|| {
-                self.party
-                    .field(&field)
-                    .map(|joined| {
-                        self.party
-                            .effective_charter(&joined)
-                            .admins
-                            .into_iter()
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            });
-            let mode = self.config.mode(held.group.countermeasure.action);
-            let judgement = held.group.judge(now, mode, held.verdict, |did| {
-                self.reporter(&field, field_admins, did)
-            });
-            let (previous, group) = (held.state, held.group.clone());
-            let spent = group.spent(now);
+            let Some(held) = book.groups.get_mut(&id) else {
+                continue;
+            };
+            let previous = held.state;
+            let spent = held.group.spent(now);
             if judgement.state != previous {
-                members_changed |= group.countermeasure.action.against_members();
-                self.transition(&id, &group, previous, &judgement, events);
-            }
-            if spent {
-                book.groups.remove(&id);
-                self.forget_spent(book, &id, &group);
-            } else if let Some(held) = book.groups.get_mut(&id) {
+                members_changed |= held.group.countermeasure.action.against_members();
+                self.transition(&id, &held.group, previous, &judgement, events);
                 held.state = judgement.state;
-                if judgement.state != previous
-                    && let Ok(tree) = self.tree(Tree::ThreatActions)
-                    && let Err(error) = tree.put(id.as_bytes(), &*held)
-                {
+                if !spent && let Err(error) = self.actions.put(id.as_bytes(), &*held) {
                     tracing::error!(%error, action = %id, "threat action state not stored");
                 }
+            }
+            if spent && let Some(held) = book.groups.remove(&id) {
+                self.forget_spent(book, &id, &held.group);
             }
         }
         if members_changed {
@@ -630,42 +698,35 @@ impl Threats {
         if let Ok(mut effects) = self.party.threat_effects.write() {
             effects.insert(id, applied);
         }
-        if group.countermeasure.action == ActionKind::BlockAddress {
-            self.addresses.send_modify(|blocks| match &group.pattern {
-                super::Pattern::Address { net } => blocks.networks.push(*net),
-                super::Pattern::Domain { name } => blocks.domains.push(name.clone()),
-                _ => {}
-            });
-        }
+        self.gate(group, true);
     }
 
     fn lift(&self, id: &str, group: &Group) {
         if let Ok(mut effects) = self.party.threat_effects.write() {
             effects.remove(id, group.countermeasure.action);
         }
-        if group.countermeasure.action == ActionKind::BlockAddress {
-            self.addresses.send_modify(|blocks| match &group.pattern {
-                super::Pattern::Address { net } => {
-                    if let Some(at) = blocks.networks.iter().position(|held| held == net) {
-                        blocks.networks.swap_remove(at);
-                    }
-                }
-                super::Pattern::Domain { name } => {
-                    if let Some(at) = blocks.domains.iter().position(|held| held == name) {
-                        blocks.domains.swap_remove(at);
-                    }
-                }
-                _ => {}
-            });
+        self.gate(group, false);
+    }
+
+    /// Tells the connection gate about an address block put in force or lifted.
+    fn gate(&self, group: &Group, block: bool) {
+        if group.countermeasure.action != ActionKind::BlockAddress {
+            return;
         }
+        let change = match (&group.pattern, block) {
+            (super::Pattern::Address { net }, true) => AddressChange::BlockNetwork(*net),
+            (super::Pattern::Address { net }, false) => AddressChange::UnblockNetwork(*net),
+            (super::Pattern::Domain { name }, true) => AddressChange::BlockDomain(name.clone()),
+            (super::Pattern::Domain { name }, false) => AddressChange::UnblockDomain(name.clone()),
+            _ => return,
+        };
+        // Without a network (tools, tests) nobody listens, and nothing needs gating.
+        let _ = self.addresses.send(change);
     }
 
     /// Drops a spent action and the indicators behind it from memory and disk.
     fn forget_spent(&self, book: &mut Book, id: &str, group: &Group) {
-        if let Err(error) = self
-            .tree(Tree::ThreatActions)
-            .and_then(|tree| Ok(tree.remove(id.as_bytes())?))
-        {
+        if let Err(error) = self.actions.remove(id.as_bytes()) {
             tracing::warn!(%error, action = %id, "spent threat action not removed");
         }
         for (reporter, indicator) in group.contributions.keys() {
@@ -691,10 +752,7 @@ impl Threats {
                 book.by_id.remove(indicator);
             }
         }
-        if let Err(error) = self
-            .tree(Tree::Indicators)
-            .and_then(|tree| Ok(tree.remove(key.as_bytes())?))
-        {
+        if let Err(error) = self.indicators.remove(key.as_bytes()) {
             tracing::warn!(%error, "expired indicator not removed");
         }
     }
@@ -754,6 +812,7 @@ impl Threats {
     pub fn rejudge_all(&self) {
         let now = crate::credential::now_unix();
         let mut book = self.lock();
+        book.reporters.clear();
         let ids: Vec<String> = book.groups.keys().cloned().collect();
         let mut events = Vec::new();
         self.rejudge(&mut book, ids, now, &mut events);
@@ -778,8 +837,7 @@ impl Threats {
                 ThreatError::new(ThreatCode::UnknownAction, format!("no live action {id}"))
             })?;
         held.verdict = Some(verdict);
-        self.tree(Tree::ThreatActions)?
-            .put_durable(id.as_bytes(), &*held)?;
+        self.actions.put_durable(id.as_bytes(), &*held)?;
         let mut events = vec![Event {
             actor: operator.to_owned(),
             action: match verdict {
@@ -792,30 +850,16 @@ impl Threats {
             ..Event::default()
         }];
         self.rejudge(&mut book, vec![id.to_owned()], now, &mut events);
-        let view = self.view(&book, id, now);
+        let view = self.view(&mut book, id, now);
         drop(book);
         self.party.audit.append_all(events)?;
         view.ok_or_else(|| ThreatError::new(ThreatCode::UnknownAction, format!("{id} expired")))
     }
 
-    fn view(&self, book: &Book, id: &str, now: i64) -> Option<ActionView> {
+    fn view(&self, book: &mut Book, id: &str, now: i64) -> Option<ActionView> {
+        let judgement = self.judge(book, id, now)?;
         let held = book.groups.get(id)?;
         let group = &held.group;
-        let admins: HashSet<String> = self
-            .party
-            .field(&group.field)
-            .map(|joined| {
-                self.party
-                    .effective_charter(&joined)
-                    .admins
-                    .into_iter()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mode = self.config.mode(group.countermeasure.action);
-        let judgement = group.judge(now, mode, held.verdict, |did| {
-            self.reporter(&group.field, &admins, did)
-        });
         Some(ActionView {
             id: id.to_owned(),
             field: group.field.clone(),
@@ -842,11 +886,11 @@ impl Threats {
     /// Every action held, optionally only those in `state`, newest expiry first.
     pub fn actions(&self, state: Option<State>) -> Vec<ActionView> {
         let now = crate::credential::now_unix();
-        let book = self.lock();
-        let mut views: Vec<ActionView> = book
-            .groups
-            .keys()
-            .filter_map(|id| self.view(&book, id, now))
+        let mut book = self.lock();
+        let ids: Vec<String> = book.groups.keys().cloned().collect();
+        let mut views: Vec<ActionView> = ids
+            .iter()
+            .filter_map(|id| self.view(&mut book, id, now))
             .filter(|view| state.is_none_or(|state| view.state == state))
             .collect();
         views.sort_by(|a, b| b.expires.cmp(&a.expires).then(a.id.cmp(&b.id)));
@@ -862,8 +906,7 @@ impl Threats {
         limit: usize,
     ) -> Result<Vec<HeldObject>, ThreatError> {
         let prefix = format!("{field}/");
-        let log = self.tree(Tree::ThreatLog)?;
-        let indicators = self.tree(Tree::Indicators)?;
+        let (log, indicators) = (&self.log, &self.indicators);
         let mut objects = Vec::with_capacity(limit.min(1024));
         let mut position = after.map(<[u8]>::to_vec);
         while objects.len() < limit {

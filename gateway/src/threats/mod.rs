@@ -349,7 +349,7 @@ fn malformed(message: impl Into<String>) -> ThreatError {
 /// Checks a STIX 2.1 bundle: its shape, sizes, every indicator's pattern, countermeasure,
 /// marking and validity. An indicator already expired at `now` refuses the bundle.
 pub fn parse_bundle(bundle: &Value, now: i64) -> Result<Bundle, ThreatError> {
-    let size = serde_json::to_vec(bundle).map_or(usize::MAX, |bytes| bytes.len());
+    let size = serialised_len(bundle);
     if size > MAX_BUNDLE_BYTES {
         return Err(ThreatError::new(
             ThreatCode::TooLarge,
@@ -404,6 +404,25 @@ pub fn parse_bundle(bundle: &Value, now: i64) -> Result<Bundle, ThreatError> {
         return Err(malformed("the bundle holds no indicator"));
     }
     Ok(parsed)
+}
+
+/// The length of a value's JSON, counted without building it.
+fn serialised_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 fn check_id(object: &Map<String, Value>, kind: &str) -> Result<String, ThreatError> {
@@ -486,7 +505,7 @@ fn parse_indicator(object: &Map<String, Value>, now: i64) -> Result<Indicator, T
         })?;
     let countermeasure = parse_countermeasure(&id, object.get("x_tfc_countermeasure"), &pattern)?;
     if let Some(confidence) = object.get("confidence")
-        && !confidence.as_u64().is_some_and(|value| value <= 100)
+        && confidence.as_u64().is_none_or(|value| value > 100)
     {
         return Err(malformed(format!("{id}: confidence is 0 to 100")));
     }

@@ -119,7 +119,7 @@ pub fn objects(
 }
 
 fn encode_next(position: &[u8]) -> String {
-    position.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex::encode(position)
 }
 
 fn decode_next(field_id: &str, next: &str) -> Result<Vec<u8>, ThreatError> {
@@ -129,14 +129,10 @@ fn decode_next(field_id: &str, next: &str) -> Result<Vec<u8>, ThreatError> {
             "next is not a position this server gave",
         )
     };
-    if next.len() > 2048 || next.len() % 2 != 0 {
+    if next.len() > 2048 {
         return Err(bad());
     }
-    let bytes = (0..next.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(next.get(at..at + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| bad())?;
+    let bytes = crate::hex::decode(next).ok_or_else(bad)?;
     if !bytes.starts_with(format!("{field_id}/").as_bytes()) {
         return Err(bad());
     }

@@ -268,7 +268,7 @@ fn an_address_report_blocks_at_once_and_a_replay_changes_nothing() {
         (outcome.taken, outcome.actions[0].state),
         (1, State::Applied)
     );
-    let blocks = threats.address_blocks().borrow().clone();
+    let blocks = threats.address_blocks();
     assert_eq!(blocks.networks, vec!["198.51.100.0/24".parse().unwrap()]);
     assert_eq!(
         book.party
@@ -493,7 +493,7 @@ fn an_action_is_lifted_when_its_indicator_expires_even_across_a_restart() {
     drop(threats);
     // After a restart both are in force again, without a second audit entry.
     let restarted = Threats::load(Arc::clone(&book.party), ThreatsConfig::uniform(AUTO)).unwrap();
-    assert_eq!(restarted.address_blocks().borrow().networks.len(), 2);
+    assert_eq!(restarted.address_blocks().networks.len(), 2);
     let entries = book.party.audit.since(0).unwrap().len();
     assert_eq!(entries, 4, "two reports, two applications");
     let next = restarted.sweep_at(short.valid_until + 1);
@@ -502,7 +502,7 @@ fn an_action_is_lifted_when_its_indicator_expires_even_across_a_restart() {
         "the long one is still scheduled"
     );
     assert_eq!(
-        restarted.address_blocks().borrow().networks,
+        restarted.address_blocks().networks,
         vec!["192.0.2.78/32".parse().unwrap()]
     );
     assert_eq!(

@@ -7,10 +7,16 @@
 //!
 //! `tfc-bench revocation [--gateways N] [--rounds R] [--json]`: an admin's suspension until
 //! every gateway holds it, beside bare gossipsub propagation over as many nodes.
+//!
+//! `tfc-bench threats [--indicators K] [--gateways N]... [--rounds R] [--json]`: indicators
+//! verified and applied per second at one gateway, beside raw Ed25519 verification of the
+//! same envelopes; then an indicator's propagation until every gateway applied it, for each
+//! N, beside bare gossipsub over as many nodes.
 
 mod baseline;
 mod field;
 mod revocation;
+mod threats;
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +54,18 @@ enum Scenario {
         gateways: u16,
         /// Suspensions to measure (each of another member; at most gateways − 4).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=96))]
+        rounds: u32,
+    },
+    /// Indicators verified and applied at one gateway; propagation to every gateway.
+    Threats {
+        /// Indicators for the throughput run.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+        indicators: u64,
+        /// Field sizes for the propagation runs; repeat for several.
+        #[arg(long, default_values_t = [5u16, 20], value_parser = clap::value_parser!(u16).range(3..=100))]
+        gateways: Vec<u16>,
+        /// Indicators to propagate per field size.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         rounds: u32,
     },
 }
@@ -96,7 +114,87 @@ fn main() -> anyhow::Result<()> {
         Scenario::Revocation { gateways, rounds } => {
             runtime.block_on(revocation(gateways.into(), rounds, cli.json))
         }
+        Scenario::Threats {
+            indicators,
+            gateways,
+            rounds,
+        } => runtime.block_on(threat_scenario(indicators, &gateways, rounds, cli.json)),
     }
+}
+
+async fn threat_scenario(
+    indicators: u64,
+    gateways: &[u16],
+    rounds: u32,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let count = usize::try_from(indicators).context("too many indicators")?;
+    let throughput = threats::throughput(count).await?;
+    let mut runs = Vec::new();
+    for &size in gateways {
+        runs.push((size, threats::propagation(size.into(), rounds).await?));
+    }
+    if as_json {
+        let propagation: Vec<_> = runs
+            .iter()
+            .map(|(size, (ours, baseline))| {
+                json!({
+                    "gateways": size,
+                    "rounds": rounds,
+                    "indicator_applied_everywhere": ours.figures(),
+                    "baseline_gossipsub_propagation": baseline.figures(),
+                    "ratio_p50": ours.percentile(0.5) / baseline.percentile(0.5),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "scenario": "threats",
+                "throughput": {
+                    "indicators": throughput.indicators,
+                    "verified_and_applied_per_second": throughput.applied_per_second,
+                    "baseline_raw_ed25519_verify_per_second": throughput.raw_verify_per_second,
+                    "share_opening_envelopes": throughput.verify_share,
+                    "target_per_second": 10_000,
+                },
+                "propagation": propagation,
+                "target_p99_ms_at_20": 100,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "threats scenario: {} indicators at one gateway (one task), then {rounds} indicators per field size",
+        throughput.indicators
+    );
+    println!(
+        "{:<44} {:>12.0} /s",
+        "indicators verified and applied", throughput.applied_per_second
+    );
+    println!(
+        "{:<44} {:>12.0} /s",
+        "baseline: raw Ed25519 verify, same envelopes", throughput.raw_verify_per_second
+    );
+    println!(
+        "throughput {:.0}/s (target ≥ 10,000/s) is {:.0}% of raw verification; {:.0}% of the time opens envelopes",
+        throughput.applied_per_second,
+        100.0 * throughput.applied_per_second / throughput.raw_verify_per_second,
+        100.0 * throughput.verify_share
+    );
+    for (size, (ours, baseline)) in &runs {
+        println!("propagation over {size} gateways on 127.0.0.1");
+        print_table(&[
+            ("indicator published → applied everywhere", ours),
+            ("baseline: bare gossipsub 1 KiB, last node", baseline),
+        ]);
+        println!(
+            "p99 {:.1} ms (target < 100 ms at 20); p50 is {:.1}× the baseline's",
+            ours.percentile(0.99),
+            ours.percentile(0.5) / baseline.percentile(0.5)
+        );
+    }
+    Ok(())
 }
 
 async fn revocation(gateways: usize, rounds: u32, as_json: bool) -> anyhow::Result<()> {

@@ -1,0 +1,284 @@
+//! `tfc-bench threats`: indicators verified and applied at one gateway, beside raw Ed25519
+//! verification of the same envelopes; and an indicator's propagation until every gateway of
+//! a field has applied it, beside bare gossipsub over as many nodes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tfc_gateway::credential::{CredentialVerifier, now_unix, sign_message};
+use tfc_gateway::handshake::{GatewayEvent, PeerRecord};
+use tfc_gateway::identity::{KeyAlgorithm, KeyPair, PublicKey};
+use tfc_gateway::store::Tree;
+use tfc_gateway::threats::{
+    ActionKind, Countermeasure, IndicatorDraft, Origin, Severity, Tlp, compose,
+};
+use tfc_testkit::{Authorities, Node, top_tier, wait_event};
+
+use crate::{Series, baseline};
+
+/// Reporters the throughput run spreads its indicators over.
+const REPORTERS: usize = 64;
+/// Polling period while waiting for every gateway: the figures' resolution.
+const POLL: Duration = Duration::from_millis(1);
+
+/// Throughput at one gateway.
+pub(crate) struct Throughput {
+    pub(crate) indicators: usize,
+    /// Verified and applied per second (one task, as the gateway's exchange service runs).
+    pub(crate) applied_per_second: f64,
+    /// Raw Ed25519 verifications of the same envelopes per second, on one core.
+    pub(crate) raw_verify_per_second: f64,
+    /// The share of the time spent opening envelopes (the rest is the threat book).
+    pub(crate) verify_share: f64,
+}
+
+/// Every gateway automatic, quiet, and with reporter limits above the run's volume.
+fn configure(text: String) -> String {
+    text.replace("level = \"info\"", "level = \"warn\"")
+        .replace("\"manual\"", "\"auto\"")
+        .replace("{ auto_at_or_above = \"high\" }", "\"auto\"")
+        .replace("reporter_burst = 100", "reporter_burst = 1000000")
+        .replace("reporter_rate = 10.0", "reporter_rate = 1000000.0")
+        .replace(
+            "max_indicators_per_reporter = 1000",
+            "max_indicators_per_reporter = 1000000",
+        )
+}
+
+fn indicator(n: usize) -> Value {
+    let now = now_unix();
+    let draft = IndicatorDraft {
+        name: format!("bench {n}"),
+        description: String::new(),
+        pattern: format!(
+            "[ipv4-addr:value = '10.{}.{}.{}']",
+            (n >> 16) & 0xff,
+            (n >> 8) & 0xff,
+            n & 0xff
+        ),
+        severity: Severity::High,
+        countermeasure: Countermeasure {
+            action: ActionKind::BlockAddress,
+            tier: None,
+            credential: None,
+        },
+        tlp: Tlp::Green,
+        confidence: None,
+        valid_from: now - 5,
+        valid_until: now + 3600,
+    };
+    compose(&draft, now).expect("a valid draft")
+}
+
+/// Indicators verified and applied at one real gateway, one envelope after another.
+pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
+    let authorities = Authorities::new();
+    let node = Node::start(configure).await;
+    node.import_wallet(&authorities.tier2_wallet(&node.did));
+    let key = node.org_key();
+    let charter = authorities.write_governed_charter(
+        "bench",
+        &[&key],
+        std::slice::from_ref(&node.did),
+        "1",
+        "",
+    );
+    node.join(&charter).await;
+    let field = node.field_id();
+    let reporters: Vec<KeyPair> = (0..REPORTERS)
+        .map(|_| KeyPair::generate(KeyAlgorithm::Ed25519))
+        .collect();
+    let peers = node.gateway.party().store.tree(Tree::Peers)?;
+    for reporter in &reporters {
+        let record = PeerRecord {
+            did: reporter.did(),
+            tiers: [(field.clone(), 2)].into(),
+            credentials: vec![],
+            evaluated_at: now_unix(),
+            next_change: None,
+            corporate_number: None,
+        };
+        let peer = reporter.peer_id().context("reporter peer id")?;
+        peers.put(peer.to_bytes().as_slice(), &record)?;
+    }
+    let envelopes: Vec<String> = (0..count)
+        .map(|n| {
+            let reporter = &reporters[n % REPORTERS];
+            let envelope = json!({
+                "iss": reporter.did(),
+                "field": field,
+                "kind": "threat",
+                "iat": now_unix(),
+                "jti": format!("bench-{n}"),
+                "body": { "bundle": indicator(n) },
+            });
+            sign_message(reporter, &envelope).map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let threats = std::sync::Arc::clone(node.gateway.publisher().threats());
+    let verifier = CredentialVerifier::new();
+    let started = Instant::now();
+    let mut applying = Duration::ZERO;
+    for token in &envelopes {
+        let (publisher, payload) = verifier
+            .open_message(token, 1024 * 1024)
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let body = payload.get("body").context("an envelope has a body")?;
+        let begin = Instant::now();
+        threats
+            .receive(&field, &publisher, body, Origin::Gossip)
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        applying += begin.elapsed();
+    }
+    let elapsed = started.elapsed();
+    let applied_per_second = count as f64 / elapsed.as_secs_f64();
+    let verify_share = 1.0 - applying.as_secs_f64() / elapsed.as_secs_f64();
+    anyhow::ensure!(
+        threats.address_blocks().networks.len() == count,
+        "every indicator's block is in force"
+    );
+    let raw_verify_per_second = raw_verify(&envelopes)?;
+    node.gateway.shutdown().await?;
+    Ok(Throughput {
+        indicators: count,
+        applied_per_second,
+        raw_verify_per_second,
+        verify_share,
+    })
+}
+
+/// Raw Ed25519 verification of the envelopes' signatures, keys parsed beforehand.
+fn raw_verify(envelopes: &[String]) -> anyhow::Result<f64> {
+    use base64::Engine as _;
+    let decode = |part: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part);
+    let mut prepared = Vec::with_capacity(envelopes.len());
+    for token in envelopes {
+        let (input, signature) = token.rsplit_once('.').context("a compact JWS")?;
+        let payload: Value =
+            serde_json::from_slice(&decode(input.split('.').nth(1).context("a payload")?)?)?;
+        let did = payload["iss"].as_str().context("an issuer")?;
+        prepared.push((
+            PublicKey::from_did(did)?,
+            input.as_bytes().to_vec(),
+            decode(signature)?,
+        ));
+    }
+    let started = Instant::now();
+    for (key, input, signature) in &prepared {
+        anyhow::ensure!(key.verify(input, signature), "a signature verifies");
+    }
+    Ok(prepared.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// From publication at one gateway until every gateway of the field has applied it.
+pub(crate) async fn propagation(gateways: usize, rounds: u32) -> anyhow::Result<(Series, Series)> {
+    let authorities = Authorities::new();
+    let mut nodes = Vec::new();
+    for _ in 0..gateways {
+        let node = Node::start(configure).await;
+        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        nodes.push(node);
+    }
+    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
+    let charter = authorities.write_governed_charter(
+        "bench",
+        &keys.iter().collect::<Vec<_>>(),
+        &[nodes[0].did.clone()],
+        "2",
+        &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
+    );
+    for node in &nodes {
+        node.join(&charter).await;
+    }
+    let mut waiting: std::collections::HashSet<_> = nodes[1..].iter().map(Node::peer_id).collect();
+    while !waiting.is_empty() {
+        let peer = wait_event(&mut nodes[0].events, |event| match event {
+            GatewayEvent::PeerVerified { peer, record } if top_tier(record) == 2 => Some(*peer),
+            _ => None,
+        })
+        .await;
+        waiting.remove(&peer);
+    }
+    until_all_verified(&nodes).await?;
+    let field = nodes[0].field_id();
+    // Round 0 warms the mesh up and is not counted.
+    let mut samples = Vec::new();
+    let mut started = Instant::now();
+    for round in 0..=rounds as usize {
+        let publisher = &nodes[1 + round % (gateways - 1)];
+        let sent = Instant::now();
+        publisher
+            .gateway
+            .publisher()
+            .publish_threat(&field, indicator(round), vec![])
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        until_applied(&nodes, round + 1).await?;
+        let elapsed = sent.elapsed();
+        if round == 0 {
+            started = Instant::now();
+        } else {
+            samples.push(elapsed);
+        }
+    }
+    let ours = Series {
+        samples,
+        wall: started.elapsed(),
+    };
+    for node in nodes {
+        node.gateway.shutdown().await?;
+    }
+    let (samples, wall) = baseline::gossip_propagation(gateways, rounds).await?;
+    Ok((ours, Series { samples, wall }))
+}
+
+/// Returns once every gateway has verified every other: a reporter unknown to a gateway is
+/// not a member there.
+async fn until_all_verified(nodes: &[Node]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = nodes.iter().all(|node| {
+            let Ok(peers) = node.gateway.party().store.tree(Tree::Peers) else {
+                return false;
+            };
+            nodes
+                .iter()
+                .filter(|other| other.did != node.did)
+                .all(|other| {
+                    peers
+                        .get::<PeerRecord>(other.peer_id().to_bytes().as_slice())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|record| top_tier(&record) >= 1)
+                })
+        });
+        if all {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the field never fully connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Returns once every gateway has `count` address blocks in force.
+async fn until_applied(nodes: &[Node], count: usize) -> anyhow::Result<()> {
+    let books: Vec<_> = nodes
+        .iter()
+        .map(|node| std::sync::Arc::clone(node.gateway.publisher().threats()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if books
+            .iter()
+            .all(|book| book.address_blocks().networks.len() >= count)
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "a gateway never applied the indicator"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
