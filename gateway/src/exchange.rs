@@ -1458,15 +1458,68 @@ mod tests {
     }
 
     #[test]
+    fn a_reporter_over_its_threat_rate_is_rejected_but_its_relays_are_not() {
+        let (mut fixture, member) = fixture();
+        let config = crate::config::ThreatsConfig {
+            reporter_burst: 1,
+            reporter_rate: 0.001,
+            ..Default::default()
+        };
+        fixture.service.threats =
+            Arc::new(Threats::load(Arc::clone(&fixture.service.party), config).unwrap());
+        let relay = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let field = fixture.field.clone();
+        let report = |n: u8| {
+            let now = now_unix();
+            let draft = crate::threats::IndicatorDraft {
+                name: "n".into(),
+                description: String::new(),
+                pattern: format!("[ipv4-addr:value = '192.0.2.{n}']"),
+                severity: crate::threats::Severity::High,
+                countermeasure: crate::threats::Countermeasure {
+                    action: crate::threats::ActionKind::BlockAddress,
+                    tier: None,
+                    credential: None,
+                },
+                tlp: crate::threats::Tlp::Green,
+                confidence: None,
+                valid_from: now,
+                valid_until: now + 60,
+            };
+            let bundle = crate::threats::compose(&draft, now).unwrap();
+            envelope(
+                &member,
+                &field,
+                "threat",
+                now,
+                serde_json::json!({ "bundle": bundle }),
+            )
+        };
+        assert_eq!(
+            fixture.judge(&member, TopicKind::Threat, &report(1)),
+            Ok(Verdict::Accept)
+        );
+        assert_eq!(
+            fixture.judge(&relay, TopicKind::Threat, &report(2)),
+            Ok(Verdict::Ignore)
+        );
+        assert_eq!(
+            fixture.judge(&member, TopicKind::Threat, &report(3)),
+            Err("rate_limited".to_owned())
+        );
+    }
+
+    #[test]
     fn a_publisher_over_its_rate_is_rejected_but_its_relays_are_not() {
         let (mut fixture, member) = fixture();
         let relay = KeyPair::generate(KeyAlgorithm::Ed25519);
         let field = fixture.field.clone();
+        // Emptied, and dated ahead so that it cannot refill while the test runs.
         fixture.service.buckets.insert(
             member.did(),
             Bucket {
                 tokens: 0.0,
-                at: Instant::now(),
+                at: Instant::now() + std::time::Duration::from_secs(3600),
             },
         );
         let data = envelope(&member, &field, "threat", now_unix(), Value::Null);
