@@ -474,6 +474,13 @@ impl Service {
             NetworkEvent::InboundFailure { peer, reason } => {
                 tracing::info!(%peer, %reason, "handshake message refused");
             }
+            NetworkEvent::ConnectionRefused { address, reason } => {
+                tracing::info!(%address, %reason, "incoming connection refused");
+                self.shared
+                    .party
+                    .metrics
+                    .count(metrics::HANDSHAKES, "connection_refused");
+            }
             NetworkEvent::Listening(address) => {
                 tracing::info!(%address, "listening");
                 let _ = self.shared.events.send(GatewayEvent::Listening(address));

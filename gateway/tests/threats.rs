@@ -444,3 +444,44 @@ async fn a_vulnerable_software_indicator_costs_the_matching_supplier_its_very_hi
         "the patched supplier keeps its access"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_block_closes_open_connections_and_refuses_new_ones() {
+    let authorities = Authorities::new();
+    let mut nodes = field(&authorities, &[auto, auto, auto]).await;
+    let outside = nodes[1].peer_id();
+    // An operator imports a feed naming the loopback address every peer comes from.
+    let loopback = bundle(
+        "[ipv4-addr:value = '127.0.0.1']",
+        ActionKind::BlockAddress,
+        Severity::High,
+        Tlp::Amber,
+    );
+    let outcome = nodes[0]
+        .gateway
+        .publisher()
+        .import_threats(&nodes[0].field_id(), &loopback)
+        .unwrap();
+    assert_eq!(outcome.actions[0].state, State::Applied);
+    wait_event(&mut nodes[0].events, |event| match event {
+        GatewayEvent::PeerGone { peer } if *peer == outside => Some(()),
+        _ => None,
+    })
+    .await;
+    // A new connection from the blocked address never reaches the handshake.
+    let address = nodes[0].address.clone();
+    nodes[1]
+        .gateway
+        .network()
+        .send(tfc_gateway::net::Command::Dial(address))
+        .await
+        .unwrap();
+    let party = Arc::clone(nodes[0].gateway.party());
+    wait_until("the guarded gateway refuses the new connection", || {
+        let refused = party.metrics.get(metrics::HANDSHAKES, "connection_refused");
+        async move { refused >= 1 }
+    })
+    .await;
+    let records = nodes[0].gateway.party().audit.since(0).unwrap();
+    assert!(records.iter().any(|entry| entry.action == "threat.apply"));
+}

@@ -219,6 +219,14 @@ pub enum NetworkEvent {
         /// Where the answer goes.
         channel: ResponseChannel<HandshakeResponse>,
     },
+    /// An inbound connection was refused before any protocol ran (a blocked address, the
+    /// connection limits).
+    ConnectionRefused {
+        /// The remote address.
+        address: Multiaddr,
+        /// Why, for the log.
+        reason: String,
+    },
     /// An inbound message was refused (too large, undecodable, wrong protocol) or timed out.
     InboundFailure {
         /// The peer.

@@ -433,10 +433,10 @@ impl SwarmTask {
                 error,
                 send_back_addr,
                 ..
-            } => {
-                tracing::info!(address = %send_back_addr, %error, "incoming connection refused");
-                None
-            }
+            } => Some(Report::Connection(NetworkEvent::ConnectionRefused {
+                address: send_back_addr,
+                reason: error.to_string(),
+            })),
             SwarmEvent::Behaviour(event) => self.behaviour_event(event),
             _ => None,
         }

@@ -582,3 +582,52 @@ fn a_revoked_reporters_reports_stop_counting() {
     threats.rejudge_all();
     assert_eq!(book.party.tier_cap(&book.field, &target), None);
 }
+
+#[test]
+fn a_suspended_credential_stops_counting_for_its_holder_only() {
+    let book = book_fixture(None, None);
+    let threats = threats(&book, AUTO);
+    let holder = &book.members[2];
+    let now = now_unix();
+    let token = crate::credential::issue_credential(
+        &KeyPair::ed25519_from_seed(&[7; 32]),
+        &crate::credential::CredentialDraft {
+            type_name: "CreditRatingCredential".into(),
+            subject: holder.did(),
+            claims: json!({"grade": "B", "score": 70, "assessedOn": "2026-01-01"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            valid_from: now - 60,
+            valid_until: Some(now + 3600),
+            status: vec![],
+        },
+        now,
+    )
+    .unwrap();
+    let id = effects::credential_id(&token).unwrap();
+    let mut suspension = draft(
+        &format!("[x-tfc-member:did = '{}']", holder.did()),
+        ActionKind::SuspendCredential,
+        Severity::High,
+    );
+    suspension.countermeasure.credential = Some(id);
+    let body = report(&compose(&suspension, now).unwrap());
+    let outcome = threats
+        .receive(&book.field, &book.admin.did(), &body, Origin::Gossip)
+        .unwrap();
+    assert_eq!(outcome.actions[0].state, State::Applied);
+    let tokens = [token];
+    assert!(
+        book.party
+            .counted_credentials(&book.field, &holder.did(), &tokens)
+            .is_empty()
+    );
+    let other = book.members[0].did();
+    assert_eq!(
+        book.party
+            .counted_credentials(&book.field, &other, &tokens)
+            .len(),
+        1
+    );
+}
