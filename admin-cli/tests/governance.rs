@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use tfc_gateway::governance::StandingKind;
-use tfc_testkit::{Authorities, Node, wait_until};
+use tfc_testkit::{Authorities, Node, start_governed_field, wait_until};
 
 /// Runs `tfcctl --gateway <node's API> --data-dir <node's dir> <args>`; returns stdout.
 async fn tfcctl(node: &Node, args: &[&str]) -> String {
@@ -45,24 +45,9 @@ fn op_id(printed: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
     let authorities = Authorities::new();
-    let mut nodes = Vec::new();
-    for _ in 0..4 {
-        let node =
-            Node::start(|text| text.replace("endorse = \"auto\"", "endorse = \"manual\"")).await;
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
-        nodes.push(node);
-    }
-    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
-    let charter = authorities.write_governed_charter(
-        "field",
-        &keys.iter().collect::<Vec<_>>(),
-        &[nodes[0].did.clone()],
-        "2",
-        &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
-    );
-    for node in &nodes {
-        node.join(&charter).await;
-    }
+    let manual: fn(String) -> String =
+        |text| text.replace("endorse = \"auto\"", "endorse = \"manual\"");
+    let (nodes, _) = start_governed_field(&authorities, &[manual; 4]).await;
     let field = nodes[0].field_id();
     let short = &field[..12];
     let newcomer = nodes[3].did.clone();

@@ -20,7 +20,7 @@ use tfc_gateway::threats::engine::{State, Verdict};
 use tfc_gateway::threats::{
     ActionKind, Countermeasure, IndicatorDraft, Severity, Threats, Tlp, compose,
 };
-use tfc_testkit::{Authorities, Node, top_tier, wait_event, wait_until};
+use tfc_testkit::{Authorities, Node, start_governed_field, top_tier, wait_event, wait_until};
 
 /// Every countermeasure automatic.
 fn auto(text: String) -> String {
@@ -104,26 +104,9 @@ async fn until_verified(node: &Node, peer: PeerId) {
     .await;
 }
 
-/// Starts nodes with tier-2 wallets and a charter founded by the first three (the first is
-/// admin), and waits until every node has verified every other.
+/// A governed field of one node per config, once every node has verified every other.
 async fn field(authorities: &Authorities, configs: &[fn(String) -> String]) -> Vec<Node> {
-    let mut nodes = Vec::new();
-    for configure in configs {
-        let node = Node::start(configure).await;
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
-        nodes.push(node);
-    }
-    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
-    let charter = authorities.write_governed_charter(
-        "field",
-        &keys.iter().collect::<Vec<_>>(),
-        &[nodes[0].did.clone()],
-        "2",
-        &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
-    );
-    for node in &nodes {
-        node.join(&charter).await;
-    }
+    let (nodes, _) = start_governed_field(authorities, configs).await;
     for node in &nodes {
         for other in &nodes {
             if other.did != node.did {

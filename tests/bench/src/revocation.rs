@@ -9,7 +9,7 @@ use anyhow::Context;
 use tfc_gateway::exchange::OpDraft;
 use tfc_gateway::governance::{OpKind, StandingKind};
 use tfc_gateway::handshake::GatewayEvent;
-use tfc_testkit::{Authorities, Node, top_tier, wait_event};
+use tfc_testkit::{Authorities, Node, start_governed_field, top_tier, wait_event};
 
 use crate::{Series, baseline};
 
@@ -28,23 +28,8 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
         gateways - 4
     );
     let authorities = Authorities::new();
-    let mut nodes = Vec::new();
-    for _ in 0..gateways {
-        let node = Node::start(|text| text.replace("level = \"info\"", "level = \"warn\"")).await;
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
-        nodes.push(node);
-    }
-    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
-    let charter = authorities.write_governed_charter(
-        "bench",
-        &keys.iter().collect::<Vec<_>>(),
-        &[nodes[0].did.clone()],
-        "2",
-        &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
-    );
-    for node in &nodes {
-        node.join(&charter).await;
-    }
+    let quiet: fn(String) -> String = |text| text.replace("level = \"info\"", "level = \"warn\"");
+    let (mut nodes, _) = start_governed_field(&authorities, &vec![quiet; gateways]).await;
     let mut waiting: std::collections::HashSet<_> = nodes[1..].iter().map(Node::peer_id).collect();
     while !waiting.is_empty() {
         let peer = wait_event(&mut nodes[0].events, |event| match event {

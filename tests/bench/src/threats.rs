@@ -13,7 +13,7 @@ use tfc_gateway::store::Tree;
 use tfc_gateway::threats::{
     ActionKind, Countermeasure, IndicatorDraft, Origin, Severity, Tlp, compose,
 };
-use tfc_testkit::{Authorities, Node, top_tier, wait_event};
+use tfc_testkit::{Authorities, Node, start_governed_field, top_tier, wait_event};
 
 use crate::{Series, baseline};
 
@@ -174,23 +174,8 @@ fn raw_verify(envelopes: &[String]) -> anyhow::Result<f64> {
 /// From publication at one gateway until every gateway of the field has applied it.
 pub(crate) async fn propagation(gateways: usize, rounds: u32) -> anyhow::Result<(Series, Series)> {
     let authorities = Authorities::new();
-    let mut nodes = Vec::new();
-    for _ in 0..gateways {
-        let node = Node::start(configure).await;
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
-        nodes.push(node);
-    }
-    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
-    let charter = authorities.write_governed_charter(
-        "bench",
-        &keys.iter().collect::<Vec<_>>(),
-        &[nodes[0].did.clone()],
-        "2",
-        &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
-    );
-    for node in &nodes {
-        node.join(&charter).await;
-    }
+    let configs = vec![configure as fn(String) -> String; gateways];
+    let (mut nodes, _) = start_governed_field(&authorities, &configs).await;
     let mut waiting: std::collections::HashSet<_> = nodes[1..].iter().map(Node::peer_id).collect();
     while !waiting.is_empty() {
         let peer = wait_event(&mut nodes[0].events, |event| match event {

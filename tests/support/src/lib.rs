@@ -367,6 +367,34 @@ impl Node {
     }
 }
 
+/// Starts one gateway per `configs` entry, each with a tier-2 wallet, and has them all join
+/// a field founded by the first three (the first is its admin, quorum 2, and its bootstrap
+/// peer). Returns the nodes and the charter; their handshakes are still under way.
+pub async fn start_governed_field(
+    authorities: &Authorities,
+    configs: &[fn(String) -> String],
+) -> (Vec<Node>, PathBuf) {
+    assert!(configs.len() >= 3, "a governed field has three founders");
+    let mut nodes = Vec::new();
+    for configure in configs {
+        let node = Node::start(configure).await;
+        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        nodes.push(node);
+    }
+    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
+    let charter = authorities.write_governed_charter(
+        "field",
+        &keys.iter().collect::<Vec<_>>(),
+        std::slice::from_ref(&nodes[0].did),
+        "2",
+        &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
+    );
+    for node in &nodes {
+        node.join(&charter).await;
+    }
+    (nodes, charter)
+}
+
 /// Sends gateway logs to the test output, filtered by `RUST_LOG` (nothing by default).
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
