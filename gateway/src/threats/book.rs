@@ -204,17 +204,36 @@ impl Threats {
         let now = crate::credential::now_unix();
         let mut book = threats.lock();
         let indicators = &threats.indicators;
-        for (key, held) in indicators.entries::<HeldIndicator>()? {
+        // An entry that no longer reads is dropped with a log line: one bad entry must not
+        // keep the gateway from starting, and an indicator is only ever a report.
+        for (key, held) in indicators.entries_lossy::<HeldIndicator>()? {
             let key = String::from_utf8_lossy(&key).into_owned();
-            match Self::reparse(&held) {
-                Some(indicator) if held.expires > now => {
-                    threats.remember(&mut book, &key, &held, &indicator);
+            match held
+                .as_ref()
+                .ok()
+                .and_then(|held| Some((held, Self::reparse(held)?)))
+            {
+                Some((held, indicator)) if held.expires > now => {
+                    threats.remember(&mut book, &key, held, &indicator);
                 }
-                _ => indicators.remove(key.as_bytes())?,
+                _ => {
+                    if let Err(reason) = &held {
+                        tracing::error!(%key, %reason, "unreadable indicator dropped");
+                    }
+                    indicators.remove(key.as_bytes())?;
+                }
             }
         }
-        for (key, stored) in threats.actions.entries::<HeldAction>()? {
+        for (key, stored) in threats.actions.entries_lossy::<HeldAction>()? {
             let id = String::from_utf8_lossy(&key).into_owned();
+            let stored = match stored {
+                Ok(stored) => stored,
+                Err(reason) => {
+                    tracing::error!(action = %id, %reason, "unreadable threat action dropped");
+                    threats.actions.remove(&key)?;
+                    continue;
+                }
+            };
             let current = book.groups.entry(id.clone()).or_insert_with(|| HeldAction {
                 // Every indicator behind it is gone: the judgement below lifts it.
                 group: Group {
