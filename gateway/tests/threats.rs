@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use libp2p::PeerId;
 use serde_json::Value;
 use tfc_gateway::credential::now_unix;
 use tfc_gateway::handshake::GatewayEvent;
@@ -15,12 +14,14 @@ use tfc_gateway::metrics;
 use tfc_gateway::net::{DataRequest, TopicKind};
 use tfc_gateway::policy::{Category, ValueLevel};
 use tfc_gateway::spaces::Labels;
-use tfc_gateway::store::Tree;
 use tfc_gateway::threats::engine::{State, Verdict};
 use tfc_gateway::threats::{
     ActionKind, Countermeasure, IndicatorDraft, Severity, Threats, Tlp, compose,
 };
-use tfc_testkit::{Authorities, Node, start_governed_field, top_tier, wait_event, wait_until};
+use tfc_testkit::{
+    Authorities, Node, start_governed_field, until_all_verified, until_verified, wait_event,
+    wait_until,
+};
 
 /// Every countermeasure automatic.
 fn auto(text: String) -> String {
@@ -86,34 +87,10 @@ async fn until_state(node: &Node, action: &str, state: Option<State>) {
     .await;
 }
 
-/// Waits until `node` has verified `peer` with a tier.
-async fn until_verified(node: &Node, peer: PeerId) {
-    let party = Arc::clone(node.gateway.party());
-    wait_until(&format!("{} verifies {peer}", node.did), || {
-        let verified = party
-            .store
-            .tree(Tree::Peers)
-            .ok()
-            .and_then(|tree| {
-                tree.get::<tfc_gateway::handshake::PeerRecord>(peer.to_bytes().as_slice())
-                    .ok()?
-            })
-            .is_some_and(|record| top_tier(&record) >= 1);
-        async move { verified }
-    })
-    .await;
-}
-
 /// A governed field of one node per config, once every node has verified every other.
 async fn field(authorities: &Authorities, configs: &[fn(String) -> String]) -> Vec<Node> {
     let (nodes, _) = start_governed_field(authorities, configs).await;
-    for node in &nodes {
-        for other in &nodes {
-            if other.did != node.did {
-                until_verified(node, other.peer_id()).await;
-            }
-        }
-    }
+    until_all_verified(&nodes).await;
     nodes
 }
 

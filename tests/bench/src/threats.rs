@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 use tfc_gateway::credential::{CredentialVerifier, now_unix, sign_message};
-use tfc_gateway::handshake::{GatewayEvent, PeerRecord};
+use tfc_gateway::handshake::PeerRecord;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair, PublicKey};
 use tfc_gateway::store::Tree;
 use tfc_gateway::threats::{
     ActionKind, Countermeasure, IndicatorDraft, Origin, Severity, Tlp, compose,
 };
-use tfc_testkit::{Authorities, Node, start_governed_field, top_tier, wait_event};
+use tfc_testkit::{Authorities, Node, start_governed_field, until_all_verified};
 
 use crate::{Series, baseline};
 
@@ -175,17 +175,8 @@ fn raw_verify(envelopes: &[String]) -> anyhow::Result<f64> {
 pub(crate) async fn propagation(gateways: usize, rounds: u32) -> anyhow::Result<(Series, Series)> {
     let authorities = Authorities::new();
     let configs = vec![configure as fn(String) -> String; gateways];
-    let (mut nodes, _) = start_governed_field(&authorities, &configs).await;
-    let mut waiting: std::collections::HashSet<_> = nodes[1..].iter().map(Node::peer_id).collect();
-    while !waiting.is_empty() {
-        let peer = wait_event(&mut nodes[0].events, |event| match event {
-            GatewayEvent::PeerVerified { peer, record } if top_tier(record) == 2 => Some(*peer),
-            _ => None,
-        })
-        .await;
-        waiting.remove(&peer);
-    }
-    until_all_verified(&nodes).await?;
+    let (nodes, _) = start_governed_field(&authorities, &configs).await;
+    until_all_verified(&nodes).await;
     let field = nodes[0].field_id();
     // Round 0 warms the mesh up and is not counted.
     let mut samples = Vec::new();
@@ -216,34 +207,6 @@ pub(crate) async fn propagation(gateways: usize, rounds: u32) -> anyhow::Result<
     }
     let (samples, wall) = baseline::gossip_propagation(gateways, rounds).await?;
     Ok((ours, Series { samples, wall }))
-}
-
-/// Returns once every gateway has verified every other: a reporter unknown to a gateway is
-/// not a member there.
-async fn until_all_verified(nodes: &[Node]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let all = nodes.iter().all(|node| {
-            let Ok(peers) = node.gateway.party().store.tree(Tree::Peers) else {
-                return false;
-            };
-            nodes
-                .iter()
-                .filter(|other| other.did != node.did)
-                .all(|other| {
-                    peers
-                        .get::<PeerRecord>(other.peer_id().to_bytes().as_slice())
-                        .ok()
-                        .flatten()
-                        .is_some_and(|record| top_tier(&record) >= 1)
-                })
-        });
-        if all {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the field never fully connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Returns once every gateway has `count` address blocks in force.

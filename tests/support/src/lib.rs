@@ -395,6 +395,32 @@ pub async fn start_governed_field(
     (nodes, charter)
 }
 
+/// Waits until `node` has verified `peer` with a tier (its peer record says so): for
+/// whoever needs the record itself, whichever handshake event came first.
+pub async fn until_verified(node: &Node, peer: PeerId) {
+    let party = std::sync::Arc::clone(node.gateway.party());
+    wait_until(&format!("{} verifies {peer}", node.did), || {
+        let verified = party
+            .store
+            .tree(tfc_gateway::store::Tree::Peers)
+            .ok()
+            .and_then(|tree| tree.get::<PeerRecord>(peer.to_bytes().as_slice()).ok()?)
+            .is_some_and(|record| top_tier(&record) >= 1);
+        async move { verified }
+    })
+    .await;
+}
+
+/// Waits until every node has verified every other: a member a gateway has not verified is
+/// not a member there (its gossip is refused).
+pub async fn until_all_verified(nodes: &[Node]) {
+    for node in nodes {
+        for other in nodes.iter().filter(|other| other.did != node.did) {
+            until_verified(node, other.peer_id()).await;
+        }
+    }
+}
+
 /// Sends gateway logs to the test output, filtered by `RUST_LOG` (nothing by default).
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
