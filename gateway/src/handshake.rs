@@ -264,6 +264,9 @@ impl LocalParty {
         let Ok(effects) = self.threat_effects.read() else {
             return Vec::new();
         };
+        if !effects.suspends_credentials_in(field) {
+            return tokens.to_vec();
+        }
         tokens
             .iter()
             .filter(|token| {

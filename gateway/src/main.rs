@@ -1,7 +1,5 @@
 //! `tfc-gateway`: the TFC gateway daemon.
 
-mod demo;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tfc_gateway::config::{GatewayConfig, LogFormat};
 use tfc_gateway::daemon::Gateway;
+use tfc_gateway::demo::{self, Scenario};
 use tfc_gateway::init::{STORE_DIR, init};
 use tfc_gateway::store::Store;
 use tfc_gateway::tls::Provisioned;
@@ -60,9 +59,16 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
-    /// Play the walkthrough: issue, present, verify, replay, tamper, revoke.
+    /// Play a scenario on a real local field: separate gateways on loopback screen each
+    /// other, exchange records, share threats and revoke a member, step by step.
     Demo {
-        /// Print one JSON object with every step's expected and actual outcome.
+        /// The scenario.
+        #[arg(value_enum, default_value = "housing-subsidy")]
+        scenario: Scenario,
+        /// Leave the field up after the last step and print the tfcctl commands to explore it.
+        #[arg(long)]
+        keep_running: bool,
+        /// No narration: print one JSON object with every step's expected and actual outcome.
         #[arg(long)]
         json: bool,
     },
@@ -82,9 +88,21 @@ fn main() -> anyhow::Result<ExitCode> {
             let records = open_store(&config)?.restore(&from)?;
             println!("restored {records} records from {}", from.display());
         }
-        Command::Demo { json } => {
-            let all_as_expected = demo::run(json)?;
-            return Ok(if all_as_expected {
+        Command::Demo {
+            scenario,
+            keep_running,
+            json,
+        } => {
+            let options = demo::Options {
+                scenario,
+                json,
+                keep_running,
+            };
+            let report = tokio::runtime::Runtime::new()?.block_on(demo::run(options))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            return Ok(if report.all_as_expected {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -189,6 +189,30 @@ impl std::str::FromStr for Quorum {
 }
 
 impl Quorum {
+    /// Whether the quorum can be met and means something: a count from 1 to `most` (the
+    /// founders, when known), or a fraction in (0, 1].
+    pub fn check(self, most: Option<usize>) -> Result<(), String> {
+        match self {
+            Quorum::Count(count)
+                if count == 0 || most.is_some_and(|most| count as usize > most) =>
+            {
+                Err(match most {
+                    Some(most) => format!(
+                        "quorum {count} must be between 1 and the number of founders ({most})"
+                    ),
+                    None => format!("quorum {count} must be at least 1"),
+                })
+            }
+            Quorum::Fraction {
+                numerator,
+                denominator,
+            } if numerator == 0 || numerator > denominator => Err(format!(
+                "quorum {numerator}/{denominator} must be a fraction in (0, 1]"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Signatures needed among `members` members (at least one).
     pub fn required(self, members: usize) -> usize {
         match self {
@@ -409,23 +433,9 @@ impl Charter {
         for did in dids {
             PublicKey::from_did(did).map_err(|error| CharterError::Invalid(error.to_string()))?;
         }
-        match self.quorum {
-            Quorum::Count(count) if count == 0 || count as usize > self.founders.len() => {
-                return invalid(format!(
-                    "quorum {count} must be between 1 and the number of founders ({})",
-                    self.founders.len()
-                ));
-            }
-            Quorum::Fraction {
-                numerator,
-                denominator,
-            } if numerator == 0 || numerator > denominator => {
-                return invalid(format!(
-                    "quorum {numerator}/{denominator} must be a fraction in (0, 1]"
-                ));
-            }
-            _ => {}
-        }
+        self.quorum
+            .check(Some(self.founders.len()))
+            .map_err(CharterError::Invalid)?;
         let schemas = SchemaSet::global();
         let known = |type_name: &str| schemas.credential_type(type_name).is_some();
         for issuer in &self.issuers {

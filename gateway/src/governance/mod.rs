@@ -237,9 +237,11 @@ impl SignedOp {
             OpKind::TrustIssuer if op.types.is_empty() => {
                 malformed("trust-issuer needs types".into())
             }
-            OpKind::SetQuorum if op.quorum().is_none() => {
-                malformed(format!("{:?} is not a quorum", truncate(&op.target)))
-            }
+            OpKind::SetQuorum => match op.quorum().map(|quorum| quorum.check(None)) {
+                Some(Ok(())) => Ok(()),
+                Some(Err(message)) => malformed(message),
+                None => malformed(format!("{:?} is not a quorum", truncate(&op.target))),
+            },
             OpKind::AmendPolicy => match &op.policy {
                 Some(policy) if hex(&Sha256::digest(policy.as_bytes())) == op.target => {
                     // A policy that does not compile against the schema would deny everything

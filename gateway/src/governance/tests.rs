@@ -230,10 +230,13 @@ fn bad_ops_are_refused_with_a_code_and_change_nothing() {
     let mut malformed = field.op(OpKind::Admit, "not a did", 1, &field.founders[0]);
     malformed.op.epoch = 1;
     assert_eq!(code(malformed), GovCode::Malformed);
-    assert_eq!(
-        code(field.op(OpKind::SetQuorum, "most", 1, &field.founders[0])),
-        GovCode::Malformed
-    );
+    for quorum in ["most", "0", "0/3", "5/3", "1/0"] {
+        assert_eq!(
+            code(field.op(OpKind::SetQuorum, quorum, 1, &field.founders[0])),
+            GovCode::Malformed,
+            "set-quorum {quorum}"
+        );
+    }
     assert_eq!(governance.state(&id).unwrap(), before);
 
     governance

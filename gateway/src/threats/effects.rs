@@ -114,6 +114,13 @@ impl Effects {
             .contains(&(field.to_owned(), sha256.to_owned()))
     }
 
+    /// Whether any `suspend-credential` is in force in `field` (lets callers skip decoding).
+    pub fn suspends_credentials_in(&self, field: &str) -> bool {
+        self.of_kind(ActionKind::SuspendCredential, field)
+            .next()
+            .is_some()
+    }
+
     /// Whether any `mark-vulnerable` is in force in `field`.
     pub fn marks_vulnerable_in(&self, field: &str) -> bool {
         self.of_kind(ActionKind::MarkVulnerable, field)

@@ -16,6 +16,11 @@ use std::cmp::Ordering;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+/// The widest IPv4 network an indicator may name (a /16: 65,536 addresses).
+pub const MIN_IPV4_PREFIX: u8 = 16;
+/// The widest IPv6 network an indicator may name (a /32: one provider's allocation).
+pub const MIN_IPV6_PREFIX: u8 = 32;
 use serde::{Deserialize, Serialize};
 
 /// The longest pattern accepted, in bytes.
@@ -156,6 +161,15 @@ impl Pattern {
         );
         if !family_matches {
             return Err(format!("{value} is not an {object}"));
+        }
+        let widest = match net {
+            IpNet::V4(_) => MIN_IPV4_PREFIX,
+            IpNet::V6(_) => MIN_IPV6_PREFIX,
+        };
+        if net.prefix_len() < widest {
+            return Err(format!(
+                "{value} is wider than /{widest}: one indicator may not cut a gateway off from whole networks"
+            ));
         }
         Ok(Pattern::Address { net })
     }
@@ -412,6 +426,20 @@ mod tests {
         assert!(!one.matches_address("2001:db8::2".parse().unwrap()));
         assert!(Pattern::parse("[ipv4-addr:value = '2001:db8::1']").is_err());
         assert!(Pattern::parse("[ipv4-addr:value = '300.1.1.1']").is_err());
+    }
+
+    #[test]
+    fn networks_wider_than_the_limit_are_refused() {
+        assert!(Pattern::parse("[ipv4-addr:value = '10.1.0.0/16']").is_ok());
+        for too_wide in [
+            "[ipv4-addr:value = '0.0.0.0/0']",
+            "[ipv4-addr:value = '10.0.0.0/8']",
+            "[ipv6-addr:value = '::/0']",
+            "[ipv6-addr:value = '2001::/16']",
+        ] {
+            let error = Pattern::parse(too_wide).unwrap_err();
+            assert!(error.contains("wider than"), "{too_wide}: {error}");
+        }
     }
 
     #[test]

@@ -104,7 +104,7 @@ types = ["CreditRatingCredential"]
 [[issuers]]
 did = "{certifier}"
 name = "JQA certification body"
-types = ["SecurityCertificationCredential"]
+types = ["SecurityCertificationCredential", "SoftwareInventoryCredential"]
 
 [[issuers]]
 did = "{manufacturer}"

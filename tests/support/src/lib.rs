@@ -9,22 +9,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use serde_json::json;
 use tfc_gateway::charter::Charter;
-use tfc_gateway::config::GatewayConfig;
 use tfc_gateway::credential::{
     CredentialDraft, StatusEntry, StatusList, StatusPurpose, issue_credential, now_unix,
 };
 use tfc_gateway::daemon::Gateway;
 use tfc_gateway::handshake::{GatewayEvent, PeerRecord};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
-use tfc_gateway::init::{CONFIG_FILE, init};
+use tfc_gateway::localnet::{self, LocalGateway};
 use tokio::sync::broadcast;
 
-/// How long any one wait may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub use tfc_gateway::localnet::{WAIT, top_tier};
 
 /// A valid 法人番号 for `index`: twelve digits and their check digit.
 pub fn corporate_number(index: u64) -> String {
@@ -241,27 +238,19 @@ impl Node {
     pub async fn start(configure: impl FnOnce(String) -> String) -> Self {
         init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
-        let report = init(dir.path(), None).expect("init");
-        let config_path = dir.path().join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&config_path)
-            .expect("config")
-            .replace("/ip4/0.0.0.0/tcp/7400", "/ip4/127.0.0.1/tcp/0")
-            .replace("127.0.0.1:7443", "127.0.0.1:0");
-        std::fs::write(&config_path, configure(text)).expect("config written");
-        let config = GatewayConfig::load(&config_path).expect("config loads");
-        let (gateway, mut events) = Gateway::start(&config).await.expect("gateway starts");
-        let listening = wait_event(&mut events, |event| match event {
-            GatewayEvent::Listening(address) => Some(address.clone()),
-            _ => None,
-        })
-        .await;
-        let address = listening.with(Protocol::P2p(gateway.network().peer_id()));
+        let local = LocalGateway::start(dir.path(), configure)
+            .await
+            .expect("gateway starts");
+        Self::from_local(dir, local)
+    }
+
+    fn from_local(dir: tempfile::TempDir, local: LocalGateway) -> Self {
         Self {
             dir,
-            did: report.did,
-            gateway,
-            events,
-            address,
+            did: local.did,
+            gateway: local.gateway,
+            events: local.events,
+            address: local.address,
         }
     }
 
@@ -278,21 +267,10 @@ impl Node {
 
     /// Starts a gateway again on a data directory [`Node::stop`] kept (new ports).
     pub async fn resume(dir: tempfile::TempDir) -> Self {
-        let config = GatewayConfig::load(&dir.path().join(CONFIG_FILE)).expect("config loads");
-        let (gateway, mut events) = Gateway::start(&config).await.expect("gateway restarts");
-        let listening = wait_event(&mut events, |event| match event {
-            GatewayEvent::Listening(address) => Some(address.clone()),
-            _ => None,
-        })
-        .await;
-        let address = listening.with(Protocol::P2p(gateway.network().peer_id()));
-        Self {
-            did: gateway.did(),
-            dir,
-            gateway,
-            events,
-            address,
-        }
+        let local = LocalGateway::resume(dir.path())
+            .await
+            .expect("gateway restarts");
+        Self::from_local(dir, local)
     }
 
     /// The standing of `did` in the (only) field this gateway joined.
@@ -400,12 +378,8 @@ pub async fn start_governed_field(
 pub async fn until_verified(node: &Node, peer: PeerId) {
     let party = std::sync::Arc::clone(node.gateway.party());
     wait_until(&format!("{} verifies {peer}", node.did), || {
-        let verified = party
-            .store
-            .tree(tfc_gateway::store::Tree::Peers)
-            .ok()
-            .and_then(|tree| tree.get::<PeerRecord>(peer.to_bytes().as_slice()).ok()?)
-            .is_some_and(|record| top_tier(&record) >= 1);
+        let verified =
+            localnet::peer_record(&party, peer).is_some_and(|record| top_tier(&record) >= 1);
         async move { verified }
     })
     .await;
@@ -429,46 +403,24 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// The highest tier in a record.
-pub fn top_tier(record: &PeerRecord) -> u8 {
-    record.tiers.values().copied().max().unwrap_or(0)
-}
-
 /// Waits for the first event `pick` maps to a value.
 pub async fn wait_event<T>(
     events: &mut broadcast::Receiver<GatewayEvent>,
     pick: impl Fn(&GatewayEvent) -> Option<T>,
 ) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(value) = pick(&event) {
-                        return value;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => panic!("the gateway stopped"),
-            }
-        }
-    })
-    .await
-    .expect("timed out waiting for a gateway event")
+    localnet::next_event(events, "a gateway event", pick)
+        .await
+        .expect("the awaited gateway event")
 }
 
 /// Waits until `condition` holds, checking every 20 ms: for state with no event of its own
 /// (counters, scores). Panics with `what` after [`WAIT`].
-pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+pub async fn wait_until<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    localnet::wait_until(what, Duration::from_millis(20), condition)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
 }

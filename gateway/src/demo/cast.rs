@@ -1,0 +1,604 @@
+//! The organisations of a demo field: their gateways on loopback, their issuing keys, the
+//! charter they sign, and the helpers every scenario uses to act and to check.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{DemoError, Story};
+use crate::api::types::DataAnswer;
+use crate::charter::Charter;
+use crate::credential::{CredentialDraft, StatusLists, issue_credential, now_unix};
+use crate::exchange::OpDraft;
+use crate::governance::{OpKind, StandingKind};
+use crate::handshake::GatewayEvent;
+use crate::identity::{KeyAlgorithm, KeyPair};
+use crate::localnet::{LocalGateway, next_event, top_tier, wait_until};
+use crate::net::{DataRequest, DataResponse};
+use crate::spaces::Record;
+use crate::threats::engine::State;
+use crate::threats::{IndicatorDraft, compose};
+use crate::tier::{RequirementStatus, TierContext, TierReport};
+
+const DAY: i64 = 86_400;
+
+/// One organisation: its gateway, and the key it issues credentials with (kept apart from
+/// the gateway's key, as an issuer's signing key would be).
+pub(super) struct Member {
+    /// A short name for the narration.
+    pub(super) name: &'static str,
+    /// Its 法人番号.
+    pub(super) corporate_number: String,
+    /// Its issuing key.
+    pub(super) issuer: KeyPair,
+    /// Its running gateway.
+    pub(super) node: LocalGateway,
+}
+
+/// Every organisation of a demo field, in cast order.
+pub(super) struct Cast {
+    /// The organisations.
+    pub(super) members: Vec<Member>,
+}
+
+impl Cast {
+    /// Starts one gateway per `(name, role)` under `root`, each configured by `configure`.
+    pub(super) async fn start(
+        root: &Path,
+        roles: &[(&'static str, &'static str)],
+        configure: fn(String) -> String,
+        story: &mut Story,
+    ) -> Result<Self, DemoError> {
+        let mut members = Vec::new();
+        for (index, (name, role)) in roles.iter().enumerate() {
+            let node = LocalGateway::start(&root.join(name), configure).await?;
+            story.say(&format!(
+                "   {name:<12} {did}  {role}",
+                did = abbreviate(&node.did)
+            ));
+            members.push(Member {
+                name,
+                corporate_number: corporate_number(index as u64 + 1)?,
+                issuer: KeyPair::generate(KeyAlgorithm::Ed25519),
+                node,
+            });
+        }
+        Ok(Self { members })
+    }
+
+    /// Imports credentials into `member`'s wallet.
+    pub(super) fn give(&self, member: usize, tokens: &[String]) -> Result<(), DemoError> {
+        self.members[member].node.import_wallet(tokens)?;
+        Ok(())
+    }
+
+    /// The identity credential the registrar (`registrar`) issues to `holder`.
+    pub(super) fn identity(&self, registrar: usize, holder: usize) -> Result<String, DemoError> {
+        let member = &self.members[holder];
+        issue(
+            &self.members[registrar].issuer,
+            &member.node.did,
+            "OrganizationIdentityCredential",
+            serde_json::json!({
+                "corporateNumber": member.corporate_number,
+                "legalName": format!("{} 株式会社", member.name),
+                "address": "東京都千代田区霞が関1-1-1",
+                "representative": "代表 太郎",
+            }),
+        )
+    }
+
+    /// Writes the charter from `template` (an example charter) with this field's DIDs, `policy`
+    /// beside it, the first member's address as bootstrap, and every founder's signature.
+    pub(super) fn write_charter(
+        &self,
+        root: &Path,
+        template: &str,
+        roles: &CharterRoles<'_>,
+        policy: &str,
+    ) -> Result<PathBuf, DemoError> {
+        let failed = |message: String| DemoError::failed("writing the charter", message);
+        let mut table: toml::Table = template
+            .parse()
+            .map_err(|error: toml::de::Error| failed(error.to_string()))?;
+        table.remove("signatures");
+        let dids = |indices: &[usize]| {
+            toml::Value::Array(
+                indices
+                    .iter()
+                    .map(|index| toml::Value::String(self.members[*index].node.did.clone()))
+                    .collect(),
+            )
+        };
+        table.insert("founders".into(), dids(roles.founders));
+        table.insert("admins".into(), dids(roles.admins));
+        table.insert("policy".into(), "policy.cedar".into());
+        table.insert(
+            "bootstrap".into(),
+            toml::Value::Array(vec![self.members[0].node.address.to_string().into()]),
+        );
+        let issuers = table
+            .get_mut("issuers")
+            .and_then(toml::Value::as_array_mut)
+            .ok_or_else(|| failed("the template lists no issuers".into()))?;
+        for issuer in issuers.iter_mut().filter_map(toml::Value::as_table_mut) {
+            let name = issuer
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("");
+            let member = roles
+                .issuers
+                .iter()
+                .find(|(prefix, _)| name.starts_with(prefix))
+                .ok_or_else(|| failed(format!("no member issues as {name}")))?;
+            issuer.insert("did".into(), self.members[member.1].issuer.did().into());
+        }
+        let text = toml::to_string(&table).map_err(|error| failed(error.to_string()))?;
+        std::fs::write(root.join("policy.cedar"), policy)
+            .map_err(|error| failed(error.to_string()))?;
+        let mut signed = text.clone();
+        for founder in roles.founders {
+            let key = self.members[*founder].node.org_key()?;
+            let charter =
+                Charter::parse(&signed, root).map_err(|error| failed(error.to_string()))?;
+            signed.push_str(
+                &charter
+                    .sign(&key)
+                    .map_err(|error| failed(error.to_string()))?,
+            );
+        }
+        let path = root.join("charter.toml");
+        std::fs::write(&path, signed).map_err(|error| failed(error.to_string()))?;
+        Ok(path)
+    }
+
+    /// Every gateway joins the field, the first (the bootstrap peer) first.
+    pub(super) async fn join(&self, charter: &Path) -> Result<String, DemoError> {
+        for member in &self.members {
+            member.node.join(charter).await?;
+        }
+        self.members[0]
+            .node
+            .field_id()
+            .ok_or_else(|| DemoError::failed("joining", "the field is not joined".into()))
+    }
+
+    /// Waits until `viewpoint` has judged every other member: the tier it gave each, or the
+    /// refusal code. A member expected to be refused is awaited as a refusal event.
+    pub(super) async fn screen(
+        &mut self,
+        viewpoint: usize,
+        refused: &[usize],
+    ) -> Result<Vec<Verdict>, DemoError> {
+        let mut verdicts = Vec::new();
+        for index in (0..self.members.len()).filter(|index| *index != viewpoint) {
+            let peer = self.members[index].node.peer_id();
+            let verdict = if refused.contains(&index) {
+                let events = &mut self.members[viewpoint].node.events;
+                let code = next_event(
+                    events,
+                    "the refusal of a flagged member",
+                    |event| match event {
+                        GatewayEvent::PeerRefused { peer: p, code, .. } if *p == peer => {
+                            Some(code.clone())
+                        }
+                        _ => None,
+                    },
+                )
+                .await?;
+                Verdict {
+                    member: index,
+                    tier: 0,
+                    refusal: Some(code),
+                }
+            } else {
+                let node = &self.members[viewpoint].node;
+                wait_until("a member is verified", Duration::from_millis(20), || {
+                    let judged = node
+                        .peer_record(peer)
+                        .is_some_and(|record| top_tier(&record) >= 1);
+                    async move { judged }
+                })
+                .await?;
+                let tier = node.peer_record(peer).map_or(0, |record| top_tier(&record));
+                Verdict {
+                    member: index,
+                    tier,
+                    refusal: None,
+                }
+            };
+            verdicts.push(verdict);
+        }
+        Ok(verdicts)
+    }
+
+    /// Waits until every gateway in `members` has verified every other one: gossip from a
+    /// member a gateway has not verified is refused there.
+    pub(super) async fn until_mesh(&self, members: &[usize]) -> Result<(), DemoError> {
+        for a in members {
+            for b in members.iter().filter(|b| *b != a) {
+                let node = &self.members[*a].node;
+                let peer = self.members[*b].node.peer_id();
+                wait_until(
+                    "members verify each other",
+                    Duration::from_millis(20),
+                    || {
+                        let verified = node
+                            .peer_record(peer)
+                            .is_some_and(|record| top_tier(&record) >= 1);
+                        async move { verified }
+                    },
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tier evaluation `viewpoint` makes of `tokens` in `field`, with its reasons.
+    pub(super) fn evaluate(
+        &self,
+        viewpoint: usize,
+        field: &str,
+        tokens: &[String],
+    ) -> Option<TierReport> {
+        let party = self.members[viewpoint].node.gateway.party();
+        let joined = party
+            .fields()
+            .into_iter()
+            .find(|joined| joined.charter.field_id() == field)?;
+        let charter = party.effective_charter(&joined);
+        let verifier = crate::credential::CredentialVerifier::new();
+        Some(party.with_status_lists(|status_lists: &StatusLists| {
+            crate::tier::evaluate(
+                &charter,
+                &verifier,
+                tokens,
+                TierContext {
+                    at: now_unix(),
+                    status_lists,
+                    holder: None,
+                },
+            )
+        }))
+    }
+
+    /// `asker` sends `request` to `holder`'s gateway; returns its answer, or why no answer
+    /// came (the connection is closed, for one).
+    pub(super) async fn ask(
+        &self,
+        asker: usize,
+        holder: usize,
+        request: DataRequest,
+    ) -> Result<DataResponse, String> {
+        let peer = self.members[holder].node.peer_id();
+        self.members[asker]
+            .node
+            .gateway
+            .publisher()
+            .request_data(peer, request)
+            .await
+    }
+
+    /// Like [`Self::ask`], as an answer: no answer at all reads as a refusal `unreachable`.
+    pub(super) async fn answer(
+        &self,
+        asker: usize,
+        holder: usize,
+        request: DataRequest,
+    ) -> DataAnswer {
+        match self.ask(asker, holder, request).await {
+            Ok(response) => response.into(),
+            Err(error) => DataAnswer {
+                allowed: false,
+                code: "unreachable".into(),
+                reason: error,
+                records: Vec::new(),
+            },
+        }
+    }
+
+    /// `asker` fetches attachment `sha256` of record `id` from `holder`, chunk by chunk: the
+    /// content, or the refusal as an answer.
+    pub(super) async fn fetch(
+        &self,
+        asker: usize,
+        holder: usize,
+        record: &Record,
+        sha256: &str,
+        purpose: &str,
+    ) -> Result<Vec<u8>, DataAnswer> {
+        use base64::Engine as _;
+        let mut content = Vec::new();
+        for index in 0..MAX_CHUNKS {
+            let request = DataRequest::Chunk {
+                field: record.field.clone(),
+                tier: record.tier,
+                id: record.id.clone(),
+                sha256: sha256.to_owned(),
+                index,
+                purpose: purpose.to_owned(),
+            };
+            match self.ask(asker, holder, request).await {
+                Ok(DataResponse::Chunk { data, last, .. }) => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(data)
+                        .map_err(|error| refusal("malformed", error.to_string()))?;
+                    content.extend(bytes);
+                    if last {
+                        return Ok(content);
+                    }
+                }
+                Ok(other) => return Err(other.into()),
+                Err(error) => return Err(refusal("unreachable", error)),
+            }
+        }
+        Err(refusal(
+            "too_large",
+            "more chunks than a demo drawing has".into(),
+        ))
+    }
+
+    /// `reporter` publishes an indicator in `field`; returns the action id it groups under.
+    pub(super) async fn report(
+        &self,
+        reporter: usize,
+        field: &str,
+        draft: &IndicatorDraft,
+    ) -> Result<String, DemoError> {
+        let failed = |message: String| DemoError::failed("publishing an indicator", message);
+        let bundle = compose(draft, now_unix()).map_err(|error| failed(error.to_string()))?;
+        let publication = self.members[reporter]
+            .node
+            .gateway
+            .publisher()
+            .publish_threat(field, bundle, Vec::new())
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        publication
+            .outcome
+            .actions
+            .first()
+            .map(|action| action.id.clone())
+            .ok_or_else(|| failed("the indicator names no action".into()))
+    }
+
+    /// Waits until `action` is in `state` at every gateway in `members`.
+    pub(super) async fn until_action(
+        &self,
+        members: &[usize],
+        action: &str,
+        state: State,
+    ) -> Result<(), DemoError> {
+        for index in members {
+            let threats =
+                std::sync::Arc::clone(self.members[*index].node.gateway.publisher().threats());
+            wait_until(
+                "an action reaches its state",
+                Duration::from_millis(10),
+                || {
+                    let now = threats
+                        .actions(None)
+                        .into_iter()
+                        .find(|view| view.id == action)
+                        .map(|view| view.state);
+                    async move { now == Some(state) }
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The admin revokes `target`; returns the time until every gateway in `members` holds it
+    /// revoked (each then re-judges it and closes its connections).
+    pub(super) async fn revoke(
+        &self,
+        admin: usize,
+        field: &str,
+        target: usize,
+        members: &[usize],
+        reason: &str,
+    ) -> Result<Duration, DemoError> {
+        let target = self.members[target].node.did.clone();
+        let started = Instant::now();
+        self.members[admin]
+            .node
+            .gateway
+            .publisher()
+            .propose(
+                field,
+                OpDraft {
+                    kind: OpKind::Revoke,
+                    target: target.clone(),
+                    reason: reason.into(),
+                    types: vec![],
+                    policy: None,
+                },
+            )
+            .await
+            .map_err(|error| DemoError::failed("the admin's revocation", error.to_string()))?;
+        wait_until(
+            "every gateway holds the member revoked",
+            Duration::from_millis(1),
+            || {
+                let all = members.iter().all(|index| {
+                    self.members[*index]
+                        .node
+                        .gateway
+                        .party()
+                        .governance
+                        .standing(field, &target)
+                        == Some(StandingKind::Revoked)
+                });
+                async move { all }
+            },
+        )
+        .await?;
+        Ok(started.elapsed())
+    }
+
+    /// Verifies every gateway's audit chain; returns (gateways verified, entries).
+    pub(super) fn verify_audit(&self) -> Result<(usize, u64), DemoError> {
+        let mut verified = 0;
+        let mut entries = 0;
+        for member in &self.members {
+            let report = member
+                .node
+                .gateway
+                .party()
+                .audit
+                .verify()
+                .map_err(|error| {
+                    DemoError::failed("verifying an audit chain", error.to_string())
+                })?;
+            entries += report.entries;
+            if report.broken.is_none() {
+                verified += 1;
+            }
+        }
+        Ok((verified, entries))
+    }
+
+    /// Prints the commands to explore the field with `tfcctl` through `member`'s API.
+    pub(super) fn print_tour(&self, member: usize, field: &str) {
+        let node = &self.members[member].node;
+        let url = format!("https://localhost:{}", node.gateway.api_address().port());
+        println!(
+            "\nThe field stays up until Ctrl-C. Explore it as the {}:\n",
+            self.members[member].name
+        );
+        println!("  export TFC_DATA_DIR={}", node.dir.display());
+        println!("  export G={url}");
+        for command in [
+            "status",
+            "peers",
+            "field list",
+            &format!("member list --field {}", &field[..12.min(field.len())]),
+            "threat list",
+            "threat pending",
+            "audit verify",
+        ] {
+            println!("  tfcctl --gateway $G {command}");
+        }
+        println!("\nOther gateways' data directories are beside it:");
+        for other in &self.members {
+            println!(
+                "  {:<12} TFC_DATA_DIR={}  G=https://localhost:{}",
+                other.name,
+                other.node.dir.display(),
+                other.node.gateway.api_address().port()
+            );
+        }
+    }
+
+    /// Stops every gateway.
+    pub(super) async fn shutdown(self) -> Result<(), DemoError> {
+        for member in self.members {
+            member.node.shutdown().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Who plays which part in a charter: indices into the cast.
+pub(super) struct CharterRoles<'a> {
+    /// The founders, who sign it.
+    pub(super) founders: &'a [usize],
+    /// The admins.
+    pub(super) admins: &'a [usize],
+    /// The template's issuer names (a prefix of each) and the member issuing as each.
+    pub(super) issuers: &'a [(&'a str, usize)],
+}
+
+/// What a gateway concluded of a member.
+pub(super) struct Verdict {
+    /// The member.
+    pub(super) member: usize,
+    /// Its highest tier.
+    pub(super) tier: u8,
+    /// The refusal code, if refused.
+    pub(super) refusal: Option<String>,
+}
+
+/// The most chunks [`Cast::fetch`] reads.
+const MAX_CHUNKS: u32 = 64;
+
+fn refusal(code: &str, reason: String) -> DataAnswer {
+    DataAnswer {
+        allowed: false,
+        code: code.into(),
+        reason,
+        records: Vec::new(),
+    }
+}
+
+/// A credential from `issuer` to `holder`, valid from a day ago for a year.
+pub(super) fn issue(
+    issuer: &KeyPair,
+    holder: &str,
+    type_name: &str,
+    claims: Value,
+) -> Result<String, DemoError> {
+    let now = now_unix();
+    let draft = CredentialDraft {
+        type_name: type_name.into(),
+        subject: holder.into(),
+        claims: claims.as_object().cloned().unwrap_or_default(),
+        valid_from: now - DAY,
+        valid_until: Some(now + 365 * DAY),
+        status: vec![],
+    };
+    issue_credential(issuer, &draft, now)
+        .map_err(|error| DemoError::failed(&format!("issuing a {type_name}"), error.to_string()))
+}
+
+/// A valid 法人番号 (check digit and twelve digits) for `index`.
+fn corporate_number(index: u64) -> Result<String, DemoError> {
+    let base = format!("{:012}", 700_000_000_000 + index);
+    let check = tfc_schemas::corporate_number_check_digit(&base)
+        .ok_or_else(|| DemoError::failed("numbering", "no check digit".into()))?;
+    Ok(format!("{check}{base}"))
+}
+
+/// `did:key:z6Mk…` shortened for a table.
+pub(super) fn abbreviate(did: &str) -> String {
+    if did.len() > 24 {
+        format!("{}…{}", &did[..16], &did[did.len() - 6..])
+    } else {
+        did.to_owned()
+    }
+}
+
+/// One line on a tier report: what the first tier not reached still needs, in the
+/// evaluator's words, or that every tier is met.
+pub(super) fn explain(report: &TierReport) -> String {
+    let Some(short) = report.tiers.iter().find(|tier| !tier.satisfied) else {
+        return "meets every requirement of the three tiers".into();
+    };
+    let unmet: Vec<String> = short
+        .requirements
+        .iter()
+        .filter(|requirement| requirement.status != RequirementStatus::Satisfied)
+        .map(|requirement| match requirement.kind {
+            "constraint" => format!("{} ({})", requirement.requirement, requirement.explanation),
+            _ => requirement.explanation.clone(),
+        })
+        .collect();
+    format!("{} not reached: {}", short.name, unmet.join("; "))
+}
+
+/// `allowed` or `refused`.
+pub(super) fn allowed(allowed: bool) -> &'static str {
+    if allowed { "allowed" } else { "refused" }
+}
+
+/// `allowed`, or `refused: <code>`.
+pub(super) fn outcome(answer: &DataAnswer) -> String {
+    if answer.allowed {
+        "allowed".into()
+    } else {
+        format!("refused: {}", answer.code)
+    }
+}

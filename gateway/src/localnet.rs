@@ -1,0 +1,232 @@
+//! An embedded local network: real gateways (`init`, then [`Gateway::start`]) on 127.0.0.1
+//! with ephemeral ports, each with its own data directory and sled store. The demo plays its
+//! scenarios on it, and the system tests and benchmarks build their fields with it.
+//!
+//! Every wait is on an event or a condition, bounded by a timeout.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::broadcast;
+
+use crate::config::GatewayConfig;
+use crate::daemon::{DaemonError, Gateway};
+use crate::handshake::{GatewayEvent, LocalParty, PeerRecord};
+use crate::identity::KeyPair;
+use crate::init::{CONFIG_FILE, KEY_FILE, init};
+
+/// Starting, driving or waiting on a local gateway failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalNetError {
+    /// The data directory could not be initialised or configured.
+    #[error("setting up {path}: {message}")]
+    Setup {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The gateway refused an operation.
+    #[error(transparent)]
+    Gateway(#[from] DaemonError),
+    /// A wait ran out of time.
+    #[error("timed out after {seconds} s waiting until {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// The gateway stopped while a wait was on.
+    #[error("the gateway stopped while waiting until {0}")]
+    Stopped(String),
+}
+
+impl LocalNetError {
+    /// The stable code: `setup_failed`, the gateway's own code, `timeout` or `stopped`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Setup { .. } => "setup_failed",
+            Self::Gateway(error) => error.code(),
+            Self::Timeout { .. } => "timeout",
+            Self::Stopped(_) => "stopped",
+        }
+    }
+}
+
+/// A real gateway on loopback.
+pub struct LocalGateway {
+    /// Its data directory (keys, TLS, config, store).
+    pub dir: PathBuf,
+    /// Its DID.
+    pub did: String,
+    /// The running gateway.
+    pub gateway: Gateway,
+    /// Its events from the start.
+    pub events: broadcast::Receiver<GatewayEvent>,
+    /// Its libp2p listen address (with `/p2p/<PeerId>`).
+    pub address: Multiaddr,
+}
+
+impl LocalGateway {
+    /// `init`s `dir`, points it at ephemeral loopback ports, lets `configure` edit the config
+    /// text, and starts the gateway once it listens.
+    pub async fn start(
+        dir: &Path,
+        configure: impl FnOnce(String) -> String,
+    ) -> Result<Self, LocalNetError> {
+        let setup = |message: String| LocalNetError::Setup {
+            path: dir.to_owned(),
+            message,
+        };
+        init(dir, None).map_err(|error| setup(error.to_string()))?;
+        let config_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|error| setup(error.to_string()))?
+            .replace("/ip4/0.0.0.0/tcp/7400", "/ip4/127.0.0.1/tcp/0")
+            .replace("127.0.0.1:7443", "127.0.0.1:0");
+        std::fs::write(&config_path, configure(text)).map_err(|error| setup(error.to_string()))?;
+        Self::resume(dir).await
+    }
+
+    /// Starts the gateway of a data directory `start` set up before (on new ports).
+    pub async fn resume(dir: &Path) -> Result<Self, LocalNetError> {
+        let config =
+            GatewayConfig::load(&dir.join(CONFIG_FILE)).map_err(|error| LocalNetError::Setup {
+                path: dir.to_owned(),
+                message: error.to_string(),
+            })?;
+        let (gateway, mut events) = Gateway::start(&config).await?;
+        let listening = next_event(&mut events, "the gateway listens", |event| match event {
+            GatewayEvent::Listening(address) => Some(address.clone()),
+            _ => None,
+        })
+        .await?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            did: gateway.did(),
+            address: listening.with(Protocol::P2p(gateway.network().peer_id())),
+            gateway,
+            events,
+        })
+    }
+
+    /// The organisation key, as `init` wrote it.
+    pub fn org_key(&self) -> Result<KeyPair, LocalNetError> {
+        KeyPair::load(&self.dir.join(KEY_FILE)).map_err(|error| LocalNetError::Setup {
+            path: self.dir.clone(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Its PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.gateway.network().peer_id()
+    }
+
+    /// The id of the first field it joined, if any.
+    pub fn field_id(&self) -> Option<String> {
+        let fields = self.gateway.party().fields();
+        fields.first().map(|field| field.charter.field_id())
+    }
+
+    /// Imports credentials into its wallet (as `tfcctl wallet import` does): each must
+    /// verify and name this gateway's DID.
+    pub fn import_wallet(&self, tokens: &[String]) -> Result<(), LocalNetError> {
+        for token in tokens {
+            self.gateway.party().import_credential(token)?;
+        }
+        Ok(())
+    }
+
+    /// Joins the field whose charter is at `charter` (as `tfcctl field join` does).
+    pub async fn join(&self, charter: &Path) -> Result<(), LocalNetError> {
+        self.gateway.join_field(charter).await?;
+        Ok(())
+    }
+
+    /// Its record of `peer`: the tiers the handshake gave it, if the peer ever completed one.
+    pub fn peer_record(&self, peer: PeerId) -> Option<PeerRecord> {
+        peer_record(self.gateway.party(), peer)
+    }
+
+    /// Stops the gateway cleanly.
+    pub async fn shutdown(self) -> Result<(), LocalNetError> {
+        self.gateway.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// How long [`next_event`] and [`wait_until`] wait before giving up.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// `party`'s record of `peer`, if the peer ever completed a handshake with it.
+pub fn peer_record(party: &LocalParty, peer: PeerId) -> Option<PeerRecord> {
+    party
+        .store
+        .tree(crate::store::Tree::Peers)
+        .ok()?
+        .get::<PeerRecord>(peer.to_bytes().as_slice())
+        .ok()?
+}
+
+/// The highest tier in a record.
+pub fn top_tier(record: &PeerRecord) -> u8 {
+    record.tiers.values().copied().max().unwrap_or(0)
+}
+
+/// Waits for the first event `pick` maps to a value, for at most [`WAIT`].
+pub async fn next_event<T>(
+    events: &mut broadcast::Receiver<GatewayEvent>,
+    what: &str,
+    pick: impl Fn(&GatewayEvent) -> Option<T>,
+) -> Result<T, LocalNetError> {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(value) = pick(&event) {
+                        return Ok(value);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(LocalNetError::Stopped(what.to_owned()));
+                }
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .map_err(|_| timeout(what))?
+}
+
+/// Waits until `condition` holds, checking every `period`, for at most [`WAIT`]: for state
+/// with no event of its own (standings, counters, queues).
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    period: Duration,
+    mut condition: F,
+) -> Result<(), LocalNetError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(timeout(what));
+        }
+        tokio::time::sleep(period).await;
+    }
+    Ok(())
+}
+
+fn timeout(what: &str) -> LocalNetError {
+    LocalNetError::Timeout {
+        what: what.to_owned(),
+        seconds: WAIT.as_secs(),
+    }
+}
