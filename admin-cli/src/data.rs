@@ -362,12 +362,21 @@ fn print_answer(
     if json {
         print_json(&serde_json::to_value(&answer)?);
     } else if answer.allowed {
-        println!("ALLOWED  {}", answer.reason);
+        println!(
+            "{}  {}",
+            crate::output::painted("ALLOWED", true, false),
+            answer.reason
+        );
         for record in &answer.records {
             println!("{}", serde_json::to_string(record)?);
         }
     } else {
-        eprintln!("DENIED   {}: {}", answer.code, answer.reason);
+        eprintln!(
+            "{}   {}: {}",
+            crate::output::painted("DENIED", false, true),
+            answer.code,
+            answer.reason
+        );
     }
     Ok(if answer.allowed {
         Outcome::Success

@@ -124,7 +124,12 @@ pub(crate) fn charter(command: CharterCommand) -> anyhow::Result<Outcome> {
                         &json!({"valid": true, "fieldId": charter.field_id(), "name": charter.name, "signedBy": charter.signed_by()}),
                     );
                 } else {
-                    println!("VALID  {} ({})", charter.name, charter.field_id());
+                    println!(
+                        "{}  {} ({})",
+                        crate::output::painted("VALID", true, false),
+                        charter.name,
+                        charter.field_id()
+                    );
                     println!("  signed by all {} founders", charter.founders.len());
                 }
                 Ok(Outcome::Success)
@@ -147,7 +152,10 @@ fn report_invalid(code: &str, message: &str, json: bool) -> Outcome {
     if json {
         print_json(&json!({"valid": false, "code": code, "message": message}));
     } else {
-        eprintln!("INVALID  {code}: {message}");
+        eprintln!(
+            "{}  {code}: {message}",
+            crate::output::painted("INVALID", false, true)
+        );
     }
     Outcome::Invalid
 }
@@ -290,7 +298,11 @@ pub(crate) fn policy_check(args: PolicyCheckArgs) -> anyhow::Result<Outcome> {
     if args.json {
         print_json(&json!(decision));
     } else {
-        let verdict = if decision.allowed { "ALLOW" } else { "DENY " };
+        let verdict = if decision.allowed {
+            crate::output::painted("ALLOW", true, false)
+        } else {
+            crate::output::painted("DENY ", false, false)
+        };
         println!(
             "{verdict}  {} {} for {:?}",
             request.principal.did,

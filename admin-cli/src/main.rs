@@ -49,6 +49,11 @@ enum Command {
     /// Trust tiers.
     #[command(subcommand)]
     Tier(TierCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Access policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -276,6 +281,11 @@ fn main() -> ExitCode {
         Command::Field(FieldCommand::Governance(command)) => governance::issuers(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "tfcctl", &mut std::io::stdout());
+            Ok(Outcome::Success)
+        }
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

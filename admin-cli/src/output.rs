@@ -14,6 +14,22 @@ use crate::input::TrustSettings;
 
 const TRUST_NOT_CHECKED: &str = "issuer trust was not checked (no --charter given)";
 
+/// `word` in green (`good`) or red, if the stream it goes to (stderr when `on_stderr`) is a
+/// terminal and `NO_COLOR` is unset; plain otherwise, so scripts and files get no escapes.
+pub(crate) fn painted(word: &str, good: bool, on_stderr: bool) -> String {
+    use std::io::IsTerminal;
+    let terminal = if on_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    if !terminal || std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty()) {
+        return word.to_owned();
+    }
+    let colour = if good { 32 } else { 31 };
+    format!("\x1b[1;{colour}m{word}\x1b[0m")
+}
+
 /// Writes `text` to `out`, or prints it on stdout.
 pub(crate) fn write_or_print(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match out {
@@ -41,7 +57,11 @@ pub(crate) fn print_credential_verdict(
             }));
         }
         Ok(credential) => {
-            println!("VALID  {}", credential.type_name);
+            println!(
+                "{}  {}",
+                painted("VALID", true, false),
+                credential.type_name
+            );
             print_credential_lines(credential, "  ");
             print_trust_note(settings);
         }
@@ -66,7 +86,8 @@ pub(crate) fn print_presentation_verdict(
         }
         Ok(presentation) => {
             println!(
-                "VALID  presentation by {} ({} credential{})",
+                "{}  presentation by {} ({} credential{})",
+                painted("VALID", true, false),
                 presentation.holder,
                 presentation.credentials.len(),
                 if presentation.credentials.len() == 1 {
@@ -119,7 +140,12 @@ fn print_failure(error: &VerificationError, as_json: bool) -> Outcome {
     if as_json {
         print_json(&json!({"valid": false, "code": error.code, "message": error.message}));
     } else {
-        eprintln!("INVALID  {}: {}", error.code, error.message);
+        eprintln!(
+            "{}  {}: {}",
+            painted("INVALID", false, true),
+            error.code,
+            error.message
+        );
     }
     Outcome::Invalid
 }

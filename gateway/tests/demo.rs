@@ -58,6 +58,11 @@ fn housing_subsidy_goes_as_the_story_says() {
             ("the city screens contractor-a", "tier 3"),
             ("the city screens contractor-b", "refused: no_tier"),
             ("the city screens contractor-c", "tier 3"),
+            ("screener admitted", "member"),
+            ("licensing admitted", "member"),
+            ("contractor-a admitted", "member"),
+            ("contractor-c admitted", "member"),
+            ("contractor-b admitted", "not admitted"),
             ("A submits its application to the city", "allowed"),
             ("the city keeps a copy signed by A", "kept"),
             (
@@ -71,10 +76,10 @@ fn housing_subsidy_goes_as_the_story_says() {
             ("C asks A for the drawing", "refused: access_denied"),
             (
                 "A reports C: block-peer, severity high",
-                "awaiting corroboration",
+                "6 of 6 awaiting corroboration",
             ),
             ("the licensing authority reports C too", "same action"),
-            ("the corroborated block", "awaiting operator"),
+            ("the corroborated block", "6 of 6 awaiting operator"),
             ("every member's gateway holds C revoked", "6 of 6"),
             ("C's next request to the city", "refused"),
             ("audit chains verified", "8 of 8"),
@@ -106,7 +111,10 @@ fn supply_chain_goes_as_the_story_says() {
             ),
             ("supplier-b reads a high record", "allowed"),
             ("supplier-c reads a very-high record", "allowed"),
-            ("mark-vulnerable, severity medium", "awaiting operator"),
+            (
+                "mark-vulnerable, severity medium",
+                "7 of 7 awaiting operator",
+            ),
             ("the maker's operator applies it", "applied"),
             (
                 "supplier-c reads a very-high record",

@@ -2,7 +2,7 @@
 //! charter they sign, and the helpers every scenario uses to act and to check.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -391,52 +391,115 @@ impl Cast {
         Ok(())
     }
 
-    /// The admin revokes `target`; returns the time until every gateway in `members` holds it
-    /// revoked (each then re-judges it and closes its connections).
-    pub(super) async fn revoke(
+    /// `proposer` proposes a governance op of `kind` about `target` in `field` (the others'
+    /// gateways endorse by their own rules).
+    pub(super) async fn propose(
         &self,
-        admin: usize,
+        proposer: usize,
         field: &str,
+        kind: OpKind,
         target: usize,
-        members: &[usize],
         reason: &str,
-    ) -> Result<Duration, DemoError> {
-        let target = self.members[target].node.did.clone();
-        let started = Instant::now();
-        self.members[admin]
+    ) -> Result<(), DemoError> {
+        self.members[proposer]
             .node
             .gateway
             .publisher()
             .propose(
                 field,
                 OpDraft {
-                    kind: OpKind::Revoke,
-                    target: target.clone(),
+                    kind,
+                    target: self.members[target].node.did.clone(),
                     reason: reason.into(),
                     types: vec![],
                     policy: None,
                 },
             )
             .await
-            .map_err(|error| DemoError::failed("the admin's revocation", error.to_string()))?;
+            .map_err(|error| DemoError::failed("a governance proposal", error.to_string()))?;
+        Ok(())
+    }
+
+    /// Waits until every gateway in `at` holds `target` in `standing`.
+    pub(super) async fn until_standing(
+        &self,
+        field: &str,
+        target: usize,
+        standing: StandingKind,
+        at: &[usize],
+    ) -> Result<(), DemoError> {
+        let target = &self.members[target].node.did;
         wait_until(
-            "every gateway holds the member revoked",
+            "every gateway holds a standing",
             Duration::from_millis(1),
             || {
-                let all = members.iter().all(|index| {
+                let all = at.iter().all(|index| {
                     self.members[*index]
                         .node
                         .gateway
                         .party()
                         .governance
-                        .standing(field, &target)
-                        == Some(StandingKind::Revoked)
+                        .standing(field, target)
+                        == Some(standing)
                 });
                 async move { all }
             },
         )
         .await?;
-        Ok(started.elapsed())
+        Ok(())
+    }
+
+    /// How many gateways in `at` hold `target` in `standing`.
+    pub(super) fn count_standing(
+        &self,
+        field: &str,
+        target: usize,
+        standing: StandingKind,
+        at: &[usize],
+    ) -> usize {
+        let target = &self.members[target].node.did;
+        at.iter()
+            .filter(|index| {
+                self.members[**index]
+                    .node
+                    .gateway
+                    .party()
+                    .governance
+                    .standing(field, target)
+                    == Some(standing)
+            })
+            .count()
+    }
+
+    /// How many gateways in `at` hold `action` in `state`.
+    pub(super) fn count_state(&self, action: &str, state: State, at: &[usize]) -> usize {
+        at.iter()
+            .filter(|index| {
+                self.members[**index]
+                    .node
+                    .gateway
+                    .publisher()
+                    .threats()
+                    .actions(Some(state))
+                    .iter()
+                    .any(|view| view.id == action)
+            })
+            .count()
+    }
+
+    /// The standing `viewpoint` holds of `member`, for narration: `member`, `revoked`, ….
+    pub(super) fn standing(&self, viewpoint: usize, field: &str, member: usize) -> String {
+        let did = &self.members[member].node.did;
+        match self.members[viewpoint]
+            .node
+            .gateway
+            .party()
+            .governance
+            .standing(field, did)
+        {
+            Some(standing) => format!("{standing:?}").to_lowercase(),
+            None => "not admitted".into(),
+        }
     }
 
     /// Verifies every gateway's audit chain; returns (gateways verified, entries).
@@ -461,34 +524,28 @@ impl Cast {
         Ok((verified, entries))
     }
 
-    /// Prints the commands to explore the field with `tfcctl` through `member`'s API.
+    /// Prints the environment to explore the field with `tfcctl` through `member`'s API
+    /// (the README's tour uses exactly these variables), then every gateway's own.
     pub(super) fn print_tour(&self, member: usize, field: &str) {
         let node = &self.members[member].node;
-        let url = format!("https://localhost:{}", node.gateway.api_address().port());
         println!(
-            "\nThe field stays up until Ctrl-C. Explore it as the {}:\n",
+            "\nThe field stays up until Ctrl-C. In another terminal, explore it as the {}:\n",
             self.members[member].name
         );
         println!("  export TFC_DATA_DIR={}", node.dir.display());
-        println!("  export G={url}");
-        for command in [
-            "status",
-            "peers",
-            "field list",
-            &format!("member list --field {}", &field[..12.min(field.len())]),
-            "threat list",
-            "threat pending",
-            "audit verify",
-        ] {
-            println!("  tfcctl --gateway $G {command}");
+        println!("  export G={}", api_url(node));
+        println!("  export FIELD={}", &field[..FIELD_PREFIX.min(field.len())]);
+        for other in &self.members {
+            println!("  export {}={}", shell_name(other.name), other.node.did);
         }
-        println!("\nOther gateways' data directories are beside it:");
+        println!("\nthen, for example: tfcctl --gateway $G peers (the README's tour has more)");
+        println!("\nEvery gateway's data directory and API:");
         for other in &self.members {
             println!(
-                "  {:<12} TFC_DATA_DIR={}  G=https://localhost:{}",
+                "  {:<12} TFC_DATA_DIR={}  G={}",
                 other.name,
                 other.node.dir.display(),
-                other.node.gateway.api_address().port()
+                api_url(&other.node)
             );
         }
     }
@@ -520,6 +577,18 @@ pub(super) struct Verdict {
     pub(super) tier: u8,
     /// The refusal code, if refused.
     pub(super) refusal: Option<String>,
+}
+
+/// How much of the field id the tour prints (`--field` takes a prefix).
+const FIELD_PREFIX: usize = 16;
+
+fn api_url(node: &LocalGateway) -> String {
+    format!("https://localhost:{}", node.gateway.api_address().port())
+}
+
+/// `contractor-c` → `CONTRACTOR_C`.
+fn shell_name(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
 }
 
 /// The most chunks [`Cast::fetch`] reads.

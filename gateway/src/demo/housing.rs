@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::cast::{Cast, CharterRoles, abbreviate, allowed, explain, issue, outcome};
 use super::{DemoError, Story};
 use crate::charter::Charter;
+use crate::governance::{OpKind, StandingKind};
 use crate::net::DataRequest;
 use crate::policy::{Category, ValueLevel};
 use crate::spaces::{Labels, Record};
@@ -97,6 +98,9 @@ pub(super) async fn play(
     story.chapter("Screening: the gateways connect and judge each other's credentials");
     let field = cast.join(&charter_path).await?;
     screening(&mut cast, story, &field, &wallets).await?;
+
+    story.chapter("Admission: the city proposes the screened organisations as members");
+    admission(&cast, story, &field).await?;
 
     story.chapter("Application: A submits an application with a drawing; the city reviews it");
     let application = application(&cast, story, &field).await?;
@@ -194,6 +198,41 @@ async fn screening(
         .collect();
     cast.until_mesh(&members).await?;
     story.say("   every member but B now holds a verified record of every other");
+    Ok(())
+}
+
+/// The city proposes everyone but the founders; the other founders' gateways endorse a
+/// newcomer by themselves only if their own handshake gave it a tier, so B stays pending.
+async fn admission(cast: &Cast, story: &mut Story, field: &str) -> Result<(), DemoError> {
+    let listening: Vec<usize> = (0..cast.members.len())
+        .filter(|index| *index != B)
+        .collect();
+    for newcomer in [SCREENER, LICENSING, A, B, C] {
+        cast.propose(
+            CITY,
+            field,
+            OpKind::Admit,
+            newcomer,
+            "passed the city's screening",
+        )
+        .await?;
+    }
+    for newcomer in [SCREENER, LICENSING, A, C] {
+        cast.until_standing(field, newcomer, StandingKind::Member, &listening)
+            .await?;
+        story.check(
+            &format!("{} admitted", cast.members[newcomer].name),
+            "member",
+            cast.standing(CITY, field, newcomer),
+            "the city proposed; the registrar's and the bureau's gateways endorsed (quorum 2)",
+        );
+    }
+    story.check(
+        "contractor-b admitted",
+        "not admitted",
+        cast.standing(CITY, field, B),
+        "no other founder's gateway endorses it: their own screening gave B no tier",
+    );
     Ok(())
 }
 
@@ -327,12 +366,13 @@ async fn threat(cast: &Cast, story: &mut Story, field: &str) -> Result<(), DemoE
         .await?;
     story.check(
         "A reports C: block-peer, severity high",
-        "awaiting corroboration",
-        "awaiting corroboration",
-        &format!(
-            "at all {} members' gateways: one member's report cannot act against another member",
+        format!("{0} of {0} awaiting corroboration", listeners.len()),
+        format!(
+            "{} of {} awaiting corroboration",
+            cast.count_state(&action, State::AwaitingCorroboration, &listeners),
             listeners.len()
         ),
+        "one member's report cannot act against another member",
     );
     let second = cast.report(LICENSING, field, &draft).await?;
     let same = if second == action {
@@ -350,8 +390,12 @@ async fn threat(cast: &Cast, story: &mut Story, field: &str) -> Result<(), DemoE
         .await?;
     story.check(
         "the corroborated block",
-        "awaiting operator",
-        "awaiting operator",
+        format!("{0} of {0} awaiting operator", listeners.len()),
+        format!(
+            "{} of {} awaiting operator",
+            cast.count_state(&action, State::AwaitingOperator, &listeners),
+            listeners.len()
+        ),
         "block_peer is manual by default: each organisation's operator applies or rejects it (tfcctl threat pending)",
     );
     Ok(())
@@ -387,21 +431,28 @@ async fn revocation(
     let members: Vec<usize> = (0..cast.members.len())
         .filter(|index| ![B, C].contains(index))
         .collect();
-    let elapsed = cast
-        .revoke(
-            CITY,
-            field,
-            C,
-            &members,
-            "probing other applicants' records",
-        )
+    let started = std::time::Instant::now();
+    cast.propose(
+        CITY,
+        field,
+        OpKind::Revoke,
+        C,
+        "probing other applicants' records",
+    )
+    .await?;
+    cast.until_standing(field, C, StandingKind::Revoked, &members)
         .await?;
+    let elapsed = started.elapsed();
     let millis = elapsed.as_secs_f64() * 1000.0;
     story.figure("revocation_ms", millis);
     story.check(
         "every member's gateway holds C revoked",
         format!("{0} of {0}", members.len()),
-        format!("{0} of {0}", members.len()),
+        format!(
+            "{} of {}",
+            cast.count_standing(field, C, StandingKind::Revoked, &members),
+            members.len()
+        ),
         &format!("{millis:.1} ms from the admin's signature to the last gateway; each re-judged C at once"),
     );
     let get = DataRequest::Get {

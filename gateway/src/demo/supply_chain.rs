@@ -139,12 +139,13 @@ pub(super) async fn play(
         .await?;
     story.check(
         "mark-vulnerable, severity medium",
-        "awaiting operator",
-        "awaiting operator",
-        &format!(
-            "at all {} gateways: below the automatic bar (auto_at_or_above = \"high\")",
+        format!("{0} of {0} awaiting operator", everyone.len()),
+        format!(
+            "{} of {} awaiting operator",
+            cast.count_state(&action, State::AwaitingOperator, &everyone),
             everyone.len()
         ),
+        "below the automatic bar (auto_at_or_above = \"high\")",
     );
     let applied = cast.members[MAKER]
         .node
