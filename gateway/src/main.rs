@@ -76,8 +76,27 @@ enum Command {
     Info,
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(error) => {
+            // One line a person can act on, whatever RUST_BACKTRACE says; a cause whose text
+            // an outer message already quotes is not repeated.
+            let mut message = error.to_string();
+            for cause in error.chain().skip(1) {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message = format!("{message}: {text}");
+                }
+            }
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Init { data_dir, key } => run_init(&data_dir, key.as_deref())?,
         Command::Run { config, log_format } => run_daemon(&config, log_format)?,
         Command::Backup { config, out } => {
@@ -98,7 +117,9 @@ fn main() -> anyhow::Result<ExitCode> {
                 json,
                 keep_running,
             };
-            let report = tokio::runtime::Runtime::new()?.block_on(demo::run(options))?;
+            let report = tokio::runtime::Runtime::new()?
+                .block_on(demo::run(options))
+                .context("the demo could not play its field (are loopback sockets and the temporary directory usable?)")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
@@ -151,7 +172,7 @@ fn run_init(data_dir: &Path, key: Option<&Path>) -> anyhow::Result<()> {
 }
 
 fn run_daemon(config: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
-    let config = GatewayConfig::load(config)?;
+    let config = load_config(config)?;
     init_logging(log_format.unwrap_or(config.log.format), &config.log.level)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
@@ -185,9 +206,19 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn load_config(path: &Path) -> anyhow::Result<GatewayConfig> {
+    GatewayConfig::load(path).with_context(|| {
+        format!(
+            "{} is not a usable gateway config (`tfc-gateway init --data-dir DIR` writes one; \
+             config/gateway.example.toml explains every key)",
+            path.display()
+        )
+    })
+}
+
 /// Opens the store named by a config; sled's lock refuses a store the daemon holds.
 fn open_store(config: &Path) -> anyhow::Result<Store> {
-    let config = GatewayConfig::load(config)?;
+    let config = load_config(config)?;
     let dir = config.resolve(Path::new(STORE_DIR));
     Store::open(&dir).with_context(|| {
         format!(

@@ -205,3 +205,40 @@ fn every_config_file_parses() {
         }
     }
 }
+
+#[test]
+fn the_systemd_unit_runs_the_daemon_hardened() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tfc-gateway.service"),
+    )
+    .unwrap();
+    let settings: Vec<(&str, &str)> = unit
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .collect();
+    let value = |key: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{key} is not set"))
+    };
+    assert!(value("ExecStart").contains("tfc-gateway run --config "));
+    for (key, expected) in [
+        ("DynamicUser", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("RestrictNamespaces", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("UMask", "0077"),
+        ("KillSignal", "SIGTERM"),
+        ("StateDirectoryMode", "0700"),
+    ] {
+        assert_eq!(value(key), expected, "{key}");
+    }
+}
