@@ -1,4 +1,4 @@
-//! `tfcctl`: offline credential tools and (later) the admin client of a TFC gateway.
+//! `tfcctl`: offline credential tools and the admin client of a TFC gateway.
 //!
 //! Exit status: 0 for success or valid, 1 for invalid or denied, 2 for usage or I/O errors.
 
@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Offline credential tools for TFC trust fields.
+/// Offline credential tools and the admin client of a TFC gateway.
 #[derive(Parser)]
 #[command(name = "tfcctl", version, about, propagate_version = true)]
 struct Cli {

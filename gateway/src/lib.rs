@@ -1,5 +1,6 @@
-//! The TFC gateway library: organisation identity, verifiable credentials, and (as the
-//! daemon grows) charters, tiers, policy, governance, data spaces, threats and audit.
+//! The TFC gateway library: organisation identity, verifiable credentials, charters, tiers,
+//! policy, governance, data spaces, threats and audit; the daemon that runs them; and
+//! `localnet`, real gateways on loopback for the demo and the system tests.
 //!
 //! Domain logic here is pure: it takes the current time as an argument and touches no
 //! network or disk except where a function says so (key files, charter files).
