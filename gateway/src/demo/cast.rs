@@ -67,12 +67,6 @@ impl Cast {
         Ok(Self { members })
     }
 
-    /// Imports credentials into `member`'s wallet.
-    pub(super) fn give(&self, member: usize, tokens: &[String]) -> Result<(), DemoError> {
-        self.members[member].node.import_wallet(tokens)?;
-        Ok(())
-    }
-
     /// The identity credential the registrar (`registrar`) issues to `holder`.
     pub(super) fn identity(&self, registrar: usize, holder: usize) -> Result<String, DemoError> {
         let member = &self.members[holder];
@@ -557,6 +551,85 @@ impl Cast {
         }
         Ok(())
     }
+}
+
+/// How a scenario opens: who takes part, what they hold, and the example charter they sign.
+pub(super) struct Opening<'a> {
+    /// `(name, role)` of every organisation; the first is the bootstrap peer.
+    pub(super) roles: &'a [(&'static str, &'static str)],
+    /// What the credentials chapter is about.
+    pub(super) credentials: &'a str,
+    /// Every member's credentials.
+    pub(super) wallets: fn(&Cast) -> Result<Vec<Vec<String>>, DemoError>,
+    /// The example charter's path, for narration, and its text.
+    pub(super) example: (&'a str, &'a str),
+    /// The field's Cedar policy.
+    pub(super) policy: &'a str,
+    /// Who founds, administers and issues.
+    pub(super) charter: CharterRoles<'a>,
+}
+
+/// The chapters every scenario opens with: the gateways start, the issuers issue, the
+/// founders sign the charter and every gateway joins. Returns the cast, the wallets and the
+/// field id.
+pub(super) async fn open(
+    root: &Path,
+    story: &mut Story,
+    opening: &Opening<'_>,
+) -> Result<(Cast, Vec<Vec<String>>, String), DemoError> {
+    story.chapter(&format!(
+        "Keys: {} organisations start their gateways on loopback",
+        opening.roles.len()
+    ));
+    let cast = Cast::start(root, opening.roles, |text| text, story).await?;
+    story.check(
+        "gateways started",
+        opening.roles.len(),
+        cast.members.len(),
+        "each has its own data directory, org key (0600), sled store, libp2p and HTTPS ports",
+    );
+
+    story.chapter(&format!("Credentials: {}", opening.credentials));
+    let wallets = (opening.wallets)(&cast)?;
+    let mut imported = 0;
+    for (member, tokens) in wallets.iter().enumerate() {
+        cast.members[member].node.import_wallet(tokens)?;
+        imported += tokens.len();
+    }
+    story.check(
+        "credentials issued and imported",
+        wallets.iter().map(Vec::len).sum::<usize>(),
+        imported,
+        "each wallet import verified the issuer's signature and that it names the holder",
+    );
+
+    let founders: Vec<&str> = opening
+        .charter
+        .founders
+        .iter()
+        .map(|index| cast.members[*index].name)
+        .collect();
+    story.chapter(&format!(
+        "Charter: the founders ({}) sign the field's charter",
+        founders.join(", ")
+    ));
+    let (example, template) = opening.example;
+    let charter_path = cast.write_charter(root, template, &opening.charter, opening.policy)?;
+    let charter = Charter::load(&charter_path)
+        .map_err(|error| DemoError::failed("loading the charter", error.to_string()))?;
+    story.check(
+        "founders' signatures",
+        format!("{0} of {0}", founders.len()),
+        format!("{} of {}", charter.signed_by().len(), founders.len()),
+        &format!(
+            "{example} with this field's keys; field id {}",
+            &charter.field_id()[..16]
+        ),
+    );
+
+    story.chapter("Screening: the gateways connect and judge each other's credentials");
+    let field = cast.join(&charter_path).await?;
+    Ok((cast, wallets, field))
 }
 
 /// Who plays which part in a charter: indices into the cast.

@@ -6,9 +6,10 @@ use std::path::Path;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::cast::{Cast, CharterRoles, abbreviate, allowed, explain, issue, outcome};
+use super::cast::{
+    Cast, CharterRoles, Opening, abbreviate, allowed, explain, issue, open, outcome,
+};
 use super::{DemoError, Story};
-use crate::charter::Charter;
 use crate::governance::{OpKind, StandingKind};
 use crate::net::DataRequest;
 use crate::policy::{Category, ValueLevel};
@@ -47,56 +48,25 @@ pub(super) async fn play(
     root: &Path,
     story: &mut Story,
 ) -> Result<(Cast, String, usize), DemoError> {
-    story.chapter("Keys: eight organisations start their gateways on loopback");
-    let mut cast = Cast::start(root, &ROLES, |text| text, story).await?;
-    story.check(
-        "gateways started",
-        ROLES.len(),
-        cast.members.len(),
-        "each has its own data directory, org key (0600), sled store, libp2p and HTTPS ports",
-    );
-
-    story.chapter("Credentials: the issuers sign what each organisation holds");
-    let wallets = wallets(&cast)?;
-    let mut imported = 0;
-    for (member, tokens) in wallets.iter().enumerate() {
-        cast.give(member, tokens)?;
-        imported += tokens.len();
-    }
-    story.check(
-        "credentials issued and imported",
-        wallets.iter().map(Vec::len).sum::<usize>(),
-        imported,
-        "each wallet import verified the issuer's signature and that it names the holder",
-    );
-
-    story.chapter("Charter: the city, the registrar and the bureau sign the field's charter");
-    let roles = CharterRoles {
-        founders: &[CITY, REGISTRAR, BUREAU],
-        admins: &[CITY],
-        issuers: &[
-            ("Legal Affairs Bureau", REGISTRAR),
-            ("Teikoku Credit Bureau", BUREAU),
-            ("Prefectural screening agency", SCREENER),
-            ("MLIT licensing authority", LICENSING),
-            ("Example City", CITY),
-        ],
+    let opening = Opening {
+        roles: &ROLES,
+        credentials: "the issuers sign what each organisation holds",
+        wallets,
+        example: ("config/fields/housing-subsidy.toml", TEMPLATE),
+        policy: POLICY,
+        charter: CharterRoles {
+            founders: &[CITY, REGISTRAR, BUREAU],
+            admins: &[CITY],
+            issuers: &[
+                ("Legal Affairs Bureau", REGISTRAR),
+                ("Teikoku Credit Bureau", BUREAU),
+                ("Prefectural screening agency", SCREENER),
+                ("MLIT licensing authority", LICENSING),
+                ("Example City", CITY),
+            ],
+        },
     };
-    let charter_path = cast.write_charter(root, TEMPLATE, &roles, POLICY)?;
-    let charter = Charter::load(&charter_path)
-        .map_err(|error| DemoError::failed("loading the charter", error.to_string()))?;
-    story.check(
-        "founders' signatures",
-        "3 of 3",
-        format!("{} of 3", charter.signed_by().len()),
-        &format!(
-            "config/fields/housing-subsidy.toml with this field's keys; field id {}",
-            &charter.field_id()[..16]
-        ),
-    );
-
-    story.chapter("Screening: the gateways connect and judge each other's credentials");
-    let field = cast.join(&charter_path).await?;
+    let (mut cast, wallets, field) = open(root, story, &opening).await?;
     screening(&mut cast, story, &field, &wallets).await?;
 
     story.chapter("Admission: the city proposes the screened organisations as members");

@@ -7,9 +7,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::cast::{Cast, CharterRoles, explain, issue, outcome};
+use super::cast::{Cast, CharterRoles, Opening, explain, issue, open, outcome};
 use super::{DemoError, Story};
-use crate::charter::Charter;
 use crate::net::DataRequest;
 use crate::policy::{Category, ValueLevel};
 use crate::spaces::{Labels, Record};
@@ -55,54 +54,24 @@ pub(super) async fn play(
     root: &Path,
     story: &mut Story,
 ) -> Result<(Cast, String, usize), DemoError> {
-    story.chapter("Keys: seven organisations start their gateways on loopback");
-    let mut cast = Cast::start(root, &ROLES, |text| text, story).await?;
-    story.check(
-        "gateways started",
-        ROLES.len(),
-        cast.members.len(),
-        "each with its own data directory, sled store and sockets",
-    );
-
-    story.chapter(
-        "Credentials: identities, credit, ISO 27001 certificates and software inventories",
-    );
-    let wallets = wallets(&cast)?;
-    let mut imported = 0;
-    for (member, tokens) in wallets.iter().enumerate() {
-        cast.give(member, tokens)?;
-        imported += tokens.len();
-    }
-    story.check(
-        "credentials issued and imported",
-        wallets.iter().map(Vec::len).sum::<usize>(),
-        imported,
-        "each verified on import",
-    );
-
-    story.chapter("Charter: the maker, the certifier and the bureau sign the field's charter");
-    let roles = CharterRoles {
-        founders: &[MAKER, CERTIFIER, BUREAU],
-        admins: &[MAKER],
-        issuers: &[
-            ("Legal Affairs Bureau", REGISTRAR),
-            ("Teikoku Credit Bureau", BUREAU),
-            ("JQA certification body", CERTIFIER),
-            ("Example Motors", MAKER),
-        ],
+    let opening = Opening {
+        roles: &ROLES,
+        credentials: "identities, credit, ISO 27001 certificates and software inventories",
+        wallets,
+        example: ("config/fields/supply-chain.toml", TEMPLATE),
+        policy: POLICY,
+        charter: CharterRoles {
+            founders: &[MAKER, CERTIFIER, BUREAU],
+            admins: &[MAKER],
+            issuers: &[
+                ("Legal Affairs Bureau", REGISTRAR),
+                ("Teikoku Credit Bureau", BUREAU),
+                ("JQA certification body", CERTIFIER),
+                ("Example Motors", MAKER),
+            ],
+        },
     };
-    let charter_path = cast.write_charter(root, TEMPLATE, &roles, POLICY)?;
-    let charter = Charter::load(&charter_path)
-        .map_err(|error| DemoError::failed("loading the charter", error.to_string()))?;
-    story.check(
-        "founders' signatures",
-        "3 of 3",
-        format!("{} of 3", charter.signed_by().len()),
-        "config/fields/supply-chain.toml with this field's keys",
-    );
-
-    story.chapter("Screening: the gateways connect and judge each other's credentials");
-    let field = cast.join(&charter_path).await?;
+    let (mut cast, wallets, field) = open(root, story, &opening).await?;
     for verdict in cast.screen(MAKER, &[]).await? {
         let expected = if verdict.member >= SUPPLIER_A { 3 } else { 1 };
         let why = cast
