@@ -12,6 +12,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -261,9 +262,12 @@ impl Store {
             path: path.to_owned(),
             reason,
         };
+        // The store's records (sealed or not, with peers' facts and the audit log) are for
+        // the operator alone: 0600 whatever the umask.
         let file = File::options()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)
             .map_err(|error| failed(error.to_string()))?;
         let mut out = BufWriter::new(file);

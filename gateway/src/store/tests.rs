@@ -111,6 +111,9 @@ fn backup_and_restore_carry_every_tree() {
         4,
         "three values and the schema version"
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a backup is the operator's alone");
     assert_eq!(
         source.backup(&file).unwrap_err().code(),
         "backup_failed",
