@@ -60,19 +60,69 @@ const SYNC_FILL_PERCENT: usize = 75;
 
 /// The signed envelope of every gossip message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Envelope {
+pub struct Envelope {
     /// The publisher's DID (the signer).
-    iss: String,
+    pub iss: String,
     /// The field id.
-    field: String,
+    pub field: String,
     /// The topic kind: `gov`, `threat` or `status`.
-    kind: String,
+    pub kind: String,
     /// When it was published (Unix seconds).
-    iat: i64,
+    pub iat: i64,
     /// Makes every publication distinct, so a deliberate re-publication is not a duplicate.
-    jti: String,
+    pub jti: String,
     /// What it carries.
-    body: Value,
+    pub body: Value,
+}
+
+/// Why an envelope was not opened: a stable code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeRejection {
+    /// `malformed`, `wrong_topic`, `stale`, or a verification code (`bad_signature`, …).
+    pub code: String,
+    /// Why.
+    pub message: String,
+}
+
+/// Opens a signed envelope received for `field` and `kind`, by gossip or by name: the token
+/// verifies within `max_bytes`, is an envelope, names that field and kind, and was made
+/// within ten minutes of `now`. Returns the signer and the envelope. Membership and rates
+/// are the caller's to judge.
+pub fn open_envelope(
+    verifier: &CredentialVerifier,
+    token: &str,
+    field: &str,
+    kind: TopicKind,
+    max_bytes: usize,
+    now: i64,
+) -> Result<(String, Envelope), EnvelopeRejection> {
+    let reject = |code: &str, message: String| EnvelopeRejection {
+        code: code.to_owned(),
+        message,
+    };
+    let (publisher, payload) = verifier
+        .open_message(token, max_bytes)
+        .map_err(|error| reject(error.code.as_str(), error.message.clone()))?;
+    let envelope: Envelope = serde_json::from_value(Value::Object(payload))
+        .map_err(|error| reject("malformed", format!("not an envelope: {error}")))?;
+    if envelope.field != field || envelope.kind != kind.as_str() {
+        return Err(reject(
+            "wrong_topic",
+            format!(
+                "an envelope for {}/{} on {field}/{}",
+                envelope.field,
+                envelope.kind,
+                kind.as_str()
+            ),
+        ));
+    }
+    if (now - envelope.iat).abs() > MAX_MESSAGE_AGE_SECS {
+        return Err(reject(
+            "stale",
+            "made more than ten minutes from now".into(),
+        ));
+    }
+    Ok((publisher, envelope))
 }
 
 /// Why a gossip message was refused (its code is counted in metrics).
@@ -796,18 +846,15 @@ impl Service {
             return Ok(Verdict::Ignore);
         }
         let token = std::str::from_utf8(data).map_err(|_| reject("malformed"))?;
-        let (publisher, payload) = self
-            .verifier
-            .open_message(token, self.max_message_bytes)
-            .map_err(|error| reject(error.code.as_str()))?;
-        let envelope: Envelope =
-            serde_json::from_value(Value::Object(payload)).map_err(|_| reject("malformed"))?;
-        if envelope.field != field || envelope.kind != kind.as_str() {
-            return Err(reject("wrong_topic"));
-        }
-        if (now_unix() - envelope.iat).abs() > MAX_MESSAGE_AGE_SECS {
-            return Err(reject("stale"));
-        }
+        let (publisher, envelope) = open_envelope(
+            &self.verifier,
+            token,
+            &field,
+            kind,
+            self.max_message_bytes,
+            now_unix(),
+        )
+        .map_err(|rejection| reject(&rejection.code))?;
         let publisher_peer =
             PublicKey::peer_id_of(&publisher).ok_or_else(|| reject("malformed"))?;
         if !self.is_member(publisher_peer, &field)
@@ -1073,30 +1120,23 @@ impl Service {
             code: code.into(),
             message,
         };
-        let opened = self
-            .verifier
-            .open_message(token, self.max_message_bytes)
-            .map_err(|error| refused(error.code.as_str(), error.to_string()))
-            .and_then(|(publisher, payload)| {
-                serde_json::from_value::<Envelope>(Value::Object(payload))
-                    .map(|envelope| (publisher, envelope))
-                    .map_err(|error| refused("malformed", error.to_string()))
-            });
+        let opened = open_envelope(
+            &self.verifier,
+            token,
+            field,
+            TopicKind::Threat,
+            self.max_message_bytes,
+            now_unix(),
+        );
         let (publisher, envelope) = match opened {
             Ok(opened) => opened,
-            Err(response) => return response,
+            Err(rejection) => return refused(&rejection.code, rejection.message),
         };
-        if PublicKey::peer_id_of(&publisher) != Some(peer)
-            || envelope.field != field
-            || envelope.kind != TopicKind::Threat.as_str()
-        {
+        if PublicKey::peer_id_of(&publisher) != Some(peer) {
             return refused(
                 "wrong_topic",
                 "a direct report is the sender's own threat envelope for this field".into(),
             );
-        }
-        if (now_unix() - envelope.iat).abs() > MAX_MESSAGE_AGE_SECS {
-            return refused("stale", "the report is too old".into());
         }
         match self
             .threats
