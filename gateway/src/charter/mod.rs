@@ -560,18 +560,39 @@ fn field_id(text: &str, policy: Option<&str>) -> Result<[u8; 32], CharterError> 
 use crate::hex::encode as hex;
 
 fn read_bounded(path: &Path) -> Result<String, CharterError> {
+    use std::io::Read as _;
     let io = |source| CharterError::Io {
         path: path.display().to_string(),
         source,
     };
-    let length = std::fs::metadata(path).map_err(io)?.len();
-    if length > MAX_CHARTER_LEN {
-        return Err(CharterError::Invalid(format!(
+    let too_large = || {
+        CharterError::Invalid(format!(
             "{} is larger than {MAX_CHARTER_LEN} bytes",
+            path.display()
+        ))
+    };
+    // A device or a FIFO reports no length (`policy = "/dev/zero"`): only a regular file
+    // is read, and never past the limit, whatever its metadata says.
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    if !metadata.is_file() {
+        return Err(CharterError::Invalid(format!(
+            "{} is not a regular file",
             path.display()
         )));
     }
-    std::fs::read_to_string(path).map_err(io)
+    if metadata.len() > MAX_CHARTER_LEN {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_CHARTER_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_CHARTER_LEN {
+        return Err(too_large());
+    }
+    Ok(text)
 }
 
 /// Bootstrap addresses must name the peer they reach, so that the handshake can check that

@@ -127,6 +127,20 @@ fn the_policy_file_is_part_of_the_field_id() {
 }
 
 #[test]
+fn a_policy_that_is_not_a_regular_file_is_refused_without_reading_it() {
+    let founders = Founders::new(1);
+    // /dev/zero reports no length and never ends: reading it would never return.
+    for policy in ["/dev/zero", "/tmp"] {
+        let text = format!("policy = \"{policy}\"\n{}", founders.charter(""));
+        let error = Charter::parse(&text, std::path::Path::new(".")).unwrap_err();
+        assert!(
+            error.to_string().contains("not a regular file"),
+            "{policy}: {error}"
+        );
+    }
+}
+
+#[test]
 fn every_founder_must_sign() {
     let dir = tempfile::tempdir().unwrap();
     let founders = Founders::new(2);
