@@ -65,7 +65,7 @@ pub struct Envelope {
     pub iss: String,
     /// The field id.
     pub field: String,
-    /// The topic kind: `gov`, `threat` or `status`.
+    /// The topic kind: `gov`, `threat`, `status` or `audit`.
     pub kind: String,
     /// When it was published (Unix seconds).
     pub iat: i64,
