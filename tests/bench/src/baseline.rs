@@ -212,3 +212,73 @@ async fn collect(
     while receipts.try_recv().is_ok() {}
     last
 }
+
+/// The physical limit of a remote record read: one request-response round trip of the same
+/// sizes (a `request_bytes` request, a `response_bytes` answer) over a connection that stays
+/// open, as a member's connection to a holder does. Returns the samples and the wall time.
+pub(crate) async fn persistent_round_trip(
+    count: u32,
+    request_bytes: usize,
+    response_bytes: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let mut server = swarm()?;
+    server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let address: Multiaddr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+            break address;
+        }
+    };
+    let server_id = *server.local_peer_id();
+    let answer = "r".repeat(response_bytes);
+    let serving = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            }) = server.select_next_some().await
+            {
+                let _ = server
+                    .behaviour_mut()
+                    .send_response(channel, answer.clone());
+            }
+        }
+    });
+    let mut client = swarm()?;
+    client.dial(address)?;
+    loop {
+        match client.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { .. } => break,
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                return Err(error).context("baseline dial failed");
+            }
+            _ => {}
+        }
+    }
+    let request = "q".repeat(request_bytes);
+    let mut samples = Vec::with_capacity(count as usize);
+    // One unmeasured round trip opens the protocol's first stream.
+    for round in 0..=count {
+        let begin = Instant::now();
+        client
+            .behaviour_mut()
+            .send_request(&server_id, request.clone());
+        loop {
+            match client.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { .. },
+                    ..
+                }) => break,
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    error, ..
+                }) => return Err(error).context("baseline request failed"),
+                _ => {}
+            }
+        }
+        if round > 0 {
+            samples.push(begin.elapsed());
+        }
+    }
+    serving.abort();
+    let wall = samples.iter().sum();
+    Ok((samples, wall))
+}

@@ -12,12 +12,38 @@
 //! verified and applied per second at one gateway, beside raw Ed25519 verification of the
 //! same envelopes; then an indicator's propagation until every gateway applied it, for each
 //! N, beside bare gossipsub over as many nodes.
+//!
+//! `tfc-bench data [--gateways N] [--rounds R] [--json]`: a remote record read (ask → the
+//! holder's decision → answer), beside a bare request-response round trip of the same sizes.
+//!
+//! `tfc-bench memory [--members M] [--indicators K] [--records D] [--json]`: one gateway's
+//! RSS idle and loaded, beside the targets.
+//!
+//! `tfc-bench load [--clients C] [--seconds S] [--json]`: concurrent mutual-TLS clients
+//! against one gateway's admin API, beside a trivial endpoint with the same TLS.
+//!
+//! `tfc-bench flood [--rate R] [--seconds S] [--json]`: a member flooding one gateway with
+//! invalid gossip: the gateway's API latency, and when the member is scored out.
+//!
+//! `tfc-bench all [--quick] [--json]`: every scenario at 5, 20 and 50 gateways, each in its
+//! own process, in one report.
+//!
+//! Every scenario that runs gateways in this process also reports their memory (idle and
+//! loaded RSS per gateway) and the CPU time of its measured phase.
 
+mod all;
 mod baseline;
+mod data;
 mod field;
+mod flood;
+mod governed;
+mod load;
+mod memory;
+mod resources;
 mod revocation;
 mod threats;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -58,8 +84,8 @@ enum Scenario {
     },
     /// Indicators verified and applied at one gateway; propagation to every gateway.
     Threats {
-        /// Indicators for the throughput run.
-        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+        /// Indicators for the throughput run (0: no throughput run).
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
         indicators: u64,
         /// Field sizes for the propagation runs; repeat for several.
         #[arg(long, default_values_t = [5u16, 20], value_parser = clap::value_parser!(u16).range(3..=100))]
@@ -67,6 +93,60 @@ enum Scenario {
         /// Indicators to propagate per field size.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         rounds: u32,
+    },
+    /// A member reads another member's records through the holder's policy decision.
+    Data {
+        /// Gateways in the field (the first holds the records, the others read them).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(3..=100))]
+        gateways: u16,
+        /// Reads to measure.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rounds: u32,
+    },
+    /// One gateway's resident memory, idle and loaded.
+    Memory {
+        /// Members (peer records) the loaded gateway holds.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        members: u64,
+        /// Threat indicators it holds.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+        indicators: u64,
+        /// Data records it holds.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+        records: u64,
+        /// Bytes of text in each record's body.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=500_000))]
+        record_bytes: u64,
+        /// The `tfc-gateway` binary for the child-process figure (default: next to this one).
+        #[arg(long)]
+        gateway_bin: Option<PathBuf>,
+    },
+    /// Concurrent mutual-TLS clients against one gateway's admin API.
+    Load {
+        /// Clients, each on its own connection.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        clients: u32,
+        /// How long they send requests.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+        seconds: u64,
+    },
+    /// A member floods one gateway with invalid gossip.
+    Flood {
+        /// Invalid messages per second.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: u32,
+        /// How long the flood lasts.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        /// API probes before the flood, for the baseline latency.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
+        quiet_seconds: u64,
+    },
+    /// Every scenario at 5, 20 and 50 gateways, each run in its own process.
+    All {
+        /// Only 5 gateways and few rounds: a smoke test of every scenario.
+        #[arg(long)]
+        quick: bool,
     },
 }
 
@@ -106,6 +186,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let as_json = cli.json;
     match cli.scenario {
         Scenario::Handshake {
             gateways,
@@ -119,6 +200,71 @@ fn main() -> anyhow::Result<()> {
             gateways,
             rounds,
         } => runtime.block_on(threat_scenario(indicators, &gateways, rounds, cli.json)),
+        Scenario::Data { gateways, rounds } => runtime.block_on(async {
+            let figures = data::run(gateways.into(), rounds).await?;
+            if as_json {
+                println!("{}", figures.json(gateways.into(), rounds));
+            } else {
+                println!(
+                    "data scenario: {gateways} gateways on 127.0.0.1, {rounds} remote reads ({} B asked, {} B answered)",
+                    figures.request_bytes, figures.response_bytes
+                );
+                print_table(&[
+                    ("ask → decision → record (remote read)", &figures.read),
+                    ("baseline: libp2p round trip, open conn.", &figures.baseline),
+                ]);
+                println!(
+                    "remote read p50 is {:.1}× the baseline's",
+                    figures.read.percentile(0.5) / figures.baseline.percentile(0.5)
+                );
+                figures.meter.print();
+            }
+            Ok(())
+        }),
+        Scenario::Memory {
+            members,
+            indicators,
+            records,
+            record_bytes,
+            gateway_bin,
+        } => runtime.block_on(async {
+            let load = memory::Load {
+                members: usize::try_from(members)?,
+                indicators: usize::try_from(indicators)?,
+                records: usize::try_from(records)?,
+                record_bytes: usize::try_from(record_bytes)?,
+            };
+            let figures = memory::run(load, gateway_bin).await?;
+            if as_json {
+                println!("{}", figures.json());
+            } else {
+                figures.print();
+            }
+            Ok(())
+        }),
+        Scenario::Load { clients, seconds } => runtime.block_on(async {
+            let figures = load::run(clients, seconds).await?;
+            if as_json {
+                println!("{}", figures.json(clients, seconds));
+            } else {
+                figures.print(clients, seconds);
+            }
+            Ok(())
+        }),
+        Scenario::Flood {
+            rate,
+            seconds,
+            quiet_seconds,
+        } => runtime.block_on(async {
+            let figures = flood::run(rate, seconds, quiet_seconds).await?;
+            if as_json {
+                println!("{}", figures.json());
+            } else {
+                figures.print();
+            }
+            Ok(())
+        }),
+        Scenario::All { quick } => all::run(quick, as_json),
     }
 }
 
@@ -129,7 +275,11 @@ async fn threat_scenario(
     as_json: bool,
 ) -> anyhow::Result<()> {
     let count = usize::try_from(indicators).context("too many indicators")?;
-    let throughput = threats::throughput(count).await?;
+    let throughput = if count > 0 {
+        Some(threats::throughput(count).await?)
+    } else {
+        None
+    };
     let mut runs = Vec::new();
     for &size in gateways {
         runs.push((size, threats::propagation(size.into(), rounds).await?));
@@ -137,35 +287,60 @@ async fn threat_scenario(
     if as_json {
         let propagation: Vec<_> = runs
             .iter()
-            .map(|(size, (ours, baseline))| {
+            .map(|(size, (ours, baseline, meter))| {
                 json!({
                     "gateways": size,
                     "rounds": rounds,
                     "indicator_applied_everywhere": ours.figures(),
                     "baseline_gossipsub_propagation": baseline.figures(),
                     "ratio_p50": ours.percentile(0.5) / baseline.percentile(0.5),
+                    "resources": meter.figures(),
                 })
             })
             .collect();
+        let throughput = throughput.map(|throughput| {
+            json!({
+                "indicators": throughput.indicators,
+                "verified_and_applied_per_second": throughput.applied_per_second,
+                "baseline_raw_ed25519_verify_per_second": throughput.raw_verify_per_second,
+                "share_opening_envelopes": throughput.verify_share,
+                "target_per_second": 10_000,
+                "resources": throughput.meter.figures(),
+            })
+        });
         println!(
             "{}",
             json!({
                 "scenario": "threats",
-                "throughput": {
-                    "indicators": throughput.indicators,
-                    "verified_and_applied_per_second": throughput.applied_per_second,
-                    "baseline_raw_ed25519_verify_per_second": throughput.raw_verify_per_second,
-                    "share_opening_envelopes": throughput.verify_share,
-                    "target_per_second": 10_000,
-                },
+                "throughput": throughput,
                 "propagation": propagation,
                 "target_p99_ms_at_20": 100,
             })
         );
         return Ok(());
     }
+    if let Some(throughput) = &throughput {
+        print_throughput(throughput);
+    }
+    for (size, (ours, baseline, meter)) in &runs {
+        println!("propagation over {size} gateways on 127.0.0.1, {rounds} indicators");
+        print_table(&[
+            ("indicator published → applied everywhere", ours),
+            ("baseline: bare gossipsub 1 KiB, last node", baseline),
+        ]);
+        println!(
+            "p99 {:.1} ms (target < 100 ms at 20); p50 is {:.1}× the baseline's",
+            ours.percentile(0.99),
+            ours.percentile(0.5) / baseline.percentile(0.5)
+        );
+        meter.print();
+    }
+    Ok(())
+}
+
+fn print_throughput(throughput: &threats::Throughput) {
     println!(
-        "threats scenario: {} indicators at one gateway (one task), then {rounds} indicators per field size",
+        "threats scenario: {} indicators at one gateway (one task)",
         throughput.indicators
     );
     println!(
@@ -182,19 +357,7 @@ async fn threat_scenario(
         100.0 * throughput.applied_per_second / throughput.raw_verify_per_second,
         100.0 * throughput.verify_share
     );
-    for (size, (ours, baseline)) in &runs {
-        println!("propagation over {size} gateways on 127.0.0.1");
-        print_table(&[
-            ("indicator published → applied everywhere", ours),
-            ("baseline: bare gossipsub 1 KiB, last node", baseline),
-        ]);
-        println!(
-            "p99 {:.1} ms (target < 100 ms at 20); p50 is {:.1}× the baseline's",
-            ours.percentile(0.99),
-            ours.percentile(0.5) / baseline.percentile(0.5)
-        );
-    }
-    Ok(())
+    throughput.meter.print();
 }
 
 async fn revocation(gateways: usize, rounds: u32, as_json: bool) -> anyhow::Result<()> {
@@ -210,7 +373,8 @@ async fn revocation(gateways: usize, rounds: u32, as_json: bool) -> anyhow::Resu
                 "revocation": ours.figures(),
                 "baseline_gossipsub_propagation": baseline.figures(),
                 "ratio_p50": ours.percentile(0.5) / baseline.percentile(0.5),
-                "target_p99_ms": 500,
+                "target_p99_ms_at_20": 500,
+                "resources": figures.meter.figures(),
             })
         );
     } else {
@@ -220,10 +384,11 @@ async fn revocation(gateways: usize, rounds: u32, as_json: bool) -> anyhow::Resu
             ("baseline: bare gossipsub 1 KiB, last node", baseline),
         ]);
         println!(
-            "revocation p99 {:.1} ms (target < 500 ms); p50 is {:.1}× the baseline's",
+            "revocation p99 {:.1} ms (target < 500 ms at 20); p50 is {:.1}× the baseline's",
             ours.percentile(0.99),
             ours.percentile(0.5) / baseline.percentile(0.5)
         );
+        figures.meter.print();
     }
     Ok(())
 }
@@ -245,11 +410,14 @@ fn print_table(rows: &[(&str, &Series)]) {
 }
 
 async fn handshake(gateways: u16, connections: u32, as_json: bool) -> anyhow::Result<()> {
+    let mut meter = resources::Meter::start(gateways.into())?;
     let setup = field::Setup::new()?;
     let mut nodes = Vec::new();
     for _ in 0..gateways {
         nodes.push(field::Node::start(&setup).await?);
     }
+    meter.idle().await?;
+    meter.begin()?;
     let mut measured = Vec::with_capacity(connections as usize);
     let started = Instant::now();
     for round in 0..connections as usize {
@@ -285,6 +453,7 @@ async fn handshake(gateways: u16, connections: u32, as_json: bool) -> anyhow::Re
         samples: measured,
         wall: started.elapsed(),
     };
+    meter.loaded()?;
     let baseline = baseline::connect_and_round_trip(connections).await?;
     let baseline = Series {
         samples: baseline.0,
@@ -300,6 +469,7 @@ async fn handshake(gateways: u16, connections: u32, as_json: bool) -> anyhow::Re
                 "handshake": ours.figures(),
                 "baseline_libp2p_connect_and_round_trip": baseline.figures(),
                 "ratio_p50": ours.percentile(0.5) / baseline.percentile(0.5),
+                "resources": meter.figures(),
             })
         );
     } else {
@@ -312,6 +482,7 @@ async fn handshake(gateways: u16, connections: u32, as_json: bool) -> anyhow::Re
             "handshake p50 is {:.1}× the baseline's",
             ours.percentile(0.5) / baseline.percentile(0.5)
         );
+        meter.print();
     }
     Ok(())
 }

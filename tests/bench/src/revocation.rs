@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tfc_gateway::exchange::OpDraft;
 use tfc_gateway::governance::{OpKind, StandingKind};
-use tfc_gateway::handshake::GatewayEvent;
-use tfc_testkit::{Authorities, Node, start_governed_field, top_tier, wait_event};
+use tfc_testkit::{Authorities, Node};
 
-use crate::{Series, baseline};
+use crate::resources::Meter;
+use crate::{Series, baseline, governed};
 
 /// Polling period while waiting for every gateway: the figures' resolution.
 const POLL: Duration = Duration::from_millis(1);
@@ -19,6 +19,7 @@ const POLL: Duration = Duration::from_millis(1);
 pub(crate) struct Figures {
     pub(crate) revocation: Series,
     pub(crate) baseline: Series,
+    pub(crate) meter: Meter,
 }
 
 pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures> {
@@ -27,21 +28,15 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
         "each round suspends another member: use at most {} rounds with {gateways} gateways",
         gateways - 4
     );
+    let mut meter = Meter::start(gateways)?;
     let authorities = Authorities::new();
-    let quiet: fn(String) -> String = |text| text.replace("level = \"info\"", "level = \"warn\"");
-    let (mut nodes, _) = start_governed_field(&authorities, &vec![quiet; gateways]).await;
-    let mut waiting: std::collections::HashSet<_> = nodes[1..].iter().map(Node::peer_id).collect();
-    while !waiting.is_empty() {
-        let peer = wait_event(&mut nodes[0].events, |event| match event {
-            GatewayEvent::PeerVerified { peer, record } if top_tier(record) == 2 => Some(*peer),
-            _ => None,
-        })
-        .await;
-        waiting.remove(&peer);
-    }
+    let (nodes, _) = governed::start_field(&authorities, gateways, governed::quiet, "").await?;
+    governed::until_all_verified(&nodes, 2).await?;
+    meter.idle().await?;
     let field = nodes[0].field_id();
     // Round 0 warms the mesh up and is not counted.
     let mut samples = Vec::new();
+    meter.begin()?;
     let mut started = Instant::now();
     for round in 0..=rounds as usize {
         let target = nodes[3 + round].did.clone();
@@ -64,6 +59,7 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
         samples,
         wall: started.elapsed(),
     };
+    meter.loaded()?;
     for node in nodes {
         node.gateway.shutdown().await?;
     }
@@ -71,6 +67,7 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
     Ok(Figures {
         revocation,
         baseline: Series { samples, wall },
+        meter,
     })
 }
 

@@ -13,9 +13,10 @@ use tfc_gateway::store::Tree;
 use tfc_gateway::threats::{
     ActionKind, Countermeasure, IndicatorDraft, Origin, Severity, Tlp, compose,
 };
-use tfc_testkit::{Authorities, Node, start_governed_field, until_all_verified};
+use tfc_testkit::{Authorities, Node};
 
-use crate::{Series, baseline};
+use crate::resources::Meter;
+use crate::{Series, baseline, governed};
 
 /// Reporters the throughput run spreads its indicators over.
 const REPORTERS: usize = 64;
@@ -31,10 +32,12 @@ pub(crate) struct Throughput {
     pub(crate) raw_verify_per_second: f64,
     /// The share of the time spent opening envelopes (the rest is the threat book).
     pub(crate) verify_share: f64,
+    /// The gateway's memory and the CPU time of the run.
+    pub(crate) meter: Meter,
 }
 
 /// Every gateway automatic, quiet, and with reporter limits above the run's volume.
-fn configure(text: String) -> String {
+pub(crate) fn configure(text: String) -> String {
     text.replace("level = \"info\"", "level = \"warn\"")
         .replace("\"manual\"", "\"auto\"")
         .replace("{ auto_at_or_above = \"high\" }", "\"auto\"")
@@ -46,7 +49,7 @@ fn configure(text: String) -> String {
         )
 }
 
-fn indicator(n: usize) -> Value {
+pub(crate) fn indicator(n: usize) -> Value {
     let now = now_unix();
     let draft = IndicatorDraft {
         name: format!("bench {n}"),
@@ -73,6 +76,7 @@ fn indicator(n: usize) -> Value {
 
 /// Indicators verified and applied at one real gateway, one envelope after another.
 pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
+    let mut meter = Meter::start(1)?;
     let authorities = Authorities::new();
     let node = Node::start(configure).await;
     node.import_wallet(&authorities.tier2_wallet(&node.did));
@@ -85,6 +89,7 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
         "",
     );
     node.join(&charter).await;
+    meter.idle().await?;
     let field = node.field_id();
     let reporters: Vec<KeyPair> = (0..REPORTERS)
         .map(|_| KeyPair::generate(KeyAlgorithm::Ed25519))
@@ -118,6 +123,7 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
         .collect::<anyhow::Result<_>>()?;
     let threats = std::sync::Arc::clone(node.gateway.publisher().threats());
     let verifier = CredentialVerifier::new();
+    meter.begin()?;
     let started = Instant::now();
     let mut applying = Duration::ZERO;
     for token in &envelopes {
@@ -132,6 +138,7 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
         applying += begin.elapsed();
     }
     let elapsed = started.elapsed();
+    meter.loaded()?;
     let applied_per_second = count as f64 / elapsed.as_secs_f64();
     let verify_share = 1.0 - applying.as_secs_f64() / elapsed.as_secs_f64();
     anyhow::ensure!(
@@ -145,6 +152,7 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
         applied_per_second,
         raw_verify_per_second,
         verify_share,
+        meter,
     })
 }
 
@@ -172,14 +180,19 @@ fn raw_verify(envelopes: &[String]) -> anyhow::Result<f64> {
 }
 
 /// From publication at one gateway until every gateway of the field has applied it.
-pub(crate) async fn propagation(gateways: usize, rounds: u32) -> anyhow::Result<(Series, Series)> {
+pub(crate) async fn propagation(
+    gateways: usize,
+    rounds: u32,
+) -> anyhow::Result<(Series, Series, Meter)> {
+    let mut meter = Meter::start(gateways)?;
     let authorities = Authorities::new();
-    let configs = vec![configure as fn(String) -> String; gateways];
-    let (nodes, _) = start_governed_field(&authorities, &configs).await;
-    until_all_verified(&nodes).await;
+    let (nodes, _) = governed::start_field(&authorities, gateways, configure, "").await?;
+    governed::until_all_verified(&nodes, 1).await?;
+    meter.idle().await?;
     let field = nodes[0].field_id();
     // Round 0 warms the mesh up and is not counted.
     let mut samples = Vec::new();
+    meter.begin()?;
     let mut started = Instant::now();
     for round in 0..=rounds as usize {
         let publisher = &nodes[1 + round % (gateways - 1)];
@@ -202,11 +215,12 @@ pub(crate) async fn propagation(gateways: usize, rounds: u32) -> anyhow::Result<
         samples,
         wall: started.elapsed(),
     };
+    meter.loaded()?;
     for node in nodes {
         node.gateway.shutdown().await?;
     }
     let (samples, wall) = baseline::gossip_propagation(gateways, rounds).await?;
-    Ok((ours, Series { samples, wall }))
+    Ok((ours, Series { samples, wall }, meter))
 }
 
 /// Returns once every gateway has `count` address blocks in force.

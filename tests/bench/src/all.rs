@@ -1,0 +1,171 @@
+//! `tfc-bench all`: every scenario at 5, 20 and 50 gateways, each run in a child process of
+//! this executable so that one run's memory (freed but kept by the allocator) and threads do
+//! not weigh on the next run's figures, and a failing run does not stop the others.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+/// Field sizes of the full run.
+const SIZES: [u16; 3] = [5, 20, 50];
+
+/// The argument lists of every run.
+fn plan(quick: bool) -> Vec<Vec<String>> {
+    let args = |list: &[&str]| list.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>();
+    if quick {
+        return vec![
+            args(&["handshake", "--gateways", "5", "--connections", "10"]),
+            args(&["revocation", "--gateways", "5", "--rounds", "1"]),
+            args(&[
+                "threats",
+                "--indicators",
+                "200",
+                "--gateways",
+                "5",
+                "--rounds",
+                "3",
+            ]),
+            args(&["data", "--gateways", "5", "--rounds", "10"]),
+            args(&[
+                "memory",
+                "--members",
+                "20",
+                "--indicators",
+                "200",
+                "--records",
+                "200",
+            ]),
+            args(&["load", "--clients", "20", "--seconds", "1"]),
+            args(&[
+                "flood",
+                "--rate",
+                "1000",
+                "--seconds",
+                "1",
+                "--quiet-seconds",
+                "1",
+            ]),
+        ];
+    }
+    let mut runs = Vec::new();
+    for size in SIZES {
+        let n = size.to_string();
+        runs.push(args(&[
+            "handshake",
+            "--gateways",
+            &n,
+            "--connections",
+            "100",
+        ]));
+        // Each round suspends another member, and three founders stay: at most N − 4.
+        let rounds = 10.min(size - 4).to_string();
+        runs.push(args(&["revocation", "--gateways", &n, "--rounds", &rounds]));
+        // The throughput run does not depend on N: once, with the first size.
+        let indicators = if size == SIZES[0] { "20000" } else { "0" };
+        runs.push(args(&[
+            "threats",
+            "--indicators",
+            indicators,
+            "--gateways",
+            &n,
+            "--rounds",
+            "20",
+        ]));
+        runs.push(args(&["data", "--gateways", &n, "--rounds", "200"]));
+    }
+    runs.push(args(&["memory"]));
+    runs.push(args(&["load", "--clients", "1000", "--seconds", "60"]));
+    runs.push(args(&["flood", "--rate", "10000", "--seconds", "10"]));
+    runs
+}
+
+/// The commit of the working directory, if git knows it.
+fn git_commit() -> Option<String> {
+    let output = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Runs every scenario; prints one JSON document or every table. Fails after reporting if
+/// any run failed.
+pub(crate) fn run(quick: bool, as_json: bool) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let started = tfc_gateway::credential::now_unix();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mut runs = Vec::new();
+    let mut failed = 0;
+    for args in plan(quick) {
+        let begin = Instant::now();
+        let mut command = Command::new(&exe);
+        command.args(&args);
+        if as_json {
+            command.arg("--json");
+        } else {
+            println!("\n$ tfc-bench {}", args.join(" "));
+        }
+        let output = command
+            .stdout(if as_json {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        let seconds = begin.elapsed().as_secs_f64();
+        let report: Result<Value, String> = if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: String = stderr
+                .chars()
+                .rev()
+                .take(2000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            Err(format!("{}: {tail}", output.status))
+        } else if as_json {
+            serde_json::from_slice(&output.stdout)
+                .map_err(|error| format!("the report is not JSON: {error}"))
+        } else {
+            Ok(Value::Null)
+        };
+        match report {
+            Ok(report) => runs.push(json!({ "args": args, "seconds": seconds, "report": report })),
+            Err(error) => {
+                failed += 1;
+                if !as_json {
+                    println!("FAILED: {error}");
+                }
+                runs.push(json!({ "args": args, "seconds": seconds, "error": error }));
+            }
+        }
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "tool": "tfc-bench all",
+                "quick": quick,
+                "started_at": tfc_gateway::credential::format_rfc3339(started),
+                "finished_at": tfc_gateway::credential::format_rfc3339(tfc_gateway::credential::now_unix()),
+                "git_commit": git_commit(),
+                "cores": cores,
+                "failed_runs": failed,
+                "runs": runs,
+            }))?
+        );
+    } else {
+        println!("\n{} runs, {failed} failed, on {cores} cores", runs.len());
+    }
+    anyhow::ensure!(failed == 0, "{failed} runs failed");
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! `tfc-bench data`: one member (the holder) writes records to its tier-2 space, disclosed to
+//! every other member; the others take turns reading them through the real data path
+//! (`/tfc/data/1`: the holder re-verifies the asker's credentials, decides with the field's
+//! Cedar policy, audits the decision, decrypts and checks the record). Each sample runs from
+//! the ask to the answer. Beside it: a bare libp2p request-response round trip of the same
+//! sizes over a connection that stays open.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tfc_gateway::net::{DataRequest, DataResponse};
+use tfc_gateway::policy::{Category, ValueLevel};
+use tfc_gateway::spaces::Labels;
+use tfc_testkit::Authorities;
+
+use crate::resources::Meter;
+use crate::{Series, baseline, governed};
+
+/// The example policy: members read records disclosed to them, for a purpose the record
+/// allows, when their tier reaches the record's space.
+const POLICY: &str = include_str!("../../../config/policies/housing-subsidy.cedar");
+/// The space the records are written to (every member holds tier 2).
+const TIER: u8 = 2;
+/// Distinct records the readers cycle through.
+const RECORDS: usize = 50;
+const PURPOSE: &str = "screening";
+
+/// The figures of one run.
+pub(crate) struct Figures {
+    pub(crate) read: Series,
+    pub(crate) baseline: Series,
+    pub(crate) request_bytes: usize,
+    pub(crate) response_bytes: usize,
+    pub(crate) meter: Meter,
+}
+
+impl Figures {
+    /// The JSON document of the run.
+    pub(crate) fn json(&self, gateways: usize, rounds: u32) -> Value {
+        json!({
+            "scenario": "data",
+            "gateways": gateways,
+            "rounds": rounds,
+            "request_bytes": self.request_bytes,
+            "response_bytes": self.response_bytes,
+            "remote_record_read": self.read.figures(),
+            "baseline_libp2p_persistent_round_trip": self.baseline.figures(),
+            "ratio_p50": self.read.percentile(0.5) / self.baseline.percentile(0.5),
+            "resources": self.meter.figures(),
+        })
+    }
+}
+
+/// A body of about 1 KiB: a realistic application document.
+fn body(n: usize) -> Value {
+    json!({
+        "applicationId": format!("A-{n}"),
+        "applicant": "ベンチ株式会社",
+        "amountYen": 1_000_000 + n,
+        "notes": "x".repeat(900),
+    })
+}
+
+/// Runs the scenario over `gateways` gateways with `rounds` reads.
+pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures> {
+    let mut meter = Meter::start(gateways)?;
+    let authorities = Authorities::new();
+    std::fs::write(authorities.dir.path().join("policy.cedar"), POLICY)?;
+    let (nodes, _) = governed::start_field(
+        &authorities,
+        gateways,
+        governed::quiet,
+        "policy = \"policy.cedar\"",
+    )
+    .await?;
+    governed::until_all_verified(&nodes, TIER).await?;
+    meter.idle().await?;
+    let holder = &nodes[0];
+    let field = holder.field_id();
+    let holder_key = holder.org_key();
+    let labels = Labels {
+        category: Category::NonPersonal,
+        value_level: ValueLevel::Medium,
+        rights_holders: Default::default(),
+        allowed_purposes: [PURPOSE.to_owned()].into(),
+        disclosure: nodes[1..].iter().map(|node| node.did.clone()).collect(),
+    };
+    let mut ids = Vec::with_capacity(RECORDS);
+    for n in 0..RECORDS {
+        let record = holder
+            .gateway
+            .spaces()
+            .put(
+                "bench",
+                &holder_key,
+                &holder.did,
+                &field,
+                TIER,
+                None,
+                labels.clone(),
+                body(n),
+                vec![],
+            )
+            .map_err(|error| anyhow::anyhow!("the holder's write failed: {error}"))?;
+        ids.push(record.id);
+    }
+    let request = |id: &str| DataRequest::Get {
+        field: field.clone(),
+        tier: TIER,
+        id: id.to_owned(),
+        purpose: PURPOSE.to_owned(),
+    };
+    let holder_peer = holder.peer_id();
+    let mut samples = Vec::with_capacity(rounds as usize);
+    let mut sizes = (0, 0);
+    meter.begin()?;
+    let mut started = Instant::now();
+    // Round 0 opens each reader's data stream and is not counted.
+    for round in 0..=rounds as usize {
+        let reader = &nodes[1 + round % (gateways - 1)];
+        let asked = request(&ids[round % ids.len()]);
+        let begin = Instant::now();
+        let answer = reader
+            .gateway
+            .publisher()
+            .request_data(holder_peer, asked.clone())
+            .await
+            .map_err(|error| anyhow::anyhow!("round {round}: the read failed: {error}"))?;
+        let elapsed = begin.elapsed();
+        match &answer {
+            DataResponse::Allowed { records, .. } if records.len() == 1 => {}
+            other => bail!("round {round}: the holder did not serve the record: {other:?}"),
+        }
+        if round == 0 {
+            sizes = (
+                serde_json::to_vec(&asked)?.len(),
+                serde_json::to_vec(&answer)?.len(),
+            );
+            started = Instant::now();
+        } else {
+            samples.push(elapsed);
+        }
+    }
+    let read = Series {
+        samples,
+        wall: started.elapsed(),
+    };
+    meter.loaded()?;
+    for node in nodes {
+        node.gateway.shutdown().await?;
+    }
+    let (samples, wall) = baseline::persistent_round_trip(rounds, sizes.0, sizes.1)
+        .await
+        .context("the baseline round trips")?;
+    Ok(Figures {
+        read,
+        baseline: Series { samples, wall },
+        request_bytes: sizes.0,
+        response_bytes: sizes.1,
+        meter,
+    })
+}
