@@ -66,6 +66,8 @@ pub(crate) struct Meter {
     gateways: usize,
     baseline: u64,
     idle: Option<u64>,
+    /// Cores the idle field kept busy during the settle.
+    idle_cores: Option<f64>,
     begun: Option<(f64, Instant)>,
     loaded: Option<(u64, f64, Duration)>,
 }
@@ -77,14 +79,18 @@ impl Meter {
             gateways: gateways.max(1),
             baseline: rss_bytes()?,
             idle: None,
+            idle_cores: None,
             begun: None,
             loaded: None,
         })
     }
 
     /// Lets the formed field settle for [`SETTLE`], then reads the idle memory.
+    /// The CPU the field burns meanwhile (heartbeats, discovery) is its idle cost.
     pub(crate) async fn idle(&mut self) -> anyhow::Result<()> {
+        let (cpu, then) = (cpu_seconds()?, Instant::now());
         tokio::time::sleep(SETTLE).await;
+        self.idle_cores = Some((cpu_seconds()? - cpu) / then.elapsed().as_secs_f64());
         self.idle = Some(rss_bytes()?);
         Ok(())
     }
@@ -117,6 +123,7 @@ impl Meter {
             "idle_process_rss_mib": self.idle.map(mib),
             "loaded_process_rss_mib": loaded.map(mib),
             "idle_rss_mib_per_gateway": self.idle.map(|rss| self.per_gateway(rss)),
+            "idle_cpu_cores_busy": self.idle_cores,
             "loaded_rss_mib_per_gateway": loaded.map(|rss| self.per_gateway(rss)),
             "measured_wall_s": wall.map(|wall| wall.as_secs_f64()),
             "cpu_s_measured": cpu,
@@ -145,6 +152,9 @@ impl Meter {
             mib(self.baseline)
         );
         println!("  idle RSS    {}", show(self.idle));
+        if let Some(cores) = self.idle_cores {
+            println!("  idle CPU    {cores:.2} cores busy while the field settled");
+        }
         println!("  loaded RSS  {}", show(self.loaded.map(|(rss, _, _)| rss)));
         if let Some((_, cpu, wall)) = self.loaded {
             println!(
