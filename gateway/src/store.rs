@@ -103,9 +103,13 @@ impl Tree {
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// sled failed (I/O, corruption, a full disk).
+    /// The disk (or the file-size limit) has no room for the write. Nothing already
+    /// stored is affected; the write did not happen.
+    #[error("store: the disk is full ({0}); free space and retry (nothing stored was lost)")]
+    Full(sled::Error),
+    /// sled failed (I/O, corruption).
     #[error("store: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     /// A value could not be encoded or decoded.
     #[error("store: value under {key} is unreadable: {reason}")]
     Corrupt {
@@ -138,10 +142,34 @@ pub enum StoreError {
     },
 }
 
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        use std::io::ErrorKind;
+        match &error {
+            sled::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded
+                ) =>
+            {
+                StoreError::Full(error)
+            }
+            _ => StoreError::Sled(error),
+        }
+    }
+}
+
 impl StoreError {
+    /// Whether the write failed for want of disk space: the caller says so with its own
+    /// `storage_full` code rather than as a generic store failure.
+    pub fn is_full(&self) -> bool {
+        matches!(self, StoreError::Full(_))
+    }
+
     /// A stable machine code for this error.
     pub fn code(&self) -> &'static str {
         match self {
+            StoreError::Full(_) => "storage_full",
             StoreError::Sled(_) => "store_io",
             StoreError::Corrupt { .. } => "store_corrupt",
             StoreError::TooNew { .. } => "store_too_new",

@@ -1,11 +1,13 @@
 //! The daemon as an operator runs it: `init`, `run` until SIGTERM, and state that outlives a
 //! restart. Waits are on output lines and exits, each with a timeout.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+
+use common::{WAIT, client, data_dir};
 
 use serde_json::json;
 use tfc_gateway::charter::Charter;
@@ -16,28 +18,8 @@ use tfc_gateway::credential::{
 use tfc_gateway::daemon::Gateway;
 use tfc_gateway::handshake::UsedNonce;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
-use tfc_gateway::init::{CONFIG_FILE, KEY_FILE, init};
+use tfc_gateway::init::{KEY_FILE, init};
 use tfc_gateway::store::Tree;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Initialises a data dir whose gateway listens on an ephemeral loopback port.
-fn data_dir(dir: &Path) -> std::path::PathBuf {
-    init(dir, None).unwrap();
-    let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("/ip4/0.0.0.0/tcp/7400", "/ip4/127.0.0.1/tcp/0")
-        .replace("127.0.0.1:7443", "127.0.0.1:0");
-    std::fs::write(&path, &text).unwrap();
-    let config = GatewayConfig::load(&path).unwrap();
-    assert_eq!(
-        (config.api.listen.port(), config.network.listen.as_slice()),
-        (0, ["/ip4/127.0.0.1/tcp/0".to_owned()].as_slice()),
-        "tests use ephemeral ports"
-    );
-    path
-}
 
 /// A day-long credit rating from `bureau` about `subject`.
 fn credit_rating(bureau: &KeyPair, subject: &KeyPair) -> String {
@@ -217,38 +199,6 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
     gateway.shutdown().await.unwrap();
 }
 
-/// An HTTPS client for the admin API: trusts the admin CA, presents `identity` if given.
-fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::blocking::Client {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(certificate.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(cert)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_file(key).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(config)
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
     let dir = tempfile::tempdir().unwrap();
@@ -347,137 +297,4 @@ async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
     .await
     .unwrap();
     gateway.shutdown().await.unwrap();
-}
-
-/// A `tfc-gateway run` process with its stderr lines on a channel.
-struct Daemon {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> (Self, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tfc-gateway"))
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--log-format", "json"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (sender, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let daemon = Self { child, lines };
-        let started = loop {
-            let line = daemon
-                .lines
-                .recv_timeout(WAIT)
-                .expect("the daemon did not start");
-            if line.contains("gateway started") {
-                break line;
-            }
-        };
-        let log: serde_json::Value = serde_json::from_str(&started).unwrap();
-        let api = log["fields"]["api"].as_str().unwrap().to_owned();
-        (daemon, api)
-    }
-
-    fn signal(&mut self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_kill_9_and_the_audit_chain_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = data_dir(dir.path());
-    let authorities = tfc_testkit::Authorities::new();
-    let charter = authorities.write_charter("field", "");
-    let field = {
-        let (gateway, _) = Gateway::start(&GatewayConfig::load(&config_path).unwrap())
-            .await
-            .unwrap();
-        let field = gateway
-            .join_field(&charter)
-            .await
-            .unwrap()
-            .charter
-            .field_id();
-        gateway.shutdown().await.unwrap();
-        field
-    };
-    let tls = tfc_gateway::tls::TlsFiles::under(dir.path());
-    let config = config_path.clone();
-    tokio::task::spawn_blocking(move || {
-        let (mut daemon, api) = Daemon::start(&config);
-        let admin = client(&tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
-        let base = format!("https://localhost:{}", api.rsplit(':').next().unwrap());
-        // Writes go on from another thread while the process is killed; only those the
-        // gateway acknowledged count.
-        let (acks, acked) = mpsc::channel::<(String, u64)>();
-        let writer = {
-            let admin = admin.clone();
-            let url = format!("{base}/v1/data/{field}/1");
-            std::thread::spawn(move || {
-                for n in 0u64.. {
-                    let body = json!({"labels": {"category": "non-personal", "valueLevel": "low"}, "body": {"n": n}});
-                    let Ok(response) = admin.post(&url).json(&body).send() else {
-                        return;
-                    };
-                    if !response.status().is_success() {
-                        return;
-                    }
-                    let Ok(record) = response.json::<serde_json::Value>() else {
-                        return;
-                    };
-                    let id = record["id"].as_str().unwrap().to_owned();
-                    if acks.send((id, n)).is_err() {
-                        return;
-                    }
-                }
-            })
-        };
-        let mut acknowledged: Vec<(String, u64)> = Vec::new();
-        while acknowledged.len() < 25 {
-            acknowledged.push(acked.recv_timeout(WAIT).expect("writes were not acknowledged"));
-        }
-        daemon.signal("-KILL");
-        writer.join().unwrap();
-        // Acknowledgements that arrived while the process died count too.
-        acknowledged.extend(acked.try_iter());
-
-        let (mut daemon, api) = Daemon::start(&config);
-        let base = format!("https://localhost:{}", api.rsplit(':').next().unwrap());
-        for (id, n) in &acknowledged {
-            let record: serde_json::Value = admin
-                .get(format!("{base}/v1/data/{field}/1/{id}"))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            assert_eq!(record["body"]["n"], *n, "acknowledged write {n} ({id}) lost: {record}");
-        }
-        let verification: serde_json::Value = admin
-            .get(format!("{base}/v1/audit/verify"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        assert!(verification["chain"]["broken"].is_null(), "{verification}");
-        assert!(verification["chain"]["entries"].as_u64().unwrap() >= acknowledged.len() as u64);
-        daemon.signal("-TERM");
-    })
-    .await
-    .unwrap();
 }

@@ -413,11 +413,12 @@ impl IntoResponse for Failure {
 
 impl From<crate::store::StoreError> for Failure {
     fn from(error: crate::store::StoreError) -> Self {
-        Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            error.code(),
-            error.to_string(),
-        )
+        let status = if error.is_full() {
+            StatusCode::INSUFFICIENT_STORAGE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Failure::new(status, error.code(), error.to_string())
     }
 }
 
@@ -644,6 +645,7 @@ impl From<GovError> for Failure {
     fn from(error: GovError) -> Self {
         let status = match error.code {
             GovCode::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            GovCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             GovCode::UnknownOp => StatusCode::NOT_FOUND,
             GovCode::Replayed => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
@@ -923,6 +925,7 @@ impl From<DataError> for Failure {
             DataCode::Malformed => StatusCode::UNPROCESSABLE_ENTITY,
             DataCode::Denied | DataCode::BulkGuard | DataCode::Quarantined => StatusCode::FORBIDDEN,
             DataCode::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            DataCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         };
         Failure::new(status, error.code.as_str(), error.message)
     }

@@ -48,6 +48,7 @@ impl From<ThreatError> for Failure {
             ThreatCode::Replayed => StatusCode::CONFLICT,
             ThreatCode::WrongField | ThreatCode::UnknownAction => StatusCode::NOT_FOUND,
             ThreatCode::Store => StatusCode::INTERNAL_SERVER_ERROR,
+            ThreatCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         };
         Failure::new(status, error.code.as_str(), error.message)
     }

@@ -39,7 +39,12 @@ pub struct Governance {
 }
 
 fn store_error(error: crate::store::StoreError) -> GovError {
-    GovError::new(GovCode::Store, error.to_string())
+    let code = if error.is_full() {
+        GovCode::StorageFull
+    } else {
+        GovCode::Store
+    };
+    GovError::new(code, error.to_string())
 }
 
 fn key(field: &str, id: &str) -> Vec<u8> {

@@ -300,6 +300,8 @@ pub enum GovCode {
     UnknownOp,
     /// The store failed.
     Store,
+    /// The disk is full: the op was not taken.
+    StorageFull,
 }
 
 impl GovCode {
@@ -315,6 +317,7 @@ impl GovCode {
             GovCode::NotMember => "not_member",
             GovCode::UnknownOp => "unknown_op",
             GovCode::Store => "store",
+            GovCode::StorageFull => "storage_full",
         }
     }
 }

@@ -185,6 +185,8 @@ pub enum Command {
     Unblock(PeerId),
     /// Close the peer's connections without gating it.
     Disconnect(PeerId),
+    /// Report the peers with at least one open connection.
+    ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     /// Report the addresses the swarm listens on.
     ListenAddresses(oneshot::Sender<Vec<Multiaddr>>),
     /// Report the gossipsub score of a peer (none if unknown).

@@ -90,6 +90,7 @@ pub(super) fn start(
             data: HashMap::new(),
             fields: HashSet::new(),
             heard: HashMap::new(),
+            members: HashMap::new(),
             address_changes: None,
             next_discovery: Instant::now() + DISCOVERY_INTERVAL,
         }
@@ -196,6 +197,9 @@ struct SwarmTask {
     /// Listen addresses connected peers told us (identify), kept until they are admitted
     /// into the DHT or leave.
     heard: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Peers the handshake admitted since start, with the listen addresses they told us:
+    /// the ones worth dialling again when the way to them reopens.
+    members: HashMap<PeerId, Vec<Multiaddr>>,
     /// The threat module's changes to the address blocks, once it is running.
     address_changes: Option<mpsc::UnboundedReceiver<AddressChange>>,
     next_discovery: Instant,
@@ -334,9 +338,16 @@ impl SwarmTask {
             }
             Command::Unblock(peer) => {
                 behaviour.blocked.unblock_peer(peer);
+                // A member cut off by a block (a partition, a lifted suspension) is dialled
+                // at once rather than at the next discovery round, so the field heals in
+                // seconds.
+                self.redial(peer);
             }
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
+            }
+            Command::ConnectedPeers(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
             Command::ListenAddresses(reply) => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
@@ -354,8 +365,23 @@ impl SwarmTask {
         }
     }
 
+    fn redial(&mut self, peer: PeerId) {
+        let Some(addresses) = self.members.get(&peer) else {
+            return;
+        };
+        let options = DialOpts::peer_id(peer)
+            .addresses(addresses.clone())
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(options) {
+            Ok(()) => tracing::debug!(%peer, "member dialled again"),
+            Err(error) => tracing::debug!(%peer, %error, "member not dialled again"),
+        }
+    }
+
     fn admitted(&mut self, peer: PeerId) {
         let addresses = self.heard.get(&peer).cloned().unwrap_or_default();
+        self.members.insert(peer, addresses.clone());
         let Some(kademlia) = self.swarm.behaviour_mut().kademlia.as_mut() else {
             return;
         };

@@ -51,6 +51,8 @@ pub enum DataCode {
     Quarantined,
     /// The store or the key file failed.
     Store,
+    /// The disk is full: the write did not happen.
+    StorageFull,
 }
 
 impl DataCode {
@@ -64,6 +66,7 @@ impl DataCode {
             DataCode::BulkGuard => "bulk_change_blocked",
             DataCode::Quarantined => "record_quarantined",
             DataCode::Store => "store",
+            DataCode::StorageFull => "storage_full",
         }
     }
 }
@@ -89,7 +92,12 @@ impl DataError {
 
 impl From<StoreError> for DataError {
     fn from(error: StoreError) -> Self {
-        Self::new(DataCode::Store, error.to_string())
+        let code = if error.is_full() {
+            DataCode::StorageFull
+        } else {
+            DataCode::Store
+        };
+        Self::new(code, error.to_string())
     }
 }
 

@@ -288,6 +288,8 @@ pub enum ThreatCode {
     UnknownAction,
     /// The store failed.
     Store,
+    /// The disk is full: nothing was taken.
+    StorageFull,
 }
 
 impl ThreatCode {
@@ -306,6 +308,7 @@ impl ThreatCode {
             ThreatCode::WrongField => "wrong_field",
             ThreatCode::UnknownAction => "unknown_action",
             ThreatCode::Store => "store_io",
+            ThreatCode::StorageFull => "storage_full",
         }
     }
 }
@@ -332,13 +335,19 @@ impl ThreatError {
 
 impl From<crate::audit::AuditError> for ThreatError {
     fn from(error: crate::audit::AuditError) -> Self {
-        Self::new(ThreatCode::Store, error.to_string())
+        let crate::audit::AuditError::Store(error) = error;
+        error.into()
     }
 }
 
 impl From<crate::store::StoreError> for ThreatError {
     fn from(error: crate::store::StoreError) -> Self {
-        Self::new(ThreatCode::Store, error.to_string())
+        let code = if error.is_full() {
+            ThreatCode::StorageFull
+        } else {
+            ThreatCode::Store
+        };
+        Self::new(code, error.to_string())
     }
 }
 

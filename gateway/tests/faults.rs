@@ -1,0 +1,469 @@
+//! Faults on real gateways: a partition of a loopback field made by gating each side's peers
+//! on the other side, with revocations on one side while it lasts; and `tfc-gateway run`
+//! processes killed with SIGKILL under traffic, out of disk space, or with a skewed clock.
+//! Waits are on state or output with timeouts. Long variants are `#[ignore]`d:
+//! `cargo test -p tfc-gateway --test faults -- --ignored`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use serde_json::{Value, json};
+use tfc_gateway::config::GatewayConfig;
+use tfc_gateway::credential::now_unix;
+use tfc_gateway::daemon::Gateway;
+use tfc_gateway::exchange::OpDraft;
+use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
+use tfc_gateway::init::KEY_FILE;
+use tfc_gateway::threats::{ActionKind, Countermeasure, IndicatorDraft, Severity, Tlp, compose};
+use tfc_gateway::governance::{OpKind, StandingKind};
+use tfc_gateway::net::Command;
+use tfc_testkit::{Authorities, Node, start_governed_field, until_all_verified, wait_until};
+
+/// The promise under test: every side holds what the other decided this soon after healing.
+const CONVERGENCE: Duration = Duration::from_secs(5);
+
+fn quiet(text: String) -> String {
+    text.replace("level = \"info\"", "level = \"warn\"")
+}
+
+async fn connected(node: &Node) -> Vec<PeerId> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    node.gateway
+        .network()
+        .send(Command::ConnectedPeers(reply))
+        .await
+        .unwrap();
+    answer.await.unwrap()
+}
+
+/// Sends `command(peer)` from every node of each side about every node of the other.
+async fn across(side_a: &[Node], side_b: &[Node], command: fn(PeerId) -> Command) {
+    for (near, far) in [(side_a, side_b), (side_b, side_a)] {
+        for node in near {
+            for other in far {
+                node.gateway
+                    .network()
+                    .send(command(other.peer_id()))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+async fn no_connection_crosses(side_a: &[Node], side_b: &[Node]) -> bool {
+    for (near, far) in [(side_a, side_b), (side_b, side_a)] {
+        for node in near {
+            let peers = connected(node).await;
+            if far.iter().any(|other| peers.contains(&other.peer_id())) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn suspension(target: &str) -> OpDraft {
+    OpDraft {
+        kind: OpKind::Suspend,
+        target: target.to_owned(),
+        reason: "partition test".into(),
+        types: vec![],
+        policy: None,
+    }
+}
+
+/// Whether every node in `holders` holds each of `targets` suspended.
+fn all_hold(holders: &[&Node], field: &str, targets: &[&str]) -> bool {
+    holders.iter().all(|node| {
+        targets.iter().all(|target| {
+            node.gateway.party().governance.standing(field, target)
+                == Some(StandingKind::Suspended)
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_field_converges_within_five_seconds_of_healing() {
+    tfc_testkit::init_logs();
+    let authorities = Authorities::new();
+    let (nodes, _) = start_governed_field(&authorities, &[quiet as fn(String) -> String; 6]).await;
+    until_all_verified(&nodes).await;
+    let field = nodes[0].field_id();
+    // The admin (0) and the founders are on side A; two ordinary members on side B.
+    let (side_a, side_b) = nodes.split_at(3);
+    across(side_a, side_b, Command::Block).await;
+    wait_until("no connection crosses the partition", || async move {
+        no_connection_crosses(side_a, side_b).await
+    })
+    .await;
+
+    // Side A suspends one of its own and one member of side B.
+    let targets = [nodes[2].did.as_str(), nodes[5].did.as_str()];
+    for target in targets {
+        nodes[0]
+            .gateway
+            .publisher()
+            .propose(&field, suspension(target))
+            .await
+            .unwrap();
+    }
+    let (holders_a, holders_b) = ([&nodes[0], &nodes[1]], [&nodes[3], &nodes[4]]);
+    wait_until("side A holds both suspensions", || {
+        let held = all_hold(&holders_a, &field, &targets);
+        async move { held }
+    })
+    .await;
+    for node in holders_b {
+        for target in targets {
+            assert_ne!(
+                node.gateway.party().governance.standing(&field, target),
+                Some(StandingKind::Suspended),
+                "the partition leaked: side B learnt of a suspension"
+            );
+        }
+    }
+
+    across(side_a, side_b, Command::Unblock).await;
+    let healed = Instant::now();
+    tracing::info!("healed");
+    let everyone: Vec<&Node> = holders_a.into_iter().chain(holders_b).collect();
+    wait_until("both sides hold both suspensions", || {
+        let held = all_hold(&everyone, &field, &targets);
+        async move { held }
+    })
+    .await;
+    let converged = healed.elapsed();
+    let digests: Vec<_> = everyone
+        .iter()
+        .map(|node| node.gateway.party().governance.digest(&field))
+        .collect();
+    assert!(
+        digests.windows(2).all(|pair| pair[0] == pair[1]),
+        "the members in good standing disagree on the op log: {digests:?}"
+    );
+    eprintln!("converged {converged:?} after healing (promise: {CONVERGENCE:?})");
+    assert!(
+        converged < CONVERGENCE,
+        "converged {converged:?} after healing, promised {CONVERGENCE:?}"
+    );
+}
+
+/// The daemon's data dir, admin of a governed field of its own with a tier-2 wallet.
+struct Founded {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    field: String,
+    _authorities: Authorities,
+}
+
+async fn founded() -> Founded {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::data_dir(dir.path());
+    let authorities = Authorities::new();
+    let (gateway, _) = Gateway::start(&GatewayConfig::load(&config).unwrap())
+        .await
+        .unwrap();
+    let key = KeyPair::load(&dir.path().join(KEY_FILE)).unwrap();
+    for token in authorities.tier2_wallet(&gateway.did()) {
+        gateway.party().import_credential(&token).unwrap();
+    }
+    let charter =
+        authorities.write_governed_charter("field", &[&key], &[gateway.did()], "1", "");
+    let field = gateway
+        .join_field(&charter)
+        .await
+        .unwrap()
+        .charter
+        .field_id();
+    gateway.shutdown().await.unwrap();
+    Founded {
+        dir,
+        config,
+        field,
+        _authorities: authorities,
+    }
+}
+
+/// The admin API of a running daemon.
+struct Api {
+    client: reqwest::blocking::Client,
+    base: String,
+}
+
+impl Api {
+    fn of(dir: &Path, api: &str) -> Self {
+        let tls = tfc_gateway::tls::TlsFiles::under(dir);
+        Self {
+            client: common::client(&tls.ca_cert, Some((&tls.client_cert, &tls.client_key))),
+            base: format!("https://localhost:{}", api.rsplit(':').next().unwrap()),
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let response = self.client.get(format!("{}{path}", self.base)).send().unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().unwrap()
+    }
+
+    /// The answer to a POST, or the status and body of a refusal.
+    fn post(&self, path: &str, body: &Value) -> Result<Value, (u16, Value)> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .map_err(|error| (0, json!(error.to_string())))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err((status, body))
+        }
+    }
+}
+
+/// One kind of acknowledged traffic: what to send as the `n`-th request, and the key by
+/// which its effect is found again.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Traffic {
+    Record,
+    Op,
+    Report,
+}
+
+impl Traffic {
+    const ALL: [Traffic; 3] = [Traffic::Record, Traffic::Op, Traffic::Report];
+
+    /// Sends one request; the key of what the gateway acknowledged, if it did.
+    fn send(self, api: &Api, field: &str, n: u64) -> Option<String> {
+        match self {
+            Traffic::Record => {
+                let body = json!({"labels": {"category": "non-personal", "valueLevel": "low"}, "body": {"n": n}});
+                let record = api.post(&format!("/v1/data/{field}/1"), &body).ok()?;
+                Some(format!("{} {n}", record["id"].as_str()?))
+            }
+            Traffic::Op => {
+                let target = KeyPair::generate(KeyAlgorithm::Ed25519).did();
+                let body = json!({"kind": "suspend", "target": target, "reason": "fault test"});
+                let op = api.post(&format!("/v1/fields/{field}/ops"), &body).ok()?;
+                Some(op["id"].as_str()?.to_owned())
+            }
+            Traffic::Report => {
+                let bundle = indicator(n);
+                let id = bundle["objects"]
+                    .as_array()?
+                    .iter()
+                    .find(|object| object["type"] == "indicator")?["id"]
+                    .as_str()?
+                    .to_owned();
+                let body = json!({"bundle": bundle});
+                api.post(&format!("/v1/fields/{field}/threats"), &body).ok()?;
+                Some(id)
+            }
+        }
+    }
+
+    /// Panics unless what `key` names is in the gateway.
+    fn assert_kept(self, api: &Api, field: &str, key: &str) {
+        match self {
+            Traffic::Record => {
+                let (id, n) = key.split_once(' ').unwrap();
+                let record = api.get(&format!("/v1/data/{field}/1/{id}"));
+                assert_eq!(record["body"]["n"], n.parse::<u64>().unwrap(), "record {key} lost");
+            }
+            Traffic::Op => {
+                let ops = api.get(&format!("/v1/fields/{field}/ops"));
+                assert!(
+                    ops.as_array().unwrap().iter().any(|op| op["id"] == key),
+                    "op {key} lost"
+                );
+            }
+            Traffic::Report => {
+                let held = api.get(&format!(
+                    "/v1/fields/{field}/threats?limit={}",
+                    tfc_gateway::threats::taxii::MAX_PAGE
+                ));
+                assert!(
+                    held.as_array().unwrap().iter().any(|view| view["object"]["id"] == key),
+                    "indicator {key} lost"
+                );
+            }
+        }
+    }
+}
+
+/// A distinct /32 block per `n`, so that every report holds a new indicator.
+fn indicator(n: u64) -> Value {
+    let now = now_unix();
+    let draft = IndicatorDraft {
+        name: format!("fault {n}"),
+        description: String::new(),
+        pattern: format!("[ipv4-addr:value = '10.{}.{}.{}']", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff),
+        severity: Severity::Low,
+        countermeasure: Countermeasure {
+            action: ActionKind::BlockAddress,
+            tier: None,
+            credential: None,
+        },
+        tlp: Tlp::Green,
+        confidence: None,
+        valid_from: now - 5,
+        valid_until: now + 3600,
+    };
+    compose(&draft, now).unwrap()
+}
+
+/// Runs every kind of traffic against a daemon, kills it with SIGKILL once each kind has
+/// `each` acknowledgements, restarts it and checks that everything acknowledged, in this
+/// cycle and the ones before, is there and that the audit chain verifies.
+fn kill_cycles(founded: &Founded, cycles: usize, each: usize) {
+    let mut acknowledged: Vec<(Traffic, String)> = Vec::new();
+    for _ in 0..cycles {
+        let (mut daemon, address) = common::Daemon::start(&founded.config);
+        let (acks, acked) = mpsc::channel::<(Traffic, String)>();
+        let writers: Vec<_> = Traffic::ALL
+            .into_iter()
+            .map(|traffic| {
+                let (api, field, acks) = (
+                    Api::of(founded.dir.path(), &address),
+                    founded.field.clone(),
+                    acks.clone(),
+                );
+                std::thread::spawn(move || {
+                    for n in 0u64.. {
+                        let Some(key) = traffic.send(&api, &field, n) else {
+                            return;
+                        };
+                        if acks.send((traffic, key)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(acks);
+        let mut counts: HashMap<Traffic, usize> = HashMap::new();
+        while Traffic::ALL.iter().any(|kind| counts.get(kind).copied().unwrap_or(0) < each) {
+            let (traffic, key) = acked
+                .recv_timeout(common::WAIT)
+                .expect("the daemon stopped acknowledging");
+            *counts.entry(traffic).or_default() += 1;
+            acknowledged.push((traffic, key));
+        }
+        daemon.signal("-KILL");
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        // Acknowledgements that arrived while the process died count too.
+        acknowledged.extend(acked.try_iter());
+        let (mut daemon, address) = common::Daemon::start(&founded.config);
+        let api = Api::of(founded.dir.path(), &address);
+        for (traffic, key) in &acknowledged {
+            traffic.assert_kept(&api, &founded.field, key);
+        }
+        let verification = api.get("/v1/audit/verify");
+        assert!(verification["chain"]["broken"].is_null(), "{verification}");
+        assert!(
+            verification["chain"]["entries"].as_u64().unwrap() >= acknowledged.len() as u64,
+            "{verification}"
+        );
+        daemon.signal("-TERM");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_ops_and_reports_survive_kill_9_and_the_audit_chain_verifies() {
+    let founded = founded().await;
+    tokio::task::spawn_blocking(move || kill_cycles(&founded, 1, 15))
+        .await
+        .unwrap();
+}
+
+/// The long form: ten kills in a row, more traffic each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long fault run: cargo test -p tfc-gateway --test faults -- --ignored"]
+async fn ten_kill_9_cycles_lose_nothing_acknowledged() {
+    let founded = founded().await;
+    tokio::task::spawn_blocking(move || kill_cycles(&founded, 10, 60))
+        .await
+        .unwrap();
+}
+
+/// The size of the largest file under `dir`, in KiB.
+fn largest_file_kib(dir: &Path) -> u64 {
+    let mut largest = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            } else {
+                largest = largest.max(metadata.len());
+            }
+        }
+    }
+    largest / 1024
+}
+
+fn write_records(api: &Api, field: &str, from: u64, count: u64) -> Vec<String> {
+    (from..from + count)
+        .map(|n| Traffic::Record.send(api, field, n).expect("a write with room to spare"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_a_clear_error_and_corrupts_nothing() {
+    let founded = founded().await;
+    tokio::task::spawn_blocking(move || {
+        let (dir, field) = (founded.dir.path(), founded.field.as_str());
+        let (mut daemon, address) = common::Daemon::start(&founded.config);
+        let mut kept = write_records(&Api::of(dir, &address), field, 0, 10);
+        daemon.signal("-TERM");
+
+        // Room for a little more than the store already takes.
+        let limit = largest_file_kib(dir) + 512;
+        let (mut daemon, address) = common::Daemon::start_with_disk_limit(&founded.config, limit);
+        let api = Api::of(dir, &address);
+        let body = json!({"labels": {"category": "non-personal", "valueLevel": "low"}, "body": {"n": 0, "padding": "x".repeat(16 * 1024)}});
+        let refusal = (0..10_000)
+            .find_map(|_| match api.post(&format!("/v1/data/{field}/1"), &body) {
+                Ok(record) => {
+                    kept.push(format!("{} 0", record["id"].as_str().unwrap()));
+                    None
+                }
+                Err(refusal) => Some(refusal),
+            })
+            .expect("the disk never filled up");
+        eprintln!("refused after {} records: {refusal:?}", kept.len());
+        assert_eq!(refusal.0, 507, "{refusal:?}");
+        assert_eq!(refusal.1["code"], "storage_full", "{refusal:?}");
+        // The process stays up and keeps saying why. (sled refuses every operation after an
+        // I/O error until it is reopened, so reads are refused the same way.)
+        assert_eq!(api.get("/healthz")["status"], "ok");
+        let again = api.post(&format!("/v1/data/{field}/1"), &body).unwrap_err();
+        assert_eq!((again.0, &again.1["code"]), (507, &json!("storage_full")));
+        daemon.signal("-KILL");
+
+        // Space again: everything acknowledged is there, the chain verifies, writes work.
+        let (mut daemon, address) = common::Daemon::start(&founded.config);
+        let api = Api::of(dir, &address);
+        for key in &kept {
+            Traffic::Record.assert_kept(&api, field, key);
+        }
+        let verification = api.get("/v1/audit/verify");
+        assert!(verification["chain"]["broken"].is_null(), "{verification}");
+        write_records(&api, field, 100, 1);
+        daemon.signal("-TERM");
+    })
+    .await
+    .unwrap();
+}
