@@ -41,6 +41,7 @@ mod load;
 mod memory;
 mod resources;
 mod revocation;
+mod sled_cache;
 mod threats;
 
 use std::path::PathBuf;
@@ -141,6 +142,19 @@ enum Scenario {
         /// API probes before the flood, for the baseline latency.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
         quiet_seconds: u64,
+    },
+    /// How much RSS sled's page cache takes: a bare sled database filled with the default
+    /// cache and with a bounded one (evidence for the memory scenario's loaded figure).
+    SledCache {
+        /// Values to write.
+        #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        values: u64,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        value_bytes: u64,
+        /// The bounded cache, in MiB.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        cache_mib: u64,
     },
     /// Every scenario at 5, 20 and 50 gateways, each run in its own process.
     All {
@@ -264,6 +278,28 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }),
+        Scenario::SledCache {
+            values,
+            value_bytes,
+            cache_mib,
+        } => {
+            let report = sled_cache::run(
+                usize::try_from(values)?,
+                usize::try_from(value_bytes)?,
+                cache_mib,
+            )?;
+            if as_json {
+                println!("{report}");
+            } else {
+                println!(
+                    "sled cache: {values} values of {value_bytes} B: RSS grows {:.1} MB with a {cache_mib} MiB cache, {:.1} MB with sled's default (1 GiB); {:.1} MB on disk",
+                    report["rss_growth_mb_bounded_cache"].as_f64().unwrap_or(f64::NAN),
+                    report["rss_growth_mb_default_cache"].as_f64().unwrap_or(f64::NAN),
+                    report["on_disk_mb"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+            Ok(())
+        }
         Scenario::All { quick } => all::run(quick, as_json),
     }
 }

@@ -145,7 +145,7 @@ impl Figures {
 }
 
 /// The bytes under `path`, recursively.
-fn disk_usage(path: &Path) -> u64 {
+pub(crate) fn disk_usage(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
