@@ -18,10 +18,11 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
         return vec![
             args(&["handshake", "--gateways", "5", "--connections", "10"]),
             args(&["revocation", "--gateways", "5", "--rounds", "1"]),
+            args(&["threats", "--indicators", "200", "--throughput-only"]),
             args(&[
                 "threats",
                 "--indicators",
-                "200",
+                "0",
                 "--gateways",
                 "5",
                 "--rounds",
@@ -49,7 +50,13 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
             ]),
         ];
     }
-    let mut runs = Vec::new();
+    // The throughput run does not depend on N: once, in a process of its own.
+    let mut runs = vec![args(&[
+        "threats",
+        "--indicators",
+        "20000",
+        "--throughput-only",
+    ])];
     for size in SIZES {
         let n = size.to_string();
         runs.push(args(&[
@@ -62,12 +69,10 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
         // Each round suspends another member, and three founders stay: at most N − 4.
         let rounds = 10.min(size - 4).to_string();
         runs.push(args(&["revocation", "--gateways", &n, "--rounds", &rounds]));
-        // The throughput run does not depend on N: once, with the first size.
-        let indicators = if size == SIZES[0] { "20000" } else { "0" };
         runs.push(args(&[
             "threats",
             "--indicators",
-            indicators,
+            "0",
             "--gateways",
             &n,
             "--rounds",

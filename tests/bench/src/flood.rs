@@ -46,6 +46,7 @@ pub(crate) struct Figures {
     pub(crate) seconds: u64,
     pub(crate) sent: u64,
     pub(crate) publish_failures: u64,
+    pub(crate) publish_failure_kinds: std::collections::BTreeMap<String, u64>,
     pub(crate) judged_by_victim: u64,
     pub(crate) before: Series,
     pub(crate) during: Series,
@@ -72,6 +73,7 @@ impl Figures {
             "sent": self.sent,
             "sent_per_second": self.sent as f64 / self.seconds as f64,
             "publish_failures": self.publish_failures,
+            "publish_failures_by_kind": self.publish_failure_kinds,
             "judged_invalid_by_victim": self.judged_by_victim,
             "api_status_before_flood": self.before.figures(),
             "api_status_during_flood": self.during.figures(),
@@ -94,10 +96,11 @@ impl Figures {
             self.rate, self.seconds
         );
         println!(
-            "sent {} ({:.0}/s, {} publish failures); the victim judged {} of them invalid",
+            "sent {} ({:.0}/s); {} publishes refused by the attacker's own gossipsub {:?}; the victim judged {} invalid",
             self.sent,
             self.sent as f64 / self.seconds as f64,
             self.publish_failures,
+            self.publish_failure_kinds,
             self.judged_by_victim
         );
         crate::print_table(&[
@@ -252,6 +255,7 @@ async fn join_as_member(
 struct Flooded {
     sent: u64,
     failures: u64,
+    failure_kinds: std::collections::BTreeMap<String, u64>,
     disconnected: Option<Duration>,
 }
 
@@ -267,6 +271,7 @@ async fn flood(
 ) -> Flooded {
     let mut sent = 0u64;
     let mut failures = 0u64;
+    let mut failure_kinds = std::collections::BTreeMap::new();
     let mut disconnected = None;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -281,7 +286,10 @@ async fn flood(
                     data.truncate(MESSAGE_BYTES);
                     match swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
                         Ok(_) => sent += 1,
-                        Err(_) => failures += 1,
+                        Err(error) => {
+                            failures += 1;
+                            *failure_kinds.entry(error.to_string()).or_insert(0) += 1;
+                        }
                     }
                 }
             }
@@ -298,6 +306,7 @@ async fn flood(
     Flooded {
         sent,
         failures,
+        failure_kinds,
         disconnected,
     }
 }
@@ -416,6 +425,7 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
         seconds,
         sent: flooded.sent,
         publish_failures: flooded.failures,
+        publish_failure_kinds: flooded.failure_kinds,
         judged_by_victim,
         before,
         during,

@@ -94,6 +94,10 @@ enum Scenario {
         /// Indicators to propagate per field size.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         rounds: u32,
+        /// Only the throughput run (its memory would otherwise weigh on the propagation runs'
+        /// figures, the allocator keeping what it freed).
+        #[arg(long)]
+        throughput_only: bool,
     },
     /// A member reads another member's records through the holder's policy decision.
     Data {
@@ -213,7 +217,11 @@ fn main() -> anyhow::Result<()> {
             indicators,
             gateways,
             rounds,
-        } => runtime.block_on(threat_scenario(indicators, &gateways, rounds, cli.json)),
+            throughput_only,
+        } => {
+            let gateways = if throughput_only { vec![] } else { gateways };
+            runtime.block_on(threat_scenario(indicators, &gateways, rounds, cli.json))
+        }
         Scenario::Data { gateways, rounds } => runtime.block_on(async {
             let figures = data::run(gateways.into(), rounds).await?;
             if as_json {

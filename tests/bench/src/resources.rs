@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-/// How long an idle field is left alone before its memory is read: handshakes, subscriptions
-/// and the first gossip heartbeats are over by then. A measurement settle, not a wait for a
-/// condition.
+/// How long a quiet field is watched for its idle CPU before its memory is read. A
+/// measurement period, not a wait for a condition.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
+/// Below this many cores busy for a second, a formed field counts as quiet.
+const QUIET_CORES: f64 = 0.5;
+/// The longest wait for a field to quieten down.
+const MAX_SETTLE: Duration = Duration::from_secs(30);
 
 /// Clock ticks per second in `/proc/<pid>/stat`. `libc` is not a dependency of this crate, so
 /// `sysconf(_SC_CLK_TCK)` is not called: Linux reports `USER_HZ`, which is 100 on every
@@ -68,6 +71,10 @@ pub(crate) struct Meter {
     idle: Option<u64>,
     /// Cores the idle field kept busy during the settle.
     idle_cores: Option<f64>,
+    /// CPU seconds per second of the settle.
+    idle_series: Vec<f64>,
+    /// How long the field took to quieten down.
+    settled_after: Option<Duration>,
     begun: Option<(f64, Instant)>,
     loaded: Option<(u64, f64, Duration)>,
 }
@@ -80,16 +87,42 @@ impl Meter {
             baseline: rss_bytes()?,
             idle: None,
             idle_cores: None,
+            idle_series: Vec::new(),
+            settled_after: None,
             begun: None,
             loaded: None,
         })
     }
 
-    /// Lets the formed field settle for [`SETTLE`], then reads the idle memory.
-    /// The CPU the field burns meanwhile (heartbeats, discovery) is its idle cost.
+    /// Waits until the formed field has quietened down (a second in which it kept less than
+    /// [`QUIET_CORES`] busy, at most [`MAX_SETTLE`]: at 50 gateways the field keeps both cores
+    /// busy for seconds after every pair is verified), then reads the idle CPU over
+    /// [`SETTLE`] (or `TFC_BENCH_SETTLE_SECS`) and the idle memory.
     pub(crate) async fn idle(&mut self) -> anyhow::Result<()> {
+        let began = Instant::now();
+        let mut last = cpu_seconds()?;
+        while began.elapsed() < MAX_SETTLE {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = cpu_seconds()?;
+            let busy = now - last;
+            last = now;
+            self.idle_series.push(busy);
+            if busy < QUIET_CORES {
+                break;
+            }
+        }
+        self.settled_after = Some(began.elapsed());
+        let settle = std::env::var("TFC_BENCH_SETTLE_SECS")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .map_or(SETTLE, Duration::from_secs);
         let (cpu, then) = (cpu_seconds()?, Instant::now());
-        tokio::time::sleep(SETTLE).await;
+        while then.elapsed() < settle {
+            tokio::time::sleep(Duration::from_secs(1).min(settle)).await;
+            let now = cpu_seconds()?;
+            self.idle_series.push(now - last);
+            last = now;
+        }
         self.idle_cores = Some((cpu_seconds()? - cpu) / then.elapsed().as_secs_f64());
         self.idle = Some(rss_bytes()?);
         Ok(())
@@ -124,6 +157,8 @@ impl Meter {
             "loaded_process_rss_mib": loaded.map(mib),
             "idle_rss_mib_per_gateway": self.idle.map(|rss| self.per_gateway(rss)),
             "idle_cpu_cores_busy": self.idle_cores,
+            "idle_cpu_cores_busy_by_second": self.idle_series,
+            "quiet_after_s": self.settled_after.map(|after| after.as_secs_f64()),
             "loaded_rss_mib_per_gateway": loaded.map(|rss| self.per_gateway(rss)),
             "measured_wall_s": wall.map(|wall| wall.as_secs_f64()),
             "cpu_s_measured": cpu,
@@ -152,8 +187,11 @@ impl Meter {
             mib(self.baseline)
         );
         println!("  idle RSS    {}", show(self.idle));
-        if let Some(cores) = self.idle_cores {
-            println!("  idle CPU    {cores:.2} cores busy while the field settled");
+        if let (Some(cores), Some(after)) = (self.idle_cores, self.settled_after) {
+            println!(
+                "  idle CPU    {cores:.2} cores busy once quiet (after {:.0} s)",
+                after.as_secs_f64()
+            );
         }
         println!("  loaded RSS  {}", show(self.loaded.map(|(rss, _, _)| rss)));
         if let Some((_, cpu, wall)) = self.loaded {
