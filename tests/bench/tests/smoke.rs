@@ -220,6 +220,7 @@ fn all_quick_runs_every_scenario_in_one_document() {
             "handshake",
             "revocation",
             "threats",
+            "threats",
             "data",
             "memory",
             "load",
@@ -236,9 +237,20 @@ fn all_quick_runs_every_scenario_in_one_document() {
             );
         }
     }
-    let threats = &report["runs"][2]["report"];
+    let throughput = &report["runs"][2]["report"]["throughput"];
     assert!(
-        threats["propagation"][0]["resources"]["cpu_s_per_gateway"].is_number(),
-        "{threats}"
+        throughput["verified_and_applied_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{throughput}"
+    );
+    let propagation = &report["runs"][3]["report"]["propagation"][0];
+    assert!(
+        propagation["resources"]["cpu_s_per_gateway"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{propagation}"
     );
 }
