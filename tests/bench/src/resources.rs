@@ -183,7 +183,7 @@ impl Meter {
             )
         };
         println!(
-            "resources ({n} gateways in this process, baseline {:.1} MiB before any started):",
+            "resources ({n} gateway(s) in this process, baseline {:.1} MiB before any started):",
             mib(self.baseline)
         );
         println!("  idle RSS    {}", show(self.idle));
