@@ -227,6 +227,14 @@ impl LocalParty {
         }
     }
 
+    /// Whether `did` is barred (revoked, suspended or threat-blocked) in any joined field.
+    pub fn barred_anywhere(&self, did: &str) -> bool {
+        self.fields().iter().any(|field| {
+            let id = field.charter.field_id();
+            self.is_barred(&id, did) || self.threat_blocked(&id, did)
+        })
+    }
+
     /// Whether `did` is barred from `field` by a committed revocation or suspension.
     pub fn is_barred(&self, field: &str, did: &str) -> bool {
         self.governance
@@ -337,9 +345,10 @@ struct Shared {
     verifier: CredentialVerifier,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<GatewayEvent>,
-    /// Peers this service gated for lack of a tier or a bad handshake: they are let back
-    /// when facts change, unlike peers gated by governance.
-    gated: Mutex<HashSet<PeerId>>,
+    /// Peers this service gated, with the DID it barred (a revoked, suspended or
+    /// threat-blocked member) if that was the reason: when facts change, each is let back
+    /// unless its DID is still barred.
+    gated: Mutex<HashMap<PeerId, Option<String>>>,
 }
 
 /// A handle on the running handshake service.
@@ -370,7 +379,7 @@ impl Handshakes {
             verifier: CredentialVerifier::new(),
             commands,
             events: events.clone(),
-            gated: Mutex::new(HashSet::new()),
+            gated: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(
             Service {
@@ -541,11 +550,28 @@ impl Service {
     /// Re-judges every connected peer on the new facts, and lets the peers gated on the old
     /// ones try again.
     async fn facts_changed(&mut self) {
-        let gated: Vec<PeerId> = match self.shared.gated.lock() {
-            Ok(mut gated) => gated.drain().collect(),
+        let party = &self.shared.party;
+        let lifted: Vec<PeerId> = match self.shared.gated.lock() {
+            Ok(mut gated) => {
+                // A member still barred would only be refused again: letting it back on
+                // every change made a field of N re-handshake its barred members N times.
+                let lifted: Vec<PeerId> = gated
+                    .iter()
+                    .filter(|(_, barred)| {
+                        !barred
+                            .as_deref()
+                            .is_some_and(|did| party.barred_anywhere(did))
+                    })
+                    .map(|(peer, _)| *peer)
+                    .collect();
+                for peer in &lifted {
+                    gated.remove(peer);
+                }
+                lifted
+            }
             Err(_) => Vec::new(),
         };
-        for peer in gated {
+        for peer in lifted {
             let _ = self.shared.commands.send(Command::Unblock(peer)).await;
         }
         let connected: Vec<PeerId> = self.connected.iter().copied().collect();
@@ -947,7 +973,8 @@ impl Shared {
             .find(|field| self.party.is_barred(field, &record.did))
         {
             let message = format!("{} is revoked or suspended in field {field}", record.did);
-            self.gate(peer, "member_barred", &message).await;
+            self.gate(peer, Some(&record.did), "member_barred", &message)
+                .await;
         } else if let Some(field) = record
             .tiers
             .keys()
@@ -957,14 +984,17 @@ impl Shared {
                 "{} is blocked in field {field} by a threat countermeasure",
                 record.did
             );
-            self.gate(peer, "threat_blocked", &message).await;
+            self.gate(peer, Some(&record.did), "threat_blocked", &message)
+                .await;
         } else {
             let message = format!("{} reaches no tier in any shared field", record.did);
-            self.gate(peer, "no_tier", &message).await;
+            self.gate(peer, None, "no_tier", &message).await;
         }
     }
 
-    async fn gate(&self, peer: PeerId, code: &str, message: &str) {
+    /// Refuses and blocks `peer`; `barred` is the member's DID when its standing or a
+    /// threat countermeasure is the reason.
+    async fn gate(&self, peer: PeerId, barred: Option<&str>, code: &str, message: &str) {
         tracing::info!(%peer, %code, %message, "peer refused and gated");
         self.party.audit.record(Event {
             actor: peer.to_string(),
@@ -975,7 +1005,7 @@ impl Shared {
             ..Event::default()
         });
         if let Ok(mut gated) = self.gated.lock() {
-            gated.insert(peer);
+            gated.insert(peer, barred.map(str::to_owned));
         }
         self.party.metrics.count(metrics::HANDSHAKES, code);
         let _ = self.commands.send(Command::Block(peer)).await;
@@ -987,7 +1017,7 @@ impl Shared {
     }
 
     async fn refuse(&self, peer: PeerId, refusal: Refusal) -> HandshakeResponse {
-        self.gate(peer, &refusal.code, &refusal.message).await;
+        self.gate(peer, None, &refusal.code, &refusal.message).await;
         HandshakeResponse::Refused {
             code: refusal.code,
             message: refusal.message,
@@ -998,8 +1028,16 @@ impl Shared {
     async fn reevaluate(&self, peer: PeerId) -> Option<PeerRecord> {
         let peers = self.party.store.tree(Tree::Peers).ok()?;
         let previous: PeerRecord = peers.get(peer.to_bytes().as_slice()).ok()??;
-        let record = self.evaluate(previous.did, previous.credentials, now_unix());
-        if self.party.put_peer_record(peer, &record).is_err() {
+        let record = self.evaluate(
+            previous.did.clone(),
+            previous.credentials.clone(),
+            now_unix(),
+        );
+        // Most changes touch one member: a durable write per unchanged peer cost a field of
+        // N gateways N fsyncs per change each.
+        let unchanged =
+            record.tiers == previous.tiers && record.next_change == previous.next_change;
+        if !unchanged && self.party.put_peer_record(peer, &record).is_err() {
             tracing::warn!(%peer, "could not store the re-evaluated tiers");
         }
         self.report(peer, record.clone()).await;

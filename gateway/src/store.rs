@@ -100,6 +100,10 @@ impl Tree {
     }
 }
 
+/// sled's page cache. Its default (1 GiB) let a gateway holding 100,000 records and as many
+/// indicators grow past 1 GB of RSS; 64 MiB keeps it near 100 MB (see docs/PERFORMANCE.md).
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -210,7 +214,11 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
-            match sled::Config::new().path(dir).open() {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+            {
                 Ok(db) => return Self::from_db(db),
                 Err(sled::Error::Io(error))
                     if error.kind() == std::io::ErrorKind::WouldBlock

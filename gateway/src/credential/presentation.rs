@@ -169,7 +169,10 @@ impl PresentationClaims {
             );
         }
         if now.saturating_sub(CLOCK_SKEW_SECS) >= self.expires_at {
-            return expired("presentation has expired; ask the holder for a new one".into());
+            return expired(
+                "presentation has expired; ask the holder for a new one (if it was fresh, one of the two clocks is off)"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -489,12 +489,14 @@ impl Spaces {
                     format!("no record {id} in this space"),
                 ));
             }
-            Err(error) => {
+            // An undecodable value was altered on disk; a failing disk is not tampering.
+            Err(error @ StoreError::Corrupt { .. }) => {
                 return Err(DataError::new(
                     DataCode::Tampered,
                     format!("record {id} cannot be read: {error}"),
                 ));
             }
+            Err(error) => return Err(error.into()),
         };
         open_sealed(&self.cipher, &storage_key, &sealed)
             .and_then(|plaintext| serde_json::from_slice::<Record>(&plaintext).ok())

@@ -84,6 +84,17 @@ impl Daemon {
         Self::start_under(config, &["bash", "-c", script, "disk-limit", &kib])
     }
 
+    /// Starts the daemon with its clock `offset` off (libfaketime's syntax: `+5m`, `-5m`).
+    /// The library is preloaded directly: the `faketime` wrapper forks, so killing it would
+    /// leave the daemon running.
+    pub fn start_with_clock_offset(config: &Path, offset: &str) -> (Self, String) {
+        let library = glob_faketime()
+            .unwrap_or_else(|| panic!("libfaketime is missing: `bash tests/setup` installs it"));
+        let preload = format!("LD_PRELOAD={}", library.display());
+        let offset = format!("FAKETIME={offset}");
+        Self::start_under(config, &["env", &preload, &offset])
+    }
+
     /// Starts `tfc-gateway run --config CONFIG` through `wrapper` (a command that execs its
     /// remaining arguments), and waits until it serves; returns it and its API address.
     pub fn start_under(config: &Path, wrapper: &[&str]) -> (Self, String) {
@@ -127,6 +138,19 @@ impl Daemon {
         (daemon, api)
     }
 
+    /// The first log line from now on that `matches`; panics after [`WAIT`].
+    pub fn wait_line(&self, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if matches(&line) => return line,
+                Ok(_) => {}
+                Err(error) => panic!("the daemon never logged the awaited line: {error}"),
+            }
+        }
+    }
+
     pub fn signal(&mut self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
@@ -143,4 +167,15 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Where Debian puts libfaketime, for any architecture.
+fn glob_faketime() -> Option<std::path::PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let library = entry.path().join("faketime/libfaketime.so.1");
+            library.is_file().then_some(library)
+        })
 }
