@@ -130,7 +130,7 @@ impl LocalParty {
             fields.retain(|known| known.charter.field_id() != id);
             fields.push(Arc::clone(&field));
         }
-        self.facts_changed.notify_one();
+        self.facts_changed.everyone();
         Ok(field)
     }
 

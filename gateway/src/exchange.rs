@@ -578,7 +578,11 @@ fn enforce(party: &LocalParty, threats: &Threats, signed: &SignedOp, intake: &Go
             metrics::DECISIONS,
             &format!("governance:{}", signed.op.kind),
         );
-        party.facts_changed.notify_one();
+        if intake.rules_changed {
+            party.facts_changed.everyone();
+        } else {
+            party.facts_changed.members(intake.changed.iter().cloned());
+        }
         // A revoked reporter's reports stop counting; a new admin's start to.
         threats.rejudge_all();
     }

@@ -135,7 +135,7 @@ impl LocalParty {
             return Ok(Intake::Unchanged(summary));
         }
         tracing::info!(list = %summary.id, issuer = %summary.issuer, set = summary.set_entries, "status list taken");
-        self.facts_changed.notify_one();
+        self.facts_changed.everyone();
         Ok(Intake::Taken(summary))
     }
 

@@ -658,7 +658,7 @@ impl Threats {
             }
         }
         if members_changed {
-            self.party.facts_changed.notify_one();
+            self.party.facts_changed.everyone();
         }
     }
 

@@ -29,6 +29,7 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
                 "3",
             ]),
             args(&["data", "--gateways", "5", "--rounds", "10"]),
+            args(&["partition", "--gateways", "6", "--rounds", "1"]),
             args(&[
                 "memory",
                 "--members",
@@ -79,6 +80,9 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
             "20",
         ]));
         runs.push(args(&["data", "--gateways", &n, "--rounds", "200"]));
+        // A split needs three founders on one side and someone to suspend on the other.
+        let split = size.max(6).to_string();
+        runs.push(args(&["partition", "--gateways", &split, "--rounds", "2"]));
     }
     runs.push(args(&["memory"]));
     runs.push(args(&["load", "--clients", "1000", "--seconds", "60"]));

@@ -39,6 +39,7 @@ mod flood;
 mod governed;
 mod load;
 mod memory;
+mod partition;
 mod resources;
 mod revocation;
 mod sled_cache;
@@ -98,6 +99,16 @@ enum Scenario {
         /// figures, the allocator keeping what it freed).
         #[arg(long)]
         throughput_only: bool,
+    },
+    /// A field split in two heals: from lifting the split until both sides agree.
+    Partition {
+        /// Gateways in the field (split into two halves; the admin's side suspends members
+        /// of the other).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(6..=100))]
+        gateways: u16,
+        /// Splits to heal (each with one suspension; at most half the gateways − 1).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=49))]
+        rounds: u32,
     },
     /// A member reads another member's records through the holder's policy decision.
     Data {
@@ -222,6 +233,15 @@ fn main() -> anyhow::Result<()> {
             let gateways = if throughput_only { vec![] } else { gateways };
             runtime.block_on(threat_scenario(indicators, &gateways, rounds, cli.json))
         }
+        Scenario::Partition { gateways, rounds } => runtime.block_on(async {
+            let figures = partition::run(gateways.into(), rounds).await?;
+            if as_json {
+                println!("{}", figures.json(gateways.into(), rounds));
+            } else {
+                figures.print(gateways.into(), rounds);
+            }
+            Ok(())
+        }),
         Scenario::Data { gateways, rounds } => runtime.block_on(async {
             let figures = data::run(gateways.into(), rounds).await?;
             if as_json {
