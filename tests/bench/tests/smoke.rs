@@ -222,6 +222,7 @@ fn all_quick_runs_every_scenario_in_one_document() {
             "threats",
             "threats",
             "data",
+            "partition",
             "memory",
             "load",
             "flood"
