@@ -100,8 +100,9 @@ impl Tree {
     }
 }
 
-/// sled's page cache. Its default (1 GiB) let a gateway holding 100,000 records and as many
-/// indicators grow past 1 GB of RSS; 64 MiB keeps it near 100 MB (see docs/PERFORMANCE.md).
+/// sled's page cache. With sled's default (1 GiB) a gateway's RSS followed its store's size:
+/// 945 MB holding 100,000 records and as many indicators, 553 MB with this bound
+/// (docs/PERFORMANCE.md).
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A store operation that failed.
@@ -109,7 +110,9 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 pub enum StoreError {
     /// The disk (or the file-size limit) has no room for the write. Nothing already
     /// stored is affected; the write did not happen.
-    #[error("store: the disk is full ({0}); free space and retry (nothing stored was lost)")]
+    #[error(
+        "store: the disk is full ({0}); free space, then restart the gateway (nothing stored was lost)"
+    )]
     Full(sled::Error),
     /// sled failed (I/O, corruption).
     #[error("store: {0}")]

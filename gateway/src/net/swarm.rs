@@ -39,6 +39,8 @@ const CHANNEL_DEPTH: usize = 1024;
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
 /// Listen addresses kept per peer from identify.
 const MAX_ADDRESSES_PER_PEER: usize = 8;
+/// Admitted members remembered for redialling; beyond this, newcomers wait for discovery.
+const MAX_REMEMBERED_MEMBERS: usize = 4096;
 /// Delay before a discovery round after a change (a join, a first connection), so that
 /// several changes at once cost one round.
 const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
@@ -381,7 +383,9 @@ impl SwarmTask {
 
     fn admitted(&mut self, peer: PeerId) {
         let addresses = self.heard.get(&peer).cloned().unwrap_or_default();
-        self.members.insert(peer, addresses.clone());
+        if self.members.len() < MAX_REMEMBERED_MEMBERS || self.members.contains_key(&peer) {
+            self.members.insert(peer, addresses.clone());
+        }
         let Some(kademlia) = self.swarm.behaviour_mut().kademlia.as_mut() else {
             return;
         };
