@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use libp2p::PeerId;
 use serde_json::{Value, json};
 use tfc_gateway::config::GatewayConfig;
 use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
@@ -21,51 +20,17 @@ use tfc_gateway::governance::{OpKind, StandingKind};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::init::KEY_FILE;
 use tfc_gateway::net::Command;
-use tfc_gateway::threats::{ActionKind, Countermeasure, IndicatorDraft, Severity, Tlp, compose};
-use tfc_testkit::{Authorities, Node, start_governed_field, until_all_verified, wait_until};
+use tfc_gateway::threats::Severity;
+use tfc_testkit::{
+    Authorities, Node, across, no_connection_crosses, start_governed_field, until_all_verified,
+    wait_until,
+};
 
 /// The promise: every side holds what the other decided this soon after healing.
 const CONVERGENCE: Duration = Duration::from_secs(5);
 
 fn quiet(text: String) -> String {
     text.replace("level = \"info\"", "level = \"warn\"")
-}
-
-async fn connected(node: &Node) -> Vec<PeerId> {
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    node.gateway
-        .network()
-        .send(Command::ConnectedPeers(reply))
-        .await
-        .unwrap();
-    answer.await.unwrap()
-}
-
-/// Sends `command(peer)` from every node of each side about every node of the other.
-async fn across(side_a: &[Node], side_b: &[Node], command: fn(PeerId) -> Command) {
-    for (near, far) in [(side_a, side_b), (side_b, side_a)] {
-        for node in near {
-            for other in far {
-                node.gateway
-                    .network()
-                    .send(command(other.peer_id()))
-                    .await
-                    .unwrap();
-            }
-        }
-    }
-}
-
-async fn no_connection_crosses(side_a: &[Node], side_b: &[Node]) -> bool {
-    for (near, far) in [(side_a, side_b), (side_b, side_a)] {
-        for node in near {
-            let peers = connected(node).await;
-            if far.iter().any(|other| peers.contains(&other.peer_id())) {
-                return false;
-            }
-        }
-    }
-    true
 }
 
 fn suspension(target: &str) -> OpDraft {
@@ -214,6 +179,40 @@ impl Api {
         response.json().unwrap()
     }
 
+    /// The ids of every indicator the gateway holds in `field`, read page by page over TAXII.
+    fn held_indicators(&self, field: &str) -> HashSet<String> {
+        use tfc_gateway::threats::taxii;
+        let collection = taxii::collection_id(field);
+        let mut held = HashSet::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}{}collections/{collection}/objects/?limit={}",
+                self.base,
+                taxii::API_ROOT,
+                taxii::MAX_PAGE
+            );
+            if let Some(next) = &next {
+                url.push_str(&format!("&next={next}"));
+            }
+            let page: Value = self
+                .client
+                .get(url)
+                .header("Accept", taxii::TAXII_MEDIA_TYPE)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            for object in page["objects"].as_array().into_iter().flatten() {
+                held.insert(object["id"].as_str().unwrap().to_owned());
+            }
+            match page["next"].as_str() {
+                Some(token) if page["more"] == true => next = Some(token.to_owned()),
+                _ => return held,
+            }
+        }
+    }
+
     /// The answer to a POST, or the status and body of a refusal.
     fn post(&self, path: &str, body: &Value) -> Result<Value, (u16, Value)> {
         let response = self
@@ -259,7 +258,7 @@ impl Traffic {
                 Some(op["id"].as_str()?.to_owned())
             }
             Traffic::Report => {
-                let bundle = indicator(n);
+                let bundle = tfc_testkit::block_address_indicator(n, Severity::Low);
                 let id = bundle["objects"]
                     .as_array()?
                     .iter()
@@ -274,8 +273,8 @@ impl Traffic {
         }
     }
 
-    /// Panics unless what `key` names is in the gateway.
-    fn assert_kept(self, api: &Api, field: &str, key: &str) {
+    /// Panics unless what `key` names is in the gateway; `held` is the indicators it holds.
+    fn assert_kept(self, api: &Api, field: &str, key: &str, held: &HashSet<String>) {
         match self {
             Traffic::Record => {
                 let (id, n) = key.split_once(' ').unwrap();
@@ -294,46 +293,10 @@ impl Traffic {
                 );
             }
             Traffic::Report => {
-                let held = api.get(&format!(
-                    "/v1/fields/{field}/threats?limit={}",
-                    tfc_gateway::threats::taxii::MAX_PAGE
-                ));
-                assert!(
-                    held.as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|view| view["object"]["id"] == key),
-                    "indicator {key} lost"
-                );
+                assert!(held.contains(key), "indicator {key} lost");
             }
         }
     }
-}
-
-/// A distinct /32 block per `n`, so that every report holds a new indicator.
-fn indicator(n: u64) -> Value {
-    let now = now_unix();
-    let draft = IndicatorDraft {
-        name: format!("fault {n}"),
-        description: String::new(),
-        pattern: format!(
-            "[ipv4-addr:value = '10.{}.{}.{}']",
-            (n >> 16) & 0xff,
-            (n >> 8) & 0xff,
-            n & 0xff
-        ),
-        severity: Severity::Low,
-        countermeasure: Countermeasure {
-            action: ActionKind::BlockAddress,
-            tier: None,
-            credential: None,
-        },
-        tlp: Tlp::Green,
-        confidence: None,
-        valid_from: now - 5,
-        valid_until: now + 3600,
-    };
-    compose(&draft, now).unwrap()
 }
 
 /// Runs every kind of traffic against a daemon, kills it with SIGKILL once each kind has
@@ -384,8 +347,9 @@ fn kill_cycles(founded: &Founded, cycles: usize, each: usize) {
         acknowledged.extend(acked.try_iter());
         let (mut daemon, address) = common::Daemon::start(&founded.config);
         let api = Api::of(founded.dir.path(), &address);
+        let held = api.held_indicators(&founded.field);
         for (traffic, key) in &acknowledged {
-            traffic.assert_kept(&api, &founded.field, key);
+            traffic.assert_kept(&api, &founded.field, key, &held);
         }
         let verification = api.get("/v1/audit/verify");
         assert!(verification["chain"]["broken"].is_null(), "{verification}");
@@ -480,7 +444,7 @@ async fn a_full_disk_refuses_writes_with_a_clear_error_and_corrupts_nothing() {
         let (mut daemon, address) = common::Daemon::start(&founded.config);
         let api = Api::of(dir, &address);
         for key in &kept {
-            Traffic::Record.assert_kept(&api, field, key);
+            Traffic::Record.assert_kept(&api, field, key, &HashSet::new());
         }
         let verification = api.get("/v1/audit/verify");
         assert!(verification["chain"]["broken"].is_null(), "{verification}");

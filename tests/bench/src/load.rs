@@ -13,7 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tfc_gateway::tls::TlsFiles;
-use tfc_testkit::{Authorities, Node};
+use tfc_testkit::Authorities;
 
 use crate::Series;
 use crate::resources::Meter;
@@ -276,17 +276,7 @@ async fn trivial_endpoint(
 pub(crate) async fn run(clients: u32, seconds: u64) -> anyhow::Result<Figures> {
     let mut meter = Meter::start(1)?;
     let authorities = Authorities::new();
-    let node = Node::start(crate::governed::quiet).await;
-    node.import_wallet(&authorities.tier2_wallet(&node.did));
-    let key = node.org_key();
-    let charter = authorities.write_governed_charter(
-        "bench",
-        &[&key],
-        std::slice::from_ref(&node.did),
-        "1",
-        "",
-    );
-    node.join(&charter).await;
+    let node = tfc_testkit::start_sole_admin(&authorities, crate::governed::quiet).await;
     meter.idle().await?;
     let files = TlsFiles::under(node.dir.path());
     let tls = client_tls(&files)?;

@@ -168,17 +168,7 @@ pub(crate) async fn run(load: Load, gateway_bin: Option<PathBuf>) -> anyhow::Res
         .map_err(|error| format!("{error:#}"));
     let baseline = rss_bytes()?;
     let authorities = Authorities::new();
-    let node = Node::start(crate::threats::configure).await;
-    node.import_wallet(&authorities.tier2_wallet(&node.did));
-    let key = node.org_key();
-    let charter = authorities.write_governed_charter(
-        "bench",
-        &[&key],
-        std::slice::from_ref(&node.did),
-        "1",
-        "",
-    );
-    node.join(&charter).await;
+    let node = tfc_testkit::start_sole_admin(&authorities, crate::threats::configure).await;
     tokio::time::sleep(SETTLE).await;
     let idle_in_process = rss_bytes()?.saturating_sub(baseline);
     let field = node.field_id();
@@ -221,7 +211,7 @@ pub(crate) async fn run(load: Load, gateway_bin: Option<PathBuf>) -> anyhow::Res
             .receive(
                 &field,
                 reporter,
-                &json!({ "bundle": crate::threats::indicator(n) }),
+                &json!({ "bundle": tfc_testkit::block_address_indicator(n as u64, tfc_gateway::threats::Severity::High) }),
                 Origin::Gossip,
             )
             .map_err(|error| anyhow::anyhow!("indicator {n}: {error}"))?;

@@ -7,12 +7,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use libp2p::PeerId;
 use serde_json::{Value, json};
 use tfc_gateway::exchange::OpDraft;
 use tfc_gateway::governance::{OpKind, StandingKind};
 use tfc_gateway::net::Command;
-use tfc_testkit::{Authorities, Node};
+use tfc_testkit::{Authorities, Node, across, no_connection_crosses};
 
 use crate::resources::Meter;
 use crate::{Series, baseline, governed};
@@ -77,7 +76,7 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
     meter.begin()?;
     let started = Instant::now();
     for round in 0..rounds as usize {
-        across(side_a, side_b, Command::Block).await?;
+        across(side_a, side_b, Command::Block).await;
         until(|| async { no_connection_crosses(side_a, side_b).await }).await?;
         let target = side_b[side_b.len() - 1 - round].did.clone();
         suspended.push(target.clone());
@@ -92,7 +91,7 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
             side_b.iter().all(|node| !holds(node, &field, &target)),
             "the partition leaked"
         );
-        across(side_a, side_b, Command::Unblock).await?;
+        across(side_a, side_b, Command::Unblock).await;
         let healed = Instant::now();
         until(|| async { all_hold(&nodes, &suspended, &field, &target) }).await?;
         samples.push(healed.elapsed());
@@ -134,47 +133,6 @@ fn all_hold(nodes: &[Node], suspended: &[String], field: &str, target: &str) -> 
         .iter()
         .filter(|node| !suspended.contains(&node.did))
         .all(|node| holds(node, field, target))
-}
-
-/// Sends `command(peer)` from every node of each side about every node of the other.
-async fn across(
-    side_a: &[Node],
-    side_b: &[Node],
-    command: fn(PeerId) -> Command,
-) -> anyhow::Result<()> {
-    for (near, far) in [(side_a, side_b), (side_b, side_a)] {
-        for node in near {
-            for other in far {
-                node.gateway
-                    .network()
-                    .send(command(other.peer_id()))
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn no_connection_crosses(side_a: &[Node], side_b: &[Node]) -> bool {
-    for (near, far) in [(side_a, side_b), (side_b, side_a)] {
-        for node in near {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            if node
-                .gateway
-                .network()
-                .send(Command::ConnectedPeers(reply))
-                .await
-                .is_err()
-            {
-                return false;
-            }
-            let peers = answer.await.unwrap_or_default();
-            if far.iter().any(|other| peers.contains(&other.peer_id())) {
-                return false;
-            }
-        }
-    }
-    true
 }
 
 /// Polls `condition` until it holds, for at most 60 s.

@@ -10,10 +10,8 @@ use tfc_gateway::credential::{CredentialVerifier, now_unix, sign_message};
 use tfc_gateway::handshake::PeerRecord;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair, PublicKey};
 use tfc_gateway::store::Tree;
-use tfc_gateway::threats::{
-    ActionKind, Countermeasure, IndicatorDraft, Origin, Severity, Tlp, compose,
-};
-use tfc_testkit::{Authorities, Node};
+use tfc_gateway::threats::{Origin, Severity};
+use tfc_testkit::{Authorities, Node, block_address_indicator};
 
 use crate::resources::Meter;
 use crate::{Series, baseline, governed};
@@ -49,46 +47,11 @@ pub(crate) fn configure(text: String) -> String {
         )
 }
 
-pub(crate) fn indicator(n: usize) -> Value {
-    let now = now_unix();
-    let draft = IndicatorDraft {
-        name: format!("bench {n}"),
-        description: String::new(),
-        pattern: format!(
-            "[ipv4-addr:value = '10.{}.{}.{}']",
-            (n >> 16) & 0xff,
-            (n >> 8) & 0xff,
-            n & 0xff
-        ),
-        severity: Severity::High,
-        countermeasure: Countermeasure {
-            action: ActionKind::BlockAddress,
-            tier: None,
-            credential: None,
-        },
-        tlp: Tlp::Green,
-        confidence: None,
-        valid_from: now - 5,
-        valid_until: now + 3600,
-    };
-    compose(&draft, now).expect("a valid draft")
-}
-
 /// Indicators verified and applied at one real gateway, one envelope after another.
 pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
     let mut meter = Meter::start(1)?;
     let authorities = Authorities::new();
-    let node = Node::start(configure).await;
-    node.import_wallet(&authorities.tier2_wallet(&node.did));
-    let key = node.org_key();
-    let charter = authorities.write_governed_charter(
-        "bench",
-        &[&key],
-        std::slice::from_ref(&node.did),
-        "1",
-        "",
-    );
-    node.join(&charter).await;
+    let node = tfc_testkit::start_sole_admin(&authorities, configure).await;
     meter.idle().await?;
     let field = node.field_id();
     let reporters: Vec<KeyPair> = (0..REPORTERS)
@@ -116,7 +79,7 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
                 "kind": "threat",
                 "iat": now_unix(),
                 "jti": format!("bench-{n}"),
-                "body": { "bundle": indicator(n) },
+                "body": { "bundle": block_address_indicator(n as u64, Severity::High) },
             });
             sign_message(reporter, &envelope).map_err(anyhow::Error::from)
         })
@@ -200,7 +163,11 @@ pub(crate) async fn propagation(
         publisher
             .gateway
             .publisher()
-            .publish_threat(&field, indicator(round), vec![])
+            .publish_threat(
+                &field,
+                block_address_indicator(round as u64, Severity::High),
+                vec![],
+            )
             .await
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         until_applied(&nodes, round + 1).await?;

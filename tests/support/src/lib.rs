@@ -19,6 +19,8 @@ use tfc_gateway::daemon::Gateway;
 use tfc_gateway::handshake::{GatewayEvent, PeerRecord};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::localnet::{self, LocalGateway};
+use tfc_gateway::net::Command;
+use tfc_gateway::threats::{ActionKind, Countermeasure, IndicatorDraft, Severity, Tlp, compose};
 use tokio::sync::broadcast;
 
 pub use tfc_gateway::localnet::{WAIT, top_tier};
@@ -423,4 +425,90 @@ where
     localnet::wait_until(what, Duration::from_millis(20), condition)
         .await
         .unwrap_or_else(|error| panic!("{error}"));
+}
+
+/// A gateway with a tier-2 wallet that founds and administers a field of its own (quorum 1),
+/// for runs that need one member and its admin powers.
+pub async fn start_sole_admin(
+    authorities: &Authorities,
+    configure: impl FnOnce(String) -> String,
+) -> Node {
+    let node = Node::start(configure).await;
+    node.import_wallet(&authorities.tier2_wallet(&node.did));
+    let charter = authorities.write_governed_charter(
+        "field",
+        &[&node.org_key()],
+        std::slice::from_ref(&node.did),
+        "1",
+        "",
+    );
+    node.join(&charter).await;
+    node
+}
+
+/// A signed-off STIX bundle whose indicator blocks the `n`-th address of 10.0.0.0/8 for an
+/// hour: a distinct indicator, and a distinct block, for every `n` below 2²⁴.
+pub fn block_address_indicator(n: u64, severity: Severity) -> serde_json::Value {
+    let now = now_unix();
+    let draft = IndicatorDraft {
+        name: format!("block {n}"),
+        description: String::new(),
+        pattern: format!(
+            "[ipv4-addr:value = '10.{}.{}.{}']",
+            (n >> 16) & 0xff,
+            (n >> 8) & 0xff,
+            n & 0xff
+        ),
+        severity,
+        countermeasure: Countermeasure {
+            action: ActionKind::BlockAddress,
+            tier: None,
+            credential: None,
+        },
+        tlp: Tlp::Green,
+        confidence: None,
+        valid_from: now - 5,
+        valid_until: now + 3600,
+    };
+    compose(&draft, now).expect("a valid draft")
+}
+
+/// The peers `node` has a connection to.
+pub async fn connected_peers(node: &Node) -> Vec<PeerId> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    node.gateway
+        .network()
+        .send(Command::ConnectedPeers(reply))
+        .await
+        .expect("the swarm runs");
+    answer.await.expect("the swarm answers")
+}
+
+/// Sends `command(peer)` from every node of each side about every node of the other: with
+/// `Command::Block`, a partition; with `Command::Unblock`, its healing.
+pub async fn across(side_a: &[Node], side_b: &[Node], command: fn(PeerId) -> Command) {
+    for (near, far) in [(side_a, side_b), (side_b, side_a)] {
+        for node in near {
+            for other in far {
+                node.gateway
+                    .network()
+                    .send(command(other.peer_id()))
+                    .await
+                    .expect("the swarm runs");
+            }
+        }
+    }
+}
+
+/// Whether no node of either side is connected to a node of the other.
+pub async fn no_connection_crosses(side_a: &[Node], side_b: &[Node]) -> bool {
+    for (near, far) in [(side_a, side_b), (side_b, side_a)] {
+        for node in near {
+            let peers = connected_peers(node).await;
+            if far.iter().any(|other| peers.contains(&other.peer_id())) {
+                return false;
+            }
+        }
+    }
+    true
 }
