@@ -176,8 +176,11 @@ fn run_daemon(config: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()
     init_logging(log_format.unwrap_or(config.log.format), &config.log.level)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Listen before "gateway started" is logged: a SIGTERM sent as soon as that line is
+        // out must stop the gateway cleanly, not kill it with the default action.
+        let stop = StopSignals::listen()?;
         let (gateway, _events) = Gateway::start(&config).await?;
-        wait_for_stop_signal().await?;
+        stop.wait().await;
         tracing::info!("stop signal received; shutting down");
         gateway.shutdown().await?;
         Ok(())
@@ -197,13 +200,27 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     result.map_err(|error| anyhow::anyhow!("cannot set up logging: {error}"))
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        _ = terminate.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are listened to.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 fn load_config(path: &Path) -> anyhow::Result<GatewayConfig> {
