@@ -15,8 +15,7 @@ use serde_json::{Value, json};
 use tfc_gateway::config::GatewayConfig;
 use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
 use tfc_gateway::daemon::Gateway;
-use tfc_gateway::exchange::OpDraft;
-use tfc_gateway::governance::{OpKind, StandingKind};
+use tfc_gateway::governance::StandingKind;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::init::KEY_FILE;
 use tfc_gateway::net::Command;
@@ -31,16 +30,6 @@ const CONVERGENCE: Duration = Duration::from_secs(5);
 
 fn quiet(text: String) -> String {
     text.replace("level = \"info\"", "level = \"warn\"")
-}
-
-fn suspension(target: &str) -> OpDraft {
-    OpDraft {
-        kind: OpKind::Suspend,
-        target: target.to_owned(),
-        reason: "partition test".into(),
-        types: vec![],
-        policy: None,
-    }
 }
 
 /// Whether every node in `holders` holds each of `targets` suspended.
@@ -73,7 +62,7 @@ async fn a_partitioned_field_converges_within_five_seconds_of_healing() {
         nodes[0]
             .gateway
             .publisher()
-            .propose(&field, suspension(target))
+            .propose(&field, tfc_testkit::suspension(target))
             .await
             .unwrap();
     }

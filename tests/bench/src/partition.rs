@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use tfc_gateway::exchange::OpDraft;
-use tfc_gateway::governance::{OpKind, StandingKind};
+use tfc_gateway::governance::StandingKind;
 use tfc_gateway::net::Command;
 use tfc_testkit::{Authorities, Node, across, no_connection_crosses};
 
@@ -83,7 +82,7 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
         nodes[0]
             .gateway
             .publisher()
-            .propose(&field, suspension(&target))
+            .propose(&field, tfc_testkit::suspension(&target))
             .await
             .context("the admin's suspension was refused")?;
         until(|| async { all_hold(side_a, &suspended, &field, &target) }).await?;
@@ -110,16 +109,6 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
         baseline: Series { samples, wall },
         meter,
     })
-}
-
-fn suspension(target: &str) -> OpDraft {
-    OpDraft {
-        kind: OpKind::Suspend,
-        target: target.to_owned(),
-        reason: "partition benchmark".into(),
-        types: vec![],
-        policy: None,
-    }
 }
 
 fn holds(node: &Node, field: &str, target: &str) -> bool {

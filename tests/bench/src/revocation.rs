@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tfc_gateway::exchange::OpDraft;
-use tfc_gateway::governance::{OpKind, StandingKind};
+use tfc_gateway::governance::StandingKind;
 use tfc_testkit::{Authorities, Node};
 
 use crate::resources::Meter;
@@ -44,7 +43,7 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
         nodes[0]
             .gateway
             .publisher()
-            .propose(&field, draft(&target))
+            .propose(&field, tfc_testkit::suspension(&target))
             .await
             .context("the admin's suspension was refused")?;
         until_everyone(&nodes, &field, &target, 3 + round).await?;
@@ -69,16 +68,6 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
         baseline: Series { samples, wall },
         meter,
     })
-}
-
-fn draft(target: &str) -> OpDraft {
-    OpDraft {
-        kind: OpKind::Suspend,
-        target: target.to_owned(),
-        reason: "benchmark".into(),
-        types: vec![],
-        policy: None,
-    }
 }
 
 /// Returns once every gateway holds `target` suspended, except those suspended in this or

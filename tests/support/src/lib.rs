@@ -512,3 +512,14 @@ pub async fn no_connection_crosses(side_a: &[Node], side_b: &[Node]) -> bool {
     }
     true
 }
+
+/// An admin's suspension of `target`, as a draft to propose.
+pub fn suspension(target: &str) -> tfc_gateway::exchange::OpDraft {
+    tfc_gateway::exchange::OpDraft {
+        kind: tfc_gateway::governance::OpKind::Suspend,
+        target: target.to_owned(),
+        reason: "test suspension".into(),
+        types: vec![],
+        policy: None,
+    }
+}
