@@ -28,6 +28,7 @@
 //! ```
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod allocator;
 pub mod api;
 pub mod audit;
 pub mod charter;

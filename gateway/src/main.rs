@@ -77,6 +77,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    tfc_gateway::allocator::bound_malloc_arenas();
     match run(Cli::parse().command) {
         Ok(code) => code,
         Err(error) => {

@@ -101,9 +101,10 @@ impl Tree {
 }
 
 /// sled's page cache. With sled's default (1 GiB) a gateway's RSS followed its store's size:
-/// 945 MB holding 100,000 records and as many indicators, 553 MB with this bound
-/// (docs/PERFORMANCE.md).
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// 945 MB holding 100,000 records and as many indicators. sled's count of the cache falls
+/// short of the memory it takes (about twice as much here), so the bound is well under the
+/// 300 MB a loaded gateway may use (docs/PERFORMANCE.md).
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! stored with the state, so that a restart neither re-applies silently nor forgets to lift
 //! what expired while the gateway was down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::effects::Applied;
-use super::engine::{Contribution, Group, Judgement, Reporter, State, Verdict, action_id};
+use super::engine::{ActionId, Contribution, Group, Judgement, Reporter, State, Verdict};
 use super::{
     ActionKind, Indicator, Severity, ThreatCode, ThreatError, Tlp, parse_bundle, pattern_kind,
 };
@@ -143,19 +143,46 @@ struct Bucket {
     at: Instant,
 }
 
+/// A 128-bit digest of an indicator key or id: the book holds 100,000s of them, and the
+/// text (up to 200 bytes) is on disk.
+type Digest16 = [u8; 16];
+
+fn digest16(text: &str) -> Digest16 {
+    use sha2::Digest as _;
+    let full: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+    let mut short = [0; 16];
+    short.copy_from_slice(&full[..16]);
+    short
+}
+
 #[derive(Default)]
 struct Book {
-    groups: HashMap<String, HeldAction>,
-    /// Indicator key → (modified ms, action id, reporter's field quota key).
-    held: HashMap<String, (i64, String)>,
+    groups: HashMap<ActionId, HeldAction>,
+    /// Indicator key's digest → (modified ms, action).
+    held: HashMap<Digest16, (i64, ActionId)>,
     /// (field, reporter) → indicators held.
     per_reporter: HashMap<(String, String), usize>,
-    /// Indicator id → (field, marking) wherever it is held, for the re-sharing rule.
-    by_id: HashMap<String, Vec<(String, Tlp)>>,
+    /// Indicator id's digest → (field, marking) wherever it is held, for the re-sharing
+    /// rule.
+    by_id: HashMap<Digest16, Vec<(Arc<str>, Tlp)>>,
+    /// Field ids and reporter DIDs, one copy each for all the groups that name them.
+    names: HashSet<Arc<str>>,
     buckets: HashMap<String, Bucket>,
     /// How reporters stood, by (field, DID), as of a peer-records generation.
     reporters: HashMap<(String, String), Reporter>,
     reporters_generation: u64,
+}
+
+impl Book {
+    /// The shared copy of a field id or DID.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.get(name) {
+            return Arc::clone(known);
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.names.insert(Arc::clone(&name));
+        name
+    }
 }
 
 /// The threat book of one gateway.
@@ -225,18 +252,21 @@ impl Threats {
             }
         }
         for (key, stored) in threats.actions.entries_lossy::<HeldAction>()? {
-            let id = String::from_utf8_lossy(&key).into_owned();
-            let stored = match stored {
-                Ok(stored) => stored,
-                Err(reason) => {
-                    tracing::error!(action = %id, %reason, "unreadable threat action dropped");
+            let text = String::from_utf8_lossy(&key);
+            let (id, stored) = match (ActionId::parse(&text), stored) {
+                (Some(id), Ok(stored)) => (id, stored),
+                (_, stored) => {
+                    let reason = stored.err().unwrap_or_else(|| "not an action id".into());
+                    tracing::error!(action = %text, %reason, "unreadable threat action dropped");
                     threats.actions.remove(&key)?;
                     continue;
                 }
             };
-            let current = book.groups.entry(id.clone()).or_insert_with(|| HeldAction {
+            let field = book.intern(&stored.group.field);
+            let current = book.groups.entry(id).or_insert_with(|| HeldAction {
                 // Every indicator behind it is gone: the judgement below lifts it.
                 group: Group {
+                    field,
                     contributions: Default::default(),
                     ..stored.group
                 },
@@ -247,10 +277,10 @@ impl Threats {
             current.verdict = stored.verdict;
             if stored.state == State::Applied {
                 let severity = live_severity(&current.group, now);
-                threats.put_in_force(&id, &current.group, severity);
+                threats.put_in_force(id, &current.group, severity);
             }
         }
-        let ids: Vec<String> = book.groups.keys().cloned().collect();
+        let ids: Vec<ActionId> = book.groups.keys().copied().collect();
         let mut events = Vec::new();
         threats.rejudge(&mut book, ids, now, &mut events);
         drop(book);
@@ -343,7 +373,7 @@ impl Threats {
         let (indicators, log) = (&self.indicators, &self.log);
         for indicator in bundle.indicators {
             let key = indicator_key(field, reporter, &indicator.id);
-            let previous = book.held.get(&key).cloned();
+            let previous = book.held.get(&digest16(&key)).copied();
             if previous
                 .as_ref()
                 .is_some_and(|(modified, _)| *modified >= indicator.modified_ms)
@@ -379,9 +409,9 @@ impl Threats {
                 format!("{field}/{added_ms:016x}/{key}").as_bytes(),
                 &LogEntry(key.clone()),
             )?;
-            if let Some((_, old_action)) = &previous {
-                Self::withdraw(&mut book, old_action, reporter, &indicator.id);
-                touched.push(old_action.clone());
+            if let Some((_, old_action)) = previous {
+                Self::withdraw(&mut book, &old_action, reporter, &indicator.id);
+                touched.push(old_action);
             }
             touched.push(self.remember(&mut book, &key, &held, &indicator));
             outcome.taken += 1;
@@ -412,7 +442,7 @@ impl Threats {
         self.rejudge(&mut book, touched.clone(), now, &mut events);
         outcome.actions = touched
             .iter()
-            .filter_map(|id| self.view(&mut book, id, now))
+            .filter_map(|id| self.view(&mut book, *id, now))
             .collect();
         drop(book);
         if origin == Origin::Gossip {
@@ -459,10 +489,10 @@ impl Threats {
         for indicator in &bundle.indicators {
             let restricted = book
                 .by_id
-                .get(&indicator.id)
+                .get(&digest16(&indicator.id))
                 .into_iter()
                 .flatten()
-                .find(|(held_in, tlp)| held_in != field && !tlp.may_leave_field());
+                .find(|(held_in, tlp)| &**held_in != field && !tlp.may_leave_field());
             if let Some((held_in, tlp)) = restricted {
                 return Err(ThreatError::new(
                     ThreatCode::TlpViolation,
@@ -513,32 +543,34 @@ impl Threats {
         key: &str,
         held: &HeldIndicator,
         indicator: &Indicator,
-    ) -> String {
-        let id = action_id(&held.field, &indicator.pattern, &indicator.countermeasure);
+    ) -> ActionId {
+        let id = ActionId::of(&held.field, &indicator.pattern, &indicator.countermeasure);
+        let (field, reporter) = (book.intern(&held.field), book.intern(&held.reporter));
         let contribution = Contribution {
-            reporter: held.reporter.clone(),
+            reporter,
             indicator: indicator.id.clone(),
             severity: indicator.severity,
             valid_from: indicator.valid_from,
             expires: held.expires,
         };
-        let entry = book.groups.entry(id.clone()).or_insert_with(|| HeldAction {
-            group: Group {
-                field: held.field.clone(),
-                pattern: indicator.pattern.clone(),
-                countermeasure: indicator.countermeasure.clone(),
-                contributions: Default::default(),
-            },
-            state: State::Inactive,
-            verdict: None,
-        });
-        entry
+        book.groups
+            .entry(id)
+            .or_insert_with(|| HeldAction {
+                group: Group {
+                    field: Arc::clone(&field),
+                    pattern: indicator.pattern.clone(),
+                    countermeasure: indicator.countermeasure.clone(),
+                    contributions: Default::default(),
+                },
+                state: State::Inactive,
+                verdict: None,
+            })
             .group
             .contributions
-            .insert((held.reporter.clone(), indicator.id.clone()), contribution);
+            .insert(contribution);
         if book
             .held
-            .insert(key.to_owned(), (indicator.modified_ms, id.clone()))
+            .insert(digest16(key), (indicator.modified_ms, id))
             .is_none()
         {
             *book
@@ -546,18 +578,19 @@ impl Threats {
                 .entry((held.field.clone(), held.reporter.clone()))
                 .or_default() += 1;
         }
-        let places = book.by_id.entry(indicator.id.clone()).or_default();
-        if !places.contains(&(held.field.clone(), held.tlp)) {
-            places.push((held.field.clone(), held.tlp));
+        let places = book
+            .by_id
+            .entry(digest16(&indicator.id))
+            .or_insert_with(|| Vec::with_capacity(1));
+        if !places.contains(&(Arc::clone(&field), held.tlp)) {
+            places.push((field, held.tlp));
         }
         id
     }
 
-    fn withdraw(book: &mut Book, action: &str, reporter: &str, indicator: &str) {
+    fn withdraw(book: &mut Book, action: &ActionId, reporter: &str, indicator: &str) {
         if let Some(held) = book.groups.get_mut(action) {
-            held.group
-                .contributions
-                .remove(&(reporter.to_owned(), indicator.to_owned()));
+            held.group.contributions.remove(reporter, indicator);
         }
     }
 
@@ -609,20 +642,15 @@ impl Threats {
     }
 
     /// Judges a group as of `now`.
-    fn judge(&self, book: &mut Book, id: &str, now: i64) -> Option<Judgement> {
-        let held = book.groups.get(id)?;
+    fn judge(&self, book: &mut Book, id: ActionId, now: i64) -> Option<Judgement> {
+        let held = book.groups.get(&id)?;
         let group = held.group.clone();
         let verdict = held.verdict;
         let mode = self.config.mode(group.countermeasure.action);
-        let reporters: HashMap<String, Reporter> = group
+        let reporters: HashMap<&str, Reporter> = group
             .contributions
-            .values()
-            .map(|c| {
-                (
-                    c.reporter.clone(),
-                    self.reporter(book, &group.field, &c.reporter),
-                )
-            })
+            .iter()
+            .map(|c| (&*c.reporter, self.reporter(book, &group.field, &c.reporter)))
             .collect();
         Some(group.judge(now, mode, verdict, |did| {
             reporters.get(did).cloned().unwrap_or(Reporter {
@@ -634,10 +662,10 @@ impl Threats {
     }
 
     /// Judges the given actions again and applies what changed; spent actions are dropped.
-    fn rejudge(&self, book: &mut Book, ids: Vec<String>, now: i64, events: &mut Vec<Event>) {
+    fn rejudge(&self, book: &mut Book, ids: Vec<ActionId>, now: i64, events: &mut Vec<Event>) {
         let mut members_changed = false;
         for id in ids {
-            let Some(judgement) = self.judge(book, &id, now) else {
+            let Some(judgement) = self.judge(book, id, now) else {
                 continue;
             };
             let Some(held) = book.groups.get_mut(&id) else {
@@ -647,14 +675,14 @@ impl Threats {
             let spent = held.group.spent(now);
             if judgement.state != previous {
                 members_changed |= held.group.countermeasure.action.against_members();
-                self.transition(&id, &held.group, previous, &judgement, events);
+                self.transition(id, &held.group, previous, &judgement, events);
                 held.state = judgement.state;
-                if !spent && let Err(error) = self.actions.put(id.as_bytes(), &*held) {
+                if !spent && let Err(error) = self.actions.put(id.to_string().as_bytes(), &*held) {
                     tracing::error!(%error, action = %id, "threat action state not stored");
                 }
             }
             if spent && let Some(held) = book.groups.remove(&id) {
-                self.forget_spent(book, &id, &held.group);
+                self.forget_spent(book, id, &held.group);
             }
         }
         if members_changed {
@@ -664,7 +692,7 @@ impl Threats {
 
     fn transition(
         &self,
-        id: &str,
+        id: ActionId,
         group: &Group,
         previous: State,
         judgement: &Judgement,
@@ -700,16 +728,16 @@ impl Threats {
         events.push(Event {
             actor: self.party.key.did(),
             action: action.into(),
-            object: id.to_owned(),
+            object: id.to_string(),
             decision: judgement_state(judgement.state).into(),
             reason,
             ..Event::default()
         });
     }
 
-    fn put_in_force(&self, id: &str, group: &Group, severity: Severity) {
+    fn put_in_force(&self, id: ActionId, group: &Group, severity: Severity) {
         let applied = Applied {
-            field: group.field.clone(),
+            field: Arc::clone(&group.field),
             pattern: group.pattern.clone(),
             countermeasure: group.countermeasure.clone(),
             severity,
@@ -720,9 +748,9 @@ impl Threats {
         self.gate(group, true);
     }
 
-    fn lift(&self, id: &str, group: &Group) {
+    fn lift(&self, id: ActionId, group: &Group) {
         if let Ok(mut effects) = self.party.threat_effects.write() {
-            effects.remove(id, group.countermeasure.action);
+            effects.remove(&id, group.countermeasure.action);
         }
         self.gate(group, false);
     }
@@ -744,19 +772,24 @@ impl Threats {
     }
 
     /// Drops a spent action and the indicators behind it from memory and disk.
-    fn forget_spent(&self, book: &mut Book, id: &str, group: &Group) {
-        if let Err(error) = self.actions.remove(id.as_bytes()) {
+    fn forget_spent(&self, book: &mut Book, id: ActionId, group: &Group) {
+        if let Err(error) = self.actions.remove(id.to_string().as_bytes()) {
             tracing::warn!(%error, action = %id, "spent threat action not removed");
         }
-        for (reporter, indicator) in group.contributions.keys() {
-            self.forget_indicator(book, &group.field, reporter, indicator);
+        for contribution in group.contributions.iter() {
+            self.forget_indicator(
+                book,
+                &group.field,
+                &contribution.reporter,
+                &contribution.indicator,
+            );
         }
     }
 
     /// Drops an expired indicator from memory and disk.
     fn forget_indicator(&self, book: &mut Book, field: &str, reporter: &str, indicator: &str) {
         let key = indicator_key(field, reporter, indicator);
-        if book.held.remove(&key).is_none() {
+        if book.held.remove(&digest16(&key)).is_none() {
             return;
         }
         if let Some(count) = book
@@ -765,10 +798,11 @@ impl Threats {
         {
             *count = count.saturating_sub(1);
         }
-        if let Some(places) = book.by_id.get_mut(indicator) {
-            places.retain(|(held_in, _)| held_in != field);
+        let id = digest16(indicator);
+        if let Some(places) = book.by_id.get_mut(&id) {
+            places.retain(|(held_in, _)| &**held_in != field);
             if places.is_empty() {
-                book.by_id.remove(indicator);
+                book.by_id.remove(&id);
             }
         }
         if let Err(error) = self.indicators.remove(key.as_bytes()) {
@@ -788,27 +822,22 @@ impl Threats {
         let mut expired = Vec::new();
         for (id, held) in &mut book.groups {
             let before = held.group.contributions.len();
-            held.group
-                .contributions
-                .retain(|(reporter, indicator), contribution| {
-                    let live = contribution.expires > now;
-                    if !live {
-                        expired.push((
-                            held.group.field.clone(),
-                            reporter.clone(),
-                            indicator.clone(),
-                        ));
-                    }
-                    live
-                });
+            let field = &held.group.field;
+            held.group.contributions.retain(|contribution| {
+                let live = contribution.expires > now;
+                if !live {
+                    expired.push((
+                        Arc::clone(field),
+                        Arc::clone(&contribution.reporter),
+                        contribution.indicator.clone(),
+                    ));
+                }
+                live
+            });
             let woke = held.state == State::Inactive
-                && held
-                    .group
-                    .contributions
-                    .values()
-                    .any(|c| c.valid_from <= now);
+                && held.group.contributions.iter().any(|c| c.valid_from <= now);
             if held.group.contributions.len() != before || woke || before == 0 {
-                due.push(id.clone());
+                due.push(*id);
             }
         }
         for (field, reporter, indicator) in expired {
@@ -816,6 +845,8 @@ impl Threats {
         }
         let mut events = Vec::new();
         self.rejudge(&mut book, due, now, &mut events);
+        // Names no group holds any more (a reporter whose indicators all expired).
+        book.names.retain(|name| Arc::strong_count(name) > 1);
         let next = book
             .groups
             .values()
@@ -832,7 +863,7 @@ impl Threats {
         let now = crate::credential::now_unix();
         let mut book = self.lock();
         book.reporters.clear();
-        let ids: Vec<String> = book.groups.keys().cloned().collect();
+        let ids: Vec<ActionId> = book.groups.keys().copied().collect();
         let mut events = Vec::new();
         self.rejudge(&mut book, ids, now, &mut events);
         drop(book);
@@ -848,40 +879,42 @@ impl Threats {
     ) -> Result<ActionView, ThreatError> {
         let now = crate::credential::now_unix();
         let mut book = self.lock();
+        let unknown =
+            || ThreatError::new(ThreatCode::UnknownAction, format!("no live action {id}"));
+        let id = ActionId::parse(id).ok_or_else(unknown)?;
         let held = book
             .groups
-            .get_mut(id)
+            .get_mut(&id)
             .filter(|held| held.state != State::Inactive)
-            .ok_or_else(|| {
-                ThreatError::new(ThreatCode::UnknownAction, format!("no live action {id}"))
-            })?;
+            .ok_or_else(unknown)?;
         held.verdict = Some(verdict);
-        self.actions.put_durable(id.as_bytes(), &*held)?;
+        self.actions
+            .put_durable(id.to_string().as_bytes(), &*held)?;
         let mut events = vec![Event {
             actor: operator.to_owned(),
             action: match verdict {
                 Verdict::Apply => "threat.operator-apply".into(),
                 Verdict::Reject => "threat.operator-reject".into(),
             },
-            object: id.to_owned(),
+            object: id.to_string(),
             decision: format!("{verdict:?}").to_lowercase(),
             reason: "operator".into(),
             ..Event::default()
         }];
-        self.rejudge(&mut book, vec![id.to_owned()], now, &mut events);
+        self.rejudge(&mut book, vec![id], now, &mut events);
         let view = self.view(&mut book, id, now);
         drop(book);
         self.party.audit.append_all(events)?;
         view.ok_or_else(|| ThreatError::new(ThreatCode::UnknownAction, format!("{id} expired")))
     }
 
-    fn view(&self, book: &mut Book, id: &str, now: i64) -> Option<ActionView> {
+    fn view(&self, book: &mut Book, id: ActionId, now: i64) -> Option<ActionView> {
         let judgement = self.judge(book, id, now)?;
-        let held = book.groups.get(id)?;
+        let held = book.groups.get(&id)?;
         let group = &held.group;
         Some(ActionView {
-            id: id.to_owned(),
-            field: group.field.clone(),
+            id: id.to_string(),
+            field: group.field.to_string(),
             action: group.countermeasure.action,
             target: serde_json::to_value(&group.pattern).unwrap_or(Value::Null),
             parameter: group
@@ -896,8 +929,8 @@ impl Threats {
             expires: judgement.expires,
             indicators: group
                 .contributions
-                .keys()
-                .map(|(_, indicator)| indicator.clone())
+                .iter()
+                .map(|c| c.indicator.clone())
                 .collect(),
         })
     }
@@ -906,9 +939,9 @@ impl Threats {
     pub fn actions(&self, state: Option<State>) -> Vec<ActionView> {
         let now = crate::credential::now_unix();
         let mut book = self.lock();
-        let ids: Vec<String> = book.groups.keys().cloned().collect();
+        let ids: Vec<ActionId> = book.groups.keys().copied().collect();
         let mut views: Vec<ActionView> = ids
-            .iter()
+            .into_iter()
             .filter_map(|id| self.view(&mut book, id, now))
             .filter(|view| state.is_none_or(|state| view.state == state))
             .collect();
@@ -970,7 +1003,7 @@ impl Threats {
 fn live_severity(group: &Group, now: i64) -> Severity {
     group
         .contributions
-        .values()
+        .iter()
         .filter(|c| c.valid_from <= now && now < c.expires)
         .map(|c| c.severity)
         .max()

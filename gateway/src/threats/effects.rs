@@ -3,9 +3,11 @@
 //! vulnerable members, the field's threat level) and the connection gate (addresses).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::engine::ActionId;
 use super::pattern::{Component, Pattern};
 use super::{ActionKind, Countermeasure, Severity};
 use crate::credential::VerifiedCredential;
@@ -18,7 +20,7 @@ pub const INVENTORY_TYPE: &str = "SoftwareInventoryCredential";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     /// The field id.
-    pub field: String,
+    pub field: Arc<str>,
     /// Its target.
     pub pattern: Pattern,
     /// What it does.
@@ -30,18 +32,18 @@ pub struct Applied {
 /// Every action in force, by kind and action id.
 #[derive(Debug, Default)]
 pub struct Effects {
-    applied: BTreeMap<ActionKind, HashMap<String, Applied>>,
+    applied: BTreeMap<ActionKind, HashMap<ActionId, Applied>>,
     quarantined: HashSet<(String, String)>,
     /// Applied actions per field and severity, for the threat level.
-    severities: HashMap<String, [usize; 4]>,
+    severities: HashMap<Arc<str>, [usize; 4]>,
 }
 
 impl Effects {
     /// Puts an action in force.
-    pub fn insert(&mut self, id: &str, applied: Applied) {
+    pub fn insert(&mut self, id: ActionId, applied: Applied) {
         if let Pattern::FileSha256 { sha256 } = &applied.pattern {
             self.quarantined
-                .insert((applied.field.clone(), sha256.clone()));
+                .insert((applied.field.to_string(), sha256.clone()));
         }
         self.severities.entry(applied.field.clone()).or_default()
             [usize::from(applied.severity.level() - 1)] += 1;
@@ -49,18 +51,18 @@ impl Effects {
             .applied
             .entry(applied.countermeasure.action)
             .or_default()
-            .insert(id.to_owned(), applied)
+            .insert(id, applied)
         {
             self.forget_severity(&previous);
         }
     }
 
     /// Lifts an action; returns it if it was in force.
-    pub fn remove(&mut self, id: &str, kind: ActionKind) -> Option<Applied> {
+    pub fn remove(&mut self, id: &ActionId, kind: ActionKind) -> Option<Applied> {
         let applied = self.applied.get_mut(&kind)?.remove(id)?;
         if let Pattern::FileSha256 { sha256 } = &applied.pattern {
             self.quarantined
-                .remove(&(applied.field.clone(), sha256.clone()));
+                .remove(&(applied.field.to_string(), sha256.clone()));
         }
         self.forget_severity(&applied);
         Some(applied)
@@ -78,7 +80,7 @@ impl Effects {
             .get(&kind)
             .into_iter()
             .flat_map(HashMap::values)
-            .filter(move |applied| applied.field == field)
+            .filter(move |applied| &*applied.field == field)
     }
 
     fn names_member(applied: &Applied, did: &str) -> bool {

@@ -5,9 +5,11 @@
 //! standing), the local policy for its kind and the operator's decision, so it is recomputed
 //! whenever any of them changes and never drifts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
 use super::{ActionKind, Countermeasure, Pattern, Severity};
 
@@ -75,8 +77,8 @@ pub enum State {
 /// One report's part in a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contribution {
-    /// The reporter's DID.
-    pub reporter: String,
+    /// The reporter's DID (shared among its contributions).
+    pub reporter: Arc<str>,
     /// The indicator id.
     pub indicator: String,
     /// Its danger level.
@@ -102,38 +104,91 @@ pub struct Reporter {
 /// Indicators proposing one action on one target in one field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
-    /// The field id.
-    pub field: String,
+    /// The field id (shared among the groups of the field).
+    pub field: Arc<str>,
     /// The pattern, which names the target.
     pub pattern: Pattern,
     /// The action and its parameter.
     pub countermeasure: Countermeasure,
-    /// Contributions by (reporter, indicator id).
-    #[serde(with = "contribution_list")]
-    pub contributions: BTreeMap<(String, String), Contribution>,
+    /// The reports behind it.
+    pub contributions: Contributions,
 }
 
-/// Contributions are stored as a list: their key is in each of them.
-mod contribution_list {
-    use std::collections::BTreeMap;
+/// A group's contributions, one per (reporter, indicator id), kept sorted by that pair.
+///
+/// Almost every group has one contribution, so this is a vector searched by bisection: a
+/// map would allocate a whole tree node (over a kilobyte) for each of 100,000 indicators.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Contributions(Vec<Contribution>);
 
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use super::Contribution;
-
-    pub(super) fn serialize<S: Serializer>(
-        map: &BTreeMap<(String, String), Contribution>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        map.values().collect::<Vec<_>>().serialize(serializer)
+impl Contributions {
+    fn position(&self, reporter: &str, indicator: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|c| (&*c.reporter, c.indicator.as_str()).cmp(&(reporter, indicator)))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<BTreeMap<(String, String), Contribution>, D::Error> {
+    /// Adds a contribution, or replaces the one with the same reporter and indicator.
+    pub fn insert(&mut self, contribution: Contribution) {
+        match self.position(&contribution.reporter, &contribution.indicator) {
+            Ok(index) => self.0[index] = contribution,
+            Err(index) => {
+                if self.0.capacity() == 0 {
+                    // The usual single contribution, without room for three more.
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(index, contribution);
+            }
+        }
+    }
+
+    /// Removes the contribution of `reporter`'s `indicator`, if there is one.
+    pub fn remove(&mut self, reporter: &str, indicator: &str) -> Option<Contribution> {
+        let index = self.position(reporter, indicator).ok()?;
+        Some(self.0.remove(index))
+    }
+
+    /// Keeps only the contributions `keep` accepts.
+    pub fn retain(&mut self, keep: impl FnMut(&Contribution) -> bool) {
+        self.0.retain(keep);
+    }
+
+    /// The contributions, by reporter then indicator id.
+    pub fn iter(&self) -> std::slice::Iter<'_, Contribution> {
+        self.0.iter()
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<Contribution> for Contributions {
+    fn from_iter<I: IntoIterator<Item = Contribution>>(iter: I) -> Self {
+        let mut contributions = Self::default();
+        for contribution in iter {
+            contributions.insert(contribution);
+        }
+        contributions
+    }
+}
+
+/// Stored as a plain list, as the map it replaces was.
+impl Serialize for Contributions {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Contributions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(Vec::<Contribution>::deserialize(deserializer)?
             .into_iter()
-            .map(|c| ((c.reporter.clone(), c.indicator.clone()), c))
             .collect())
     }
 }
@@ -174,10 +229,10 @@ impl Group {
         let target = self.target_member();
         let mut organisations = BTreeSet::new();
         let (mut severity, mut expires, mut admin_reported) = (None, None, false);
-        for contribution in self.contributions.values() {
+        for contribution in self.contributions.iter() {
             let live = contribution.valid_from <= now && now < contribution.expires;
             // A member cannot corroborate a report about itself.
-            let about_itself = target == Some(contribution.reporter.as_str());
+            let about_itself = target == Some(&*contribution.reporter);
             let standing = reporter(&contribution.reporter);
             if !live || about_itself || !standing.in_good_standing {
                 continue;
@@ -211,7 +266,7 @@ impl Group {
     /// or ending.
     pub fn next_change(&self, now: i64) -> Option<i64> {
         self.contributions
-            .values()
+            .iter()
             .flat_map(|c| [c.valid_from, c.expires])
             .filter(|at| *at > now)
             .min()
@@ -219,15 +274,32 @@ impl Group {
 
     /// Whether no contribution can ever be live again.
     pub fn spent(&self, now: i64) -> bool {
-        self.contributions.values().all(|c| c.expires <= now)
+        self.contributions.iter().all(|c| c.expires <= now)
     }
 }
 
 /// The id of the action a countermeasure proposes on a pattern in a field: indicators that
-/// agree on all three are one action.
-pub fn action_id(field: &str, pattern: &Pattern, countermeasure: &Countermeasure) -> String {
-    let text = serde_json::json!([field, pattern, countermeasure]).to_string();
-    crate::governance::sha256_hex(text.as_bytes())
+/// agree on all three are one action. Shown and stored as lower-case hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActionId([u8; 32]);
+
+impl ActionId {
+    /// The SHA-256 of `[field, pattern, countermeasure]` as JSON.
+    pub fn of(field: &str, pattern: &Pattern, countermeasure: &Countermeasure) -> Self {
+        let text = serde_json::json!([field, pattern, countermeasure]).to_string();
+        Self(Sha256::digest(text.as_bytes()).into())
+    }
+
+    /// Reads an id from its hex form; `None` if it is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        crate::hex::decode(text)?.try_into().ok().map(Self)
+    }
+}
+
+impl std::fmt::Display for ActionId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&crate::hex::encode(&self.0))
+    }
 }
 
 /// The per-kind policy, with the defaults documented in `gateway.example.toml`.
@@ -243,6 +315,8 @@ pub fn default_mode(kind: ActionKind) -> Mode {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
@@ -256,21 +330,12 @@ mod tests {
         let contributions = reports
             .iter()
             .enumerate()
-            .map(|(n, (reporter, severity))| {
-                let contribution = Contribution {
-                    reporter: (*reporter).into(),
-                    indicator: format!("indicator-{n}"),
-                    severity: *severity,
-                    valid_from: NOW - 10,
-                    expires: NOW + 100,
-                };
-                (
-                    (
-                        contribution.reporter.clone(),
-                        contribution.indicator.clone(),
-                    ),
-                    contribution,
-                )
+            .map(|(n, (reporter, severity))| Contribution {
+                reporter: (*reporter).into(),
+                indicator: format!("indicator-{n}"),
+                severity: *severity,
+                valid_from: NOW - 10,
+                expires: NOW + 100,
             })
             .collect();
         Group {
@@ -371,7 +436,7 @@ mod tests {
             ActionKind::BlockPeer,
             &[("a", Severity::High), ("b", Severity::High)],
         );
-        if let Some(first) = two.contributions.values_mut().next() {
+        if let Some(first) = two.contributions.0.first_mut() {
             first.expires = NOW + 10;
         }
         assert_eq!(two.next_change(NOW), Some(NOW + 10));
@@ -387,6 +452,46 @@ mod tests {
         );
         assert!(two.spent(NOW + 100));
         assert!(!two.spent(NOW));
+    }
+
+    #[test]
+    fn contributions_stay_one_per_reporter_and_indicator_and_store_as_a_list() {
+        let report = |reporter: &str, indicator: &str, severity| Contribution {
+            reporter: reporter.into(),
+            indicator: indicator.into(),
+            severity,
+            valid_from: NOW,
+            expires: NOW + 1,
+        };
+        let mut contributions: Contributions = [
+            report("b", "i-1", Severity::Low),
+            report("a", "i-2", Severity::Low),
+            report("a", "i-1", Severity::Low),
+            report("b", "i-1", Severity::High),
+        ]
+        .into_iter()
+        .collect();
+        let pairs = |c: &Contributions| {
+            c.iter()
+                .map(|c| format!("{}/{}/{:?}", c.reporter, c.indicator, c.severity))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            pairs(&contributions),
+            ["a/i-1/Low", "a/i-2/Low", "b/i-1/High"],
+            "sorted, and a later report of the same indicator replaces the earlier"
+        );
+        assert!(contributions.remove("a", "i-2").is_some());
+        assert!(contributions.remove("a", "i-2").is_none());
+        let stored = serde_json::to_value(&contributions).unwrap();
+        assert!(stored.is_array(), "{stored}");
+        let mut shuffled = stored.as_array().unwrap().clone();
+        shuffled.reverse();
+        let read: Contributions = serde_json::from_value(Value::Array(shuffled)).unwrap();
+        assert_eq!(
+            read, contributions,
+            "read back in order whatever the stored order"
+        );
     }
 
     #[test]

@@ -207,6 +207,8 @@ impl Series {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Gateways run in this process: the same allocator settings as `tfc-gateway`.
+    tfc_gateway::allocator::bound_malloc_arenas();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("TFC_BENCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
