@@ -115,6 +115,14 @@ struct Founded {
 async fn founded() -> Founded {
     let dir = tempfile::tempdir().unwrap();
     let config = common::data_dir(dir.path());
+    // The long kill run publishes more reports of its own than a reporter's default quota.
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("max_indicators_per_reporter = 1000"));
+    let text = text.replace(
+        "max_indicators_per_reporter = 1000",
+        "max_indicators_per_reporter = 100000",
+    );
+    std::fs::write(&config, text).unwrap();
     let authorities = Authorities::new();
     let (gateway, _) = Gateway::start(&GatewayConfig::load(&config).unwrap())
         .await
@@ -232,38 +240,47 @@ enum Traffic {
 impl Traffic {
     const ALL: [Traffic; 3] = [Traffic::Record, Traffic::Op, Traffic::Report];
 
-    /// Sends one request; the key of what the gateway acknowledged, if it did.
-    fn send(self, api: &Api, field: &str, n: u64) -> Option<String> {
+    /// Sends one request; the key of what the gateway acknowledged, or why it did not.
+    fn send(self, api: &Api, field: &str, n: u64) -> Result<String, String> {
+        let refused = |(status, body): (u16, Value)| format!("{status} {body}");
         match self {
             Traffic::Record => {
                 let body = json!({"labels": {"category": "non-personal", "valueLevel": "low"}, "body": {"n": n}});
-                let record = api.post(&format!("/v1/data/{field}/1"), &body).ok()?;
-                Some(format!("{} {n}", record["id"].as_str()?))
+                let record = api
+                    .post(&format!("/v1/data/{field}/1"), &body)
+                    .map_err(refused)?;
+                Ok(format!("{} {n}", record["id"].as_str().unwrap()))
             }
             Traffic::Op => {
                 let target = KeyPair::generate(KeyAlgorithm::Ed25519).did();
                 let body = json!({"kind": "suspend", "target": target, "reason": "fault test"});
-                let op = api.post(&format!("/v1/fields/{field}/ops"), &body).ok()?;
-                Some(op["id"].as_str()?.to_owned())
+                let op = api
+                    .post(&format!("/v1/fields/{field}/ops"), &body)
+                    .map_err(refused)?;
+                Ok(op["id"].as_str().unwrap().to_owned())
             }
             Traffic::Report => {
                 let bundle = tfc_testkit::block_address_indicator(n, Severity::Low);
                 let id = bundle["objects"]
-                    .as_array()?
+                    .as_array()
+                    .unwrap()
                     .iter()
-                    .find(|object| object["type"] == "indicator")?["id"]
-                    .as_str()?
+                    .find(|object| object["type"] == "indicator")
+                    .unwrap()["id"]
+                    .as_str()
+                    .unwrap()
                     .to_owned();
                 let body = json!({"bundle": bundle});
                 api.post(&format!("/v1/fields/{field}/threats"), &body)
-                    .ok()?;
-                Some(id)
+                    .map_err(refused)?;
+                Ok(id)
             }
         }
     }
 
-    /// Panics unless what `key` names is in the gateway; `held` is the indicators it holds.
-    fn assert_kept(self, api: &Api, field: &str, key: &str, held: &HashSet<String>) {
+    /// Panics unless what `key` names is in the gateway; `held` is the indicators and ops it
+    /// holds.
+    fn assert_kept(self, api: &Api, field: &str, key: &str, held: &Held) {
         match self {
             Traffic::Record => {
                 let (id, n) = key.split_once(' ').unwrap();
@@ -274,16 +291,31 @@ impl Traffic {
                     "record {key} lost"
                 );
             }
-            Traffic::Op => {
-                let ops = api.get(&format!("/v1/fields/{field}/ops"));
-                assert!(
-                    ops.as_array().unwrap().iter().any(|op| op["id"] == key),
-                    "op {key} lost"
-                );
-            }
-            Traffic::Report => {
-                assert!(held.contains(key), "indicator {key} lost");
-            }
+            Traffic::Op => assert!(held.ops.contains(key), "op {key} lost"),
+            Traffic::Report => assert!(held.indicators.contains(key), "indicator {key} lost"),
+        }
+    }
+}
+
+/// The ids of the indicators and governance ops a gateway holds, read once per check: the
+/// lists grow with every cycle.
+#[derive(Default)]
+struct Held {
+    indicators: HashSet<String>,
+    ops: HashSet<String>,
+}
+
+impl Held {
+    fn of(api: &Api, field: &str) -> Self {
+        let ops = api.get(&format!("/v1/fields/{field}/ops"));
+        Self {
+            indicators: api.held_indicators(field),
+            ops: ops
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|op| op["id"].as_str().unwrap().to_owned())
+                .collect(),
         }
     }
 }
@@ -293,9 +325,10 @@ impl Traffic {
 /// cycle and the ones before, is there and that the audit chain verifies.
 fn kill_cycles(founded: &Founded, cycles: usize, each: usize) {
     let mut acknowledged: Vec<(Traffic, String)> = Vec::new();
-    for _ in 0..cycles {
+    for cycle in 1..=cycles {
+        let began = std::time::Instant::now();
         let (mut daemon, address) = common::Daemon::start(&founded.config);
-        let (acks, acked) = mpsc::channel::<(Traffic, String)>();
+        let (acks, acked) = mpsc::channel::<(Traffic, Result<String, String>)>();
         let writers: Vec<_> = Traffic::ALL
             .into_iter()
             .map(|traffic| {
@@ -306,10 +339,9 @@ fn kill_cycles(founded: &Founded, cycles: usize, each: usize) {
                 );
                 std::thread::spawn(move || {
                     for n in 0u64.. {
-                        let Some(key) = traffic.send(&api, &field, n) else {
-                            return;
-                        };
-                        if acks.send((traffic, key)).is_err() {
+                        let answer = traffic.send(&api, &field, n);
+                        let refused = answer.is_err();
+                        if acks.send((traffic, answer)).is_err() || refused {
                             return;
                         }
                     }
@@ -322,21 +354,29 @@ fn kill_cycles(founded: &Founded, cycles: usize, each: usize) {
             .iter()
             .any(|kind| counts.get(kind).copied().unwrap_or(0) < each)
         {
-            let (traffic, key) = acked
+            let (traffic, answer) = acked
                 .recv_timeout(common::WAIT)
                 .expect("the daemon stopped acknowledging");
+            let key = answer
+                .unwrap_or_else(|refusal| panic!("{traffic:?} refused before the kill: {refusal}"));
             *counts.entry(traffic).or_default() += 1;
             acknowledged.push((traffic, key));
         }
+        let traffic_secs = began.elapsed().as_secs_f64();
         daemon.signal("-KILL");
         for writer in writers {
             writer.join().unwrap();
         }
-        // Acknowledgements that arrived while the process died count too.
-        acknowledged.extend(acked.try_iter());
+        // Acknowledgements that arrived while the process died count too; the requests it
+        // died under failed, as they should.
+        acknowledged.extend(
+            acked
+                .try_iter()
+                .filter_map(|(traffic, answer)| Some((traffic, answer.ok()?))),
+        );
         let (mut daemon, address) = common::Daemon::start(&founded.config);
         let api = Api::of(founded.dir.path(), &address);
-        let held = api.held_indicators(&founded.field);
+        let held = Held::of(&api, &founded.field);
         for (traffic, key) in &acknowledged {
             traffic.assert_kept(&api, &founded.field, key, &held);
         }
@@ -347,6 +387,20 @@ fn kill_cycles(founded: &Founded, cycles: usize, each: usize) {
             "{verification}"
         );
         daemon.signal("-TERM");
+        let of = |kind| {
+            acknowledged
+                .iter()
+                .filter(|(traffic, _)| *traffic == kind)
+                .count()
+        };
+        eprintln!(
+            "kill cycle {cycle}/{cycles}: kept {} records, {} ops, {} reports acknowledged so \
+             far; traffic {traffic_secs:.1} s, cycle {:.1} s",
+            of(Traffic::Record),
+            of(Traffic::Op),
+            of(Traffic::Report),
+            began.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -433,7 +487,7 @@ async fn a_full_disk_refuses_writes_with_a_clear_error_and_corrupts_nothing() {
         let (mut daemon, address) = common::Daemon::start(&founded.config);
         let api = Api::of(dir, &address);
         for key in &kept {
-            Traffic::Record.assert_kept(&api, field, key, &HashSet::new());
+            Traffic::Record.assert_kept(&api, field, key, &Held::default());
         }
         let verification = api.get("/v1/audit/verify");
         assert!(verification["chain"]["broken"].is_null(), "{verification}");

@@ -157,7 +157,17 @@ impl Daemon {
             .status()
             .unwrap();
         assert!(status.success());
-        self.child.wait().unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let last: Vec<String> = self.lines.try_iter().collect();
+                let last = last[last.len().saturating_sub(20)..].join("\n");
+                panic!(
+                    "the daemon did not exit within {WAIT:?} of {signal}; its last lines:\n{last}"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
