@@ -349,7 +349,20 @@ struct Shared {
     /// threat-blocked member) if that was the reason: when facts change, each is let back
     /// unless its DID is still barred.
     gated: Mutex<HashMap<PeerId, Option<String>>>,
+    /// Bounds the handshakes this gateway initiates at once; see [`MAX_INITIATING`].
+    initiating: tokio::sync::Semaphore,
 }
+
+/// Handshakes a gateway initiates at once. When a partition heals, every member of one side
+/// reconnects to every member of the other together; unbounded, 1,250 handshakes of a
+/// 50-gateway field shared two cores evenly and all finished late (9 s), though the first
+/// one to finish on each side is enough for anti-entropy and gossip to carry what the
+/// other side missed. The rest queue here, behind the few in flight, but never longer
+/// than [`MAX_QUEUED`]: the listener disconnects a dialer that has not presented within its
+/// grace window.
+const MAX_INITIATING: usize = 8;
+/// The longest a handshake waits for one of the [`MAX_INITIATING`] places.
+const MAX_QUEUED: Duration = Duration::from_secs(2);
 
 /// Whose judgement a change of facts may alter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -445,6 +458,7 @@ impl Handshakes {
             commands,
             events: events.clone(),
             gated: Mutex::new(HashMap::new()),
+            initiating: tokio::sync::Semaphore::new(MAX_INITIATING),
         });
         let task = tokio::spawn(
             Service {
@@ -791,6 +805,8 @@ impl Shared {
 
     /// The dialer's side: hello, check the listener, present, read its verdict.
     async fn initiate(self: Arc<Self>, peer: PeerId) {
+        // Held until this handshake ends; after MAX_QUEUED it goes ahead without one.
+        let _permit = tokio::time::timeout(MAX_QUEUED, self.initiating.acquire()).await;
         match self.initiate_steps(peer).await {
             Ok(()) => {}
             // A connection that broke says nothing about the peer: no gate.
