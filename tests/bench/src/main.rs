@@ -167,8 +167,8 @@ enum Scenario {
         /// Bytes per value.
         #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         value_bytes: u64,
-        /// The bounded cache, in MiB.
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        /// The bounded cache, in MiB (the gateway uses 32).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
         cache_mib: u64,
     },
     /// Every scenario at 5, 20 and 50 gateways, each run in its own process.
