@@ -157,17 +157,27 @@ impl Daemon {
             .status()
             .unwrap();
         assert!(status.success());
+        // The process is gone when its stderr closes: the reader thread then drops the
+        // sending end of `lines`.
         let deadline = std::time::Instant::now() + WAIT;
-        while self.child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let last: Vec<String> = self.lines.try_iter().collect();
-                let last = last[last.len().saturating_sub(20)..].join("\n");
-                panic!(
-                    "the daemon did not exit within {WAIT:?} of {signal}; its last lines:\n{last}"
-                );
+        let mut last = std::collections::VecDeque::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    last.push_back(line);
+                    if last.len() > 20 {
+                        last.pop_front();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "the daemon did not exit within {WAIT:?} of {signal}; its last lines:\n{}",
+                    Vec::from(last).join("\n")
+                ),
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        self.child.wait().unwrap();
     }
 }
 
