@@ -241,7 +241,7 @@ impl Threats {
                 .and_then(|held| Some((held, Self::reparse(held)?)))
             {
                 Some((held, indicator)) if held.expires > now => {
-                    threats.remember(&mut book, &key, held, &indicator);
+                    threats.remember(&mut book, digest16(&key), held, &indicator);
                 }
                 _ => {
                     if let Err(reason) = &held {
@@ -373,7 +373,8 @@ impl Threats {
         let (indicators, log) = (&self.indicators, &self.log);
         for indicator in bundle.indicators {
             let key = indicator_key(field, reporter, &indicator.id);
-            let previous = book.held.get(&digest16(&key)).copied();
+            let digest = digest16(&key);
+            let previous = book.held.get(&digest).copied();
             if previous
                 .as_ref()
                 .is_some_and(|(modified, _)| *modified >= indicator.modified_ms)
@@ -413,7 +414,7 @@ impl Threats {
                 Self::withdraw(&mut book, &old_action, reporter, &indicator.id);
                 touched.push(old_action);
             }
-            touched.push(self.remember(&mut book, &key, &held, &indicator));
+            touched.push(self.remember(&mut book, digest, &held, &indicator));
             outcome.taken += 1;
         }
         if outcome.taken == 0 {
@@ -535,12 +536,12 @@ impl Threats {
         Ok(())
     }
 
-    /// Records an indicator in memory: its contribution to its action's group. Returns the
-    /// action id.
+    /// Records an indicator, by its key's digest, in memory: its contribution to its
+    /// action's group. Returns the action id.
     fn remember(
         &self,
         book: &mut Book,
-        key: &str,
+        key: Digest16,
         held: &HeldIndicator,
         indicator: &Indicator,
     ) -> ActionId {
@@ -568,11 +569,7 @@ impl Threats {
             .group
             .contributions
             .insert(contribution);
-        if book
-            .held
-            .insert(digest16(key), (indicator.modified_ms, id))
-            .is_none()
-        {
+        if book.held.insert(key, (indicator.modified_ms, id)).is_none() {
             *book
                 .per_reporter
                 .entry((held.field.clone(), held.reporter.clone()))
