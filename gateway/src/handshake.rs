@@ -94,8 +94,8 @@ pub enum GatewayEvent {
         /// What we now know of it.
         record: PeerRecord,
     },
-    /// Both sides have admitted each other: the peer verified us (we dialed and read its
-    /// verdict) or we verified the peer after it had verified us (it dialed). Exchanges
+    /// Both sides have admitted each other: the peer verified us (we opened and read its
+    /// verdict) or we verified the peer after it had verified us (it opened). Exchanges
     /// that need the peer to know us (anti-entropy) start here.
     Mutual {
         /// The peer.
@@ -358,7 +358,7 @@ struct Shared {
 /// 50-gateway field shared two cores evenly and all finished late (9 s), though the first
 /// one to finish on each side is enough for anti-entropy and gossip to carry what the
 /// other side missed. The rest queue here, behind the few in flight, but never longer
-/// than [`MAX_QUEUED`]: the listener disconnects a dialer that has not presented within its
+/// than [`MAX_QUEUED`]: the responder disconnects an opener that has not presented within its
 /// grace window.
 const MAX_INITIATING: usize = 8;
 /// The longest a handshake waits for one of the [`MAX_INITIATING`] places.
@@ -460,11 +460,14 @@ impl Handshakes {
             gated: Mutex::new(HashMap::new()),
             initiating: tokio::sync::Semaphore::new(MAX_INITIATING),
         });
+        let (finished_sender, finished) = mpsc::channel(EVENT_DEPTH);
         let task = tokio::spawn(
             Service {
                 shared,
                 challenges: HashMap::new(),
                 deadlines: HashMap::new(),
+                finished_sender,
+                finished,
                 due: HashMap::new(),
                 connected: HashSet::new(),
             }
@@ -487,10 +490,13 @@ impl Handshakes {
 
 struct Service {
     shared: Arc<Shared>,
-    /// The nonce we gave each peer that dialed us.
+    /// The nonce we gave each peer that opened a handshake with us.
     challenges: HashMap<PeerId, String>,
-    /// Peers that dialed us and have not finished the handshake, with their deadline.
+    /// Connected peers whose handshake has not finished, with their deadline.
     deadlines: HashMap<PeerId, Instant>,
+    /// Handshakes this side opened report here what they judged of the peer.
+    finished_sender: mpsc::Sender<(PeerId, PeerRecord)>,
+    finished: mpsc::Receiver<(PeerId, PeerRecord)>,
     /// Peers whose tiers are due to change, and when (Unix seconds).
     due: HashMap<PeerId, i64>,
     /// Peers with a connection open.
@@ -508,6 +514,10 @@ impl Service {
                 },
                 () = tokio::time::sleep_until(wake) => self.timers().await,
                 () = self.shared.party.facts_changed.notified() => self.facts_changed().await,
+                Some((peer, record)) = self.finished.recv() => {
+                    self.deadlines.remove(&peer);
+                    self.schedule(peer, &record);
+                }
             }
         }
     }
@@ -530,18 +540,17 @@ impl Service {
 
     async fn network_event(&mut self, event: NetworkEvent) {
         match event {
-            NetworkEvent::PeerConnected { peer, dialer: true } => {
+            NetworkEvent::PeerConnected { peer, opener } => {
                 self.connected.insert(peer);
-                let shared = Arc::clone(&self.shared);
-                tokio::spawn(async move { shared.initiate(peer).await });
-            }
-            NetworkEvent::PeerConnected {
-                peer,
-                dialer: false,
-            } => {
-                self.connected.insert(peer);
+                // Either side drops a peer that has not finished within the grace window:
+                // the opener's requests to a silent peer fail without saying why.
                 let grace = Duration::from_secs(self.shared.party.grace_secs);
                 self.deadlines.insert(peer, Instant::now() + grace);
+                if opener {
+                    let shared = Arc::clone(&self.shared);
+                    let finished = self.finished_sender.clone();
+                    tokio::spawn(async move { shared.initiate(peer, finished).await });
+                }
             }
             NetworkEvent::PeerDisconnected { peer } => {
                 self.connected.remove(&peer);
@@ -602,7 +611,7 @@ impl Service {
                     Ok(record) => {
                         self.schedule(peer, &record);
                         if record.admitted() {
-                            // The dialer presents only after admitting us.
+                            // The opener presents only after admitting us.
                             let _ = self.shared.events.send(GatewayEvent::Mutual { peer });
                         }
                         HandshakeResponse::Verdict {
@@ -783,7 +792,7 @@ impl Shared {
         }
     }
 
-    /// Answers a dialer's hello: our presentation for its nonce, and our own challenge.
+    /// Answers an opener's hello: our presentation for its nonce, and our own challenge.
     fn hello(
         &self,
         peer: PeerId,
@@ -803,12 +812,15 @@ impl Shared {
         Ok((response, our_nonce))
     }
 
-    /// The dialer's side: hello, check the listener, present, read its verdict.
-    async fn initiate(self: Arc<Self>, peer: PeerId) {
+    /// The opener's side: hello, check the responder, present, read its verdict. Reports
+    /// what it judged of the peer on `finished`.
+    async fn initiate(self: Arc<Self>, peer: PeerId, finished: mpsc::Sender<(PeerId, PeerRecord)>) {
         // Held until this handshake ends; after MAX_QUEUED it goes ahead without one.
         let _permit = tokio::time::timeout(MAX_QUEUED, self.initiating.acquire()).await;
         match self.initiate_steps(peer).await {
-            Ok(()) => {}
+            Ok(record) => {
+                let _ = finished.send((peer, record)).await;
+            }
             // A connection that broke says nothing about the peer: no gate.
             Err(refusal) if refusal.code == UNREACHABLE => {
                 tracing::info!(%peer, reason = %refusal.message, "handshake interrupted");
@@ -819,7 +831,7 @@ impl Shared {
         }
     }
 
-    async fn initiate_steps(&self, peer: PeerId) -> Result<(), Refusal> {
+    async fn initiate_steps(&self, peer: PeerId) -> Result<PeerRecord, Refusal> {
         let nonce = Self::fresh_nonce();
         let hello = HandshakeRequest::Hello {
             did: self.did.clone(),
@@ -838,7 +850,7 @@ impl Shared {
         Self::check_binding(peer, &did)?;
         let record = self.judge(peer, &presentation, &nonce).await?;
         if !record.admitted() {
-            return Ok(());
+            return Ok(record);
         }
         let ours = self.present(&did, &their_nonce)?;
         match self
@@ -848,11 +860,11 @@ impl Shared {
             HandshakeResponse::Verdict { tiers } => {
                 tracing::info!(%peer, ?tiers, "the peer admitted us");
                 let _ = self.events.send(GatewayEvent::Mutual { peer });
-                Ok(())
+                Ok(record)
             }
             HandshakeResponse::Refused { code, message } => {
                 tracing::warn!(%peer, %code, %message, "the peer refused us");
-                Ok(())
+                Ok(record)
             }
             HandshakeResponse::Hello { .. } => Err(Refusal::protocol("expected a verdict")),
         }

@@ -212,23 +212,26 @@ async fn a_peer_without_a_tier_is_refused_and_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapsing_licence_drops_the_tier_without_a_restart() {
     let issuers = Issuers::new();
-    let year = now_unix() + 365 * 86_400;
-    let mut a = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(year))).await;
     // With the 60 s clock-skew tolerance, a licence that "expired" 57 s ago lapses in 3 s.
+    // Both hold one, so that the side that opened the handshake and the side that answered
+    // are each checked to re-judge the other when it lapses.
     let lapse_at = now_unix() + 3;
-    let d = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(lapse_at - 60))).await;
+    let mut a = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(lapse_at - 60))).await;
+    let mut d = Gateway::start(&issuers, |key| issuers.wallet(key, 80, Some(lapse_at - 60))).await;
     d.dial(&a).await;
-    let before = a.verdict_on(d.peer_id()).await.expect("A admits D");
-    assert_eq!(Gateway::tier(&before), 2);
-    assert_eq!(before.next_change, Some(lapse_at));
-    let after = a.verdict_on(d.peer_id()).await.expect("D keeps tier 1");
-    assert_eq!(Gateway::tier(&after), 1);
-    assert!(
-        after.evaluated_at >= lapse_at && after.evaluated_at <= lapse_at + 2,
-        "re-evaluated at {} for a lapse at {lapse_at}",
-        after.evaluated_at
-    );
-    drop(d.events);
+    let (a_id, d_id) = (a.peer_id(), d.peer_id());
+    for (judge, judged, name) in [(&mut a, d_id, "A on D"), (&mut d, a_id, "D on A")] {
+        let before = judge.verdict_on(judged).await.expect("admitted");
+        assert_eq!(Gateway::tier(&before), 2, "{name}");
+        assert_eq!(before.next_change, Some(lapse_at), "{name}");
+        let after = judge.verdict_on(judged).await.expect("keeps tier 1");
+        assert_eq!(Gateway::tier(&after), 1, "{name}");
+        assert!(
+            after.evaluated_at >= lapse_at && after.evaluated_at <= lapse_at + 2,
+            "{name}: re-evaluated at {} for a lapse at {lapse_at}",
+            after.evaluated_at
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@ pub use gossip::{TopicKind, parse_topic, topic_name};
 pub use libp2p::gossipsub::MessageId;
 pub use protocol::{
     DataRequest, DataResponse, HandshakeRequest, HandshakeResponse, SyncRequest, SyncResponse,
+    opens_handshake,
 };
 
 /// The handshake protocol name (DESIGN §4, Wire).
@@ -200,12 +201,12 @@ pub enum Command {
 pub enum NetworkEvent {
     /// A listener is bound to this address.
     Listening(Multiaddr),
-    /// The first connection to a peer is up; `dialer` says whether we dialed it.
+    /// The first connection to a peer is up.
     PeerConnected {
         /// The peer.
         peer: PeerId,
-        /// Whether this side dialed.
-        dialer: bool,
+        /// Whether this side opens the handshake; see [`opens_handshake`].
+        opener: bool,
     },
     /// The last connection to a peer has closed.
     PeerDisconnected {

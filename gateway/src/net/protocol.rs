@@ -1,30 +1,43 @@
 //! The `/tfc/handshake/1` messages (JSON, size-limited by the codec).
 //!
-//! The dialer opens with `Hello` (its DID, a fresh nonce, the fields it belongs to). The
-//! listener answers with its own `Hello`, carrying a presentation for the dialer's nonce. The
-//! dialer checks it and sends `Present` with its presentation for the listener's nonce; the
-//! listener checks that and answers `Verdict` with the tiers it computed.
+//! The opener (the side whose PeerId sorts first, see [`opens_handshake`]) sends `Hello` (its
+//! DID, a fresh nonce, the fields it belongs to). The responder answers with its own `Hello`,
+//! carrying a presentation for the opener's nonce. The opener checks it and sends `Present`
+//! with its presentation for the responder's nonce; the responder checks that and answers
+//! `Verdict` with the tiers it computed.
+//!
+//! A responder answers a `Hello` from either side, so a peer that opens out of turn is still
+//! served; our gateways simply never do.
 
 use std::collections::BTreeMap;
 
+use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
+
+/// Whether the side `local` opens the handshake with `remote`: the one whose PeerId sorts
+/// first. The dialer used to open, but when two members dial each other at once (both ends
+/// of a healed partition do) each sees one of the two connections first: both opened, doing
+/// the work twice, or neither did, and the pair waited out the grace window.
+pub fn opens_handshake(local: &PeerId, remote: &PeerId) -> bool {
+    local < remote
+}
 
 /// A handshake request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HandshakeRequest {
-    /// The dialer introduces itself and challenges the listener.
+    /// The opener introduces itself and challenges the responder.
     Hello {
-        /// The dialer's DID; it must name the connection's PeerId.
+        /// The opener's DID; it must name the connection's PeerId.
         did: String,
-        /// The challenge the listener's presentation must answer.
+        /// The challenge the responder's presentation must answer.
         nonce: String,
-        /// The field ids the dialer belongs to.
+        /// The field ids the opener belongs to.
         fields: Vec<String>,
     },
-    /// The dialer answers the listener's challenge.
+    /// The opener answers the responder's challenge.
     Present {
-        /// A vp+jwt for the listener's DID and nonce.
+        /// A vp+jwt for the responder's DID and nonce.
         presentation: String,
     },
 }
@@ -33,18 +46,18 @@ pub enum HandshakeRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HandshakeResponse {
-    /// The listener introduces itself, answers the challenge and challenges back.
+    /// The responder introduces itself, answers the challenge and challenges back.
     Hello {
-        /// The listener's DID.
+        /// The responder's DID.
         did: String,
-        /// The challenge the dialer's presentation must answer.
+        /// The challenge the opener's presentation must answer.
         nonce: String,
-        /// The field ids the listener belongs to.
+        /// The field ids the responder belongs to.
         fields: Vec<String>,
-        /// A vp+jwt for the dialer's DID and nonce.
+        /// A vp+jwt for the opener's DID and nonce.
         presentation: String,
     },
-    /// The tiers the listener computed for the dialer, per shared field.
+    /// The tiers the responder computed for the opener, per shared field.
     Verdict {
         /// Field id → tier.
         tiers: BTreeMap<String, u8>,

@@ -22,7 +22,7 @@ use super::gossip::{self, TopicKind, topic_name};
 use super::{
     Command, ContentEvent, DATA_PROTOCOL, DataRequest, DataResponse, HANDSHAKE_PROTOCOL,
     HandshakeRequest, HandshakeResponse, KADEMLIA_PROTOCOL, NetError, NetworkEvent, NetworkEvents,
-    NetworkSettings, Reply, SYNC_PROTOCOL, SyncRequest, SyncResponse, Verdict,
+    NetworkSettings, Reply, SYNC_PROTOCOL, SyncRequest, SyncResponse, Verdict, opens_handshake,
 };
 
 /// Connections per peer; more are refused by the gate.
@@ -440,13 +440,12 @@ impl SwarmTask {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
-                endpoint,
                 num_established,
                 ..
             } if num_established.get() == 1 => {
                 Some(Report::Connection(NetworkEvent::PeerConnected {
                     peer: peer_id,
-                    dialer: endpoint.is_dialer(),
+                    opener: opens_handshake(self.swarm.local_peer_id(), &peer_id),
                 }))
             }
             SwarmEvent::ConnectionClosed {

@@ -171,8 +171,8 @@ fn attacker_swarm(key: &KeyPair) -> anyhow::Result<Swarm<Attacker>> {
     )
 }
 
-/// Dials the victim, completes the handshake as the dialer, subscribes to `topic`, and
-/// returns once the victim is known to be subscribed to it too.
+/// Dials the victim, opens the handshake (a responder answers a `Hello` from either side),
+/// subscribes to `topic`, and returns once the victim is known to be subscribed to it too.
 async fn join_as_member(
     swarm: &mut Swarm<Attacker>,
     key: &KeyPair,
