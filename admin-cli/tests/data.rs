@@ -60,6 +60,8 @@ async fn records_are_written_listed_asked_for_and_deleted_through_tfcctl() {
     reader.join(&charter).await;
     city.verdict_where(reader.peer_id(), |record| top_tier(record) == 2)
         .await;
+    // Whichever side opened the handshake judged first: wait for the reader's verdict too.
+    tfc_testkit::until_verified(&reader, city.peer_id()).await;
     let field = city.field_id();
     let short = field[..12].to_owned();
     let work = tempfile::tempdir().unwrap();

@@ -52,6 +52,9 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
     b.join(&charter).await;
     a.verdict_where(b.peer_id(), |record| top_tier(record) == 2)
         .await;
+    // B takes A's gossip only once it has verified A too; whichever opened the handshake
+    // judged first.
+    tfc_testkit::until_verified(&b, a.peer_id()).await;
     let field = a.field_id();
     let stranger =
         tfc_gateway::identity::KeyPair::generate(tfc_gateway::identity::KeyAlgorithm::Ed25519)

@@ -21,8 +21,8 @@ use tfc_gateway::init::KEY_FILE;
 use tfc_gateway::net::Command;
 use tfc_gateway::threats::Severity;
 use tfc_testkit::{
-    Authorities, Node, across, no_connection_crosses, start_governed_field, until_all_verified,
-    wait_until,
+    Authorities, Node, across, connected_peers, no_connection_crosses, start_governed_field,
+    until_all_verified, until_verified, wait_until,
 };
 
 /// The promise: every side holds what the other decided this soon after healing.
@@ -102,6 +102,49 @@ async fn a_partitioned_field_converges_within_five_seconds_of_healing() {
     // The 5 s promise is a speed figure: `tfc-bench partition` measures it in a release
     // build. Here, on a debug build sharing two cores, convergence itself is the point.
     eprintln!("converged {converged:?} after healing (promise: {CONVERGENCE:?}, see tfc-bench)");
+}
+
+/// Without discovery, which would also bring the pair back together.
+fn undiscovering(text: String) -> String {
+    assert!(
+        text.contains("discovery = true"),
+        "the generated config sets discovery"
+    );
+    quiet(text).replace("discovery = true", "discovery = false")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_unblocked_on_one_side_only_is_dialled_again() {
+    tfc_testkit::init_logs();
+    let authorities = Authorities::new();
+    let (nodes, _) =
+        start_governed_field(&authorities, &[undiscovering as fn(String) -> String; 3]).await;
+    // Without discovery, the members reach only the bootstrap gateway (0).
+    for member in &nodes[1..] {
+        until_verified(&nodes[0], member.peer_id()).await;
+        until_verified(member, nodes[0].peer_id()).await;
+    }
+    // Once from each end: one of the two opens their handshake and redials at once, the
+    // other redials late. A block lifted on one side only (a lifted suspension) must not
+    // leave the pair apart.
+    for (near, far) in [(0, 1), (1, 0)] {
+        let (near, far) = (&nodes[near], &nodes[far]);
+        let network = near.gateway.network();
+        network.send(Command::Block(far.peer_id())).await.unwrap();
+        wait_until("the block disconnects the pair", || async {
+            !connected_peers(near).await.contains(&far.peer_id())
+        })
+        .await;
+        network.send(Command::Unblock(far.peer_id())).await.unwrap();
+        let unblocked = Instant::now();
+        wait_until(
+            "the side that lifted the block dials the member again",
+            || async { connected_peers(near).await.contains(&far.peer_id()) },
+        )
+        .await;
+        until_verified(near, far.peer_id()).await;
+        eprintln!("reconnected {:?} after the unblock", unblocked.elapsed());
+    }
 }
 
 /// The daemon's data dir, admin of a governed field of its own with a tier-2 wallet.

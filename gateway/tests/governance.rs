@@ -310,6 +310,7 @@ async fn the_two_sides_of_a_partition_merge_into_one_state() {
         nodes[listener]
             .verdict_where(peer, |record| top_tier(record) == 2)
             .await;
+        tfc_testkit::until_verified(&nodes[dialer], nodes[listener].peer_id()).await;
     }
     let field = nodes[0].field_id();
     let (x, y) = (nodes[4].did.clone(), nodes[5].did.clone());

@@ -73,6 +73,10 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
         city.verdict_where(peer, |record| top_tier(record) >= 1)
             .await;
     }
+    // And the other way: whichever side opened a handshake judged first.
+    for node in [&reader, &outsider] {
+        tfc_testkit::until_verified(node, city.peer_id()).await;
+    }
     let field = city.field_id();
     let spaces = city.gateway.spaces();
     let disclosed = spaces
