@@ -353,9 +353,10 @@ struct Shared {
     initiating: tokio::sync::Semaphore,
 }
 
-/// Handshakes a gateway initiates at once. When a partition heals, every member of one side
-/// reconnects to every member of the other together; unbounded, 1,250 handshakes of a
-/// 50-gateway field shared two cores evenly and all finished late (9 s), though the first
+/// Handshakes a gateway opens (initiates) at once. When a partition heals, every member of one
+/// side reconnects to every member of the other together; unbounded, the heal of a 50-gateway
+/// field (1,250 handshakes then, before one opener per pair made it 625) shared two cores
+/// evenly and all finished late (9 s), though the first
 /// one to finish on each side is enough for anti-entropy and gossip to carry what the
 /// other side missed. The rest queue here, behind the few in flight, but never longer
 /// than [`MAX_QUEUED`]: the responder disconnects an opener that has not presented within its
