@@ -16,13 +16,14 @@ use tfc_gateway::config::GatewayConfig;
 use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
 use tfc_gateway::daemon::Gateway;
 use tfc_gateway::governance::StandingKind;
+use tfc_gateway::handshake::GatewayEvent;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::init::KEY_FILE;
-use tfc_gateway::net::Command;
+use tfc_gateway::net::{Command, opens_handshake};
 use tfc_gateway::threats::Severity;
 use tfc_testkit::{
     Authorities, Node, across, connected_peers, no_connection_crosses, start_governed_field,
-    until_all_verified, until_verified, wait_until,
+    until_all_verified, until_verified, wait_event, wait_until,
 };
 
 /// The promise: every side holds what the other decided this soon after healing.
@@ -563,7 +564,7 @@ fn rating(authorities: &Authorities, holder: &str, from: i64, until: i64) -> Str
 async fn one_clock_off_by(offset: &str, skew: i64) {
     tfc_testkit::init_logs();
     let authorities = Authorities::new();
-    let honest = Node::start(quiet).await;
+    let mut honest = Node::start(quiet).await;
     honest.import_wallet(&authorities.tier2_wallet(&honest.did));
     let charter = authorities.write_governed_charter(
         "field",
@@ -596,23 +597,36 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
         .unwrap()
     };
 
-    // The skewed member judges the honest one's presentation by its own clock, refuses it,
-    // and says to check the clocks.
-    let honest_peer = honest.peer_id().to_string();
-    let refusal = daemon
-        .wait_line(|line| line.contains("peer refused and gated") && line.contains(&honest_peer));
-    let refusal: Value = serde_json::from_str(&refusal).unwrap();
-    assert_eq!(
-        refusal["fields"]["code"], "presentation_expired",
-        "{refusal}"
-    );
-    assert!(
-        refusal["fields"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("clock"),
-        "{refusal}"
-    );
+    // Whichever of the two opens the handshake judges the other's presentation first, by its
+    // own clock, refuses it, and says to check the clocks.
+    let skewed_peer = key.peer_id().unwrap();
+    let (code, message) = if opens_handshake(&honest.peer_id(), &skewed_peer) {
+        wait_event(&mut honest.events, |event| match event {
+            GatewayEvent::PeerRefused {
+                peer,
+                code,
+                message,
+            } if *peer == skewed_peer => Some((code.clone(), message.clone())),
+            _ => None,
+        })
+        .await
+    } else {
+        let honest_peer = honest.peer_id().to_string();
+        let refusal = daemon.wait_line(|line| {
+            line.contains("peer refused and gated") && line.contains(&honest_peer)
+        });
+        let refusal: Value = serde_json::from_str(&refusal).unwrap();
+        let field = |name: &str| refusal["fields"][name].as_str().unwrap().to_owned();
+        (field("code"), field("message"))
+    };
+    assert_eq!(code, "presentation_expired", "{message}");
+    assert!(message.contains("clock"), "{message}");
+    let judge = if opens_handshake(&honest.peer_id(), &skewed_peer) {
+        "honest"
+    } else {
+        "skewed"
+    };
+    eprintln!("skew {offset}: the {judge} member opened and refused: {message}");
     assert!(
         tfc_gateway::localnet::peer_record(honest.gateway.party(), key.peer_id().unwrap())
             .is_none_or(|record| tfc_gateway::localnet::top_tier(&record) == 0),
