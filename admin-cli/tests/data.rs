@@ -34,7 +34,7 @@ async fn tfcctl(node: &Node, work: &std::path::Path, args: &[&str]) -> (i32, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_written_listed_asked_for_and_deleted_through_tfcctl() {
     let authorities = Authorities::new();
-    let mut city = Node::start_default().await;
+    let city = Node::start_default().await;
     let reader = Node::start_default().await;
     city.import_wallet(&authorities.tier2_wallet(&city.did));
     reader.import_wallet(&authorities.tier2_wallet(&reader.did));

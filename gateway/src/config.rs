@@ -232,8 +232,9 @@ pub struct NetworkConfig {
     pub handshake_grace: String,
     /// Largest message accepted on any protocol, in bytes. Default 1 MiB; at most 16 MiB.
     pub max_message_bytes: usize,
-    /// Find the other members of joined fields through the DHT. Default `true`; with
-    /// `false`, only bootstrap peers and explicit dials are connected.
+    /// Find the other members of joined fields by asking the members already verified where
+    /// they listen (only peers verified in a field are told of its members). Default
+    /// `true`; with `false`, only bootstrap peers and explicit dials are connected.
     pub discovery: bool,
 }
 
@@ -419,7 +420,8 @@ bootstrap = []
 handshake_grace = "10s"
 # Largest message accepted on any protocol, in bytes (1024 to 16 MiB).
 max_message_bytes = 1048576
-# Find the other members of joined fields through the DHT (kademlia). With false, only
+# Find the other members of joined fields by asking the members already verified where they
+# listen (a field's members are told only to peers verified in it). With false, only
 # bootstrap peers and explicit dials are connected.
 discovery = true
 

@@ -130,7 +130,7 @@ impl LocalParty {
             fields.retain(|known| known.charter.field_id() != id);
             fields.push(Arc::clone(&field));
         }
-        self.facts_changed.everyone();
+        self.facts_changed.fields();
         Ok(field)
     }
 
@@ -188,8 +188,8 @@ pub struct Gateway {
     spaces: Arc<Spaces>,
 }
 
-/// Takes part in `field` on the network: its gossip topics, its DHT key, and a dial to each
-/// of its bootstrap gateways but our own.
+/// Takes part in `field` on the network: its gossip, and a dial to each of its bootstrap
+/// gateways but our own.
 pub async fn announce_field(commands: &mpsc::Sender<Command>, field: &Field, own: PeerId) {
     let _ = commands
         .send(Command::JoinField(field.charter.field_id()))
@@ -242,7 +242,6 @@ impl Gateway {
         let settings = NetworkSettings {
             listen: config.network.listen.clone(),
             max_message_bytes: config.network.max_message_bytes,
-            discovery: config.network.discovery,
         };
         let (network, network_events) = Network::spawn(libp2p_key, &settings)?;
         let (handshakes, events) = Handshakes::spawn(
@@ -265,6 +264,7 @@ impl Gateway {
             ExchangeSettings {
                 max_message_bytes: config.network.max_message_bytes,
                 endorse: config.governance.endorse,
+                discovery: config.network.discovery,
             },
             Arc::clone(&spaces),
             threats,

@@ -2,11 +2,14 @@
 //! `/tfc/sync/1`.
 //!
 //! Every gossip message is a signed envelope ([`MESSAGE_TYP`]) naming its field and topic.
-//! A message is accepted only if its topic is one of a joined field's, its envelope verifies,
-//! its publisher is a member in good standing there (tier ≥ 1 at our last judgement), its
-//! time is plausible, its publisher is within its rate, and its body is valid for its kind.
-//! Anything else is rejected, which lowers the forwarding peer's gossipsub score. After a
-//! peer is verified, we ask it for what we lack in every field we share.
+//! A field's gossip runs only among peers verified in it (`net::mesh`), and a message is
+//! accepted only if it came from such a peer, its topic is the field's, its envelope
+//! verifies, its publisher is in good standing there (a member in the registry, or verified
+//! by us), its time is plausible, its publisher is within its rate, and its body is valid for
+//! its kind. Anything else is rejected, which lowers the forwarding peer's gossipsub score.
+//! After a peer is verified, we ask it for what we lack in every field we share, and where
+//! the field's other members listen. Sync answers only peers verified in the field asked
+//! about; every other asker reads the same `refused`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -165,6 +168,7 @@ impl Publisher {
         let command = Command::Publish {
             topic: topic_name(field, kind),
             data: token.into_bytes(),
+            reply: None,
         };
         if self.commands.send(command).await.is_err() {
             tracing::warn!("gossip not published: the network task has stopped");
@@ -215,6 +219,7 @@ impl Publisher {
             let command = Command::Publish {
                 topic: topic_name(field, TopicKind::Threat),
                 data: token.clone().into_bytes(),
+                reply: None,
             };
             if self.commands.send(command).await.is_err() {
                 tracing::warn!("threat report taken but not gossiped: the network has stopped");
@@ -234,6 +239,10 @@ impl Publisher {
         let Some(peer) = PublicKey::peer_id_of(recipient) else {
             return "malformed: not a member DID".into();
         };
+        // Checked where it is sent: a TLP:RED report goes only to a member verified here.
+        if !self.party.peer_verified_in(peer, field) {
+            return "not_member: the recipient is not verified in the field here".into();
+        }
         let request = SyncRequest::Report {
             field: field.to_owned(),
             token: token.to_owned(),
@@ -268,18 +277,9 @@ impl Publisher {
                 "the envelope is not a threat report for this field".into(),
             ));
         }
-        let member = publisher == self.party.key.did()
-            || PublicKey::peer_id_of(&publisher)
-                .and_then(|peer| {
-                    self.party
-                        .store
-                        .tree(Tree::Peers)
-                        .ok()?
-                        .get::<PeerRecord>(peer.to_bytes().as_slice())
-                        .ok()?
-                })
-                .is_some_and(|record| record.tiers.get(field).is_some_and(|tier| *tier >= 1));
-        if !member || self.party.is_barred(field, &publisher) {
+        let member =
+            publisher == self.party.key.did() || self.party.in_good_standing(field, &publisher);
+        if !member {
             return Err(refused(
                 ThreatCode::NotMember,
                 format!("{publisher} is not a verified member in good standing of the field"),
@@ -326,9 +326,9 @@ impl Publisher {
                 PeerId::from_bytes(&key),
                 record
                     .tiers
-                    .iter()
-                    .find(|(_, tier)| **tier >= 1)
-                    .map(|(field, _)| field.clone()),
+                    .keys()
+                    .find(|field| self.party.verified_in(&record, field))
+                    .cloned(),
             ) else {
                 continue;
             };
@@ -588,6 +588,10 @@ fn enforce(party: &LocalParty, threats: &Threats, signed: &SignedOp, intake: &Go
     }
 }
 
+/// How often a verified member of each field is asked where the others listen.
+const DISCOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How soon after a governance change members are asked: several changes, one round.
+const DISCOVERY_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 /// How often expired countermeasures are lifted.
 const THREAT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// How often one member's refused threat reports are audited.
@@ -676,6 +680,8 @@ impl Exchange {
             buckets: HashMap::new(),
             max_message_bytes: settings.max_message_bytes,
             endorse: settings.endorse,
+            discovery: settings.discovery,
+            next_discovery: Instant::now() + DISCOVERY_INTERVAL,
             spaces,
             threats,
             refusals_audited: HashMap::new(),
@@ -703,6 +709,9 @@ pub struct ExchangeSettings {
     pub max_message_bytes: usize,
     /// Whether to endorse admissions by ourselves.
     pub endorse: EndorseMode,
+    /// Whether to ask verified members where the field's other members listen, and dial
+    /// them (off: only bootstrap peers and explicit dials are connected).
+    pub discovery: bool,
 }
 
 struct Service {
@@ -713,6 +722,9 @@ struct Service {
     buckets: HashMap<String, Bucket>,
     max_message_bytes: usize,
     endorse: EndorseMode,
+    discovery: bool,
+    /// When members are next asked where the others listen.
+    next_discovery: Instant,
     spaces: Arc<crate::spaces::Spaces>,
     threats: Arc<Threats>,
     /// When a member's refused threat report was last audited: a flood of bad reports is
@@ -728,9 +740,14 @@ impl Service {
     ) {
         let mut checkpoints = tokio::time::interval(CHECKPOINT_INTERVAL);
         let mut sweeps = tokio::time::interval(THREAT_SWEEP_INTERVAL);
+
         let mut published: Option<u64> = None;
         loop {
             tokio::select! {
+                () = tokio::time::sleep_until(self.next_discovery) => {
+                    self.next_discovery = Instant::now() + DISCOVERY_INTERVAL;
+                    self.discover();
+                }
                 _ = sweeps.tick() => {
                     let threats = Arc::clone(&self.threats);
                     // Lifting may write to disk: off the event loop.
@@ -765,16 +782,20 @@ impl Service {
     async fn content_event(&mut self, event: ContentEvent) {
         match event {
             ContentEvent::Gossip {
+                field,
                 message_id,
                 source,
                 topic,
                 data,
             } => {
-                let verdict = self.judge_gossip(source, &topic, &data);
+                let verdict = self.judge_gossip(source, &field, &topic, &data);
                 if let Ok(Verdict::Accept) = verdict
                     && let Some((field, TopicKind::Gov)) = parse_topic(&topic)
                 {
                     self.endorse_pending_in(&field).await;
+                    // A member admitted: meet it soon rather than in a round's time.
+                    self.next_discovery =
+                        self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
                 }
                 let (verdict, label) = match &verdict {
                     Ok(verdict @ Verdict::Accept) => (*verdict, "accept"),
@@ -785,7 +806,7 @@ impl Service {
                     }
                 };
                 self.party.metrics.count(metrics::GOSSIP, label);
-                self.validated(message_id, source, verdict).await;
+                self.validated(field, message_id, source, verdict).await;
             }
             ContentEvent::DataRequest {
                 peer,
@@ -809,6 +830,19 @@ impl Service {
             }
             ContentEvent::SyncRequest {
                 peer,
+                request: SyncRequest::Members { field },
+                channel,
+            } => {
+                let (party, commands) = (Arc::clone(&self.party), self.commands.clone());
+                tokio::spawn(async move {
+                    let response = members(&party, &commands, peer, &field).await;
+                    let _ = commands
+                        .send(Command::SyncRespond { channel, response })
+                        .await;
+                });
+            }
+            ContentEvent::SyncRequest {
+                peer,
                 request,
                 channel,
             } => {
@@ -821,10 +855,17 @@ impl Service {
         }
     }
 
-    async fn validated(&self, message_id: MessageId, source: PeerId, verdict: Verdict) {
+    async fn validated(
+        &self,
+        field: String,
+        message_id: MessageId,
+        source: PeerId,
+        verdict: Verdict,
+    ) {
         let _ = self
             .commands
             .send(Command::Validated {
+                field,
                 message_id,
                 source,
                 verdict,
@@ -832,22 +873,31 @@ impl Service {
             .await;
     }
 
-    /// Judges a gossip message in the order of the module doc.
+    /// Judges a gossip message that `field`'s gossip carried, in the order of the module
+    /// doc.
     fn judge_gossip(
         &mut self,
         source: PeerId,
+        mesh: &str,
         topic: &str,
         data: &[u8],
     ) -> Result<Verdict, Rejection> {
         let reject = |code: &str| Rejection(code.to_owned());
         let (field, kind) = parse_topic(topic).ok_or_else(|| reject("unknown_topic"))?;
-        if !self
-            .party
-            .fields()
-            .iter()
-            .any(|joined| joined.charter.field_id() == field)
-        {
+        if field != mesh {
+            return Err(reject("wrong_topic"));
+        }
+        if self.party.field(&field).is_none() {
             return Ok(Verdict::Ignore);
+        }
+        // The mesh lets in only peers verified in the field; a peer that lost its standing
+        // since is refused here before its mesh slot is taken back.
+        let source_gossips = self
+            .party
+            .peer_record(source)
+            .is_some_and(|record| self.party.gossips_in(&record, &field));
+        if !source_gossips {
+            return Err(reject("not_member"));
         }
         let token = std::str::from_utf8(data).map_err(|_| reject("malformed"))?;
         let (publisher, envelope) = open_envelope(
@@ -861,7 +911,7 @@ impl Service {
         .map_err(|rejection| reject(&rejection.code))?;
         let publisher_peer =
             PublicKey::peer_id_of(&publisher).ok_or_else(|| reject("malformed"))?;
-        if !self.is_member(publisher_peer, &field)
+        if !self.party.in_good_standing(&field, &publisher)
             || (kind == TopicKind::Gov && !self.votes(&field, &publisher))
         {
             return Err(reject("not_member"));
@@ -1015,7 +1065,7 @@ impl Service {
     /// Whether our own last judgement gives `did` a tier in `field`.
     fn verified_in(&self, did: &str, field: &str) -> bool {
         PublicKey::peer_id_of(did)
-            .and_then(|peer| self.record(peer))
+            .and_then(|peer| self.party.peer_record(peer))
             .is_some_and(|record| {
                 record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
             })
@@ -1028,23 +1078,6 @@ impl Service {
             Ok(Intake::Unchanged(_)) => Ok(Verdict::Ignore),
             Err(error) => Err(Rejection(error.code().to_owned())),
         }
-    }
-
-    /// Whether the peer has a tier in `field` at our last judgement and is not barred there.
-    fn is_member(&self, peer: PeerId, field: &str) -> bool {
-        self.record(peer).is_some_and(|record| {
-            record.tiers.get(field).is_some_and(|tier| *tier >= 1)
-                && !self.party.is_barred(field, &record.did)
-        })
-    }
-
-    fn record(&self, peer: PeerId) -> Option<PeerRecord> {
-        self.party
-            .store
-            .tree(Tree::Peers)
-            .ok()?
-            .get(peer.to_bytes().as_slice())
-            .ok()?
     }
 
     fn within_rate(&mut self, publisher: &str) -> bool {
@@ -1063,19 +1096,16 @@ impl Service {
             SyncRequest::StatusLists { field, .. }
             | SyncRequest::Ops { field, .. }
             | SyncRequest::Checkpoints { field, .. }
-            | SyncRequest::Report { field, .. } => field,
+            | SyncRequest::Report { field, .. }
+            | SyncRequest::Members { field } => field,
         };
-        if !self.is_member(peer, field) {
-            return SyncResponse::Refused {
-                code: "not_member".into(),
-                message: "anti-entropy is served only to members verified in the field".into(),
-            };
-        }
-        let Some(joined) = self.party.field(field) else {
-            return SyncResponse::Refused {
-                code: "unknown_field".into(),
-                message: "this gateway has not joined that field".into(),
-            };
+        // One refusal for "not verified there" and "not a field of ours": no oracle.
+        let Some(joined) = self
+            .party
+            .field(field)
+            .filter(|_| self.party.peer_verified_in(peer, field))
+        else {
+            return refused();
         };
         let budget = self.max_message_bytes * SYNC_FILL_PERCENT / 100;
         match request {
@@ -1107,6 +1137,8 @@ impl Service {
                 ),
             },
             SyncRequest::Report { field, token } => self.direct_report(peer, &field, &token),
+            // Answered by its own task (it asks the swarm where members listen).
+            SyncRequest::Members { .. } => refused(),
             SyncRequest::Ops { field, have } => {
                 let lacking = self.party.governance.missing(&field, &have).into_iter();
                 SyncResponse::Ops {
@@ -1157,27 +1189,50 @@ impl Service {
     /// Asks a peer that has just admitted us, and we it, for what we lack in every field
     /// we share with it.
     fn catch_up(&self, peer: PeerId) {
-        let Some(record) = self.record(peer) else {
+        let Some(record) = self.party.peer_record(peer) else {
             return;
         };
         let fields: Vec<Arc<crate::field::Field>> = self
             .party
             .fields()
             .into_iter()
-            .filter(|field| {
-                record
-                    .tiers
-                    .get(&field.charter.field_id())
-                    .is_some_and(|tier| *tier >= 1)
-            })
+            .filter(|field| self.party.verified_in(&record, &field.charter.field_id()))
             .collect();
         let party = Arc::clone(&self.party);
         let commands = self.commands.clone();
         let publisher = self.publisher.clone();
+        let discovery = self.discovery;
         tokio::spawn(async move {
             for field in fields {
                 pull_status_lists(&party, &commands, peer, &field).await;
                 pull_ops(&publisher, peer, &field).await;
+                if discovery {
+                    pull_members(&party, &commands, peer, &field.charter.field_id()).await;
+                }
+            }
+        });
+    }
+
+    /// Asks one verified member of each field where the field's members listen: after
+    /// admissions, newcomers meet the others without waiting for them to dial.
+    fn discover(&self) {
+        if !self.discovery {
+            return;
+        }
+        let party = Arc::clone(&self.party);
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            let Ok(connected) = call_connected(&commands).await else {
+                return;
+            };
+            for field in party.fields() {
+                let id = field.charter.field_id();
+                let asked = connected
+                    .iter()
+                    .find(|peer| party.peer_verified_in(**peer, &id));
+                if let Some(peer) = asked {
+                    pull_members(&party, &commands, *peer, &id).await;
+                }
             }
         });
     }
@@ -1243,6 +1298,115 @@ async fn pull_ops(publisher: &Publisher, peer: PeerId, field: &crate::field::Fie
     }
 }
 
+/// The answer every asker not verified in the field gets, whether or not we belong to it.
+fn refused() -> SyncResponse {
+    SyncResponse::Refused {
+        code: crate::handshake::REFUSED.into(),
+        message: crate::handshake::REFUSED.into(),
+    }
+}
+
+/// Members asked for at most per answer.
+const MAX_MEMBERS_ANSWERED: usize = 64;
+
+/// Answers a members request with the members of `field` we are connected to and verified,
+/// and where they listen. Who learns what: a member in the registry, or one up for
+/// admission, learns of every member; an applicant, of the founders and admins who screen
+/// it (the charter names them anyway), never of other members or applicants; anyone else
+/// is refused.
+async fn members(
+    party: &LocalParty,
+    commands: &mpsc::Sender<Command>,
+    asker: PeerId,
+    field: &str,
+) -> SyncResponse {
+    let Some(joined) = party.field(field) else {
+        return refused();
+    };
+    let Some(asker_did) = PublicKey::did_of_peer(&asker) else {
+        return refused();
+    };
+    if !party.peer_verified_in(asker, field) {
+        return refused();
+    }
+    let sees_everyone = party.member_standing(&joined, &asker_did);
+    let listed = |peer: &PeerId| {
+        PublicKey::did_of_peer(peer).is_some_and(|did| {
+            let registered = party
+                .governance
+                .standing(field, &did)
+                .is_some_and(|standing| standing.in_good_standing());
+            let screener = joined.charter.is_founder(&did) || joined.charter.is_admin(&did);
+            registered && (sees_everyone || screener)
+        }) && party.peer_verified_in(*peer, field)
+    };
+    let Ok(connected) = call_connected(commands).await else {
+        return refused();
+    };
+    let verified: Vec<PeerId> = connected
+        .into_iter()
+        .filter(|peer| *peer != asker && listed(peer))
+        .take(MAX_MEMBERS_ANSWERED)
+        .collect();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if commands
+        .send(Command::PeerAddresses(verified, reply))
+        .await
+        .is_err()
+    {
+        return refused();
+    }
+    SyncResponse::Members {
+        members: answer.await.unwrap_or_default(),
+    }
+}
+
+/// Asks `peer` where `field`'s members listen and dials those we are not connected to,
+/// if they are members in good standing by our own registry.
+async fn pull_members(
+    party: &LocalParty,
+    commands: &mpsc::Sender<Command>,
+    peer: PeerId,
+    field: &str,
+) {
+    let request = SyncRequest::Members {
+        field: field.to_owned(),
+    };
+    let Some(joined) = party.field(field) else {
+        return;
+    };
+    match sync(commands, peer, request).await {
+        Ok(SyncResponse::Members { members }) => {
+            for member in members.iter().take(MAX_MEMBERS_ANSWERED) {
+                let Some((member, addresses)) = member.parse() else {
+                    continue;
+                };
+                let standing = PublicKey::did_of_peer(&member)
+                    .is_some_and(|did| party.member_standing(&joined, &did));
+                if standing {
+                    let dial = Command::DialPeer {
+                        peer: member,
+                        addresses,
+                    };
+                    let _ = commands.send(dial).await;
+                }
+            }
+        }
+        Ok(other) => unexpected(peer, other),
+        Err(reason) => tracing::info!(%peer, %reason, "members not asked"),
+    }
+}
+
+/// The peers the swarm has a connection to.
+async fn call_connected(commands: &mpsc::Sender<Command>) -> Result<Vec<PeerId>, ()> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    commands
+        .send(Command::ConnectedPeers(reply))
+        .await
+        .map_err(drop)?;
+    answer.await.map_err(drop)
+}
+
 fn unexpected(peer: PeerId, response: SyncResponse) {
     match response {
         SyncResponse::Refused { code, message } => {
@@ -1302,10 +1466,11 @@ mod tests {
         let record = PeerRecord {
             did: member.did(),
             tiers: [(field_id.clone(), 1)].into(),
-            credentials: vec![],
+            presented: Default::default(),
             evaluated_at: now_unix(),
             next_change: None,
             corporate_number: None,
+            name: None,
         };
         store
             .tree(Tree::Peers)
@@ -1341,6 +1506,8 @@ mod tests {
                 buckets: HashMap::new(),
                 max_message_bytes: 1024 * 1024,
                 endorse: EndorseMode::Manual,
+                discovery: false,
+                next_discovery: Instant::now(),
                 spaces: Arc::new(
                     crate::spaces::Spaces::open(
                         &party_store,
@@ -1370,6 +1537,23 @@ mod tests {
     }
 
     impl Fixture {
+        /// Records `key`'s gateway as verified at tier 1 in the field: it may forward gossip.
+        fn verified(&self, key: &KeyPair) {
+            let record = PeerRecord {
+                did: key.did(),
+                tiers: [(self.field.clone(), 1)].into(),
+                presented: Default::default(),
+                evaluated_at: now_unix(),
+                next_change: None,
+                corporate_number: None,
+                name: None,
+            };
+            self.service
+                .party
+                .put_peer_record(key.peer_id().unwrap(), &record)
+                .unwrap();
+        }
+
         fn list(&self, issued_at: i64) -> Value {
             let list = StatusList::new(
                 "urn:list",
@@ -1390,7 +1574,7 @@ mod tests {
             let source = from.peer_id().unwrap();
             let topic = topic_name(&self.field, topic_kind);
             self.service
-                .judge_gossip(source, &topic, data)
+                .judge_gossip(source, &self.field, &topic, data)
                 .map_err(|Rejection(code)| code)
         }
     }
@@ -1471,7 +1655,12 @@ mod tests {
         assert_eq!(
             fixture
                 .service
-                .judge_gossip(source, &topic_name("feed", TopicKind::Status), &data)
+                .judge_gossip(
+                    source,
+                    "feed",
+                    &topic_name("feed", TopicKind::Status),
+                    &data
+                )
                 .map_err(|Rejection(code)| code),
             Ok(Verdict::Ignore)
         );
@@ -1512,6 +1701,7 @@ mod tests {
         fixture.service.threats =
             Arc::new(Threats::load(Arc::clone(&fixture.service.party), config).unwrap());
         let relay = KeyPair::generate(KeyAlgorithm::Ed25519);
+        fixture.verified(&relay);
         let field = fixture.field.clone();
         let report = |n: u8| {
             let now = now_unix();
@@ -1557,6 +1747,7 @@ mod tests {
     fn a_publisher_over_its_rate_is_rejected_but_its_relays_are_not() {
         let (mut fixture, member) = fixture();
         let relay = KeyPair::generate(KeyAlgorithm::Ed25519);
+        fixture.verified(&relay);
         let field = fixture.field.clone();
         // Emptied, and dated ahead so that it cannot refill while the test runs.
         fixture.service.buckets.insert(
@@ -1603,11 +1794,32 @@ mod tests {
             fixture.service.answer_sync(peer, ask(held)),
             SyncResponse::StatusLists { tokens: vec![] }
         );
+        // A stranger, and a member asking of a field we never joined, read the same.
         let stranger = KeyPair::generate(KeyAlgorithm::Ed25519).peer_id().unwrap();
-        assert!(matches!(
-            fixture.service.answer_sync(stranger, ask(BTreeMap::new())),
-            SyncResponse::Refused { code, .. } if code == "not_member"
-        ));
+        let refusal = fixture.service.answer_sync(stranger, ask(BTreeMap::new()));
+        assert_eq!(refusal, refused());
+        let elsewhere = SyncRequest::StatusLists {
+            field: "0".repeat(64),
+            have: BTreeMap::new(),
+        };
+        assert_eq!(fixture.service.answer_sync(peer, elsewhere), refusal);
+    }
+
+    #[test]
+    fn gossip_forwarded_by_a_peer_not_verified_in_the_field_is_rejected() {
+        let (mut fixture, member) = fixture();
+        let stranger = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let body = fixture.list(now_unix() - 10);
+        let data = envelope(&member, &fixture.field.clone(), "status", now_unix(), body);
+        assert_eq!(
+            fixture.judge(&stranger, TopicKind::Status, &data),
+            Err("not_member".to_owned())
+        );
+        // The same message from the member itself is taken.
+        assert_eq!(
+            fixture.judge(&member, TopicKind::Status, &data),
+            Ok(Verdict::Accept)
+        );
     }
 
     #[test]

@@ -212,6 +212,20 @@ impl PublicKey {
         Self::from_did(did).ok()?.peer_id()
     }
 
+    /// The `did:key` of the organisation whose Ed25519 key a PeerId is (`None` for any
+    /// other kind of PeerId).
+    pub fn did_of_peer(peer: &libp2p::PeerId) -> Option<String> {
+        // An Ed25519 PeerId is the identity multihash (code 0) of the protobuf-encoded key.
+        let multihash = peer.as_ref();
+        if multihash.code() != 0 {
+            return None;
+        }
+        let public = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
+        let key = public.try_into_ed25519().ok()?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&key.to_bytes()).ok()?;
+        Some(PublicKey::Ed25519(key).to_did())
+    }
+
     /// Verifies a JWS signature (Ed25519: 64 bytes; ES256: raw `r || s`, 64 bytes).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {

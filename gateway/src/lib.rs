@@ -36,6 +36,7 @@ pub mod config;
 pub mod credential;
 pub mod daemon;
 pub mod demo;
+pub mod disclosure;
 pub mod exchange;
 pub mod field;
 pub mod governance;

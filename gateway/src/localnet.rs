@@ -2,14 +2,17 @@
 //! with ephemeral ports, each with its own data directory and sled store. The demo plays its
 //! scenarios on it, and the system tests and benchmarks build their fields with it.
 //!
-//! Every wait is on an event or a condition, bounded by a timeout.
+//! Every wait is on state, bounded by a timeout: a peer record, a standing, or the gateway's
+//! [`Journal`], which keeps every handshake event since the gateway started, so that no
+//! wait can miss an event another wait consumed first.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use crate::config::GatewayConfig;
 use crate::daemon::{DaemonError, Gateway};
@@ -64,8 +67,8 @@ pub struct LocalGateway {
     pub did: String,
     /// The running gateway.
     pub gateway: Gateway,
-    /// Its events from the start.
-    pub events: broadcast::Receiver<GatewayEvent>,
+    /// Its handshake events since it started.
+    pub journal: Journal,
     /// Its libp2p listen address (with `/p2p/<PeerId>`).
     pub address: Multiaddr,
 }
@@ -98,18 +101,20 @@ impl LocalGateway {
                 path: dir.to_owned(),
                 message: error.to_string(),
             })?;
-        let (gateway, mut events) = Gateway::start(&config).await?;
-        let listening = next_event(&mut events, "the gateway listens", |event| match event {
-            GatewayEvent::Listening(address) => Some(address.clone()),
-            _ => None,
-        })
-        .await?;
+        let (gateway, events) = Gateway::start(&config).await?;
+        let journal = Journal::follow(events);
+        let (_, listening) = journal
+            .wait_from(0, "the gateway listens", |event| match event {
+                GatewayEvent::Listening(address) => Some(address.clone()),
+                _ => None,
+            })
+            .await?;
         Ok(Self {
             dir: dir.to_owned(),
             did: gateway.did(),
             address: listening.with(Protocol::P2p(gateway.network().peer_id())),
             gateway,
-            events,
+            journal,
         })
     }
 
@@ -159,8 +164,130 @@ impl LocalGateway {
     }
 }
 
-/// How long [`next_event`] and [`wait_until`] wait before giving up.
+/// How long [`Journal::wait_from`] and [`wait_until`] wait before giving up.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Events a journal keeps; older ones are dropped (a wait from before them fails).
+const JOURNAL_DEPTH: usize = 20_000;
+
+/// Every handshake event of a gateway since it started, kept for waits: each wait reads the
+/// journal from an index of its choosing, so two waits never compete for one event. Records
+/// are kept without the credentials they carry.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<JournalInner>,
+}
+
+struct JournalInner {
+    /// The events held, and the index of the first of them.
+    events: Mutex<(usize, Vec<GatewayEvent>)>,
+    grew: Notify,
+}
+
+impl Journal {
+    /// A journal fed by `events` (a receiver that saw every event from the start) until the
+    /// gateway stops.
+    pub fn follow(mut events: broadcast::Receiver<GatewayEvent>) -> Self {
+        let journal = Self {
+            inner: Arc::new(JournalInner {
+                events: Mutex::new((0, Vec::new())),
+                grew: Notify::new(),
+            }),
+        };
+        let inner = Arc::downgrade(&journal.inner);
+        tokio::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "the journal missed events");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                let Some(inner) = inner.upgrade() else {
+                    break;
+                };
+                if let Ok(mut held) = inner.events.lock() {
+                    held.1.push(slim(event));
+                    if held.1.len() > JOURNAL_DEPTH {
+                        let drop = held.1.len() - JOURNAL_DEPTH;
+                        held.1.drain(..drop);
+                        held.0 += drop;
+                    }
+                }
+                inner.grew.notify_waiters();
+            }
+        });
+        journal
+    }
+
+    /// The index the next event will have.
+    pub fn len(&self) -> usize {
+        self.inner
+            .events
+            .lock()
+            .map(|held| held.0 + held.1.len())
+            .unwrap_or(0)
+    }
+
+    /// Whether no event arrived yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first event at or after index `from` that `pick` maps to a value, waiting for it
+    /// for at most [`WAIT`]; returns its index and the value.
+    pub async fn wait_from<T>(
+        &self,
+        from: usize,
+        what: &str,
+        pick: impl Fn(&GatewayEvent) -> Option<T>,
+    ) -> Result<(usize, T), LocalNetError> {
+        let wait = async {
+            loop {
+                // Registered before the look, so that an event landing in between wakes it.
+                let grew = self.inner.grew.notified();
+                tokio::pin!(grew);
+                grew.as_mut().enable();
+                if let Some(found) = self.find(from, &pick) {
+                    return found;
+                }
+                grew.await;
+            }
+        };
+        tokio::time::timeout(WAIT, wait)
+            .await
+            .map_err(|_| timeout(what))
+    }
+
+    fn find<T>(
+        &self,
+        from: usize,
+        pick: &impl Fn(&GatewayEvent) -> Option<T>,
+    ) -> Option<(usize, T)> {
+        let held = self.inner.events.lock().ok()?;
+        let (first, events) = (&held.0, &held.1);
+        events
+            .iter()
+            .enumerate()
+            .skip(from.saturating_sub(*first))
+            .find_map(|(offset, event)| pick(event).map(|value| (first + offset, value)))
+    }
+}
+
+/// An event without the credentials its record carries.
+fn slim(event: GatewayEvent) -> GatewayEvent {
+    match event {
+        GatewayEvent::PeerVerified { peer, mut record } => {
+            for presented in record.presented.values_mut() {
+                presented.credentials.clear();
+            }
+            GatewayEvent::PeerVerified { peer, record }
+        }
+        other => other,
+    }
+}
 
 /// `party`'s record of `peer`, if the peer ever completed a handshake with it.
 pub fn peer_record(party: &LocalParty, peer: PeerId) -> Option<PeerRecord> {
@@ -175,32 +302,6 @@ pub fn peer_record(party: &LocalParty, peer: PeerId) -> Option<PeerRecord> {
 /// The highest tier in a record.
 pub fn top_tier(record: &PeerRecord) -> u8 {
     record.tiers.values().copied().max().unwrap_or(0)
-}
-
-/// Waits for the first event `pick` maps to a value, for at most [`WAIT`].
-pub async fn next_event<T>(
-    events: &mut broadcast::Receiver<GatewayEvent>,
-    what: &str,
-    pick: impl Fn(&GatewayEvent) -> Option<T>,
-) -> Result<T, LocalNetError> {
-    let wait = async {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(value) = pick(&event) {
-                        return Ok(value);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(LocalNetError::Stopped(what.to_owned()));
-                }
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, wait)
-        .await
-        .map_err(|_| timeout(what))?
 }
 
 /// Waits until `condition` holds, checking every `period`, for at most [`WAIT`]: for state

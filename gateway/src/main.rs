@@ -113,6 +113,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             keep_running,
             json,
         } => {
+            // The gateways' own logs, for whoever asks with RUST_LOG (the narration is quiet).
+            if let Ok(level) = std::env::var("RUST_LOG") {
+                init_logging(LogFormat::Human, &level)?;
+            }
             let options = demo::Options {
                 scenario,
                 json,

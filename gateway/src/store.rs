@@ -59,11 +59,14 @@ pub enum Tree {
     /// `threats`: indicator keys in the order they were added, for TAXII, by
     /// `<field id>/<added ms, 16 hex>/<indicator key>`.
     ThreatLog,
+    /// `disclosure`: every presentation sent or received, by time (ms, big-endian) and a
+    /// sequence number.
+    Disclosures,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 14] = [
+    pub const ALL: [Tree; 15] = [
         Tree::Meta,
         Tree::Replay,
         Tree::Peers,
@@ -78,6 +81,7 @@ impl Tree {
         Tree::Indicators,
         Tree::ThreatActions,
         Tree::ThreatLog,
+        Tree::Disclosures,
     ];
 
     fn name(self) -> &'static str {
@@ -96,6 +100,7 @@ impl Tree {
             Tree::Indicators => "indicators",
             Tree::ThreatActions => "threat_actions",
             Tree::ThreatLog => "threat_log",
+            Tree::Disclosures => "disclosures",
         }
     }
 }

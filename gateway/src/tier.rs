@@ -6,7 +6,7 @@
 //! belongs to the holder, and comes from an issuer the charter trusts for its type, or is
 //! self-declared and the tier lists the type in `self_declared_ok`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -76,6 +76,10 @@ pub struct TierReport {
     pub next_change_reason: Option<String>,
     /// Tiers 1–3.
     pub tiers: Vec<TierOutcome>,
+    /// The credential types that verified, are the holder's and come from an issuer the
+    /// charter trusts for them (or are self-declared where a tier accepts that): what the
+    /// holder is known to hold in this field.
+    pub counted: BTreeSet<String>,
 }
 
 /// A credential as the evaluator sees it: verified, or rejected with the type it claimed.
@@ -148,6 +152,22 @@ pub fn evaluate(
         .map_or((None, None), |(instant, reason)| {
             (Some(instant), Some(reason))
         });
+    let mut counted: BTreeSet<String> = evaluation
+        .accepted
+        .keys()
+        .map(|type_name| (*type_name).to_owned())
+        .collect();
+    // Types no tier requires (a software inventory) count when trusted and the holder's.
+    for judged in &judged {
+        if let Judged::Verified(credential) = judged
+            && Some(credential.subject.as_str()) == holder.as_deref()
+            && evaluation
+                .trust
+                .is_trusted(&credential.issuer, &credential.type_name)
+        {
+            counted.insert(credential.type_name.clone());
+        }
+    }
     TierReport {
         holder,
         tier: reached,
@@ -155,6 +175,7 @@ pub fn evaluate(
         next_change,
         next_change_reason,
         tiers,
+        counted,
     }
 }
 

@@ -36,7 +36,7 @@ fn rewrite_history(data_dir: &Path, edit: impl Fn(&mut AuditEntry)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
     let authorities = Authorities::new();
-    let mut a = Node::start_default().await;
+    let a = Node::start_default().await;
     let b = Node::start_default().await;
     a.import_wallet(&authorities.tier2_wallet(&a.did));
     b.import_wallet(&authorities.tier2_wallet(&b.did));
@@ -123,7 +123,7 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
             "a consistent rewrite fools the local check"
         );
     }
-    let mut a = Node::resume(dir).await;
+    let a = Node::resume(dir).await;
     a.gateway
         .network()
         .send(tfc_gateway::net::Command::Dial(b.address.clone()))

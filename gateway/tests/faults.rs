@@ -23,7 +23,7 @@ use tfc_gateway::net::{Command, opens_handshake};
 use tfc_gateway::threats::Severity;
 use tfc_testkit::{
     Authorities, Node, across, connected_peers, no_connection_crosses, start_governed_field,
-    until_all_verified, until_verified, wait_event, wait_until,
+    start_member_field, until_all_verified, until_verified, wait_event, wait_until,
 };
 
 /// The promise: every side holds what the other decided this soon after healing.
@@ -46,10 +46,10 @@ fn all_hold(holders: &[&Node], field: &str, targets: &[&str]) -> bool {
 async fn a_partitioned_field_converges_within_five_seconds_of_healing() {
     tfc_testkit::init_logs();
     let authorities = Authorities::new();
-    let (nodes, _) = start_governed_field(&authorities, &[quiet as fn(String) -> String; 6]).await;
+    let (nodes, _) = start_member_field(&authorities, &[quiet as fn(String) -> String; 6]).await;
     until_all_verified(&nodes).await;
     let field = nodes[0].field_id();
-    // The admin (0) and the founders are on side A; two ordinary members on side B.
+    // The admin (0) and two members are on side A; three members on side B.
     let (side_a, side_b) = nodes.split_at(3);
     across(side_a, side_b, Command::Block).await;
     wait_until("no connection crosses the partition", || async move {
@@ -564,7 +564,7 @@ fn rating(authorities: &Authorities, holder: &str, from: i64, until: i64) -> Str
 async fn one_clock_off_by(offset: &str, skew: i64) {
     tfc_testkit::init_logs();
     let authorities = Authorities::new();
-    let mut honest = Node::start(quiet).await;
+    let honest = Node::start(quiet).await;
     honest.import_wallet(&authorities.tier2_wallet(&honest.did));
     let charter = authorities.write_governed_charter(
         "field",
@@ -601,7 +601,7 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
     // own clock, refuses it, and says to check the clocks.
     let skewed_peer = key.peer_id().unwrap();
     let (code, message) = if opens_handshake(&honest.peer_id(), &skewed_peer) {
-        wait_event(&mut honest.events, |event| match event {
+        wait_event(&honest.journal, |event| match event {
             GatewayEvent::PeerRefused {
                 peer,
                 code,

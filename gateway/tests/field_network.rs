@@ -1,7 +1,8 @@
 //! Real gateways (`init` + `Gateway::start`) on loopback forming a field over the network:
-//! members found through the DHT from one bootstrap address in the charter, status lists
-//! spread by gossip and by `/tfc/sync/1` anti-entropy, tiers re-judged when a list changes,
-//! and a member sending invalid gossip scored down. Every wait has a timeout.
+//! members found through the members they verified, from one bootstrap address in the
+//! charter, status lists spread by gossip and by `/tfc/sync/2` anti-entropy, tiers re-judged
+//! when a list changes, and a member sending invalid gossip scored down. Every wait has a
+//! timeout.
 
 use tfc_gateway::credential::{StatusEntry, StatusPurpose, now_unix};
 use tfc_gateway::metrics;
@@ -35,12 +36,17 @@ async fn members_find_each_other_and_status_lists_reach_everyone() {
         );
         node.import_wallet(&wallet);
     }
-    // Only the first gateway is named in the charter; the others find each other in the DHT.
-    let charter = authorities.write_charter(
+    // Only the first gateway is named in the charter; the others find each other through
+    // the members they verified.
+    let keys: Vec<_> = nodes.iter().map(Node::org_key).collect();
+    let charter = authorities.write_governed_charter(
         "field",
+        &keys.iter().collect::<Vec<_>>(),
+        std::slice::from_ref(&nodes[0].did),
+        "1",
         &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
     );
-    let [hub, watched_member, observer, late] = &mut nodes[..] else {
+    let [hub, watched_member, observer, late] = &nodes[..] else {
         unreachable!()
     };
     hub.join(&charter).await;
@@ -52,7 +58,7 @@ async fn members_find_each_other_and_status_lists_reach_everyone() {
     watched_member.join(&charter).await;
     observer.join(&charter).await;
 
-    // The observer learns of the watched member only through the DHT, gets the list from a
+    // The observer learns of the watched member only from the hub, gets the list from a
     // peer by anti-entropy, and then sees the licence count.
     let member = watched_member.peer_id();
     let record = observer
@@ -78,7 +84,7 @@ async fn members_find_each_other_and_status_lists_reach_everyone() {
     );
 
     // A gateway joining later gets the current list from its peers and finds the licence
-    // holder through the DHT.
+    // holder through them.
     late.join(&charter).await;
     let party = std::sync::Arc::clone(late.gateway.party());
     wait_until("the late gateway holds the revoked list", || {
@@ -99,12 +105,15 @@ async fn members_find_each_other_and_status_lists_reach_everyone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_sending_invalid_gossip_is_rejected_and_scored_down() {
     let authorities = Authorities::new();
-    let mut honest = Node::start_default().await;
+    let honest = Node::start_default().await;
     let noisy = Node::start_default().await;
     honest.import_wallet(&authorities.tier2_wallet(&honest.did));
     noisy.import_wallet(&authorities.tier2_wallet(&noisy.did));
-    let charter = authorities.write_charter(
+    let charter = authorities.write_governed_charter(
         "field",
+        &[&honest.org_key(), &noisy.org_key()],
+        std::slice::from_ref(&honest.did),
+        "1",
         &Authorities::bootstrap_line(std::slice::from_ref(&honest.address)),
     );
     honest.join(&charter).await;
@@ -130,7 +139,13 @@ async fn a_member_sending_invalid_gossip_is_rejected_and_scored_down() {
         let topic = topic.clone();
         let count = rejected();
         async move {
-            let _ = commands.send(Command::Publish { topic, data }).await;
+            let _ = commands
+                .send(Command::Publish {
+                    topic,
+                    data,
+                    reply: None,
+                })
+                .await;
             count >= 3
         }
     })

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use libp2p::PeerId;
 use tfc_gateway::exchange::OpDraft;
 use tfc_gateway::governance::{GovCode, OpKind, SignedOp, StandingKind};
 use tfc_gateway::handshake::{GatewayEvent, LocalParty};
@@ -80,19 +79,14 @@ fn charter(authorities: &Authorities, nodes: &[Node]) -> std::path::PathBuf {
 
 /// Joins every node and waits until the first has verified all the others, in whatever
 /// order their handshakes finish.
-async fn form(nodes: &mut [Node], charter: &std::path::Path) {
-    for node in nodes.iter() {
+async fn form(nodes: &[Node], charter: &std::path::Path) {
+    for node in nodes {
         node.join(charter).await;
     }
-    let mut waiting: std::collections::HashSet<PeerId> =
-        nodes[1..].iter().map(Node::peer_id).collect();
-    while !waiting.is_empty() {
-        let verified = wait_event(&mut nodes[0].events, |event| match event {
-            GatewayEvent::PeerVerified { peer, record } if top_tier(record) == 2 => Some(*peer),
-            _ => None,
-        })
-        .await;
-        waiting.remove(&verified);
+    for other in &nodes[1..] {
+        nodes[0]
+            .verdict_where(other.peer_id(), |record| top_tier(record) == 2)
+            .await;
     }
 }
 
@@ -101,7 +95,7 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
     let authorities = Authorities::new();
     let mut nodes = start(&authorities, 5, manual).await;
     let charter = charter(&authorities, &nodes);
-    form(&mut nodes, &charter).await;
+    form(&nodes, &charter).await;
     let field = nodes[0].field_id();
     let newcomer = nodes[3].did.clone();
 
@@ -181,7 +175,7 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
         assert!(connected);
     }
     for index in [0, 1, 2] {
-        let code = wait_event(&mut nodes[index].events, |event| match event {
+        let code = wait_event(&nodes[index].journal, |event| match event {
             GatewayEvent::PeerRefused { peer, code, .. } if *peer == revoked_peer => {
                 Some(code.clone())
             }
@@ -233,7 +227,7 @@ async fn members_endorse_by_themselves_and_an_offline_gateway_catches_up() {
     let authorities = Authorities::new();
     let mut nodes = start(&authorities, 5, |text| text).await;
     let charter = charter(&authorities, &nodes);
-    form(&mut nodes, &charter).await;
+    form(&nodes, &charter).await;
     let field = nodes[0].field_id();
     let newcomer = nodes[3].did.clone();
     // The other founders verify the newcomer themselves and endorse on their own.

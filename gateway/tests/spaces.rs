@@ -35,7 +35,7 @@ async fn ask(node: &Node, holder: &Node, request: DataRequest) -> DataAnswer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_once() {
     let authorities = Authorities::new();
-    let mut city = Node::start_default().await;
+    let city = Node::start_default().await;
     let reader = Node::start_default().await;
     let outsider = Node::start_default().await;
     city.import_wallet(&authorities.tier2_wallet(&city.did));

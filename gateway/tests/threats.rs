@@ -19,7 +19,7 @@ use tfc_gateway::threats::{
     ActionKind, Countermeasure, IndicatorDraft, Severity, Threats, Tlp, compose,
 };
 use tfc_testkit::{
-    Authorities, Node, start_governed_field, until_all_verified, until_verified, wait_event,
+    Authorities, Node, start_member_field, until_all_verified, until_verified, wait_event,
     wait_until,
 };
 
@@ -93,7 +93,7 @@ async fn until_state(node: &Node, action: &str, state: Option<State>) {
 
 /// A governed field of one node per config, once every node has verified every other.
 async fn field(authorities: &Authorities, configs: &[fn(String) -> String]) -> Vec<Node> {
-    let (nodes, _) = start_governed_field(authorities, configs).await;
+    let (nodes, _) = start_member_field(authorities, configs).await;
     until_all_verified(&nodes).await;
     nodes
 }
@@ -101,7 +101,7 @@ async fn field(authorities: &Authorities, configs: &[fn(String) -> String]) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_members() {
     let authorities = Authorities::new();
-    let mut nodes = field(
+    let nodes = field(
         &authorities,
         &[auto, auto, auto, auto, manual_addresses, auto],
     )
@@ -281,7 +281,7 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
     }
     publish(&nodes[4], accusation(), vec![]).await;
     until_state(&nodes[0], &blocked, Some(State::Applied)).await;
-    let code = wait_event(&mut nodes[0].events, |event| match event {
+    let code = wait_event(&nodes[0].journal, |event| match event {
         GatewayEvent::PeerRefused { peer, code, .. } if *peer == target_peer => Some(code.clone()),
         _ => None,
     })
@@ -428,7 +428,7 @@ async fn a_vulnerable_software_indicator_costs_the_matching_supplier_its_very_hi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_block_closes_open_connections_and_refuses_new_ones() {
     let authorities = Authorities::new();
-    let mut nodes = field(&authorities, &[auto, auto, auto]).await;
+    let nodes = field(&authorities, &[auto, auto, auto]).await;
     let outside = nodes[1].peer_id();
     // An operator imports a feed naming the loopback address every peer comes from.
     let loopback = bundle(
@@ -443,7 +443,7 @@ async fn an_address_block_closes_open_connections_and_refuses_new_ones() {
         .import_threats(&nodes[0].field_id(), &loopback)
         .unwrap();
     assert_eq!(outcome.actions[0].state, State::Applied);
-    wait_event(&mut nodes[0].events, |event| match event {
+    wait_event(&nodes[0].journal, |event| match event {
         GatewayEvent::PeerGone { peer } if *peer == outside => Some(()),
         _ => None,
     })

@@ -247,20 +247,30 @@ def mint_vc(issuer_key, subject_did, cred, valid_from=None, valid_until=None,
     return sign_compact(issuer_key, header, payload)
 
 
-def mint_vp(holder_key, audience, nonce, credentials):
+ENVELOPED_PREFIX = "data:application/vc+jwt,"
+
+
+def envelope(token):
+    """A VCDM 2.0 EnvelopedVerifiableCredential carrying a compact vc+jwt."""
+    return {"@context": VC_CONTEXT, "id": ENVELOPED_PREFIX + token,
+            "type": "EnvelopedVerifiableCredential"}
+
+
+def mint_vp(holder_key, audience, nonce, credentials, legacy=False):
+    """A VC-JOSE-COSE vp+jwt: the VCDM 2.0 presentation is the payload, its credentials
+    enveloped. `legacy` mints the older VC 1.1-style `vp` claim of bare JWTs instead."""
     holder_did = did_from_jwk(holder_key)
     iat = int(time.time())
-    payload = {
-        "iss": holder_did,
-        "aud": audience,
-        "nonce": nonce,
-        "iat": iat,
-        "exp": iat + VP_LIFETIME,
-        "vp": {"@context": [VC_CONTEXT],
-               "type": ["VerifiablePresentation"],
-               "holder": holder_did,
-               "verifiableCredential": list(credentials)},
-    }
+    presentation = {"@context": [VC_CONTEXT],
+                    "type": ["VerifiablePresentation"],
+                    "holder": holder_did}
+    claims = {"aud": audience, "nonce": nonce, "iat": iat, "exp": iat + VP_LIFETIME}
+    if legacy:
+        presentation["verifiableCredential"] = list(credentials)
+        payload = {"iss": holder_did, "vp": presentation, **claims}
+    else:
+        presentation["verifiableCredential"] = [envelope(c) for c in credentials]
+        payload = {**presentation, **claims}
     header = {"alg": alg_for(holder_key), "typ": "vp+jwt",
               "kid": kid_for(holder_did)}
     return sign_compact(holder_key, header, payload)
@@ -381,7 +391,6 @@ def check_vc_payload(payload, kid_did, expected_type=None,
 def check_vp(token, audience, nonce):
     """Verify a vp+jwt and every credential inside it; returns the payload."""
     header, p, kid_did = verify_compact(token, "vp+jwt")
-    expect(p.get("iss") == kid_did, f"iss {p.get('iss')!r} is not the kid's DID")
     aud = p.get("aud")
     expect(aud == audience or (isinstance(aud, list) and audience in aud),
            f"aud {aud!r} != {audience!r}")
@@ -391,14 +400,24 @@ def check_vp(token, audience, nonce):
            f"iat/exp missing: {iat!r}/{exp!r}")
     expect(0 < exp - iat <= MAX_VP_LIFETIME, f"exp - iat = {exp - iat} s")
     expect(abs(time.time() - iat) < 600, f"iat {iat} is not close to now")
-    vp = p.get("vp")
-    expect(isinstance(vp, dict), "no vp claim")
-    expect(vp.get("@context", [None])[:1] == [VC_CONTEXT], f"vp @context {vp.get('@context')!r}")
-    expect(vp.get("type") == ["VerifiablePresentation"], f"vp type {vp.get('type')!r}")
-    expect(vp.get("holder") == kid_did, f"vp.holder {vp.get('holder')!r} != iss")
-    creds = vp.get("verifiableCredential")
-    expect(isinstance(creds, list) and creds and all(isinstance(c, str) for c in creds),
-           f"verifiableCredential is not a list of compact JWTs: {creds!r}")
+    expect("vp" not in p, "a VC 1.1-style vp claim instead of a VCDM 2.0 payload")
+    expect(p.get("iss") in (None, kid_did), f"iss {p.get('iss')!r} is not the kid's DID")
+    expect(p.get("@context", [None])[:1] == [VC_CONTEXT], f"@context {p.get('@context')!r}")
+    expect(p.get("type") == ["VerifiablePresentation"], f"type {p.get('type')!r}")
+    expect(p.get("holder") == kid_did, f"holder {p.get('holder')!r} is not the signer")
+    entries = p.get("verifiableCredential")
+    expect(isinstance(entries, list) and entries,
+           f"verifiableCredential is not a list: {entries!r}")
+    creds = []
+    for entry in entries:
+        expect(isinstance(entry, dict)
+               and entry.get("type") == "EnvelopedVerifiableCredential"
+               and entry.get("@context") == VC_CONTEXT
+               and isinstance(entry.get("id"), str)
+               and entry["id"].startswith(ENVELOPED_PREFIX),
+               f"not an EnvelopedVerifiableCredential of vc+jwt: {entry!r}")
+        creds.append(entry["id"][len(ENVELOPED_PREFIX):])
+    p["credentials"] = creds
     for cred in creds:
         _, cp, issuer = verify_compact(cred, "vc+jwt")
         check_vc_payload(cp, issuer, expected_subject=kid_did)
@@ -588,6 +607,28 @@ class TfcctlChecks:
         self.expect_valid("presentation", token, "--audience", self.verifier_did,
                           f"--nonce={nonce}")
 
+    def py_legacy_presentation_still_read(self):
+        # The older VC 1.1-style form is read during the transition, never written.
+        nonce = secrets.token_urlsafe(16)
+        token = mint_vp(self.py_holder, self.verifier_did, nonce,
+                        [self.py_vc_ed, self.py_vc_p256], legacy=True)
+        self.expect_valid("presentation", token, "--audience", self.verifier_did,
+                          f"--nonce={nonce}")
+
+    def neg_presentation_bare_tokens(self):
+        # VCDM 2.0 credentials in a presentation are enveloped, not bare strings.
+        nonce = secrets.token_urlsafe(16)
+        holder_did = did_from_jwk(self.py_holder)
+        iat = int(time.time())
+        payload = {"@context": [VC_CONTEXT], "type": ["VerifiablePresentation"],
+                   "holder": holder_did, "verifiableCredential": [self.py_vc_ed],
+                   "aud": self.verifier_did, "nonce": nonce, "iat": iat,
+                   "exp": iat + VP_LIFETIME}
+        token = sign_compact(self.py_holder, {"alg": alg_for(self.py_holder), "typ": "vp+jwt",
+                                              "kid": kid_for(holder_did)}, payload)
+        self.expect_invalid("presentation", token, ["malformed"],
+                            "--audience", self.verifier_did, f"--nonce={nonce}")
+
     # -- 4: negative controls (each token is valid but for one defect) ----
 
     def neg_flipped_signature_byte(self):
@@ -718,15 +759,17 @@ class TfcctlChecks:
         with open(out, encoding="utf-8") as fh:
             token = fh.read().strip()
         p = check_vp(token, self.verifier_did, nonce)
-        expect(p["iss"] == holder_did, f"iss {p['iss']!r} != holder {holder_did!r}")
-        expect(p["vp"]["verifiableCredential"] == creds,
-               "vp.verifiableCredential is not the presented credentials, in order")
+        expect(p["holder"] == holder_did, f"holder {p['holder']!r} != {holder_did!r}")
+        expect(p["credentials"] == creds,
+               "verifiableCredential is not the presented credentials, in order")
 
     def all(self):
         return [(name, getattr(self, name)) for name in (
             "py_eddsa_credential_accepted",
             "py_es256_credential_accepted",
             "py_presentation_accepted",
+            "py_legacy_presentation_still_read",
+            "neg_presentation_bare_tokens",
             "neg_flipped_signature_byte",
             "neg_typ_jwt",
             "neg_alg_hs256",
@@ -821,7 +864,13 @@ def st_presentation():
     aud, nonce = did_from_jwk(new_key("ed25519")), secrets.token_urlsafe(16)
     token = mint_vp(holder, aud, nonce, creds)
     p = check_vp(token, aud, nonce)
-    expect(p["vp"]["verifiableCredential"] == creds, "credentials changed")
+    expect(p["credentials"] == creds, "credentials changed")
+    try:
+        check_vp(mint_vp(holder, aud, nonce, creds, legacy=True), aud, nonce)
+    except Failure:
+        pass
+    else:
+        raise Failure("the verifier took a VC 1.1-style vp claim as VC-JOSE-COSE")
     for wrong_aud, wrong_nonce in ((aud, nonce + "x"), (aud + "x", nonce)):
         try:
             check_vp(token, wrong_aud, wrong_nonce)

@@ -7,6 +7,7 @@
 //! field id; a charter without every founder's valid signature does not load.
 
 mod constraint;
+pub mod disclosure;
 mod trust;
 
 use std::collections::BTreeSet;
@@ -21,6 +22,7 @@ use tfc_schemas::SchemaSet;
 use toml::Spanned;
 
 pub use constraint::{Constraint, ConstraintError};
+pub use disclosure::{Applications, Audience, DisclosureRules, MatrixRow, Recipient};
 pub use trust::IssuerTrust;
 
 use crate::credential::DEFAULT_STATUS_MAX_AGE_SECS;
@@ -138,6 +140,10 @@ struct CharterFile {
     tiers: TiersSection,
     #[serde(default)]
     bootstrap: Vec<String>,
+    #[serde(default)]
+    applications: Option<String>,
+    #[serde(default)]
+    disclosure: std::collections::BTreeMap<String, Vec<String>>,
     #[serde(default)]
     signatures: Vec<SignatureEntry>,
 }
@@ -279,6 +285,10 @@ pub struct Charter {
     pub policy: Option<(PathBuf, String)>,
     /// Members' gateways to dial on joining (`/ip4/…/tcp/…/p2p/<PeerId>` multiaddrs).
     pub bootstrap: Vec<libp2p::Multiaddr>,
+    /// Whether any organisation may apply (its founders and admins screen it).
+    pub applications: Applications,
+    /// Who may receive each credential type, and who takes part in the gossip.
+    pub disclosure: DisclosureRules,
     /// SHA-256 of the canonical JSON.
     field_id: [u8; 32],
     /// Founders whose signature verified.
@@ -313,6 +323,17 @@ impl Charter {
         };
         let field_id = field_id(text, policy.as_ref().map(|(_, text)| text.as_str()))?;
         let tiers = build_tiers(&file.tiers, text)?;
+        let required_at = tiers.clone().map(|tier| tier.require);
+        let disclosure = DisclosureRules::parse(
+            &file.disclosure,
+            |type_name| SchemaSet::global().credential_type(type_name).is_some(),
+            &required_at,
+        )
+        .map_err(|error| CharterError::Invalid(error.to_string()))?;
+        let applications = match &file.applications {
+            None => Applications::default(),
+            Some(text) => text.parse().map_err(CharterError::Invalid)?,
+        };
         let mut charter = Self {
             status_max_age_secs: match &file.status_max_age {
                 None => DEFAULT_STATUS_MAX_AGE_SECS,
@@ -330,6 +351,8 @@ impl Charter {
             tiers,
             policy,
             bootstrap: parse_bootstrap(&file.bootstrap)?,
+            applications,
+            disclosure,
             field_id,
             signed_by: BTreeSet::new(),
         };
@@ -447,6 +470,32 @@ impl Charter {
             }
         }
         Ok(())
+    }
+
+    /// Whether `did` is a founder.
+    pub fn is_founder(&self, did: &str) -> bool {
+        self.founders.iter().any(|founder| founder == did)
+    }
+
+    /// Whether `did` is an admin.
+    pub fn is_admin(&self, did: &str) -> bool {
+        self.admins.iter().any(|admin| admin == did)
+    }
+
+    /// The credential types a presentation in this field may carry: those its tiers
+    /// require and those its `[disclosure]` table names (a software inventory, say).
+    pub fn presentable_types(&self) -> BTreeSet<String> {
+        self.tiers
+            .iter()
+            .flat_map(|tier| tier.require.iter())
+            .chain(self.disclosure.named_types())
+            .cloned()
+            .collect()
+    }
+
+    /// Who receives each presentable credential type and the gossip, by recipient class.
+    pub fn disclosure_matrix(&self) -> Vec<MatrixRow> {
+        self.disclosure.matrix(&self.presentable_types())
     }
 
     /// The trusted-issuer registry this charter defines (self-declared types of every tier

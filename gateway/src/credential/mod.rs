@@ -82,6 +82,17 @@ pub fn unverified_payload(token: &str) -> Option<serde_json::Map<String, serde_j
     unverified_part(token, 1)
 }
 
+/// The credential type a vc+jwt claims (the second entry of `type`), unverified: to sort a
+/// wallet's own credentials, never to judge someone else's.
+pub fn credential_type(token: &str) -> Option<String> {
+    unverified_payload(token)?
+        .get("type")?
+        .as_array()?
+        .get(1)?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// Decodes a token's JOSE header without verifying anything (to tell a presentation from a
 /// credential before choosing how to verify it).
 pub fn unverified_header(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {

@@ -54,7 +54,14 @@ pub struct VerifiedPresentation {
     pub credentials: Vec<VerifiedCredential>,
 }
 
-/// Creates a `vp+jwt` answering `challenge`, valid for `lifetime_secs` (at most 300).
+/// The `id` prefix of an enveloped credential (VCDM 2.0 §4.13, VC-JOSE-COSE).
+const ENVELOPED_PREFIX: &str = "data:application/vc+jwt,";
+/// The `type` of an enveloped credential.
+const ENVELOPED_TYPE: &str = "EnvelopedVerifiableCredential";
+
+/// Creates a `vp+jwt` answering `challenge`, valid for `lifetime_secs` (at most 300): a VCDM
+/// 2.0 `VerifiablePresentation` secured as VC-JOSE-COSE, whose credentials are
+/// `EnvelopedVerifiableCredential`s, with the JWT claims `aud`, `nonce`, `iat` and `exp`.
 pub fn create_presentation(
     holder: &KeyPair,
     challenge: Challenge<'_>,
@@ -62,20 +69,26 @@ pub fn create_presentation(
     issued_at: i64,
     lifetime_secs: i64,
 ) -> Result<String, SignError> {
-    let holder_did = holder.did();
     let lifetime = lifetime_secs.clamp(1, MAX_PRESENTATION_LIFETIME_SECS);
+    let enveloped: Vec<Value> = credentials
+        .iter()
+        .map(|token| {
+            json!({
+                "@context": VCDM_V2_CONTEXT,
+                "id": format!("{ENVELOPED_PREFIX}{}", token.trim()),
+                "type": ENVELOPED_TYPE,
+            })
+        })
+        .collect();
     let payload = json!({
-        "iss": holder_did,
+        "@context": [VCDM_V2_CONTEXT],
+        "type": ["VerifiablePresentation"],
+        "holder": holder.did(),
+        "verifiableCredential": enveloped,
         "aud": challenge.audience,
         "nonce": challenge.nonce,
         "iat": issued_at,
         "exp": issued_at + lifetime,
-        "vp": {
-            "@context": [VCDM_V2_CONTEXT],
-            "type": ["VerifiablePresentation"],
-            "holder": holder_did,
-            "verifiableCredential": credentials.iter().map(|token| token.trim()).collect::<Vec<_>>(),
-        },
     });
     jws::sign(holder, VP_TYP, &payload)
 }
@@ -97,16 +110,44 @@ struct PresentationClaims {
     issued_at: i64,
     expires_at: i64,
     credentials: Vec<String>,
-    vp_holder_agrees: bool,
+    signer_agrees: bool,
 }
 
 impl PresentationClaims {
     fn extract(payload: &Map<String, Value>) -> Result<Self, VerificationError> {
         let malformed = |message: &str| VerificationError::new(ErrorCode::Malformed, message);
-        let holder = payload
-            .get("iss")
+        // VC-JOSE-COSE puts the presentation itself in the payload; the older form (read
+        // during the transition, never written) wraps it in a `vp` claim beside `iss`.
+        let (presentation, legacy) = match payload.get("vp") {
+            Some(vp) => (
+                vp.as_object()
+                    .ok_or_else(|| malformed("presentation's vp claim is not an object"))?,
+                true,
+            ),
+            None => (payload, false),
+        };
+        let holder = presentation
+            .get("holder")
             .and_then(Value::as_str)
-            .ok_or_else(|| malformed("presentation has no iss (holder DID)"))?;
+            .or_else(|| payload.get("iss").and_then(Value::as_str))
+            .ok_or_else(|| malformed("presentation has no holder DID"))?;
+        let signer_agrees = payload
+            .get("iss")
+            .is_none_or(|iss| iss.as_str() == Some(holder));
+        if !legacy
+            && presentation
+                .get("type")
+                .and_then(Value::as_array)
+                .is_none_or(|types| {
+                    !types
+                        .iter()
+                        .any(|kind| kind.as_str() == Some("VerifiablePresentation"))
+                })
+        {
+            return Err(malformed(
+                "presentation's type lacks VerifiablePresentation",
+            ));
+        }
         let audiences = match payload.get("aud") {
             Some(Value::String(audience)) => vec![audience.clone()],
             Some(Value::Array(audiences)) => audiences
@@ -120,28 +161,27 @@ impl PresentationClaims {
         let (Some(issued_at), Some(expires_at)) = (number("iat"), number("exp")) else {
             return Err(malformed("presentation needs numeric iat and exp"));
         };
-        let vp = payload
-            .get("vp")
-            .and_then(Value::as_object)
-            .ok_or_else(|| malformed("presentation has no vp object"))?;
-        let vp_holder_agrees = vp
-            .get("holder")
-            .is_none_or(|vp_holder| vp_holder.as_str() == Some(holder));
-        let tokens = vp
+        let entries = presentation
             .get("verifiableCredential")
             .and_then(Value::as_array)
-            .ok_or_else(|| malformed("vp.verifiableCredential must be an array"))?;
-        if tokens.len() > MAX_PRESENTATION_CREDENTIALS {
+            .ok_or_else(|| malformed("verifiableCredential must be an array"))?;
+        if entries.len() > MAX_PRESENTATION_CREDENTIALS {
             return fail(
                 ErrorCode::TooLarge,
                 format!("at most {MAX_PRESENTATION_CREDENTIALS} credentials per presentation"),
             );
         }
-        let credentials = tokens
+        let credentials = entries
             .iter()
-            .map(|token| token.as_str().map(str::to_owned))
+            .map(|entry| credential_token(entry, legacy))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| malformed("vp.verifiableCredential must hold vc+jwt strings"))?;
+            .ok_or_else(|| {
+                malformed(if legacy {
+                    "vp.verifiableCredential must hold vc+jwt strings"
+                } else {
+                    "verifiableCredential must hold EnvelopedVerifiableCredentials of vc+jwt"
+                })
+            })?;
         Ok(Self {
             holder: holder.to_owned(),
             audiences,
@@ -152,7 +192,7 @@ impl PresentationClaims {
             issued_at,
             expires_at,
             credentials,
-            vp_holder_agrees,
+            signer_agrees,
         })
     }
 
@@ -176,6 +216,25 @@ impl PresentationClaims {
         }
         Ok(())
     }
+}
+
+/// The compact vc+jwt an entry of `verifiableCredential` carries: an
+/// `EnvelopedVerifiableCredential` whose `id` is a `data:application/vc+jwt,` URL, or, in the
+/// legacy form, the bare token.
+fn credential_token(entry: &Value, legacy: bool) -> Option<String> {
+    if legacy {
+        return entry.as_str().map(str::to_owned);
+    }
+    let entry = entry.as_object()?;
+    let enveloped = match entry.get("type")? {
+        Value::String(kind) => kind == ENVELOPED_TYPE,
+        Value::Array(kinds) => kinds
+            .iter()
+            .any(|kind| kind.as_str() == Some(ENVELOPED_TYPE)),
+        _ => false,
+    };
+    let token = entry.get("id")?.as_str()?.strip_prefix(ENVELOPED_PREFIX)?;
+    enveloped.then(|| token.to_owned())
 }
 
 impl CredentialVerifier {
@@ -231,8 +290,8 @@ impl CredentialVerifier {
             claims.expires_at.saturating_add(CLOCK_SKEW_SECS),
             now,
         )?;
-        if !claims.vp_holder_agrees {
-            return fail(ErrorCode::HolderMismatch, "vp.holder differs from iss");
+        if !claims.signer_agrees {
+            return fail(ErrorCode::HolderMismatch, "holder differs from iss");
         }
         Ok(claims)
     }

@@ -14,7 +14,7 @@ use crate::exchange::OpDraft;
 use crate::governance::{OpKind, StandingKind};
 use crate::handshake::GatewayEvent;
 use crate::identity::{KeyAlgorithm, KeyPair};
-use crate::localnet::{LocalGateway, next_event, top_tier, wait_until};
+use crate::localnet::{LocalGateway, top_tier, wait_until};
 use crate::net::{DataRequest, DataResponse};
 use crate::spaces::Record;
 use crate::threats::engine::State;
@@ -147,11 +147,10 @@ impl Cast {
         Ok(path)
     }
 
-    /// Every gateway joins the field, the first (the bootstrap peer) first.
-    pub(super) async fn join(&self, charter: &Path) -> Result<String, DemoError> {
-        for member in &self.members {
-            member.node.join(charter).await?;
-        }
+    /// Gateways `first` join the field, the first of them (the bootstrap peer) first;
+    /// returns the field id.
+    pub(super) async fn join(&self, charter: &Path, first: &[usize]) -> Result<String, DemoError> {
+        self.join_only(charter, first).await?;
         self.members[0]
             .node
             .field_id()
@@ -159,9 +158,9 @@ impl Cast {
     }
 
     /// Waits until `viewpoint` has judged every other member: the tier it gave each, or the
-    /// refusal code. A member expected to be refused is awaited as a refusal event.
+    /// refusal code. A member expected to be refused is awaited in the journal.
     pub(super) async fn screen(
-        &mut self,
+        &self,
         viewpoint: usize,
         refused: &[usize],
     ) -> Result<Vec<Verdict>, DemoError> {
@@ -169,18 +168,15 @@ impl Cast {
         for index in (0..self.members.len()).filter(|index| *index != viewpoint) {
             let peer = self.members[index].node.peer_id();
             let verdict = if refused.contains(&index) {
-                let events = &mut self.members[viewpoint].node.events;
-                let code = next_event(
-                    events,
-                    "the refusal of a flagged member",
-                    |event| match event {
+                let journal = &self.members[viewpoint].node.journal;
+                let (_, code) = journal
+                    .wait_from(0, "the refusal of a flagged member", |event| match event {
                         GatewayEvent::PeerRefused { peer: p, code, .. } if *p == peer => {
                             Some(code.clone())
                         }
                         _ => None,
-                    },
-                )
-                .await?;
+                    })
+                    .await?;
                 Verdict {
                     member: index,
                     tier: 0,
@@ -207,25 +203,75 @@ impl Cast {
         Ok(verdicts)
     }
 
-    /// Waits until every gateway in `members` has verified every other one: gossip from a
-    /// member a gateway has not verified is refused there.
-    pub(super) async fn until_mesh(&self, members: &[usize]) -> Result<(), DemoError> {
+    /// Waits until every gateway in `members` has verified every other one in `field`:
+    /// gossip from a member a gateway has not verified is refused there.
+    pub(super) async fn until_mesh(&self, field: &str, members: &[usize]) -> Result<(), DemoError> {
         for a in members {
             for b in members.iter().filter(|b| *b != a) {
-                let node = &self.members[*a].node;
+                let party = self.members[*a].node.gateway.party();
                 let peer = self.members[*b].node.peer_id();
                 wait_until(
                     "members verify each other",
                     Duration::from_millis(20),
                     || {
-                        let verified = node
-                            .peer_record(peer)
-                            .is_some_and(|record| top_tier(&record) >= 1);
+                        let verified = party.peer_verified_in(peer, field);
                         async move { verified }
                     },
                 )
                 .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Waits until `viewpoint`'s gateway holds `member`'s identity credential in `field`: its
+    /// handshake with `member` has come as far as what verified members are shown.
+    pub(super) async fn until_identified(
+        &self,
+        viewpoint: usize,
+        member: usize,
+        field: &str,
+    ) -> Result<(), DemoError> {
+        wait_until(
+            "a member's identity is shown",
+            Duration::from_millis(20),
+            || {
+                let shown = self.holds(
+                    viewpoint,
+                    member,
+                    field,
+                    crate::charter::disclosure::IDENTITY_TYPE,
+                );
+                async move { shown }
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `viewpoint`'s gateway holds a `type_name` that `member` presented in `field`.
+    pub(super) fn holds(
+        &self,
+        viewpoint: usize,
+        member: usize,
+        field: &str,
+        type_name: &str,
+    ) -> bool {
+        let peer = self.members[member].node.peer_id();
+        self.members[viewpoint]
+            .node
+            .peer_record(peer)
+            .is_some_and(|record| {
+                record.credentials_in(field).iter().any(|token| {
+                    crate::credential::credential_type(token).as_deref() == Some(type_name)
+                })
+            })
+    }
+
+    /// Joins the field's charter at `charter` for the gateways `which`, in order.
+    pub(super) async fn join_only(&self, charter: &Path, which: &[usize]) -> Result<(), DemoError> {
+        for index in which {
+            self.members[*index].node.join(charter).await?;
         }
         Ok(())
     }
@@ -567,16 +613,19 @@ pub(super) struct Opening<'a> {
     pub(super) policy: &'a str,
     /// Who founds, administers and issues.
     pub(super) charter: CharterRoles<'a>,
+    /// Who joins the field in the opening chapters (the first is the bootstrap peer); the
+    /// scenario has the others join when its story says.
+    pub(super) joining_first: &'a [usize],
 }
 
 /// The chapters every scenario opens with: the gateways start, the issuers issue, the
-/// founders sign the charter and every gateway joins. Returns the cast, the wallets and the
-/// field id.
+/// founders sign the charter and the first gateways join. Returns the cast, the wallets, the
+/// field id and the charter's path.
 pub(super) async fn open(
     root: &Path,
     story: &mut Story,
     opening: &Opening<'_>,
-) -> Result<(Cast, Vec<Vec<String>>, String), DemoError> {
+) -> Result<(Cast, Vec<Vec<String>>, String, PathBuf), DemoError> {
     story.chapter(&format!(
         "Keys: {} organisations start their gateways on loopback",
         opening.roles.len()
@@ -627,9 +676,9 @@ pub(super) async fn open(
         ),
     );
 
-    story.chapter("Screening: the gateways connect and judge each other's credentials");
-    let field = cast.join(&charter_path).await?;
-    Ok((cast, wallets, field))
+    let first: Vec<usize> = opening.joining_first.to_vec();
+    let field = cast.join(&charter_path, &first).await?;
+    Ok((cast, wallets, field, charter_path))
 }
 
 /// Who plays which part in a charter: indices into the cast.
@@ -743,4 +792,17 @@ pub(super) fn outcome(answer: &DataAnswer) -> String {
     } else {
         format!("refused: {}", answer.code)
     }
+}
+
+/// `CreditRatingCredential` → `credit rating`.
+pub(super) fn short_type(type_name: &str) -> String {
+    let stem = type_name.trim_end_matches("Credential");
+    let mut words = String::new();
+    for (index, letter) in stem.char_indices() {
+        if letter.is_uppercase() && index > 0 {
+            words.push(' ');
+        }
+        words.push(letter.to_ascii_lowercase());
+    }
+    words
 }

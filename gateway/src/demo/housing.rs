@@ -7,7 +7,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::cast::{
-    Cast, CharterRoles, Opening, abbreviate, allowed, explain, issue, open, outcome,
+    Cast, CharterRoles, Opening, abbreviate, allowed, explain, issue, open, outcome, short_type,
 };
 use super::{DemoError, Story};
 use crate::governance::{OpKind, StandingKind};
@@ -65,9 +65,11 @@ pub(super) async fn play(
                 ("Example City", CITY),
             ],
         },
+        joining_first: &[CITY, REGISTRAR, BUREAU, SCREENER, LICENSING, A, B, C],
     };
-    let (mut cast, wallets, field) = open(root, story, &opening).await?;
-    screening(&mut cast, story, &field, &wallets).await?;
+    let (cast, wallets, field, _) = open(root, story, &opening).await?;
+    story.chapter("Screening: the applicants present to the founders, who judge their credentials");
+    screening(&cast, story, &field, &wallets).await?;
 
     story.chapter("Admission: the city proposes the screened organisations as members");
     admission(&cast, story, &field).await?;
@@ -140,7 +142,7 @@ fn wallets(cast: &Cast) -> Result<Vec<Vec<String>>, DemoError> {
 
 /// What the city concluded of everyone, and why, in the gateway's words.
 async fn screening(
-    cast: &mut Cast,
+    cast: &Cast,
     story: &mut Story,
     field: &str,
     wallets: &[Vec<String>],
@@ -163,11 +165,8 @@ async fn screening(
         let name = cast.members[verdict.member].name;
         story.check(&format!("the city screens {name}"), expected, actual, &why);
     }
-    let members: Vec<usize> = (0..cast.members.len())
-        .filter(|index| *index != B)
-        .collect();
-    cast.until_mesh(&members).await?;
-    story.say("   every member but B now holds a verified record of every other");
+    story.say("   the registrar's and the bureau's gateways screened the applicants too; the");
+    story.say("   applicants saw only the founders, and only what the charter shows applicants");
     Ok(())
 }
 
@@ -203,6 +202,56 @@ async fn admission(cast: &Cast, story: &mut Story, field: &str) -> Result<(), De
         cast.standing(CITY, field, B),
         "no other founder's gateway endorses it: their own screening gave B no tier",
     );
+    cast.until_mesh(field, &listening).await?;
+    story.say("   the members now meet each other, each seeing what the charter shows members");
+    need_to_know(cast, story, field).await?;
+    Ok(())
+}
+
+/// What the charter's `[disclosure]` rules let each gateway see of contractor A.
+async fn need_to_know(cast: &Cast, story: &mut Story, field: &str) -> Result<(), DemoError> {
+    for viewpoint in [CITY, C] {
+        cast.until_identified(viewpoint, A, field).await?;
+    }
+    let checks = [
+        (
+            CITY,
+            "CreditRatingCredential",
+            "yes",
+            "credit goes to founders and admins",
+        ),
+        (
+            C,
+            "CreditRatingCredential",
+            "no",
+            "another contractor never sees it",
+        ),
+        (
+            C,
+            "AntisocialForcesScreeningCredential",
+            "no",
+            "nor the screening result",
+        ),
+        (
+            C,
+            "BusinessLicenseCredential",
+            "yes",
+            "licences go to every verified member",
+        ),
+    ];
+    for (viewpoint, type_name, expected, why) in checks {
+        let holds = cast.holds(viewpoint, A, field, type_name);
+        story.check(
+            &format!(
+                "{} holds A's {}",
+                cast.members[viewpoint].name,
+                short_type(type_name)
+            ),
+            expected,
+            if holds { "yes" } else { "no" },
+            why,
+        );
+    }
     Ok(())
 }
 

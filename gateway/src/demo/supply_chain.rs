@@ -7,8 +7,9 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::cast::{Cast, CharterRoles, Opening, explain, issue, open, outcome};
+use super::cast::{Cast, CharterRoles, Opening, explain, issue, open, outcome, short_type};
 use super::{DemoError, Story};
+use crate::governance::{OpKind, StandingKind};
 use crate::net::DataRequest;
 use crate::policy::{Category, ValueLevel};
 use crate::spaces::{Labels, Record};
@@ -38,6 +39,58 @@ const ROLES: [(&str, &str); 7] = [
     ("supplier-b", "ISO 27001 basic"),
     ("supplier-c", "ISO 27001 substantial, runs OpenSSL 3.0.1"),
 ];
+
+/// What the charter's `[disclosure]` rules let each gateway see of the suppliers.
+async fn need_to_know(cast: &Cast, story: &mut Story, field: &str) -> Result<(), DemoError> {
+    let checks = [
+        (
+            SUPPLIER_B,
+            SUPPLIER_A,
+            "SecurityCertificationCredential",
+            "yes",
+            "partners see each other's certifications",
+        ),
+        (
+            SUPPLIER_B,
+            SUPPLIER_C,
+            "SoftwareInventoryCredential",
+            "no",
+            "a software inventory goes to the admin only",
+        ),
+        (
+            MAKER,
+            SUPPLIER_C,
+            "SoftwareInventoryCredential",
+            "yes",
+            "the maker matches vulnerabilities against it",
+        ),
+        (
+            SUPPLIER_B,
+            SUPPLIER_A,
+            "CreditRatingCredential",
+            "no",
+            "credit stays with the founders",
+        ),
+    ];
+    for (viewpoint, member, _, _, _) in checks {
+        cast.until_identified(viewpoint, member, field).await?;
+    }
+    for (viewpoint, member, type_name, expected, why) in checks {
+        let holds = cast.holds(viewpoint, member, field, type_name);
+        story.check(
+            &format!(
+                "{} holds {}'s {}",
+                cast.members[viewpoint].name,
+                cast.members[member].name,
+                short_type(type_name)
+            ),
+            expected,
+            if holds { "yes" } else { "no" },
+            why,
+        );
+    }
+    Ok(())
+}
 
 /// Each supplier's ISO 27001 assurance level and OpenSSL version.
 const SUPPLIERS: [(usize, &str, &str); 3] = [
@@ -70,8 +123,30 @@ pub(super) async fn play(
                 ("Example Motors", MAKER),
             ],
         },
+        joining_first: &[MAKER, CERTIFIER, BUREAU],
     };
-    let (mut cast, wallets, field) = open(root, story, &opening).await?;
+    let (cast, wallets, field, charter) = open(root, story, &opening).await?;
+
+    story.chapter("Invitation: the maker proposes the registrar and its suppliers as members");
+    let invited = [REGISTRAR, SUPPLIER_A, SUPPLIER_B, SUPPLIER_C];
+    for newcomer in invited {
+        cast.propose(MAKER, &field, OpKind::Admit, newcomer, "invited supplier")
+            .await?;
+    }
+    // The field is closed: only an organisation a proposal names is answered at all.
+    cast.join_only(&charter, &invited).await?;
+    let founders = [MAKER, CERTIFIER, BUREAU];
+    for newcomer in invited {
+        cast.until_standing(&field, newcomer, StandingKind::Member, &founders)
+            .await?;
+        story.check(
+            &format!("{} admitted", cast.members[newcomer].name),
+            "member",
+            cast.standing(MAKER, &field, newcomer),
+            "the certifier's and the bureau's gateways endorsed once their own screening gave a tier",
+        );
+    }
+    story.chapter("Screening: what the maker's gateway concluded of each member");
     for verdict in cast.screen(MAKER, &[]).await? {
         let expected = if verdict.member >= SUPPLIER_A { 3 } else { 1 };
         let why = cast
@@ -87,7 +162,8 @@ pub(super) async fn play(
         );
     }
     let everyone: Vec<usize> = (0..cast.members.len()).collect();
-    cast.until_mesh(&everyone).await?;
+    cast.until_mesh(&field, &everyone).await?;
+    need_to_know(&cast, story, &field).await?;
 
     story
         .chapter("Restricted design data: what each supplier may read follows its ISO 27001 level");

@@ -236,6 +236,25 @@ impl Governance {
             .collect()
     }
 
+    /// Whether an admission of `did` in `field` is held and has not committed.
+    pub fn admission_pending(&self, field: &str, did: &str) -> bool {
+        let Ok(logs) = self.logs.read() else {
+            return false;
+        };
+        let Some(log) = logs.get(field) else {
+            return false;
+        };
+        log.ops.iter().any(|(id, signed)| {
+            signed.op.kind == super::OpKind::Admit
+                && signed.op.target == did
+                && log
+                    .state
+                    .progress
+                    .get(id)
+                    .is_some_and(|progress| progress.committed.is_none())
+        })
+    }
+
     /// The field's state.
     pub fn state(&self, field: &str) -> Option<FieldState> {
         self.logs

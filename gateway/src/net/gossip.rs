@@ -1,4 +1,5 @@
-//! Gossipsub settings and topic names.
+//! Gossipsub settings and topic names. Each field runs its own gossipsub on a protocol of its
+//! own, among its verified members only (`mesh.rs`).
 //!
 //! Messages are published anonymously (no libp2p author or signature) and identified by the
 //! SHA-256 of their bytes: every payload carries its own organisation signature, which the
@@ -64,9 +65,10 @@ pub fn parse_topic(name: &str) -> Option<(String, TopicKind)> {
     Some((field.to_owned(), kind))
 }
 
-/// The gossipsub behaviour with our settings; `max_bytes` bounds every message.
-pub(super) fn behaviour(max_bytes: usize) -> Result<gossipsub::Behaviour, String> {
+/// A gossipsub behaviour with our settings on `protocol`; `max_bytes` bounds every message.
+pub(super) fn behaviour(max_bytes: usize, protocol: &str) -> Result<gossipsub::Behaviour, String> {
     let config = gossipsub::ConfigBuilder::default()
+        .protocol_id(protocol.to_owned(), gossipsub::Version::V1_1)
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|message| MessageId::new(&Sha256::digest(&message.data)))
@@ -129,6 +131,6 @@ mod tests {
             + params.first_message_deliveries_cap * params.first_message_deliveries_weight;
         assert!(penalty(2.0) > thresholds.graylist_threshold);
         assert!(penalty(3.0) + most_credit < thresholds.graylist_threshold);
-        assert!(behaviour(1024).is_ok());
+        assert!(behaviour(1024, "/tfc/mesh/00/1.1.0").is_ok());
     }
 }

@@ -1,6 +1,7 @@
-//! The libp2p swarm: TCP + Noise + Yamux, identify, ping, connection gating and limits,
-//! kademlia for finding the members of a field, gossipsub with application validation and
-//! peer scoring, and request-response for `/tfc/handshake/1` and `/tfc/sync/1`.
+//! The libp2p swarm: TCP + Noise + Yamux, identify, ping, connection gating and limits
+//! (threat address blocks, throttled strangers), one gossipsub per field among the peers
+//! verified in it (`mesh.rs`) with application validation and peer scoring, and
+//! request-response for `/tfc/handshake/2`, `/tfc/sync/2` and `/tfc/data/1`.
 //!
 //! One task owns the `Swarm` (`swarm.rs`). The rest of the daemon talks to it with
 //! [`Command`]s and hears from it through two event streams: [`NetworkEvent`]s about
@@ -8,7 +9,9 @@
 
 mod gate;
 mod gossip;
+mod mesh;
 mod protocol;
+mod strangers;
 mod swarm;
 
 use libp2p::request_response::ResponseChannel;
@@ -19,19 +22,19 @@ use tokio::task::JoinHandle;
 pub use gate::{AddressBlocks, AddressChange};
 pub use gossip::{TopicKind, parse_topic, topic_name};
 pub use libp2p::gossipsub::MessageId;
+pub use mesh::mesh_protocol;
 pub use protocol::{
-    DataRequest, DataResponse, HandshakeRequest, HandshakeResponse, SyncRequest, SyncResponse,
-    opens_handshake,
+    DataRequest, DataResponse, HandshakeRequest, HandshakeResponse, MemberAddress, SyncRequest,
+    SyncResponse, opens_handshake,
 };
+pub use strangers::{STRANGER_BURST, STRANGER_REFILL};
 
-/// The handshake protocol name (DESIGN §4, Wire).
-pub const HANDSHAKE_PROTOCOL: &str = "/tfc/handshake/1";
-/// The anti-entropy protocol name (DESIGN §4, Wire).
-pub const SYNC_PROTOCOL: &str = "/tfc/sync/1";
+/// The handshake protocol name (DESIGN §4, Wire): staged disclosure since version 2.
+pub const HANDSHAKE_PROTOCOL: &str = "/tfc/handshake/2";
+/// The anti-entropy protocol name (DESIGN §4, Wire): member addresses since version 2.
+pub const SYNC_PROTOCOL: &str = "/tfc/sync/2";
 /// The data protocol name (DESIGN §4, Wire).
 pub const DATA_PROTOCOL: &str = "/tfc/data/1";
-/// The kademlia protocol name: a private DHT, apart from the public IPFS one.
-pub const KADEMLIA_PROTOCOL: &str = "/tfc/kad/1";
 
 /// The network could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -71,18 +74,15 @@ pub struct NetworkSettings {
     pub listen: Vec<String>,
     /// Largest message on any protocol, in bytes.
     pub max_message_bytes: usize,
-    /// Whether to run kademlia to find field members.
-    pub discovery: bool,
 }
 
 impl NetworkSettings {
-    /// Loopback on an ephemeral port, 1 MiB messages, no DHT: for tests and tools that
-    /// connect their peers themselves.
+    /// Loopback on an ephemeral port, 1 MiB messages: for tests and tools that connect
+    /// their peers themselves.
     pub fn loopback() -> Self {
         Self {
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
             max_message_bytes: 1024 * 1024,
-            discovery: false,
         }
     }
 }
@@ -111,8 +111,31 @@ pub async fn call<T>(
 pub enum Command {
     /// Dial an address.
     Dial(Multiaddr),
-    /// The handshake admitted this peer: it may now serve in our DHT routing table.
+    /// Dial a member at the addresses another member gave, unless already connected.
+    DialPeer {
+        /// The member.
+        peer: PeerId,
+        /// Where it listens.
+        addresses: Vec<Multiaddr>,
+    },
+    /// The handshake verified this peer: remember where it listens, to dial it again.
     Admitted(PeerId),
+    /// The fields whose gossip this peer takes part in, by the handshake: its connections
+    /// enter those fields' meshes and leave the others', at once.
+    Gossip {
+        /// The peer.
+        peer: PeerId,
+        /// The fields (none: it leaves every mesh).
+        fields: std::collections::BTreeSet<String>,
+    },
+    /// Members of our fields: never throttled as strangers.
+    Welcome(Vec<PeerId>),
+    /// The handshake refused this peer, which has no standing: its address is charged.
+    Stranger(PeerId),
+    /// Report the listen addresses heard from these verified peers.
+    PeerAddresses(Vec<PeerId>, oneshot::Sender<Vec<MemberAddress>>),
+    /// Report the fields whose gossip runs with a peer.
+    MeshFields(PeerId, oneshot::Sender<std::collections::BTreeSet<String>>),
     /// Send a handshake request and deliver the answer (or the failure) to `reply`.
     Request {
         /// The peer.
@@ -161,8 +184,7 @@ pub enum Command {
         /// The answer.
         response: DataResponse,
     },
-    /// Take part in a field: subscribe to its topics, announce it in the DHT and look for
-    /// its other members there.
+    /// Take part in a field: start its gossip among the peers allowed in it.
     JoinField(String),
     /// Publish on a topic.
     Publish {
@@ -170,9 +192,13 @@ pub enum Command {
         topic: String,
         /// The message.
         data: Vec<u8>,
+        /// Where to say whether gossipsub took it, if anyone asks.
+        reply: Option<oneshot::Sender<Result<(), String>>>,
     },
     /// Report the application's judgement of a gossip message.
     Validated {
+        /// The field whose gossip carried it.
+        field: String,
         /// The message, from [`ContentEvent::Gossip`].
         message_id: MessageId,
         /// The peer that forwarded it.
@@ -244,6 +270,8 @@ pub enum NetworkEvent {
 pub enum ContentEvent {
     /// A gossip message awaiting validation; answer with [`Command::Validated`].
     Gossip {
+        /// The field whose gossip carried it (the peer is allowed there).
+        field: String,
         /// Its id (the SHA-256 of its bytes).
         message_id: MessageId,
         /// The peer that forwarded it.

@@ -1,18 +1,25 @@
-//! The `/tfc/handshake/1` messages (JSON, size-limited by the codec).
+//! The messages of `/tfc/handshake/2`, `/tfc/sync/2` and `/tfc/data/1` (JSON, size-limited by
+//! the codec).
 //!
-//! The opener (the side whose PeerId sorts first, see [`opens_handshake`]) sends `Hello` (its
-//! DID, a fresh nonce, the fields it belongs to). The responder answers with its own `Hello`,
-//! carrying a presentation for the opener's nonce. The opener checks it and sends `Present`
-//! with its presentation for the responder's nonce; the responder checks that and answers
-//! `Verdict` with the tiers it computed.
+//! A handshake: the opener (the side whose PeerId sorts first, see [`opens_handshake`]) sends
+//! `Hello` with its DID, a nonce and its first signed asks, one per field it names (only
+//! fields where the responder has standing in its eyes). The responder answers `Hello` with
+//! its DID, a nonce, a proof of key for the opener's nonce, and a [`Turn`]: presentations
+//! answering the asks it takes, and asks of its own. From then on the opener sends `Turn`s
+//! (the first with its proof of key for the responder's nonce) and the responder answers
+//! each with a `Turn`, until the opener has nothing new to say. A field nobody with
+//! standing names is never mentioned; a field named where the asker has no standing is
+//! ignored exactly like a field the answerer never joined.
 //!
 //! A responder answers a `Hello` from either side, so a peer that opens out of turn is still
 //! served; our gateways simply never do.
 
 use std::collections::BTreeMap;
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
+
+use crate::handshake::negotiation::Turn;
 
 /// Whether the side `local` opens the handshake with `remote`: the one whose PeerId sorts
 /// first. The dialer used to open, but when two members dial each other at once (both ends
@@ -26,53 +33,82 @@ pub fn opens_handshake(local: &PeerId, remote: &PeerId) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HandshakeRequest {
-    /// The opener introduces itself and challenges the responder.
+    /// The opener introduces itself, challenges the responder and asks in the fields it
+    /// names.
     Hello {
         /// The opener's DID; it must name the connection's PeerId.
         did: String,
-        /// The challenge the responder's presentation must answer.
+        /// The nonce the responder's proof of key answers.
         nonce: String,
-        /// The field ids the opener belongs to.
-        fields: Vec<String>,
+        /// Signed asks, one per field named.
+        #[serde(default)]
+        asks: Vec<String>,
     },
-    /// The opener answers the responder's challenge.
-    Present {
-        /// A vp+jwt for the responder's DID and nonce.
-        presentation: String,
-    },
+    /// The opener's next turn.
+    Turn(Turn),
 }
 
 /// A handshake response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum HandshakeResponse {
-    /// The responder introduces itself, answers the challenge and challenges back.
+    /// The responder introduces itself, proves its key, and takes its first turn.
     Hello {
         /// The responder's DID.
         did: String,
-        /// The challenge the opener's presentation must answer.
+        /// The nonce the opener's proof of key answers.
         nonce: String,
-        /// The field ids the responder belongs to.
-        fields: Vec<String>,
-        /// A vp+jwt for the opener's DID and nonce.
-        presentation: String,
+        /// An empty `vp+jwt` for the opener's DID and nonce.
+        proof: String,
+        /// Its answers and asks.
+        turn: Turn,
     },
-    /// The tiers the responder computed for the opener, per shared field.
-    Verdict {
-        /// Field id → tier.
-        tiers: BTreeMap<String, u8>,
-    },
-    /// The request was refused.
+    /// The responder's answer to a turn.
+    Turn(Turn),
+    /// The request was refused. A peer without standing always reads `refused`, whatever
+    /// the reason.
     Refused {
-        /// A stable code (a verification code, or `protocol`).
+        /// A stable code (a verification code, `protocol`, or `refused`).
         code: String,
         /// Why.
         message: String,
     },
 }
 
-/// An anti-entropy request on `/tfc/sync/1`: the asker says what it holds for a field, the
-/// answer carries what it lacks. Served only to peers verified in that field.
+/// Where a member listens, as another member heard it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAddress {
+    /// The member's PeerId.
+    pub peer: String,
+    /// Its listen addresses (multiaddrs).
+    pub addresses: Vec<String>,
+}
+
+impl MemberAddress {
+    /// An entry for `peer` at `addresses`.
+    pub fn new(peer: PeerId, addresses: &[Multiaddr]) -> Self {
+        Self {
+            peer: peer.to_base58(),
+            addresses: addresses.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// The PeerId and the addresses that parse; `None` if the PeerId does not.
+    pub fn parse(&self) -> Option<(PeerId, Vec<Multiaddr>)> {
+        let peer = self.peer.parse().ok()?;
+        let addresses = self
+            .addresses
+            .iter()
+            .filter_map(|address| address.parse().ok())
+            .collect();
+        Some((peer, addresses))
+    }
+}
+
+/// An anti-entropy request on `/tfc/sync/2`: the asker says what it holds for a field, the
+/// answer carries what it lacks. Served only to peers verified in that field; any other
+/// asker reads `refused`, whether or not this gateway belongs to the field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SyncRequest {
@@ -105,6 +141,12 @@ pub enum SyncRequest {
         /// The envelope (compact JWS), signed by the asker.
         token: String,
     },
+    /// Where the field's other members listen, as the answerer heard them: how members
+    /// find each other.
+    Members {
+        /// The field id.
+        field: String,
+    },
 }
 
 /// An anti-entropy answer.
@@ -132,6 +174,12 @@ pub enum SyncResponse {
         taken: usize,
         /// Indicators already held.
         unchanged: usize,
+    },
+    /// Members verified in the field that the answerer is connected to, and where they
+    /// listen.
+    Members {
+        /// The members.
+        members: Vec<MemberAddress>,
     },
     /// The request was refused.
     Refused {
@@ -222,4 +270,56 @@ pub enum DataResponse {
         /// Why.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::negotiation::{Answer, FieldVerdict};
+
+    #[test]
+    fn handshake_messages_round_trip_and_refuse_strays() {
+        let turn = Turn {
+            proof: Some("p".into()),
+            asks: vec!["a.b.c".into()],
+            answers: vec![Answer {
+                field: "f".into(),
+                presentation: Some("x.y.z".into()),
+                refused: None,
+            }],
+            verdicts: vec![FieldVerdict {
+                field: "f".into(),
+                tier: 2,
+                verified: true,
+                counted: ["OrganizationIdentityCredential".to_owned()].into(),
+            }],
+        };
+        let messages = [
+            serde_json::to_string(&HandshakeRequest::Turn(turn.clone())).unwrap(),
+            serde_json::to_string(&HandshakeResponse::Hello {
+                did: "d".into(),
+                nonce: "n".into(),
+                proof: "p".into(),
+                turn: turn.clone(),
+            })
+            .unwrap(),
+        ];
+        let request: HandshakeRequest = serde_json::from_str(&messages[0]).unwrap();
+        assert_eq!(request, HandshakeRequest::Turn(turn));
+        let response: HandshakeResponse = serde_json::from_str(&messages[1]).unwrap();
+        assert!(matches!(response, HandshakeResponse::Hello { .. }));
+        let hello: HandshakeRequest =
+            serde_json::from_str(r#"{"kind":"hello","did":"d","nonce":"n"}"#).unwrap();
+        assert!(matches!(hello, HandshakeRequest::Hello { asks, .. } if asks.is_empty()));
+        for stray in [
+            r#"{"kind":"hello","did":"d","nonce":"n","fields":["f"]}"#,
+            r#"{"kind":"turn","asks":[],"extra":1}"#,
+            r#"{"kind":"present","presentation":"x"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<HandshakeRequest>(stray).is_err(),
+                "{stray}"
+            );
+        }
+    }
 }

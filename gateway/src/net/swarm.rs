@@ -1,12 +1,10 @@
 //! The task that owns the swarm.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt;
-use libp2p::kad::{self, GetProvidersOk, QueryResult, RecordKey};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
-use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -18,10 +16,12 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use super::gate::{AddressChange, AddressGate};
-use super::gossip::{self, TopicKind, topic_name};
+use super::gossip::parse_topic;
+use super::mesh::FieldMeshes;
+use super::strangers::StrangerGate;
 use super::{
     Command, ContentEvent, DATA_PROTOCOL, DataRequest, DataResponse, HANDSHAKE_PROTOCOL,
-    HandshakeRequest, HandshakeResponse, KADEMLIA_PROTOCOL, NetError, NetworkEvent, NetworkEvents,
+    HandshakeRequest, HandshakeResponse, MemberAddress, NetError, NetworkEvent, NetworkEvents,
     NetworkSettings, Reply, SYNC_PROTOCOL, SyncRequest, SyncResponse, Verdict, opens_handshake,
 };
 
@@ -39,26 +39,22 @@ const MAX_ESTABLISHED: u32 = 512;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands and events buffered between the swarm task and the daemon.
 const CHANNEL_DEPTH: usize = 1024;
-/// How often the DHT is asked again for the members of each field.
-const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
 /// Listen addresses kept per peer from identify.
 const MAX_ADDRESSES_PER_PEER: usize = 8;
-/// Admitted members remembered for redialling; beyond this, newcomers wait for discovery.
+/// Verified members remembered for redialling; beyond this, newcomers wait until another
+/// member names them.
 const MAX_REMEMBERED_MEMBERS: usize = 4096;
-/// Delay before a discovery round after a change (a join, a first connection), so that
-/// several changes at once cost one round.
-const DISCOVERY_SETTLE: Duration = Duration::from_millis(200);
 
 #[derive(NetworkBehaviour)]
 pub(super) struct Behaviour {
     // Gating first: a blocked address or peer is refused before any other behaviour sees it.
     addresses: AddressGate,
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    strangers: StrangerGate,
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
-    kademlia: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
-    gossipsub: gossipsub::Behaviour,
+    meshes: FieldMeshes,
     handshake: request_response::json::Behaviour<HandshakeRequest, HandshakeResponse>,
     sync: request_response::json::Behaviour<SyncRequest, SyncResponse>,
     data: request_response::json::Behaviour<DataRequest, DataResponse>,
@@ -94,11 +90,9 @@ pub(super) fn start(
             handshakes: HashMap::new(),
             syncs: HashMap::new(),
             data: HashMap::new(),
-            fields: HashSet::new(),
             heard: HashMap::new(),
             members: HashMap::new(),
             address_changes: None,
-            next_discovery: Instant::now() + DISCOVERY_INTERVAL,
             late_redials: VecDeque::new(),
         }
         .run(),
@@ -123,7 +117,6 @@ fn build_swarm(
         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
         .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
         .with_max_established(Some(MAX_ESTABLISHED));
-    let gossipsub = gossip::behaviour(max_message_bytes).map_err(|error| setup(&error))?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -132,44 +125,25 @@ fn build_swarm(
             yamux::Config::default,
         )
         .map_err(|error| setup(&error))?
-        .with_behaviour(|key| {
-            let kademlia = settings
-                .discovery
-                .then(|| kademlia(key.public().to_peer_id()));
-            Behaviour {
-                addresses: AddressGate::default(),
-                blocked: allow_block_list::Behaviour::default(),
-                limits: connection_limits::Behaviour::new(limits),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/tfc/1".into(),
-                    key.public(),
-                )),
-                ping: ping::Behaviour::default(),
-                kademlia: kademlia.into(),
-                gossipsub,
-                handshake: json_protocol(HANDSHAKE_PROTOCOL, max_message_bytes),
-                sync: json_protocol(SYNC_PROTOCOL, max_message_bytes),
-                data: json_protocol(DATA_PROTOCOL, max_message_bytes),
-            }
+        .with_behaviour(|key| Behaviour {
+            addresses: AddressGate::default(),
+            blocked: allow_block_list::Behaviour::default(),
+            strangers: StrangerGate::default(),
+            limits: connection_limits::Behaviour::new(limits),
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/tfc/1".into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::default(),
+            meshes: FieldMeshes::new(max_message_bytes),
+            handshake: json_protocol(HANDSHAKE_PROTOCOL, max_message_bytes),
+            sync: json_protocol(SYNC_PROTOCOL, max_message_bytes),
+            data: json_protocol(DATA_PROTOCOL, max_message_bytes),
         })
         .map_err(|error| setup(&error))?
         .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
     Ok(swarm)
-}
-
-/// Kademlia on our private protocol. Only peers the handshake admitted enter the routing
-/// table ([`Command::Admitted`]): strangers in their grace window, or refused peers, never
-/// route our queries.
-fn kademlia(peer_id: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
-    let mut config = kad::Config::new(StreamProtocol::new(KADEMLIA_PROTOCOL));
-    config.set_kbucket_inserts(kad::BucketInserts::Manual);
-    let mut kademlia =
-        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), config);
-    // Members are reachable servers; without this kademlia waits for an external address
-    // confirmation that a loopback or LAN field never gets.
-    kademlia.set_mode(Some(kad::Mode::Server));
-    kademlia
 }
 
 /// A JSON request-response protocol whose messages are bounded by `max_bytes` both ways.
@@ -199,17 +173,15 @@ struct SwarmTask {
     handshakes: HashMap<OutboundRequestId, Reply<HandshakeResponse>>,
     syncs: HashMap<OutboundRequestId, Reply<SyncResponse>>,
     data: HashMap<OutboundRequestId, Reply<DataResponse>>,
-    /// Field ids joined: announced and looked up in the DHT.
-    fields: HashSet<String>,
-    /// Listen addresses connected peers told us (identify), kept until they are admitted
-    /// into the DHT or leave.
+    /// Listen addresses connected peers told us (identify), kept until they are verified or
+    /// leave.
     heard: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Peers the handshake admitted since start, with the listen addresses they told us:
-    /// the ones worth dialling again when the way to them reopens.
+    /// Peers the handshake verified since start, with the listen addresses they told us:
+    /// the ones worth dialling again when the way to them reopens, and those other members
+    /// may learn of.
     members: HashMap<PeerId, Vec<Multiaddr>>,
     /// The threat module's changes to the address blocks, once it is running.
     address_changes: Option<mpsc::UnboundedReceiver<AddressChange>>,
-    next_discovery: Instant,
     /// Members unblocked whose handshake the other side opens: dialled at the time given
     /// unless that side has connected first (see [`SwarmTask::redial_when_unblocked`]).
     late_redials: VecDeque<(Instant, PeerId)>,
@@ -247,7 +219,6 @@ impl SwarmTask {
                         break;
                     }
                 }
-                () = sleep_until(self.next_discovery) => self.discover(),
                 () = Self::next_late_redial(&self.late_redials) => self.late_redial(),
                 change = next_change(&mut self.address_changes) => {
                     self.swarm.behaviour_mut().addresses.apply(change);
@@ -273,7 +244,24 @@ impl SwarmTask {
         let behaviour = self.swarm.behaviour_mut();
         match command {
             Command::Dial(address) => self.dial(address),
+            Command::DialPeer { peer, addresses } => self.dial_member(peer, addresses),
             Command::Admitted(peer) => self.admitted(peer),
+            Command::Gossip { peer, fields } => behaviour.meshes.allow(peer, fields),
+            Command::Welcome(peers) => behaviour.strangers.welcome(peers),
+            Command::Stranger(peer) => behaviour.strangers.refused(peer),
+            Command::PeerAddresses(peers, reply) => {
+                let known = peers
+                    .into_iter()
+                    .filter_map(|peer| {
+                        let addresses = self.members.get(&peer)?;
+                        (!addresses.is_empty()).then(|| MemberAddress::new(peer, addresses))
+                    })
+                    .collect();
+                let _ = reply.send(known);
+            }
+            Command::MeshFields(peer, reply) => {
+                let _ = reply.send(behaviour.meshes.active_fields(&peer));
+            }
             Command::Request {
                 peer,
                 request,
@@ -317,17 +305,26 @@ impl SwarmTask {
                     tracing::debug!("data answer dropped: the peer went away");
                 }
             }
-            Command::JoinField(field) => self.join_field(field),
-            Command::Publish { topic, data } => {
-                if let Err(error) = behaviour
-                    .gossipsub
-                    .publish(gossipsub::IdentTopic::new(topic.as_str()), data)
-                {
+            Command::JoinField(field) => {
+                if let Err(error) = behaviour.meshes.join(&field) {
+                    tracing::warn!(%field, %error, "the field's gossip did not start");
+                }
+            }
+            Command::Publish { topic, data, reply } => {
+                let published = match parse_topic(&topic) {
+                    Some((field, _)) => behaviour.meshes.publish(&field, &topic, data),
+                    None => Err("not a field topic".to_owned()),
+                };
+                if let Err(error) = &published {
                     // Anti-entropy delivers it to members connected later.
                     tracing::debug!(%topic, %error, "gossip not published");
                 }
+                if let Some(reply) = reply {
+                    let _ = reply.send(published);
+                }
             }
             Command::Validated {
+                field,
                 message_id,
                 source,
                 verdict,
@@ -337,11 +334,9 @@ impl SwarmTask {
                     Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
                     Verdict::Reject => gossipsub::MessageAcceptance::Reject,
                 };
-                behaviour.gossipsub.report_message_validation_result(
-                    &message_id,
-                    &source,
-                    acceptance,
-                );
+                behaviour
+                    .meshes
+                    .report(&field, &message_id, &source, acceptance);
             }
             Command::Block(peer) => {
                 behaviour.blocked.block_peer(peer);
@@ -350,8 +345,8 @@ impl SwarmTask {
             Command::Unblock(peer) => {
                 behaviour.blocked.unblock_peer(peer);
                 // A member cut off by a block (a partition, a lifted suspension) is dialled
-                // at once rather than at the next discovery round, so the field heals in
-                // seconds.
+                // at once rather than when another member names it again, so the field
+                // heals in seconds.
                 self.redial_when_unblocked(peer);
             }
             Command::Disconnect(peer) => {
@@ -364,7 +359,7 @@ impl SwarmTask {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::PeerScore(peer, reply) => {
-                let _ = reply.send(behaviour.gossipsub.peer_score(&peer));
+                let _ = reply.send(behaviour.meshes.score(&peer));
             }
             Command::GateAddresses(changes) => self.address_changes = Some(changes),
         }
@@ -430,52 +425,23 @@ impl SwarmTask {
     fn admitted(&mut self, peer: PeerId) {
         let addresses = self.heard.get(&peer).cloned().unwrap_or_default();
         if self.members.len() < MAX_REMEMBERED_MEMBERS || self.members.contains_key(&peer) {
-            self.members.insert(peer, addresses.clone());
+            self.members.insert(peer, addresses);
         }
-        let Some(kademlia) = self.swarm.behaviour_mut().kademlia.as_mut() else {
+    }
+
+    /// Dials a member another member named, unless already connected (the handshake then
+    /// decides whether it stays).
+    fn dial_member(&mut self, peer: PeerId, mut addresses: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
             return;
-        };
-        let first = kademlia.kbuckets().all(|bucket| bucket.num_entries() == 0);
-        for address in addresses {
-            kademlia.add_address(&peer, address);
         }
-        // The first member in the table makes the DHT usable: look for the others now.
-        if first {
-            self.discover_soon();
-        }
-    }
-
-    fn join_field(&mut self, field: String) {
-        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-        for kind in TopicKind::ALL {
-            let topic = gossipsub::IdentTopic::new(topic_name(&field, kind));
-            if let Err(error) = gossipsub.set_topic_params(topic.clone(), gossip::topic_score()) {
-                tracing::warn!(%field, %error, "gossip topic scoring not set");
-            }
-            if let Err(error) = gossipsub.subscribe(&topic) {
-                tracing::warn!(%field, %error, "gossip topic not subscribed");
-            }
-        }
-        self.fields.insert(field);
-        self.discover_soon();
-    }
-
-    fn discover_soon(&mut self) {
-        self.next_discovery = self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
-    }
-
-    /// Announces every joined field in the DHT and asks who else holds it.
-    fn discover(&mut self) {
-        self.next_discovery = Instant::now() + DISCOVERY_INTERVAL;
-        let Some(kademlia) = self.swarm.behaviour_mut().kademlia.as_mut() else {
-            return;
-        };
-        for field in &self.fields {
-            let key = RecordKey::new(field);
-            if let Err(error) = kademlia.start_providing(key.clone()) {
-                tracing::warn!(%field, %error, "field not announced in the DHT");
-            }
-            kademlia.get_providers(key);
+        addresses.truncate(MAX_ADDRESSES_PER_PEER);
+        let options = DialOpts::peer_id(peer)
+            .addresses(addresses)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(error) = self.swarm.dial(options) {
+            tracing::debug!(%peer, %error, "field member not dialled");
         }
     }
 
@@ -533,11 +499,15 @@ impl SwarmTask {
                 })),
                 Inbound::Failure { .. } => None,
             },
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            }) => Some(Report::Content(ContentEvent::Gossip {
+            BehaviourEvent::Meshes((
+                field,
+                gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                },
+            )) => Some(Report::Content(ContentEvent::Gossip {
+                field,
                 message_id,
                 source: propagation_source,
                 topic: message.topic.into_string(),
@@ -549,32 +519,7 @@ impl SwarmTask {
                 self.heard.insert(peer_id, addresses);
                 None
             }
-            BehaviourEvent::Kademlia(kad::Event::OutboundQueryProgressed {
-                result:
-                    QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })),
-                ..
-            }) => {
-                self.dial_members(providers);
-                None
-            }
             _ => None,
-        }
-    }
-
-    /// Dials field members found in the DHT that we are not connected to; the handshake
-    /// then decides whether they stay.
-    fn dial_members(&mut self, providers: HashSet<PeerId>) {
-        let local = *self.swarm.local_peer_id();
-        for peer in providers {
-            if peer == local || self.swarm.is_connected(&peer) {
-                continue;
-            }
-            let options = DialOpts::peer_id(peer)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(error) = self.swarm.dial(options) {
-                tracing::debug!(%peer, %error, "field member not dialed");
-            }
         }
     }
 

@@ -303,7 +303,7 @@ fn facts(
             status_max_age_secs: charter.status_max_age_secs,
         };
         record
-            .credentials
+            .credentials_in(&charter.field_id())
             .iter()
             .filter_map(|token| verifier.verify_credential(token, &context).ok())
             .collect()
@@ -311,6 +311,10 @@ fn facts(
     let tier = record.tiers.get(&charter.field_id()).copied().unwrap_or(0);
     let mut facts = OrgFacts::from_verified(&record.did, tier, &credentials, &charter);
     facts.suspended = party.is_barred(&charter.field_id(), &record.did);
-    facts.vulnerable = party.vulnerable(&charter.field_id(), &record.did, &record.credentials);
+    facts.vulnerable = party.vulnerable(
+        &charter.field_id(),
+        &record.did,
+        record.credentials_in(&charter.field_id()),
+    );
     Ok(facts)
 }

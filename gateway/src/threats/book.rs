@@ -620,17 +620,18 @@ impl Threats {
                 .get(peer.to_bytes().as_slice())
                 .ok()?
         });
-        let verified = did == self.party.key.did()
-            || record.as_ref().is_some_and(|record| {
-                record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
-            });
+        let in_good_standing = if did == self.party.key.did() {
+            !self.party.is_barred(field, did)
+        } else {
+            self.party.in_good_standing(field, did)
+        };
         // Admins are the charter's: governance amends issuers and quorum, not admins.
         let admin = self
             .party
             .field(field)
             .is_some_and(|joined| joined.charter.admins.iter().any(|admin| admin == did));
         Reporter {
-            in_good_standing: verified && !self.party.is_barred(field, did),
+            in_good_standing,
             admin,
             organisation: record
                 .and_then(|record| record.corporate_number)

@@ -218,11 +218,12 @@ fn book_fixture(store: Option<Store>, dir: Option<tempfile::TempDir>) -> Book {
         let record = PeerRecord {
             did: member.did(),
             tiers: [(field_id.clone(), 2)].into(),
-            credentials: vec![],
+            presented: Default::default(),
             evaluated_at: now_unix(),
             next_change: None,
             // The first two members are one company.
             corporate_number: Some(format!("corp-{}", n.max(1))),
+            name: None,
         };
         store
             .tree(Tree::Peers)

@@ -24,6 +24,10 @@ quorum = 2
 policy = "../policies/housing-subsidy.cedar"
 # Status lists older than a day do not count: the credential is status_unavailable.
 status_max_age = "24h"
+# Contractors apply: any organisation may ask to be screened. The founders' gateways (the
+# city, the registrar, the bureau) answer applicants; other members never do, so a stranger
+# cannot learn from a contractor's gateway that it takes part.
+applications = "open"
 
 [[issuers]]
 did = "{registrar}"
@@ -68,6 +72,25 @@ self_declared_ok = ["ServiceOfferingCredential"]
 [tiers.transaction]
 require = ["ProgramQualificationCredential"]
 constraints = ["ProgramQualificationCredential.program == 'housing-subsidy-2026'"]
+
+# Who may receive each credential (need to know). Audiences: founders, admins, members
+# (in the registry), verified (members, and applicants whose credentials reach tier 1),
+# tier>=N, holders:<Type>. A type not listed goes to founders and admins only.
+[disclosure]
+# Who an organisation is: to everyone verified in the programme.
+OrganizationIdentityCredential = ["verified"]
+# Credit and the antisocial-forces screening are for the city, which screens applicants, and
+# for the co-founding registrar and bureau, whose gateways endorse admissions: never for
+# another contractor.
+CreditRatingCredential = ["founders", "admins"]
+AntisocialForcesScreeningCredential = ["founders", "admins"]
+# What a member may do for the programme: licence, offering, qualification, to every member.
+BusinessLicenseCredential = ["verified"]
+ServiceOfferingCredential = ["verified"]
+ProgramQualificationCredential = ["verified"]
+# Governance, threat intel (TLP:AMBER stays here), status lists and audit checkpoints go to
+# everyone verified in the programme, and to no one else.
+gossip = ["verified"]
 "#,
         city = did("Example City"),
         registrar = did("Legal Affairs Bureau"),
@@ -86,10 +109,14 @@ fn supply_chain() -> String {
 name = "Example Motors EV platform 2027 design exchange"
 founders = ["{manufacturer}", "{certifier}", "{bureau}"]
 admins = ["{manufacturer}"]
-# Two thirds of the members must agree on governance.
-quorum = "2/3"
+# Two signatures commit governance (the maker and one co-founder, say): members that cannot
+# see a newcomer's credit could not judge it anyway.
+quorum = 2
 policy = "../policies/supply-chain.cedar"
 status_max_age = "12h"
+# Suppliers are invited: only an organisation an admission proposal names is answered, and
+# then by any member (each endorses after its own screening).
+applications = "closed"
 
 [[issuers]]
 did = "{registrar}"
@@ -124,6 +151,21 @@ self_declared_ok = ["ServiceOfferingCredential"]
 [tiers.transaction]
 require = ["ProgramQualificationCredential"]
 constraints = ["ProgramQualificationCredential.program == 'ev-platform-2027'"]
+
+# Who may receive each credential (need to know); a type not listed goes to founders and
+# admins only.
+[disclosure]
+OrganizationIdentityCredential = ["verified"]
+# Credit stays with the founders (the manufacturer, the certifier, the bureau).
+CreditRatingCredential = ["founders", "admins"]
+# Partners see each other's certifications, offerings and programme qualification.
+SecurityCertificationCredential = ["verified"]
+ServiceOfferingCredential = ["verified"]
+ProgramQualificationCredential = ["verified"]
+# A software inventory tells an attacker what to aim at: only the manufacturer, which
+# matches vulnerability indicators against it, receives it.
+SoftwareInventoryCredential = ["admins"]
+gossip = ["verified"]
 "#,
         manufacturer = did("Example Motors"),
         certifier = did("JQA certification body"),

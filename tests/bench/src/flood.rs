@@ -1,27 +1,24 @@
-//! `tfc-bench flood`: a misbehaving member aimed at one gateway. The attacker is a bare
-//! libp2p node on the gateway's transport (TCP + Noise + Yamux) with the gateway's gossipsub
-//! settings (anonymous messages identified by their SHA-256); it completes a real handshake
-//! with a tier-2 wallet, so the victim treats it as a member, then publishes invalid messages
-//! on the field's threat topic at a fixed rate. Measured: what was sent and what the victim
+//! `tfc-bench flood`: a misbehaving member aimed at one gateway. The attacker is a gateway's
+//! network and handshake service without the rest (nothing it receives is judged): a
+//! co-founder of the field with a tier-2 wallet, it completes a real handshake, so the victim
+//! lets it into the field's gossip, then publishes invalid messages on the field's threat
+//! topic at a fixed rate. Measured: what was sent and what the victim
 //! had to judge, the victim's `/v1/status` latency before and during the flood, and when the
 //! victim's gossipsub score of the attacker crossed the graylist threshold (from then on its
 //! messages are dropped unread) or the attacker was disconnected.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
+use anyhow::Context;
+use libp2p::PeerId;
+use libp2p::gossipsub;
 use serde_json::{Value, json};
-use sha2::Digest;
-use tfc_gateway::credential::{Challenge, create_presentation, now_unix};
+use tfc_gateway::field::Field;
+use tfc_gateway::handshake::{Handshakes, LocalParty};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
-use tfc_gateway::net::{
-    Command, HANDSHAKE_PROTOCOL, HandshakeRequest, HandshakeResponse, TopicKind, topic_name,
-};
+use tfc_gateway::net::{Command, Network, NetworkSettings, TopicKind, topic_name};
+use tfc_gateway::store::Store;
 use tfc_testkit::{Authorities, Node};
 
 use crate::Series;
@@ -34,10 +31,12 @@ const MESSAGE_BYTES: usize = 256;
 /// The victim's wait for the attacker's handshake and subscription.
 const SETUP_WAIT: Duration = Duration::from_secs(30);
 
-#[derive(NetworkBehaviour)]
+/// The attacker's gateway parts: a network and a handshake service over its own party.
 struct Attacker {
-    handshake: request_response::json::Behaviour<HandshakeRequest, HandshakeResponse>,
-    gossipsub: gossipsub::Behaviour,
+    network: Network,
+    handshakes: Handshakes,
+    party: Arc<LocalParty>,
+    _dir: tempfile::TempDir,
 }
 
 /// The figures of one run.
@@ -133,122 +132,69 @@ impl Figures {
     }
 }
 
-/// The gateway's gossipsub settings (gateway/src/net/gossip.rs), without its validation:
-/// the attacker forwards nothing and judges nothing.
-fn attacker_swarm(key: &KeyPair) -> anyhow::Result<Swarm<Attacker>> {
-    let config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Anonymous)
-        .message_id_fn(|message| MessageId::new(&sha2::Sha256::digest(&message.data)))
-        .max_transmit_size(1024 * 1024)
-        .heartbeat_initial_delay(Duration::from_millis(100))
-        .heartbeat_interval(Duration::from_millis(500))
-        .build()
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
-    Ok(
-        libp2p::SwarmBuilder::with_existing_identity(key.libp2p_keypair()?)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|_| Attacker {
-                handshake: request_response::json::Behaviour::new(
-                    [(
-                        StreamProtocol::new(HANDSHAKE_PROTOCOL),
-                        ProtocolSupport::Full,
-                    )],
-                    request_response::Config::default(),
-                ),
-                gossipsub,
-            })?
-            .with_swarm_config(|config| {
-                config.with_idle_connection_timeout(Duration::from_secs(60))
-            })
-            .build(),
-    )
+/// Starts the attacker: `key`'s network and handshake service, `wallet` in its wallet, the
+/// field of `charter` joined.
+async fn start_attacker(
+    key: &KeyPair,
+    wallet: Vec<String>,
+    charter: &std::path::Path,
+) -> anyhow::Result<Attacker> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&dir.path().join("store"))?;
+    let (network, events) = Network::spawn(key.libp2p_keypair()?, &NetworkSettings::loopback())?;
+    let field = Field::load(charter)?;
+    let field_id = field.charter.field_id();
+    let copy = KeyPair::from_pkcs8_pem(&key.to_pkcs8_pem()).context("the attacker's key")?;
+    let party = Arc::new(LocalParty::new(copy, vec![field], wallet, store, 10)?);
+    network.send(Command::JoinField(field_id)).await?;
+    let (handshakes, _) =
+        Handshakes::spawn(Arc::clone(&party), network.commands(), events.connections);
+    Ok(Attacker {
+        network,
+        handshakes,
+        party,
+        _dir: dir,
+    })
 }
 
-/// Dials the victim, opens the handshake (a responder answers a `Hello` from either side),
-/// subscribes to `topic`, and returns once the victim is known to be subscribed to it too.
+/// Dials the victim and returns once each side verified the other and the victim runs the
+/// field's gossip with the attacker.
 async fn join_as_member(
-    swarm: &mut Swarm<Attacker>,
-    key: &KeyPair,
-    wallet: &[String],
-    victim: &Multiaddr,
-    victim_peer: PeerId,
+    attacker: &Attacker,
+    victim: &Node,
+    attacker_peer: PeerId,
     field: &str,
-    topic: &IdentTopic,
 ) -> anyhow::Result<u8> {
-    swarm.behaviour_mut().gossipsub.subscribe(topic)?;
-    swarm.dial(victim.clone())?;
-    let nonce = format!("flood-{}", now_unix());
-    let mut tier = None;
-    let mut subscribed = false;
+    attacker
+        .network
+        .send(Command::Dial(victim.address.clone()))
+        .await?;
     let deadline = tokio::time::Instant::now() + SETUP_WAIT;
-    while tier.is_none() || !subscribed {
-        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-            .await
-            .context("the attacker's handshake or subscription timed out")?;
-        match event {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == victim_peer => {
-                swarm.behaviour_mut().handshake.send_request(
-                    &victim_peer,
-                    HandshakeRequest::Hello {
-                        did: key.did(),
-                        nonce: nonce.clone(),
-                        fields: vec![field.to_owned()],
-                    },
-                );
-            }
-            SwarmEvent::Behaviour(AttackerEvent::Handshake(request_response::Event::Message {
-                message: request_response::Message::Response { response, .. },
-                ..
-            })) => match response {
-                HandshakeResponse::Hello {
-                    did, nonce: theirs, ..
-                } => {
-                    let presentation = create_presentation(
-                        key,
-                        Challenge {
-                            audience: &did,
-                            nonce: &theirs,
-                        },
-                        wallet,
-                        now_unix(),
-                        60,
-                    )?;
-                    swarm
-                        .behaviour_mut()
-                        .handshake
-                        .send_request(&victim_peer, HandshakeRequest::Present { presentation });
-                }
-                HandshakeResponse::Verdict { tiers } => {
-                    tier = Some(tiers.values().copied().max().unwrap_or(0));
-                }
-                HandshakeResponse::Refused { code, message } => {
-                    bail!("the victim refused the attacker's handshake: {code}: {message}")
-                }
-            },
-            SwarmEvent::Behaviour(AttackerEvent::Handshake(
-                request_response::Event::OutboundFailure { error, .. },
-            )) => bail!("the attacker's handshake request failed: {error}"),
-            SwarmEvent::Behaviour(AttackerEvent::Gossipsub(gossipsub::Event::Subscribed {
-                peer_id,
-                topic: subscribed_to,
-            })) if peer_id == victim_peer && subscribed_to == topic.hash() => subscribed = true,
-            SwarmEvent::ConnectionClosed { peer_id, cause, .. } if peer_id == victim_peer => {
-                bail!("the victim closed the connection during setup: {cause:?}")
-            }
-            SwarmEvent::OutgoingConnectionError { error, .. } => {
-                bail!("the attacker cannot reach the victim: {error}")
-            }
-            _ => {}
+    loop {
+        let tier = victim
+            .gateway
+            .party()
+            .peer_record(attacker_peer)
+            .and_then(|record| record.tiers.get(field).copied());
+        let verified_victim = attacker.party.peer_verified_in(victim.peer_id(), field);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        victim
+            .gateway
+            .network()
+            .send(Command::MeshFields(attacker_peer, reply))
+            .await?;
+        let in_mesh = answer.await?.contains(field);
+        if let (Some(tier), true, true) = (tier, verified_victim, in_mesh) {
+            // The attacker's own gossip subscription reaches the victim a heartbeat later.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(tier);
         }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the attacker's handshake did not complete (victim's tier {tier:?}, attacker verified the victim: {verified_victim}, in the mesh: {in_mesh})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(tier.unwrap_or(0))
 }
 
 /// What the attacker did.
@@ -260,10 +206,10 @@ struct Flooded {
 }
 
 /// Publishes `rate` distinct invalid messages per second on `topic` for `length`, paced by
-/// the clock; keeps driving the swarm meanwhile.
+/// the clock; notes when the victim disconnects the attacker.
 async fn flood(
-    mut swarm: Swarm<Attacker>,
-    topic: IdentTopic,
+    attacker: Attacker,
+    topic: String,
     victim: PeerId,
     rate: u32,
     length: Duration,
@@ -277,32 +223,45 @@ async fn flood(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let filler = "#".repeat(MESSAGE_BYTES);
     while started.elapsed() < length {
-        tokio::select! {
-            _ = tick.tick() => {
-                let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
-                while sent + failures < due {
-                    let mut data = format!("not an envelope #{}", sent + failures).into_bytes();
-                    data.extend_from_slice(filler.as_bytes());
-                    data.truncate(MESSAGE_BYTES);
-                    match swarm.behaviour_mut().gossipsub.publish(topic.clone(), data) {
-                        Ok(_) => sent += 1,
-                        Err(error) => {
-                            failures += 1;
-                            *failure_kinds.entry(error.to_string()).or_insert(0) += 1;
-                        }
-                    }
-                }
-            }
-            event = swarm.select_next_some() => {
-                if let SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } = event
-                    && peer_id == victim
-                    && disconnected.is_none()
-                {
-                    disconnected = Some(started.elapsed());
+        tick.tick().await;
+        let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        while sent + failures < due {
+            let mut data = format!("not an envelope #{}", sent + failures).into_bytes();
+            data.extend_from_slice(filler.as_bytes());
+            data.truncate(MESSAGE_BYTES);
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let publish = Command::Publish {
+                topic: topic.clone(),
+                data,
+                reply: Some(reply),
+            };
+            let outcome = match attacker.network.send(publish).await {
+                Ok(()) => answer.await.unwrap_or_else(|_| Err("no answer".into())),
+                Err(error) => Err(error.to_string()),
+            };
+            match outcome {
+                Ok(()) => sent += 1,
+                Err(error) => {
+                    failures += 1;
+                    *failure_kinds.entry(error).or_insert(0) += 1;
                 }
             }
         }
+        if disconnected.is_none() {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if attacker
+                .network
+                .send(Command::ConnectedPeers(reply))
+                .await
+                .is_ok()
+                && answer.await.is_ok_and(|peers| !peers.contains(&victim))
+            {
+                disconnected = Some(started.elapsed());
+            }
+        }
     }
+    attacker.handshakes.shutdown().await;
+    attacker.network.shutdown().await;
     Flooded {
         sent,
         failures,
@@ -339,31 +298,26 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
     let victim = Node::start(crate::governed::quiet).await;
     victim.import_wallet(&authorities.tier2_wallet(&victim.did));
     let victim_key = victim.org_key();
+    // The attacker sorts first, so that it opens the handshake: the victim never waits on it.
+    let key = loop {
+        let key = KeyPair::generate(KeyAlgorithm::Ed25519);
+        if key.peer_id()? < victim.peer_id() {
+            break key;
+        }
+    };
+    let attacker_peer = key.peer_id()?;
     let charter = authorities.write_governed_charter(
         "bench",
-        &[&victim_key],
+        &[&victim_key, &key],
         std::slice::from_ref(&victim.did),
         "1",
         "",
     );
     victim.join(&charter).await;
     let field = victim.field_id();
-    let topic = IdentTopic::new(topic_name(&field, TopicKind::Threat));
-
-    let key = KeyPair::generate(KeyAlgorithm::Ed25519);
-    let wallet = authorities.tier2_wallet(&key.did());
-    let attacker_peer = key.peer_id()?;
-    let mut swarm = attacker_swarm(&key)?;
-    let tier = join_as_member(
-        &mut swarm,
-        &key,
-        &wallet,
-        &victim.address,
-        victim.peer_id(),
-        &field,
-        &topic,
-    )
-    .await?;
+    let topic = topic_name(&field, TopicKind::Threat);
+    let attacker = start_attacker(&key, authorities.tier2_wallet(&key.did()), &charter).await?;
+    let tier = join_as_member(&attacker, &victim, attacker_peer, &field).await?;
     anyhow::ensure!(tier == 2, "the attacker reached tier {tier}, not 2");
     meter.idle().await?;
 
@@ -383,7 +337,14 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
     meter.begin()?;
     let length = Duration::from_secs(seconds);
     let started = Instant::now();
-    let flooding = tokio::spawn(flood(swarm, topic, victim.peer_id(), rate, length, started));
+    let flooding = tokio::spawn(flood(
+        attacker,
+        topic,
+        victim.peer_id(),
+        rate,
+        length,
+        started,
+    ));
     let network = victim.gateway.network().commands();
     let threshold = gossipsub::PeerScoreThresholds::default().graylist_threshold;
     let watching = tokio::spawn(async move {

@@ -191,10 +191,11 @@ pub(crate) async fn run(load: Load, gateway_bin: Option<PathBuf>) -> anyhow::Res
         let record = PeerRecord {
             did: member.did(),
             tiers: [(field.clone(), 2)].into(),
-            credentials: vec![],
+            presented: Default::default(),
             evaluated_at: now_unix(),
             next_change: None,
             corporate_number: None,
+            name: None,
         };
         peers.put(member.peer_id()?.to_bytes().as_slice(), &record)?;
         members.push(member.did());

@@ -62,10 +62,11 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
         let record = PeerRecord {
             did: reporter.did(),
             tiers: [(field.clone(), 2)].into(),
-            credentials: vec![],
+            presented: Default::default(),
             evaluated_at: now_unix(),
             next_change: None,
             corporate_number: None,
+            name: None,
         };
         let peer = reporter.peer_id().context("reporter peer id")?;
         peers.put(peer.to_bytes().as_slice(), &record)?;

@@ -1,7 +1,8 @@
 //! Fixtures for tests that run several gateways: the authorities of a field (a registrar that
 //! also licenses, and a credit bureau), signed charters, credentials, and [`Node`], a real
 //! gateway (`init`, then [`Gateway::start`]) on 127.0.0.1 with ephemeral ports and its own
-//! sled store. Every wait is on an event or a condition, with a timeout.
+//! sled store. Every wait is on state (a stored record, a standing, the node's journal of
+//! events since it started), with a timeout: never on an event another wait may have taken.
 //!
 //! Test code: failures here panic with a message, which is what a test wants.
 
@@ -18,12 +19,13 @@ use tfc_gateway::credential::{
 use tfc_gateway::daemon::Gateway;
 use tfc_gateway::handshake::{GatewayEvent, PeerRecord};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
-use tfc_gateway::localnet::{self, LocalGateway};
+use tfc_gateway::localnet::{self, Journal, LocalGateway};
 use tfc_gateway::net::Command;
 use tfc_gateway::threats::{ActionKind, Countermeasure, IndicatorDraft, Severity, Tlp, compose};
-use tokio::sync::broadcast;
 
 pub use tfc_gateway::localnet::{WAIT, top_tier};
+
+pub mod wire;
 
 /// A valid 法人番号 for `index`: twelve digits and their check digit.
 pub fn corporate_number(index: u64) -> String {
@@ -65,14 +67,19 @@ impl Authorities {
     }
 
     /// The charter text: tier 1 needs identity and credit (score ≥ 60), tier 2 a licence.
-    /// `extra` is appended (bootstrap addresses, more sections).
+    /// Open to applications (its founders and admins screen applicants), and every type is
+    /// shown to peers verified in the field (a software inventory to founders and admins
+    /// only), so that members judge each other in full.
+    /// `extra` is added among the top-level keys (bootstrap addresses, a policy).
     pub fn charter_text(&self, extra: &str) -> String {
         format!(
-            "name = \"loopback field\"\nfounders = [\"{registrar}\"]\nquorum = 1\n{extra}\n\
+            "name = \"loopback field\"\nfounders = [\"{registrar}\"]\nquorum = 1\napplications = \"open\"\n{extra}\n\
              [[issuers]]\ndid = \"{registrar}\"\nname = \"Registrar\"\ntypes = [\"OrganizationIdentityCredential\", \"BusinessLicenseCredential\"]\n\
              [[issuers]]\ndid = \"{bureau}\"\nname = \"Bureau\"\ntypes = [\"CreditRatingCredential\"]\n\
              [tiers.prescreening]\nrequire = [\"OrganizationIdentityCredential\", \"CreditRatingCredential\"]\nconstraints = [\"CreditRatingCredential.score >= 60\"]\n\
-             [tiers.certification]\nrequire = [\"BusinessLicenseCredential\"]\n",
+             [tiers.certification]\nrequire = [\"BusinessLicenseCredential\"]\n\
+             [disclosure]\nOrganizationIdentityCredential = [\"verified\"]\nCreditRatingCredential = [\"verified\"]\nBusinessLicenseCredential = [\"verified\"]\n\
+             SecurityCertificationCredential = [\"verified\"]\nSoftwareInventoryCredential = [\"founders\", \"admins\"]\n",
             registrar = self.registrar.did(),
             bureau = self.bureau.did()
         )
@@ -228,8 +235,8 @@ pub struct Node {
     pub did: String,
     /// The running gateway.
     pub gateway: Gateway,
-    /// Its handshake events from the start.
-    pub events: broadcast::Receiver<GatewayEvent>,
+    /// Its handshake events since it started.
+    pub journal: Journal,
     /// Its libp2p listen address (with `/p2p/<PeerId>`).
     pub address: Multiaddr,
 }
@@ -251,7 +258,7 @@ impl Node {
             dir,
             did: local.did,
             gateway: local.gateway,
-            events: local.events,
+            journal: local.journal,
             address: local.address,
         }
     }
@@ -315,44 +322,68 @@ impl Node {
             .expect("field joined");
     }
 
-    /// Waits for the next verdict on `peer` that `accept` takes; returns its record.
+    /// Waits until this gateway's record of `peer` satisfies `accept`; returns it.
     pub async fn verdict_where(
-        &mut self,
+        &self,
         peer: PeerId,
         accept: impl Fn(&PeerRecord) -> bool,
     ) -> PeerRecord {
-        wait_event(&mut self.events, |event| match event {
-            GatewayEvent::PeerVerified { peer: p, record } if *p == peer && accept(record) => {
-                Some(record.clone())
-            }
+        let party = std::sync::Arc::clone(self.gateway.party());
+        let mut found = None;
+        wait_until(&format!("{} judges {peer}", self.did), || {
+            let record = party.peer_record(peer).filter(|record| accept(record));
+            let done = record.is_some();
+            found = record;
+            async move { done }
+        })
+        .await;
+        found.expect("the record the wait found")
+    }
+
+    /// Waits until this gateway refused `peer` (at any time since it started); returns the
+    /// code and the message.
+    pub async fn refusal_of(&self, peer: PeerId) -> (String, String) {
+        wait_event(&self.journal, |event| match event {
+            GatewayEvent::PeerRefused {
+                peer: p,
+                code,
+                message,
+            } if *p == peer => Some((code.clone(), message.clone())),
             _ => None,
         })
         .await
     }
 
-    /// Waits for the next verdict on `peer`: its record, or the refusal code and message.
-    pub async fn verdict_on(&mut self, peer: PeerId) -> Result<PeerRecord, (String, String)> {
-        wait_event(&mut self.events, |event| match event {
-            GatewayEvent::PeerVerified { peer: p, record } if *p == peer => {
-                Some(Ok(record.clone()))
-            }
-            GatewayEvent::PeerRefused {
-                peer: p,
-                code,
-                message,
-            } if *p == peer => Some(Err((code.clone(), message.clone()))),
-            _ => None,
-        })
-        .await
+    /// The first event since the gateway started that `pick` maps to a value.
+    pub async fn event<T>(&self, pick: impl Fn(&GatewayEvent) -> Option<T>) -> T {
+        wait_event(&self.journal, pick).await
     }
 }
 
 /// Starts one gateway per `configs` entry, each with a tier-2 wallet, and has them all join
 /// a field founded by the first three (the first is its admin, quorum 2, and its bootstrap
-/// peer). Returns the nodes and the charter; their handshakes are still under way.
+/// peer); the others are applicants the founders screen. Returns the nodes and the
+/// charter; their handshakes are still under way.
 pub async fn start_governed_field(
     authorities: &Authorities,
     configs: &[fn(String) -> String],
+) -> (Vec<Node>, PathBuf) {
+    start_field_founded_by(authorities, configs, 3).await
+}
+
+/// Like [`start_governed_field`], with every gateway a founder: a field of members that all
+/// verify each other, for tests of what members do together.
+pub async fn start_member_field(
+    authorities: &Authorities,
+    configs: &[fn(String) -> String],
+) -> (Vec<Node>, PathBuf) {
+    start_field_founded_by(authorities, configs, configs.len()).await
+}
+
+async fn start_field_founded_by(
+    authorities: &Authorities,
+    configs: &[fn(String) -> String],
+    founders: usize,
 ) -> (Vec<Node>, PathBuf) {
     assert!(configs.len() >= 3, "a governed field has three founders");
     let mut nodes = Vec::new();
@@ -361,7 +392,7 @@ pub async fn start_governed_field(
         node.import_wallet(&authorities.tier2_wallet(&node.did));
         nodes.push(node);
     }
-    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
+    let keys: Vec<_> = nodes[..founders].iter().map(Node::org_key).collect();
     let charter = authorities.write_governed_charter(
         "field",
         &keys.iter().collect::<Vec<_>>(),
@@ -378,13 +409,8 @@ pub async fn start_governed_field(
 /// Waits until `node` has verified `peer` with a tier (its peer record says so): for
 /// whoever needs the record itself, whichever handshake event came first.
 pub async fn until_verified(node: &Node, peer: PeerId) {
-    let party = std::sync::Arc::clone(node.gateway.party());
-    wait_until(&format!("{} verifies {peer}", node.did), || {
-        let verified =
-            localnet::peer_record(&party, peer).is_some_and(|record| top_tier(&record) >= 1);
-        async move { verified }
-    })
-    .await;
+    node.verdict_where(peer, |record| top_tier(record) >= 1)
+        .await;
 }
 
 /// Waits until every node has verified every other: a member a gateway has not verified is
@@ -405,14 +431,13 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// Waits for the first event `pick` maps to a value.
-pub async fn wait_event<T>(
-    events: &mut broadcast::Receiver<GatewayEvent>,
-    pick: impl Fn(&GatewayEvent) -> Option<T>,
-) -> T {
-    localnet::next_event(events, "a gateway event", pick)
+/// Waits for the first event since the gateway started that `pick` maps to a value.
+pub async fn wait_event<T>(journal: &Journal, pick: impl Fn(&GatewayEvent) -> Option<T>) -> T {
+    journal
+        .wait_from(0, "a gateway event", pick)
         .await
         .expect("the awaited gateway event")
+        .1
 }
 
 /// Waits until `condition` holds, checking every 20 ms: for state with no event of its own

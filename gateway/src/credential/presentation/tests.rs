@@ -103,6 +103,58 @@ fn a_presentation_with_four_credentials_verifies() {
 }
 
 #[test]
+fn a_presentation_is_a_vcdm_2_presentation_of_enveloped_credentials() {
+    let exchange = Exchange::new();
+    let token = exchange.present();
+    assert_eq!(
+        crate::credential::unverified_header(&token).unwrap()["typ"],
+        VP_TYP
+    );
+    let payload = payload_of(&token);
+    assert_eq!(payload["@context"], json!([VCDM_V2_CONTEXT]));
+    assert_eq!(payload["type"], json!(["VerifiablePresentation"]));
+    assert_eq!(payload["holder"], exchange.holder.did());
+    assert_eq!(payload["aud"], exchange.verifier_did());
+    assert_eq!(payload["nonce"], NONCE);
+    assert!(payload.get("vp").is_none(), "no VC 1.1-style vp claim");
+    let entries = payload["verifiableCredential"].as_array().unwrap();
+    assert_eq!(entries.len(), exchange.credentials.len());
+    for (entry, token) in entries.iter().zip(&exchange.credentials) {
+        assert_eq!(entry["type"], "EnvelopedVerifiableCredential");
+        assert_eq!(entry["@context"], VCDM_V2_CONTEXT);
+        assert_eq!(entry["id"], format!("data:application/vc+jwt,{token}"));
+    }
+}
+
+#[test]
+fn the_older_vp_claim_form_is_still_read() {
+    let exchange = Exchange::new();
+    let legacy = json!({
+        "iss": exchange.holder.did(),
+        "aud": exchange.verifier_did(),
+        "nonce": NONCE,
+        "iat": NOW,
+        "exp": NOW + 60,
+        "vp": {
+            "@context": [VCDM_V2_CONTEXT],
+            "type": ["VerifiablePresentation"],
+            "holder": exchange.holder.did(),
+            "verifiableCredential": exchange.credentials,
+        },
+    });
+    let token = sign_raw(&exchange.holder, &header(&exchange.holder, VP_TYP), &legacy);
+    let verified = exchange
+        .verify_with(
+            &token,
+            exchange.challenge(),
+            &ReplayCache::default(),
+            &HashMap::new(),
+        )
+        .unwrap();
+    assert_eq!(verified.credentials.len(), 4);
+}
+
+#[test]
 fn presentation_bad_signature() {
     let exchange = Exchange::new();
     let forger = ed25519();
@@ -132,14 +184,29 @@ fn presentation_envelope_errors_use_the_shared_codes() {
         exchange.code_of(&"a".repeat(MAX_PRESENTATION_LEN + 1)),
         ErrorCode::TooLarge
     );
-    let no_vp = exchange.edited(|payload| {
-        payload.as_object_mut().unwrap().remove("vp");
+    for field in ["holder", "verifiableCredential", "type"] {
+        let without = exchange.edited(|payload| {
+            payload.as_object_mut().unwrap().remove(field);
+        });
+        assert_eq!(exchange.code_of(&without), ErrorCode::Malformed, "{field}");
+    }
+    let bare_tokens = exchange.edited(|payload| {
+        payload["verifiableCredential"] = json!([exchange.credentials[0]]);
     });
-    assert_eq!(exchange.code_of(&no_vp), ErrorCode::Malformed);
-    let web_holder = exchange.edited(|payload| payload["iss"] = "did:web:holder.example".into());
+    assert_eq!(exchange.code_of(&bare_tokens), ErrorCode::Malformed);
+    let other_media_type = exchange.edited(|payload| {
+        let id = payload["verifiableCredential"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        payload["verifiableCredential"][0]["id"] = id.replace("vc+jwt", "vc+sd-jwt").into();
+    });
+    assert_eq!(exchange.code_of(&other_media_type), ErrorCode::Malformed);
+    let web_holder = exchange.edited(|payload| payload["holder"] = "did:web:holder.example".into());
     assert_eq!(exchange.code_of(&web_holder), ErrorCode::UnresolvableIssuer);
     let too_many = exchange.edited(|payload| {
-        payload["vp"]["verifiableCredential"] = json!(vec!["x"; MAX_PRESENTATION_CREDENTIALS + 1]);
+        let entry = payload["verifiableCredential"][0].clone();
+        payload["verifiableCredential"] = json!(vec![entry; MAX_PRESENTATION_CREDENTIALS + 1]);
     });
     assert_eq!(exchange.code_of(&too_many), ErrorCode::TooLarge);
 }
@@ -250,12 +317,8 @@ fn holder_mismatch() {
     )
     .unwrap();
     assert_eq!(exchange.code_of(&token), ErrorCode::HolderMismatch);
-    let other_vp_holder =
-        exchange.edited(|payload| payload["vp"]["holder"] = someone_else.did().into());
-    assert_eq!(
-        exchange.code_of(&other_vp_holder),
-        ErrorCode::HolderMismatch
-    );
+    let other_signer = exchange.edited(|payload| payload["iss"] = someone_else.did().into());
+    assert_eq!(exchange.code_of(&other_signer), ErrorCode::HolderMismatch);
 }
 
 #[test]

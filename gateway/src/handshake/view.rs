@@ -1,0 +1,212 @@
+//! The gateway's side of a negotiation: [`PartyView`] answers the negotiation's questions
+//! from the [`LocalParty`] (fields, rules, wallet, standing) and signs and verifies with its
+//! key; [`judge_in`] turns the credentials a peer presented in a field into a tier.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::LocalParty;
+use super::negotiation::{AskClaims, Disclosure, Judgement, Party, Refusal};
+use crate::charter::Recipient;
+use crate::credential::{
+    Challenge, CredentialVerifier, create_presentation, credential_type, now_unix, sign_message,
+};
+use crate::field::Field;
+use crate::tier::{TierContext, evaluate};
+
+/// Presentations made in a handshake live this long.
+pub(super) const PRESENTATION_LIFETIME_SECS: i64 = 60;
+/// Largest signed ask accepted, in bytes.
+const MAX_ASK_LEN: usize = 8 * 1024;
+
+/// The negotiation's view of this gateway, for one step: disclosures it makes are kept for
+/// the caller to log with names and times.
+pub(super) struct PartyView<'a> {
+    party: &'a LocalParty,
+    did: &'a str,
+    verifier: &'a CredentialVerifier,
+    logged: RefCell<Vec<Disclosure>>,
+}
+
+impl<'a> PartyView<'a> {
+    pub(super) fn new(
+        party: &'a LocalParty,
+        did: &'a str,
+        verifier: &'a CredentialVerifier,
+    ) -> Self {
+        Self {
+            party,
+            did,
+            verifier,
+            logged: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The disclosures made or received since the view was made.
+    pub(super) fn take_logged(&self) -> Vec<Disclosure> {
+        self.logged.take()
+    }
+}
+
+impl Party for PartyView<'_> {
+    fn did(&self) -> &str {
+        self.did
+    }
+
+    fn fields_to_name(&self, peer: &str) -> Vec<String> {
+        self.party.fields_to_name(peer)
+    }
+
+    fn answers(&self, peer: &str, field: &str) -> bool {
+        self.party.answers(peer, field)
+    }
+
+    fn recipient(&self, field: &str, did: &str) -> Recipient {
+        match self.party.field(field) {
+            Some(joined) => self.party.recipient(&joined, did),
+            // Not a field of ours: nobody in it receives anything.
+            None => Recipient {
+                barred: true,
+                ..Recipient::default()
+            },
+        }
+    }
+
+    fn allows(&self, field: &str, type_name: &str, recipient: &Recipient) -> bool {
+        self.party
+            .field(field)
+            .is_some_and(|joined| joined.charter.disclosure.allows(type_name, recipient))
+    }
+
+    fn presentable(&self, field: &str) -> BTreeSet<String> {
+        self.party
+            .field(field)
+            .map(|joined| joined.charter.presentable_types())
+            .unwrap_or_default()
+    }
+
+    fn credentials(&self, types: &BTreeSet<String>) -> Vec<(String, String)> {
+        self.party.credentials_of(types)
+    }
+
+    fn nonce(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    fn sign_ask(&self, claims: &AskClaims) -> Result<String, Refusal> {
+        sign_message(&self.party.key, claims).map_err(|error| Refusal {
+            code: "sign_failed".into(),
+            message: error.to_string(),
+        })
+    }
+
+    fn open_ask(&self, token: &str, peer: &str) -> Result<AskClaims, Refusal> {
+        let (signer, payload) = self.verifier.open_message(token, MAX_ASK_LEN)?;
+        if signer != peer {
+            return Err(Refusal::protocol("an ask signed by another key"));
+        }
+        serde_json::from_value(Value::Object(payload))
+            .map_err(|_| Refusal::protocol("an ask of the wrong shape"))
+    }
+
+    fn present(&self, audience: &str, nonce: &str, tokens: &[String]) -> Result<String, Refusal> {
+        create_presentation(
+            &self.party.key,
+            Challenge { audience, nonce },
+            tokens,
+            now_unix(),
+            PRESENTATION_LIFETIME_SECS,
+        )
+        .map_err(|error| Refusal {
+            code: "sign_failed".into(),
+            message: error.to_string(),
+        })
+    }
+
+    fn open_presentation(
+        &self,
+        token: &str,
+        peer: &str,
+        nonce: &str,
+    ) -> Result<Vec<(String, String)>, Refusal> {
+        let opened = self
+            .verifier
+            .open_presentation(
+                token,
+                Challenge {
+                    audience: self.did,
+                    nonce,
+                },
+                now_unix(),
+                &self.party.replay,
+            )
+            .inspect_err(|error| {
+                self.party
+                    .metrics
+                    .count(crate::metrics::VERIFICATIONS, error.code.as_str())
+            })?;
+        self.party
+            .metrics
+            .count(crate::metrics::VERIFICATIONS, "ok");
+        if opened.holder != peer {
+            return Err(Refusal {
+                code: "identity_mismatch".into(),
+                message: format!("a presentation by {}, not by {peer}", opened.holder),
+            });
+        }
+        Ok(opened
+            .credentials
+            .into_iter()
+            .map(|token| (credential_type(&token).unwrap_or_default(), token))
+            .collect())
+    }
+
+    fn judge(&self, field: &str, peer: &str, tokens: &[String]) -> Judgement {
+        match self.party.field(field) {
+            Some(joined) => judge_in(self.party, self.verifier, &joined, peer, tokens, now_unix()),
+            None => Judgement::default(),
+        }
+    }
+
+    fn log(&self, disclosure: Disclosure) {
+        self.logged.borrow_mut().push(disclosure);
+    }
+}
+
+/// The tier `did`'s `tokens` reach in `field` as of `now`: none while it is barred; less
+/// the credentials a countermeasure suspended; under a countermeasure's ceiling.
+pub(super) fn judge_in(
+    party: &LocalParty,
+    verifier: &CredentialVerifier,
+    field: &Field,
+    did: &str,
+    tokens: &[String],
+    now: i64,
+) -> Judgement {
+    let charter = party.effective_charter(field);
+    let id = charter.field_id();
+    if party.is_barred(&id, did) || party.threat_blocked(&id, did) {
+        return Judgement::default();
+    }
+    let counted = party.counted_credentials(&id, did, tokens);
+    let report = party.with_status_lists(|status_lists| {
+        evaluate(
+            &charter,
+            verifier,
+            &counted,
+            TierContext {
+                at: now,
+                status_lists,
+                holder: Some(did),
+            },
+        )
+    });
+    let cap = party.tier_cap(&id, did).unwrap_or(u8::MAX);
+    Judgement {
+        tier: report.tier.min(cap),
+        counted: report.counted,
+        next_change: report.next_change,
+    }
+}
