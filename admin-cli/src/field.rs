@@ -48,6 +48,15 @@ pub(crate) enum CharterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show who receives each credential type and the field's gossip: the effective
+    /// `[disclosure]` matrix, by recipient class.
+    Disclosure {
+        /// The charter file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Arguments of `tfcctl tier evaluate`.
@@ -117,6 +126,14 @@ pub(crate) fn charter(command: CharterCommand) -> anyhow::Result<Outcome> {
             );
             Ok(Outcome::Success)
         }
+        CharterCommand::Disclosure { file, json } => {
+            let charter = match Charter::load_unsigned(&file) {
+                Ok(charter) => charter,
+                Err(error) => return charter_failure(&error, json),
+            };
+            print_matrix(&charter, json);
+            Ok(Outcome::Success)
+        }
         CharterCommand::Verify { file, json } => match Field::load(&file) {
             Ok(Field { charter, .. }) => {
                 if json {
@@ -138,6 +155,58 @@ pub(crate) fn charter(command: CharterCommand) -> anyhow::Result<Outcome> {
             Err(error) => Ok(report_invalid(error.code(), &error.to_string(), json)),
         },
     }
+}
+
+/// Prints who receives what: a row per credential type (and one for the gossip), a column
+/// per recipient class.
+fn print_matrix(charter: &Charter, json: bool) {
+    use tfc_gateway::charter::disclosure::RecipientClass;
+    let rows = charter.disclosure_matrix();
+    if json {
+        let columns: Vec<&str> = RecipientClass::ALL
+            .iter()
+            .map(|class| class.label())
+            .collect();
+        print_json(&json!({
+            "fieldId": charter.field_id(),
+            "applications": charter.applications,
+            "columns": columns,
+            "rows": rows,
+        }));
+        return;
+    }
+    let applications = match charter.applications {
+        tfc_gateway::charter::Applications::Open => {
+            "open: its founders and admins screen any applicant"
+        }
+        tfc_gateway::charter::Applications::Closed => {
+            "closed: only organisations an admission op names"
+        }
+    };
+    println!("{} ({})", charter.name, &charter.field_id()[..16]);
+    println!("applications  {applications}");
+    let width = rows
+        .iter()
+        .map(|row| row.subject.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    print!("{:<width$}", "");
+    for class in RecipientClass::ALL {
+        print!(" {:>9}", class.label());
+    }
+    println!("   rule");
+    for row in &rows {
+        print!("{:<width$}", row.subject);
+        for receives in &row.receives {
+            print!(" {:>9}", if *receives { "yes" } else { "-" });
+        }
+        let rule: Vec<String> = row.audiences.iter().map(ToString::to_string).collect();
+        let origin = if row.default { " (default)" } else { "" };
+        println!("   {}{origin}", rule.join(", "));
+    }
+    println!("member: in the registry, judged at tier 0; tier N: a member or applicant judged at");
+    println!("tier N; applicant: not judged yet, or no tier. A barred member receives nothing.");
 }
 
 /// A charter that does not load is invalid input (exit 1), unless it could not be read.

@@ -6,6 +6,7 @@ mod audit;
 mod client;
 mod credential;
 mod data;
+mod disclosures;
 mod field;
 mod governance;
 mod input;
@@ -89,6 +90,9 @@ enum Command {
     /// Threat indicators and countermeasures: compose, publish, import, list, apply, reject.
     #[command(subcommand)]
     Threat(threat::ThreatCommand),
+    /// Presentations of credentials sent and received: who has seen what, when, and why
+    /// (needs --gateway).
+    Disclosures(disclosures::DisclosuresArgs),
 }
 
 #[derive(Subcommand)]
@@ -278,6 +282,7 @@ fn main() -> ExitCode {
         Command::Audit(command) => audit::run(&gateway, command),
         Command::Data(command) => data::run(&gateway, command),
         Command::Threat(command) => threat::run(&gateway, command),
+        Command::Disclosures(args) => disclosures::run(&gateway, args),
         Command::Field(FieldCommand::Governance(command)) => governance::issuers(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),

@@ -635,6 +635,24 @@ fn charter_hash_sign_verify_offline() {
     );
     let verified = ws.json(0, &["field", "charter", "verify", "field.toml", "--json"]);
     assert_eq!(verified["fieldId"], id);
+    // Who receives what: the fail-closed defaults, as the charter sets no rule.
+    let matrix = ws.json(
+        0,
+        &["field", "charter", "disclosure", "field.toml", "--json"],
+    );
+    assert_eq!(matrix["applications"], "closed");
+    let rows = matrix["rows"].as_array().unwrap();
+    let credit = rows
+        .iter()
+        .find(|row| row["subject"] == "CreditRatingCredential");
+    // The charter's tiers require nothing: no type is presentable, only the gossip row.
+    assert!(credit.is_none(), "{matrix}");
+    let gossip = rows.iter().find(|row| row["subject"] == "gossip").unwrap();
+    assert_eq!(gossip["default"], true);
+    assert_eq!(
+        gossip["receives"][6], false,
+        "applicants take no part in the gossip"
+    );
     // An edit after signing is detected.
     let text = fs::read_to_string(ws.path("field.toml")).unwrap();
     ws.write("field.toml", &text.replace("quorum = 2", "quorum = 1"));

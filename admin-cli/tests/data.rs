@@ -49,7 +49,7 @@ async fn records_are_written_listed_asked_for_and_deleted_through_tfcctl() {
     let charter = authorities.write_governed_charter(
         "field",
         &[&city.org_key()],
-        &[city.did.clone()],
+        std::slice::from_ref(&city.did),
         "1",
         &format!(
             "policy = \"policy.cedar\"\n{}",

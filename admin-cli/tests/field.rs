@@ -1,21 +1,18 @@
 //! Four gateways form a field on loopback the way an operator would do it: `init`, keys and
 //! credentials from `tfcctl`, a charter signed with `tfcctl field charter sign`, then through
 //! each gateway's mutual-TLS API `tfcctl wallet import`, `field join` and `dial`. The gateways
-//! run in this process, each with its own real TCP sockets and sled store. Every wait is on an
-//! event, with a timeout.
+//! run in this process, each with its own real TCP sockets and sled store. Every wait is on
+//! state (a stored record, the gateway's journal of events), with a timeout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use libp2p::PeerId;
 use tfc_gateway::config::GatewayConfig;
 use tfc_gateway::daemon::Gateway;
 use tfc_gateway::handshake::GatewayEvent;
-use tfc_gateway::init::{CONFIG_FILE, init};
-use tokio::sync::broadcast;
-
-const WAIT: Duration = Duration::from_secs(20);
+use tfc_gateway::init::{CONFIG_FILE, KEY_FILE, init};
+use tfc_gateway::localnet::{Journal, top_tier};
 
 fn tfcctl(dir: &Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_tfcctl"))
@@ -36,7 +33,7 @@ struct Org {
     dir: PathBuf,
     did: String,
     gateway: Gateway,
-    events: broadcast::Receiver<GatewayEvent>,
+    journal: Journal,
 }
 
 impl Org {
@@ -55,7 +52,7 @@ impl Org {
             dir,
             did: report.did,
             gateway,
-            events,
+            journal: Journal::follow(events),
         }
     }
 
@@ -81,29 +78,25 @@ impl Org {
         self.gateway.network().peer_id()
     }
 
-    /// Waits for this gateway's first verdict on each of `peers`, in whatever order the
-    /// handshakes finish: the top tier, or the refusal code.
-    async fn verdicts_on(&mut self, peers: &[PeerId]) -> Vec<Result<u8, String>> {
-        let mut verdicts: std::collections::HashMap<PeerId, Result<u8, String>> =
-            std::collections::HashMap::new();
-        tokio::time::timeout(WAIT, async {
-            while verdicts.len() < peers.len() {
-                let (peer, verdict) = match self.events.recv().await {
-                    Ok(GatewayEvent::PeerVerified { peer, record }) => {
-                        (peer, Ok(record.tiers.values().copied().max().unwrap_or(0)))
-                    }
-                    Ok(GatewayEvent::PeerRefused { peer, code, .. }) => (peer, Err(code)),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => panic!("gateway stopped"),
-                };
-                if peers.contains(&peer) {
-                    verdicts.entry(peer).or_insert(verdict);
-                }
-            }
+    /// Waits until this gateway's record of `peer` reaches `tier`.
+    async fn until_tier(&self, peer: PeerId, tier: u8) {
+        let party = std::sync::Arc::clone(self.gateway.party());
+        tfc_testkit::wait_until(&format!("{peer} reaches tier {tier}"), || {
+            let reached = party
+                .peer_record(peer)
+                .is_some_and(|record| top_tier(&record) == tier);
+            async move { reached }
+        })
+        .await;
+    }
+
+    /// Waits until this gateway refused `peer`; returns the code.
+    async fn refusal_of(&self, peer: PeerId) -> String {
+        tfc_testkit::wait_event(&self.journal, |event| match event {
+            GatewayEvent::PeerRefused { peer: p, code, .. } if *p == peer => Some(code.clone()),
+            _ => None,
         })
         .await
-        .expect("timed out waiting for handshake verdicts");
-        peers.iter().map(|peer| verdicts[peer].clone()).collect()
     }
 }
 
@@ -129,25 +122,25 @@ async fn four_gateways_form_a_field_through_the_admin_tools() {
     std::fs::write(
         work.join("field.toml"),
         format!(
-            "name = \"loopback subsidy field\"\nfounders = [\"{registrar}\"]\nquorum = 1\n\
+            "name = \"loopback subsidy field\"\nfounders = [\"{registrar}\", \"{city}\"]\n\
+             admins = [\"{city}\"]\nquorum = 1\napplications = \"open\"\n\
              [[issuers]]\ndid = \"{registrar}\"\nname = \"Registrar\"\ntypes = [\"OrganizationIdentityCredential\"]\n\
              [[issuers]]\ndid = \"{bureau}\"\nname = \"Bureau\"\ntypes = [\"CreditRatingCredential\"]\n\
              [tiers.prescreening]\nrequire = [\"OrganizationIdentityCredential\", \"CreditRatingCredential\"]\n\
-             constraints = [\"CreditRatingCredential.score >= 60\"]\n"
+             constraints = [\"CreditRatingCredential.score >= 60\"]\n\
+             [disclosure]\nCreditRatingCredential = [\"verified\"]\n",
+            city = orgs[0].did
         ),
     )
     .unwrap();
-    tfcctl(
-        &work,
-        &[
-            "field",
-            "charter",
-            "sign",
-            "field.toml",
-            "--key",
-            "registrar.pem",
-        ],
-    );
+    // The city co-founds the field: it screens the applicants.
+    let city_key = orgs[0].dir.join(KEY_FILE);
+    for key in [city_key.to_str().unwrap(), "registrar.pem"] {
+        tfcctl(
+            &work,
+            &["field", "charter", "sign", "field.toml", "--key", key],
+        );
+    }
     // One corporate number per organisation: a number bound to two DIDs is refused.
     let numbers = [
         "7000012050002",
@@ -223,16 +216,11 @@ async fn four_gateways_form_a_field_through_the_admin_tools() {
     }
     let (a, b, c) = (orgs[1].peer_id(), orgs[2].peer_id(), orgs[3].peer_id());
     let city_id = orgs[0].peer_id();
-    let city = &mut orgs[0];
-    assert_eq!(
-        city.verdicts_on(&[a, b, c]).await,
-        [Ok(1), Ok(1), Err("no_tier".into())]
-    );
-    assert_eq!(
-        orgs[1].verdicts_on(&[city_id]).await[0],
-        Ok(1),
-        "A verifies the city too"
-    );
+    orgs[0].until_tier(a, 1).await;
+    orgs[0].until_tier(b, 1).await;
+    assert_eq!(orgs[0].refusal_of(c).await, "no_tier");
+    // A verifies the city too: the charter shows credit to every verified peer.
+    orgs[1].until_tier(city_id, 1).await;
     // The city's view, through the API.
     let peers: serde_json::Value =
         serde_json::from_str(&orgs[0].admin(&work, &["peers", "--json"]).await).unwrap();
@@ -260,6 +248,68 @@ async fn four_gateways_form_a_field_through_the_admin_tools() {
         1,
         "{peers}"
     );
+    // Who has seen the city's credit rating? A and B, verified; never C, refused.
+    let seen: serde_json::Value = serde_json::from_str(
+        &orgs[0]
+            .admin(
+                &work,
+                &[
+                    "disclosures",
+                    "--type",
+                    "CreditRatingCredential",
+                    "--direction",
+                    "sent",
+                    "--json",
+                ],
+            )
+            .await,
+    )
+    .unwrap();
+    let shown_to: std::collections::BTreeSet<&str> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| {
+            entry["presented"]
+                .as_array()
+                .is_some_and(|types| types.iter().any(|t| t == "CreditRatingCredential"))
+        })
+        .map(|entry| entry["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        shown_to,
+        [orgs[1].did.as_str(), orgs[2].did.as_str()].into(),
+        "{seen}"
+    );
+    for entry in seen.as_array().unwrap() {
+        assert_eq!(entry["purpose"], "tier-evaluation");
+        assert!(entry["evidence"].as_str().unwrap().split('.').count() == 3);
+        assert!(
+            !entry.to_string().contains("\"score\""),
+            "no claim value in the log: {entry}"
+        );
+    }
+    // What C presented to the city, from C, and the table and the export.
+    let from_c = orgs[0]
+        .admin(&work, &["disclosures", "--to", &orgs[3].did])
+        .await;
+    assert!(from_c.contains("from"), "{from_c}");
+    let export = orgs[0]
+        .admin(
+            &work,
+            &[
+                "disclosures",
+                "--since",
+                "2020-01-01T00:00:00Z",
+                "--export",
+                "-",
+            ],
+        )
+        .await;
+    assert!(export.lines().count() >= 4, "{export}");
+    for line in export.lines().filter(|line| !line.is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line).unwrap();
+    }
     // The bureau's status list, handed to the city's gateway, reaches A by gossip.
     tfcctl(
         &work,

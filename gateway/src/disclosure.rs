@@ -5,7 +5,8 @@
 //! that each presentation answered is kept as evidence.
 //!
 //! Entries are keyed by time (milliseconds, big-endian) and a sequence number, so that a
-//! query from a time is a range scan. Writes are durable before the handshake goes on.
+//! query from a time is a range scan. The handshake flushes each step's entries (with the
+//! nonces it used) before the step goes on.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,7 +110,9 @@ impl DisclosureLog {
         })
     }
 
-    /// Appends what a handshake step sent or received with `peer_name` (if known), durably.
+    /// Appends what a handshake step sent or received with `peer_name` (if known). Durable
+    /// once the store is flushed: the handshake flushes before a presentation leaves, and
+    /// leaves received entries to sled's periodic flush.
     pub fn record(
         &self,
         disclosures: Vec<Disclosure>,
@@ -136,7 +139,7 @@ impl DisclosureLog {
             let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.tree.put(&key(at_ms, sequence), &entry)?;
         }
-        self.tree.flush()
+        Ok(())
     }
 
     /// Up to `limit` entries matching `filter`, oldest first.

@@ -1,5 +1,5 @@
 //! What members exchange besides handshakes: gossip on the field topics and anti-entropy on
-//! `/tfc/sync/1`.
+//! `/tfc/sync/2`.
 //!
 //! Every gossip message is a signed envelope ([`MESSAGE_TYP`]) naming its field and topic.
 //! A field's gossip runs only among peers verified in it (`net::mesh`), and a message is
@@ -685,6 +685,7 @@ impl Exchange {
             spaces,
             threats,
             refusals_audited: HashMap::new(),
+            admission_taken: false,
         };
         let task = tokio::spawn(service.run(content, handshakes));
         Self { publisher, task }
@@ -730,6 +731,8 @@ struct Service {
     /// When a member's refused threat report was last audited: a flood of bad reports is
     /// audited once a minute per member, not once per message.
     refusals_audited: HashMap<String, Instant>,
+    /// Whether the last gossip message taken was an admission: its newcomer is met soon.
+    admission_taken: bool,
 }
 
 impl Service {
@@ -793,9 +796,12 @@ impl Service {
                     && let Some((field, TopicKind::Gov)) = parse_topic(&topic)
                 {
                     self.endorse_pending_in(&field).await;
-                    // A member admitted: meet it soon rather than in a round's time.
-                    self.next_discovery =
-                        self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
+                    // A member admitted: meet it soon rather than in a round's time. Other
+                    // ops bring nobody new to meet.
+                    if std::mem::take(&mut self.admission_taken) {
+                        self.next_discovery =
+                            self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
+                    }
                 }
                 let (verdict, label) = match &verdict {
                     Ok(verdict @ Verdict::Accept) => (*verdict, "accept"),
@@ -993,7 +999,7 @@ impl Service {
         }
     }
 
-    fn governance_message(&self, field: &str, body: Value) -> Result<Verdict, Rejection> {
+    fn governance_message(&mut self, field: &str, body: Value) -> Result<Verdict, Rejection> {
         let signed: SignedOp =
             serde_json::from_value(body).map_err(|_| Rejection("gov_malformed".into()))?;
         let Some(joined) = self.party.field(field) else {
@@ -1006,6 +1012,7 @@ impl Service {
         {
             Ok(intake) => {
                 enforce(&self.party, &self.threats, &signed, &intake);
+                self.admission_taken = signed.op.kind == OpKind::Admit;
                 Ok(Verdict::Accept)
             }
             Err(error) if error.code == GovCode::Replayed => Ok(Verdict::Ignore),
@@ -1064,7 +1071,7 @@ impl Service {
 
     /// Whether our own last judgement gives `did` a tier in `field`.
     fn verified_in(&self, did: &str, field: &str) -> bool {
-        PublicKey::peer_id_of(did)
+        PublicKey::peer_id_named(did)
             .and_then(|peer| self.party.peer_record(peer))
             .is_some_and(|record| {
                 record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
@@ -1168,7 +1175,7 @@ impl Service {
             Ok(opened) => opened,
             Err(rejection) => return refused(&rejection.code, rejection.message),
         };
-        if PublicKey::peer_id_of(&publisher) != Some(peer) {
+        if PublicKey::peer_id_named(&publisher) != Some(peer) {
             return refused(
                 "wrong_topic",
                 "a direct report is the sender's own threat envelope for this field".into(),
@@ -1500,6 +1507,7 @@ mod tests {
                 },
                 threats,
                 refusals_audited: HashMap::new(),
+                admission_taken: false,
                 party,
                 commands,
                 verifier: CredentialVerifier::new(),

@@ -20,6 +20,9 @@ pub const DID_KEY_PREFIX: &str = "did:key:";
 const ED25519_MULTICODEC: [u8; 2] = [0xed, 0x01];
 /// Multicodec varint prefix of a compressed P-256 public key (0x1200).
 const P256_MULTICODEC: [u8; 2] = [0x80, 0x24];
+/// How libp2p encodes an Ed25519 public key (protobuf: key type 1, then 32 bytes), which an
+/// Ed25519 PeerId holds verbatim.
+const ED25519_PROTOBUF: [u8; 4] = [0x08, 0x01, 0x12, 0x20];
 /// Longest multibase value we decode: a P-256 key is 35 bytes, about 48 base58 characters.
 const MAX_MULTIBASE_LEN: usize = 64;
 /// Key files are small; anything bigger is not a key.
@@ -212,18 +215,46 @@ impl PublicKey {
         Self::from_did(did).ok()?.peer_id()
     }
 
+    /// The PeerId an Ed25519 `did:key` names, read from its bytes without decoding the key
+    /// as a curve point (`peer_id_of` does): for matching a DID against connections and
+    /// records, whose keys were checked when they were made. Never for verifying anything.
+    pub fn peer_id_named(did: &str) -> Option<libp2p::PeerId> {
+        let encoded = did.strip_prefix(DID_KEY_PREFIX)?.strip_prefix('z')?;
+        if encoded.len() > MAX_MULTIBASE_LEN {
+            return None;
+        }
+        let bytes = bs58::decode(encoded).into_vec().ok()?;
+        let key = bytes.strip_prefix(&ED25519_MULTICODEC)?;
+        if key.len() != 32 {
+            return None;
+        }
+        // The identity multihash (code 0, 36 bytes) of the protobuf-encoded key.
+        let mut multihash = vec![0x00, 0x24];
+        multihash.extend_from_slice(&ED25519_PROTOBUF);
+        multihash.extend_from_slice(key);
+        libp2p::PeerId::from_bytes(&multihash).ok()
+    }
+
     /// The `did:key` of the organisation whose Ed25519 key a PeerId is (`None` for any
     /// other kind of PeerId).
     pub fn did_of_peer(peer: &libp2p::PeerId) -> Option<String> {
-        // An Ed25519 PeerId is the identity multihash (code 0) of the protobuf-encoded key.
+        // An Ed25519 PeerId is the identity multihash (code 0) of the protobuf-encoded key:
+        // key type 1 (Ed25519), then the 32 key bytes. The bytes are copied, not decoded as
+        // a curve point: that costs two square roots, and this runs for every peer on every
+        // gossip message and change of facts. A DID names a key; whatever verifies with it
+        // decodes and checks it then (`from_did`).
         let multihash = peer.as_ref();
-        if multihash.code() != 0 {
+        let key = multihash.digest().strip_prefix(&ED25519_PROTOBUF)?;
+        if multihash.code() != 0 || key.len() != 32 {
             return None;
         }
-        let public = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
-        let key = public.try_into_ed25519().ok()?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&key.to_bytes()).ok()?;
-        Some(PublicKey::Ed25519(key).to_did())
+        let mut bytes = Vec::with_capacity(ED25519_MULTICODEC.len() + key.len());
+        bytes.extend_from_slice(&ED25519_MULTICODEC);
+        bytes.extend_from_slice(key);
+        Some(format!(
+            "{DID_KEY_PREFIX}z{}",
+            bs58::encode(bytes).into_string()
+        ))
     }
 
     /// Verifies a JWS signature (Ed25519: 64 bytes; ES256: raw `r || s`, 64 bytes).

@@ -44,7 +44,7 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
     let charter = authorities.write_governed_charter(
         "field",
         &[&keys[0], &keys[1]],
-        &[a.did.clone()],
+        std::slice::from_ref(&a.did),
         "2",
         &Authorities::bootstrap_line(std::slice::from_ref(&a.address)),
     );

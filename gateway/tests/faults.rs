@@ -597,8 +597,10 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
         .unwrap()
     };
 
-    // Whichever of the two opens the handshake judges the other's presentation first, by its
-    // own clock, refuses it, and says to check the clocks.
+    // The side that opens the handshake concludes first, and says to check the clocks: the
+    // honest opener refuses the skewed side's proof of key by its own clock; a skewed opener
+    // hears that its ask was refused (a member reads the real code, and the answer reaches it
+    // before the connection closes).
     let skewed_peer = key.peer_id().unwrap();
     let (code, message) = if opens_handshake(&honest.peer_id(), &skewed_peer) {
         wait_event(&honest.journal, |event| match event {

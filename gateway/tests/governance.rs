@@ -10,7 +10,9 @@ use tfc_gateway::governance::{GovCode, OpKind, SignedOp, StandingKind};
 use tfc_gateway::handshake::{GatewayEvent, LocalParty};
 use tfc_gateway::metrics;
 use tfc_gateway::net::Command;
-use tfc_testkit::{Authorities, Node, top_tier, wait_event, wait_until};
+use tfc_testkit::{
+    Authorities, Node, connected_peers, top_tier, until_verified, wait_event, wait_until,
+};
 
 fn manual(text: String) -> String {
     text.replace("endorse = \"auto\"", "endorse = \"manual\"")
@@ -93,7 +95,7 @@ async fn form(nodes: &[Node], charter: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere() {
     let authorities = Authorities::new();
-    let mut nodes = start(&authorities, 5, manual).await;
+    let nodes = start(&authorities, 5, manual).await;
     let charter = charter(&authorities, &nodes);
     form(&nodes, &charter).await;
     let field = nodes[0].field_id();
@@ -150,9 +152,13 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
         Some(StandingKind::Founder)
     );
 
-    // The admin revokes the new member alone (emergency path): every other gateway refuses
-    // it and drops its connections.
+    // The admin revokes the new member alone (emergency path): every founder refuses it and
+    // drops its connections. Each has met it first: a founder learns a member's address only
+    // once it is admitted, and one that never met it has nothing to refuse.
     let revoked_peer = nodes[3].peer_id();
+    for index in [0, 1, 2] {
+        until_verified(&nodes[index], revoked_peer).await;
+    }
     let revoked = nodes[0]
         .gateway
         .publisher()
@@ -164,18 +170,11 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
         Some(tfc_gateway::governance::state::Via::Admin)
     );
     for index in [0, 1, 2, 4] {
-        let node = &mut nodes[index];
-        until_standing(node.gateway.party(), &newcomer, Some(StandingKind::Revoked)).await;
-        let connected = node
-            .gateway
-            .party()
-            .store
-            .tree(tfc_gateway::store::Tree::Peers)
-            .is_ok();
-        assert!(connected);
+        let party = nodes[index].gateway.party();
+        until_standing(party, &newcomer, Some(StandingKind::Revoked)).await;
     }
-    for index in [0, 1, 2] {
-        let code = wait_event(&nodes[index].journal, |event| match event {
+    for node in &nodes[..3] {
+        let code = wait_event(&node.journal, |event| match event {
             GatewayEvent::PeerRefused { peer, code, .. } if *peer == revoked_peer => {
                 Some(code.clone())
             }
@@ -183,6 +182,10 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
         })
         .await;
         assert_eq!(code, "member_barred");
+        wait_until("the revoked member's connections are dropped", || async {
+            !connected_peers(node).await.contains(&revoked_peer)
+        })
+        .await;
     }
 
     // A replayed op and a forged one are refused with their codes and change nothing.
@@ -277,8 +280,8 @@ async fn members_endorse_by_themselves_and_an_offline_gateway_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_two_sides_of_a_partition_merge_into_one_state() {
     let authorities = Authorities::new();
-    // Four founders (quorum 2, two admins) and two candidates; no DHT, so the sides stay
-    // apart until one dial heals them.
+    // Four founders (quorum 2, two admins) and two candidates; member discovery is off, so the
+    // sides stay apart until one dial heals them.
     let mut nodes = start(&authorities, 6, no_discovery).await;
     let keys: Vec<_> = nodes[..4].iter().map(Node::org_key).collect();
     let charter = authorities.write_governed_charter(
@@ -358,22 +361,24 @@ async fn the_two_sides_of_a_partition_merge_into_one_state() {
     // X itself is cut off by the first gateway that learns of its revocation, so only the
     // others are compared.
     let revoked_x = nodes.remove(4);
-    let reference = Arc::clone(nodes[3].gateway.party());
     for node in &nodes {
         until_standing(node.gateway.party(), &x, Some(StandingKind::Revoked)).await;
         until_standing(node.gateway.party(), &y, Some(StandingKind::Member)).await;
     }
-    let expected = reference.governance.state(&field).unwrap();
-    for node in &nodes {
-        let party = Arc::clone(node.gateway.party());
-        let field = field.clone();
-        let expected = expected.clone();
-        wait_until("every gateway holds the same state", || {
-            let same = party.governance.state(&field) == Some(expected.clone());
-            async move { same }
-        })
-        .await;
-    }
+    // Compared afresh on each look: an op still travelling changes every state in turn.
+    let parties: Vec<_> = nodes
+        .iter()
+        .map(|node| Arc::clone(node.gateway.party()))
+        .collect();
+    wait_until("every gateway holds the same state", || {
+        let states: Vec<_> = parties
+            .iter()
+            .map(|party| party.governance.state(&field))
+            .collect();
+        let same = states[0].is_some() && states.iter().all(|state| *state == states[0]);
+        async move { same }
+    })
+    .await;
     revoked_x.gateway.shutdown().await.unwrap();
     for node in nodes {
         node.gateway.shutdown().await.unwrap();

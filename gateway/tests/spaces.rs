@@ -59,7 +59,7 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
     let charter = authorities.write_governed_charter(
         "field",
         &[&city_key],
-        &[city.did.clone()],
+        std::slice::from_ref(&city.did),
         "1",
         &format!(
             "policy = \"policy.cedar\"\n{}",

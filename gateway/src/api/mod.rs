@@ -2,6 +2,7 @@
 //! without a certificate the admin CA signed is refused during the TLS handshake, before any
 //! HTTP is read.
 
+pub mod disclosures;
 pub mod threats;
 pub mod types;
 
@@ -326,7 +327,9 @@ async fn audit_admin_actions(
         threats::import,
         threats::list_indicators,
         threats::list_actions,
-        threats::decide
+        threats::decide,
+        disclosures::list,
+        disclosures::export
     )
 )]
 pub struct ApiDoc;
@@ -379,6 +382,7 @@ fn router(state: ApiState) -> Router {
         )
         .route("/v1/fields/{field}/issuers", get(issuers))
         .merge(threats::routes())
+        .merge(disclosures::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit_admin_actions,

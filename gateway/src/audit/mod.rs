@@ -222,6 +222,11 @@ impl AuditLog {
         }
     }
 
+    /// Appends one event without waiting for the disk (see [`AuditLog::record_all_soon`]).
+    pub fn record_soon(&self, event: Event) {
+        self.record_all_soon(vec![event]);
+    }
+
     /// Appends several events, logging instead of failing (see [`AuditLog::record`]).
     pub fn record_all(&self, events: Vec<Event>) {
         if let Err(error) = self.append_all(events) {

@@ -292,6 +292,34 @@ fn invalid_values_are_named() {
             "charter_invalid",
             "did:web",
         ),
+        (
+            base.replace(
+                "status_max_age",
+                "applications = \"sometimes\"\nstatus_max_age",
+            ),
+            "charter_invalid",
+            "applications",
+        ),
+        (
+            format!("{base}[disclosure]\nCreditRatingCredential = [\"everyone\"]\n"),
+            "charter_invalid",
+            "everyone",
+        ),
+        (
+            format!("{base}[disclosure]\nGoldStarCredential = [\"admins\"]\n"),
+            "charter_invalid",
+            "GoldStarCredential",
+        ),
+        (
+            format!("{base}[disclosure]\nCreditRatingCredential = [\"tier>=1\"]\n"),
+            "charter_invalid",
+            "never be disclosed",
+        ),
+        (
+            format!("{base}[disclosure]\ngossip = \"verified\"\n"),
+            "charter_syntax",
+            "expected a sequence",
+        ),
     ];
     for (text, code, mention) in cases {
         let error = parse(&text).unwrap_err();
@@ -301,6 +329,40 @@ fn invalid_values_are_named() {
             "{error} should mention {mention}"
         );
     }
+}
+
+#[test]
+fn disclosure_rules_and_applications_are_part_of_the_charter() {
+    let founders = Founders::new(1);
+    let closed = parse(&founders.charter("")).unwrap();
+    assert_eq!(
+        closed.applications,
+        Applications::Closed,
+        "closed by default"
+    );
+    let open_text = founders
+        .charter("[disclosure]\nCreditRatingCredential = [\"admins\", \"tier>=2\"]\n")
+        .replace("status_max_age", "applications = \"open\"\nstatus_max_age");
+    let open = parse(&open_text).unwrap();
+    assert_eq!(open.applications, Applications::Open);
+    assert_ne!(
+        open.field_id(),
+        closed.field_id(),
+        "the rules are part of the field id"
+    );
+    let member = Recipient {
+        member: true,
+        tier: 2,
+        ..Recipient::default()
+    };
+    assert!(open.disclosure.allows("CreditRatingCredential", &member));
+    assert!(!closed.disclosure.allows("CreditRatingCredential", &member));
+    assert_eq!(
+        open.presentable_types(),
+        ["CreditRatingCredential", "OrganizationIdentityCredential"]
+            .map(str::to_owned)
+            .into()
+    );
 }
 
 #[test]

@@ -179,6 +179,37 @@ impl Story {
     }
 }
 
+/// A scenario's field, played quietly and still up: for tests that probe it from outside.
+pub struct PlayedField {
+    /// The field id.
+    pub field: String,
+    /// Each organisation's name and its running gateway, in cast order.
+    pub gateways: Vec<(&'static str, crate::localnet::LocalGateway)>,
+    /// How the story went.
+    pub report: Report,
+}
+
+/// Plays `scenario` without narration on gateways under `root`; the field stays up.
+pub async fn play_quietly(
+    scenario: Scenario,
+    root: &std::path::Path,
+) -> Result<PlayedField, DemoError> {
+    let mut story = Story::new(true);
+    let (cast, field, _) = match scenario {
+        Scenario::HousingSubsidy => housing::play(root, &mut story).await?,
+        Scenario::SupplyChain => supply_chain::play(root, &mut story).await?,
+    };
+    Ok(PlayedField {
+        field,
+        gateways: cast
+            .members
+            .into_iter()
+            .map(|member| (member.name, member.node))
+            .collect(),
+        report: story.report(scenario),
+    })
+}
+
 /// Plays the scenario on a fresh field under a temporary directory, removed at the end.
 pub async fn run(options: Options) -> Result<Report, DemoError> {
     let root = tempfile::Builder::new()

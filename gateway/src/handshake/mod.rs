@@ -34,10 +34,10 @@ use crate::credential::{CredentialVerifier, StatusLists, VerifyContext, now_unix
 use crate::identity::PublicKey;
 use crate::metrics;
 use crate::net::{Command, HandshakeRequest, HandshakeResponse, NetworkEvent};
-use crate::store::{StoreError, Stored};
+use crate::store::{StoreError, Stored, Tree};
 use facts::Scope;
-use negotiation::{Judgement, MAX_TURNS, Negotiation, Party, Refusal, Turn};
-use view::{PartyView, judge_in};
+use negotiation::{Direction, Judgement, MAX_TURNS, Negotiation, Party, Refusal, Turn};
+use view::{PartyView, StepWrites, judge_in};
 
 /// The refusal code of a handshake cut short by the network rather than by the peer.
 const UNREACHABLE: &str = "unreachable";
@@ -296,6 +296,9 @@ struct Responding {
 struct Reported {
     /// The tiers last recorded, so that an unchanged turn is not reported again.
     tiers: Option<BTreeMap<String, u8>>,
+    /// The record last built, whose identity was checked: a turn that brought no new
+    /// credential reuses its identity instead of verifying it again.
+    record: Option<PeerRecord>,
     /// Whether the mutual event was sent.
     mutual: bool,
 }
@@ -368,7 +371,15 @@ impl Service {
                 if let Some(again) = self.opening.get_mut(&peer) {
                     *again = false;
                 }
-                self.deadlines.remove(&peer);
+                // A peer that leaves before it is verified anywhere counts as a refusal: a
+                // stranger cycling keys must not hang up its way past the throttle.
+                if self.deadlines.remove(&peer).is_some() {
+                    self.shared
+                        .party
+                        .metrics
+                        .count(metrics::HANDSHAKES, "abandoned");
+                    self.shared.stranger(peer).await;
+                }
                 self.responding.remove(&peer);
                 self.due.remove(&peer);
                 let _ = self.shared.events.send(GatewayEvent::PeerGone { peer });
@@ -454,8 +465,10 @@ impl Service {
         request: HandshakeRequest,
     ) -> (HandshakeResponse, Option<Gate>) {
         let step = match request {
-            HandshakeRequest::Hello { did, nonce, asks } => self.hello(peer, &did, &nonce, &asks),
-            HandshakeRequest::Turn(turn) => self.turn(peer, &turn),
+            HandshakeRequest::Hello { did, nonce, asks } => {
+                self.hello(peer, &did, &nonce, &asks).await
+            }
+            HandshakeRequest::Turn(turn) => self.turn(peer, &turn).await,
         };
         match step {
             Ok(response) => {
@@ -466,12 +479,16 @@ impl Service {
                 (response, gate)
             }
             Err(refusal) => {
-                // Only a peer that has standing somewhere learns why.
+                // Only a peer that has standing somewhere, or that one of our fields knows
+                // (its key is its DID: a stranger cannot pass for it), learns why.
                 let engaged = self
                     .responding
                     .get(&peer)
                     .is_some_and(|responding| responding.negotiation.any_engaged());
-                let response = if engaged {
+                let known = || {
+                    PublicKey::did_of_peer(&peer).is_some_and(|did| self.shared.party.knows(&did))
+                };
+                let response = if engaged || known() {
                     HandshakeResponse::Refused {
                         code: refusal.code.clone(),
                         message: refusal.message.clone(),
@@ -479,15 +496,12 @@ impl Service {
                 } else {
                     refused()
                 };
-                if !engaged {
-                    self.shared.stranger(peer).await;
-                }
                 (response, Some((None, refusal.code, refusal.message)))
             }
         }
     }
 
-    fn hello(
+    async fn hello(
         &mut self,
         peer: PeerId,
         did: &str,
@@ -498,32 +512,33 @@ impl Service {
         if their_nonce.is_empty() || their_nonce.len() > 128 {
             return Err(Refusal::protocol("a hello nonce of the wrong size"));
         }
-        let shared = &self.shared;
+        let shared = Arc::clone(&self.shared);
         let view = shared.view();
         let now = now_unix();
-        let mut negotiation = Negotiation::new(did, Shared::fresh_nonce());
+        // Kept before the asks are read, so that a refusal knows what they engaged.
+        let negotiation = &mut self
+            .responding
+            .entry(peer)
+            .insert_entry(Responding {
+                negotiation: Negotiation::new(did, Shared::fresh_nonce()),
+                reported: Reported::default(),
+            })
+            .into_mut()
+            .negotiation;
         negotiation.name(&view);
         negotiation.take_asks(&view, asks, now)?;
         let turn = negotiation.next(&view, now)?;
         let proof = view.present(did, their_nonce, &[])?;
-        shared.log(&view, peer);
-        let response = HandshakeResponse::Hello {
+        shared.persist(peer, view.take_writes()).await?;
+        Ok(HandshakeResponse::Hello {
             did: shared.did.clone(),
             nonce: negotiation.hello_nonce().to_owned(),
             proof,
             turn,
-        };
-        self.responding.insert(
-            peer,
-            Responding {
-                negotiation,
-                reported: Reported::default(),
-            },
-        );
-        Ok(response)
+        })
     }
 
-    fn turn(&mut self, peer: PeerId, turn: &Turn) -> Result<HandshakeResponse, Refusal> {
+    async fn turn(&mut self, peer: PeerId, turn: &Turn) -> Result<HandshakeResponse, Refusal> {
         let shared = Arc::clone(&self.shared);
         let Some(responding) = self.responding.get_mut(&peer) else {
             return Err(Refusal::protocol("a turn before hello"));
@@ -540,7 +555,7 @@ impl Service {
         let now = now_unix();
         let taken = negotiation.take(&view, turn, now);
         let out = taken.and_then(|()| negotiation.next(&view, now));
-        shared.log(&view, peer);
+        shared.persist(peer, view.take_writes()).await?;
         Ok(HandshakeResponse::Turn(out?))
     }
 
@@ -567,7 +582,7 @@ impl Service {
             // Gated once nothing more can come: we wait for no answer and ask nothing new.
             Ok(Progress::NotYet(record)) => {
                 let settled = !responding.negotiation.awaiting() && out.asks.is_empty();
-                settled.then(|| shared.why_not(&record))
+                settled.then(|| shared.refused_record(peer, &record))
             }
         }
     }
@@ -729,22 +744,50 @@ impl Shared {
         uuid::Uuid::new_v4().simple().to_string()
     }
 
-    /// Writes what a step disclosed to the disclosure log, with the peer's name if known.
-    fn log(&self, view: &PartyView<'_>, peer: PeerId) {
-        let disclosures = view.take_logged();
-        if disclosures.is_empty() {
-            return;
+    /// Writes what a step did: the presentations it sent or received go to the disclosure
+    /// log (with the peer's name if known), the nonces it used up to the `replay` tree. A
+    /// step that presents something waits until that is on disk (one flush, on the blocking
+    /// pool): nothing leaves that the log does not hold. What was only received reaches the
+    /// disk with sled's next flush (within 500 ms) or the next durable write; the nonces are
+    /// ours and fresh, so the kept ones are a second line against replay, not the first. A
+    /// step whose writes fail stops the handshake.
+    async fn persist(&self, peer: PeerId, writes: StepWrites) -> Result<(), Refusal> {
+        if writes.is_empty() {
+            return Ok(());
         }
-        let name = self.party.peer_record(peer).and_then(|record| record.name);
-        let at_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        let at_ms = i64::try_from(at_ms).unwrap_or(i64::MAX);
-        if let Err(error) = self
-            .party
-            .disclosures
-            .record(disclosures, name.as_deref(), at_ms)
-        {
-            tracing::error!(%peer, %error, "presentations not written to the disclosure log");
-        }
+        let party = Arc::clone(&self.party);
+        tokio::task::spawn_blocking(move || {
+            let replay = party.store.tree(Tree::Replay)?;
+            for (nonce, forget_after) in &writes.nonces {
+                replay.put(
+                    nonce.as_bytes(),
+                    &UsedNonce {
+                        forget_after: *forget_after,
+                    },
+                )?;
+            }
+            let name = party.peer_record(peer).and_then(|record| record.name);
+            let at_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            let at_ms = i64::try_from(at_ms).unwrap_or(i64::MAX);
+            let presents = writes
+                .disclosures
+                .iter()
+                .any(|disclosure| disclosure.direction == Direction::Sent);
+            party
+                .disclosures
+                .record(writes.disclosures, name.as_deref(), at_ms)?;
+            if presents {
+                party.store.flush()?;
+            }
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .map_err(|error| Refusal {
+            code: "internal".into(),
+            message: error.to_string(),
+        })?
+        .inspect_err(|error| tracing::error!(%peer, %error, "a handshake step not written"))
+        .map_err(Refusal::from)
     }
 
     /// Tells the swarm which peers are members of our fields: a stranger's address may be
@@ -758,7 +801,7 @@ impl Shared {
             .flat_map(|state| {
                 state
                     .in_good_standing()
-                    .filter_map(|did| PublicKey::peer_id_of(did))
+                    .filter_map(|did| PublicKey::peer_id_named(did))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -780,14 +823,17 @@ impl Shared {
             });
             return None;
         }
-        self.stranger(peer).await;
         Some((None, "no_shared_field".into(), message))
     }
 
-    /// Reports a peer that reached no standing to the swarm, which throttles the address
-    /// that keeps sending such peers.
+    /// Charges a refused peer's address, unless the peer is known to one of our fields (a
+    /// founder, an admin, a member or a candidate): the swarm throttles an address that keeps
+    /// sending fresh identities nobody knows.
     async fn stranger(&self, peer: PeerId) {
-        let _ = self.commands.send(Command::Stranger(peer)).await;
+        let known = PublicKey::did_of_peer(&peer).is_some_and(|did| self.party.knows(&did));
+        if !known {
+            let _ = self.commands.send(Command::Stranger(peer)).await;
+        }
     }
 
     /// The opener's side: hello, then turns until neither side has news. Reports what it
@@ -817,12 +863,11 @@ impl Shared {
             ));
         };
         let mut negotiation = Negotiation::new(&did, Self::fresh_nonce());
-        let asks = {
+        let (asks, writes) = {
             let view = self.view();
-            let asks = negotiation.open(&view, now_unix())?;
-            self.log(&view, peer);
-            asks
+            (negotiation.open(&view, now_unix())?, view.take_writes())
         };
+        self.persist(peer, writes).await?;
         let hello = HandshakeRequest::Hello {
             did: self.did.clone(),
             nonce: negotiation.hello_nonce().to_owned(),
@@ -839,23 +884,41 @@ impl Shared {
         };
         check_binding(peer, &their_did)?;
         let mut incoming = turn;
-        let mut proof_of_key = {
+        // The proof's nonce is written with the first turn's writes: one flush for both.
+        let (proof_of_key, mut pending) = {
             let view = self.view();
             negotiation.take_proof(&view, &proof)?;
-            Some(view.present(&their_did, &their_nonce, &[])?)
+            (
+                view.present(&their_did, &their_nonce, &[])?,
+                view.take_writes(),
+            )
         };
+        let mut proof_of_key = Some(proof_of_key);
         let mut reported = Reported::default();
         for round in 0..=MAX_TURNS {
             let view = self.view();
             let taken = negotiation.take(&view, &incoming, now_unix());
             let out = taken.and_then(|()| negotiation.next(&view, now_unix()));
-            self.log(&view, peer);
-            let mut out = out?;
-            // Recorded before our verdict reaches the peer: once it knows we verified it, it
-            // may sync with us at once.
-            if negotiation.any_engaged() {
-                self.progress(peer, &negotiation, &mut reported).await?;
-            }
+            pending.append(view.take_writes());
+            let mut out = match out {
+                Ok(out) => out,
+                Err(refusal) => {
+                    // What was received and failed is logged too.
+                    self.persist(peer, pending).await?;
+                    return Err(refusal);
+                }
+            };
+            // Both before the turn leaves: the log holds what it presents, and the record
+            // is kept before our verdict reaches the peer (once it knows we verified it, it
+            // may sync with us at once). The flush and the judging overlap.
+            let written = self.persist(peer, std::mem::take(&mut pending));
+            let recorded = async {
+                if negotiation.any_engaged() {
+                    self.progress(peer, &negotiation, &mut reported).await?;
+                }
+                Ok(())
+            };
+            tokio::try_join!(written, recorded)?;
             // The responder only ever answers: with nothing to say, the exchange is over.
             // The first turn goes anyway where a field is engaged, with our proof of key.
             let first_due = round == 0 && negotiation.any_engaged();
@@ -880,7 +943,7 @@ impl Shared {
         match self.progress(peer, &negotiation, &mut reported).await? {
             Progress::Verified(record) => Ok(Ending::Verified(record)),
             Progress::NotYet(record) => {
-                let (barred, code, message) = self.why_not(&record);
+                let (barred, code, message) = self.refused_record(peer, &record);
                 self.gate(peer, barred.as_deref(), &code, &message).await;
                 Ok(Ending::Gated)
             }
@@ -896,8 +959,14 @@ impl Shared {
         reported: &mut Reported,
     ) -> Result<Progress, Refusal> {
         let view = self.view();
-        let record = self.record_of(negotiation, &view);
-        self.check_identity(peer, &record)?;
+        let record = self.record_of(negotiation, &view, reported.record.as_ref());
+        let checked = reported.record.as_ref().is_some_and(|previous| {
+            previous.did == record.did && previous.corporate_number == record.corporate_number
+        });
+        if !checked {
+            self.check_identity(peer, &record)?;
+        }
+        reported.record = Some(record.clone());
         if !self.verified_somewhere(&record) {
             return Ok(Progress::NotYet(record));
         }
@@ -942,7 +1011,13 @@ impl Shared {
     }
 
     /// The record a negotiation leaves: our judgement of the peer in every engaged field.
-    fn record_of(&self, negotiation: &Negotiation, view: &PartyView<'_>) -> PeerRecord {
+    /// The identity is read again only if the credentials differ from `previous`'s.
+    fn record_of(
+        &self,
+        negotiation: &Negotiation,
+        view: &PartyView<'_>,
+        previous: Option<&PeerRecord>,
+    ) -> PeerRecord {
         let now = now_unix();
         let judged = negotiation.outcome(view);
         let mut record = PeerRecord {
@@ -968,7 +1043,12 @@ impl Shared {
                 },
             );
         }
-        (record.corporate_number, record.name) = self.identity_of(&record, now);
+        (record.corporate_number, record.name) = match previous {
+            Some(previous) if previous.presented == record.presented => {
+                (previous.corporate_number.clone(), previous.name.clone())
+            }
+            _ => self.identity_of(&record, now),
+        };
         record
     }
 
@@ -978,6 +1058,15 @@ impl Shared {
             .tiers
             .keys()
             .any(|field| self.party.verified_in(record, field))
+    }
+
+    /// Keeps the record of a peer with standing that is verified nowhere (the operator may
+    /// ask why it was refused: its tiers are there), and says why it is refused.
+    fn refused_record(&self, peer: PeerId, record: &PeerRecord) -> Gate {
+        if self.party.put_peer_record(peer, record).is_err() {
+            tracing::warn!(%peer, "could not store the refused peer's record");
+        }
+        self.why_not(record)
     }
 
     /// Why a peer is verified nowhere: barred, blocked, or no tier.
@@ -1074,7 +1163,9 @@ impl Shared {
         self.party
             .metrics
             .count(metrics::DECISIONS, "admission:allow");
-        self.party.audit.record(Event {
+        // Soon, not flushed: the verdict it records is not durable either (a restart judges
+        // the peer again), and a flush per peer would put the disk in every handshake.
+        self.party.audit.record_soon(Event {
             actor: record.did.clone(),
             action: "handshake".into(),
             object: peer.to_string(),
@@ -1098,7 +1189,8 @@ impl Shared {
         self.party
             .metrics
             .count(metrics::DECISIONS, "admission:deny");
-        self.party.audit.record(Event {
+        // Soon, not flushed: a stranger must not buy a disk flush with every fresh key.
+        self.party.audit.record_soon(Event {
             actor: peer.to_string(),
             action: "handshake".into(),
             object: peer.to_string(),
@@ -1110,6 +1202,7 @@ impl Shared {
             gated.insert(peer, barred.map(str::to_owned));
         }
         self.party.metrics.count(metrics::HANDSHAKES, code);
+        self.stranger(peer).await;
         let _ = self.commands.send(Command::Block(peer)).await;
         let _ = self.events.send(GatewayEvent::PeerRefused {
             peer,
@@ -1120,10 +1213,15 @@ impl Shared {
 
     /// Judges a peer again from the credentials it presented, as of now.
     async fn reevaluate(&self, peer: PeerId, scope: &Scope) -> Option<PeerRecord> {
-        let previous = self.party.peer_record(peer)?;
-        if !scope.includes(&previous.did) {
+        // The scope first: a change of one member's standing must not read every record.
+        let did = PublicKey::did_of_peer(&peer)?;
+        if !scope.includes(&did) {
             return None;
         }
+        let previous = self
+            .party
+            .peer_record(peer)
+            .filter(|record| record.did == did)?;
         let now = now_unix();
         let mut record = previous.clone();
         record.evaluated_at = now;

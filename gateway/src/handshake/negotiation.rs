@@ -370,19 +370,20 @@ impl Negotiation {
             {
                 return Err(Refusal::protocol("a malformed ask"));
             }
-            if claims.exp < now || claims.iat > now + crate::credential::CLOCK_SKEW_SECS {
-                return Err(Refusal {
-                    code: "presentation_expired".into(),
-                    message: "an ask out of its lifetime".into(),
-                });
-            }
             let engaged =
                 self.fields.contains_key(&claims.field) || party.answers(&self.peer, &claims.field);
             if !engaged {
                 continue;
             }
             let state = self.fields.entry(claims.field.clone()).or_default();
+            // Engaged before the lifetime is checked: a peer with standing learns why.
             state.peer_engaged = true;
+            if claims.exp < now || claims.iat > now + crate::credential::CLOCK_SKEW_SECS {
+                return Err(Refusal {
+                    code: "presentation_expired".into(),
+                    message: "an ask outside its lifetime (if it was fresh, one of the two clocks is off)".into(),
+                });
+            }
             state.their_ask = Some((claims, token.clone()));
         }
         Ok(())

@@ -331,7 +331,7 @@ impl LocalParty {
             .standing(field, did)
             .is_some_and(|standing| standing.in_good_standing());
         registered
-            || crate::identity::PublicKey::peer_id_of(did).is_some_and(|peer| {
+            || crate::identity::PublicKey::peer_id_named(did).is_some_and(|peer| {
                 self.peer_record(peer)
                     .is_some_and(|record| record.did == did && self.verified_in(&record, field))
             })

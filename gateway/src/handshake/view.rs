@@ -11,7 +11,8 @@ use super::LocalParty;
 use super::negotiation::{AskClaims, Disclosure, Judgement, Party, Refusal};
 use crate::charter::Recipient;
 use crate::credential::{
-    Challenge, CredentialVerifier, create_presentation, credential_type, now_unix, sign_message,
+    CLOCK_SKEW_SECS, Challenge, CredentialVerifier, MAX_PRESENTATION_LIFETIME_SECS,
+    create_presentation, credential_type, now_unix, sign_message,
 };
 use crate::field::Field;
 use crate::tier::{TierContext, evaluate};
@@ -21,13 +22,36 @@ pub(super) const PRESENTATION_LIFETIME_SECS: i64 = 60;
 /// Largest signed ask accepted, in bytes.
 const MAX_ASK_LEN: usize = 8 * 1024;
 
-/// The negotiation's view of this gateway, for one step: disclosures it makes are kept for
-/// the caller to log with names and times.
+/// What one step of a handshake must make durable before it goes on.
+#[derive(Debug, Default)]
+pub(super) struct StepWrites {
+    /// Presentations sent or received, for the disclosure log.
+    pub(super) disclosures: Vec<Disclosure>,
+    /// Nonces of presentations accepted, each with when it may be forgotten (Unix seconds):
+    /// kept in the `replay` tree so that none is accepted again after a restart.
+    pub(super) nonces: Vec<(String, i64)>,
+}
+
+impl StepWrites {
+    /// Whether there is nothing to write.
+    pub(super) fn is_empty(&self) -> bool {
+        self.disclosures.is_empty() && self.nonces.is_empty()
+    }
+
+    /// Adds `later`'s writes after these.
+    pub(super) fn append(&mut self, later: StepWrites) {
+        self.disclosures.extend(later.disclosures);
+        self.nonces.extend(later.nonces);
+    }
+}
+
+/// The negotiation's view of this gateway, for one step: what the step must write (the
+/// disclosures it makes, the nonces it uses up) is kept for the caller to write at once.
 pub(super) struct PartyView<'a> {
     party: &'a LocalParty,
     did: &'a str,
     verifier: &'a CredentialVerifier,
-    logged: RefCell<Vec<Disclosure>>,
+    writes: RefCell<StepWrites>,
 }
 
 impl<'a> PartyView<'a> {
@@ -40,13 +64,13 @@ impl<'a> PartyView<'a> {
             party,
             did,
             verifier,
-            logged: RefCell::new(Vec::new()),
+            writes: RefCell::default(),
         }
     }
 
-    /// The disclosures made or received since the view was made.
-    pub(super) fn take_logged(&self) -> Vec<Disclosure> {
-        self.logged.take()
+    /// What the step did since the view was made (or last taken) that must be written.
+    pub(super) fn take_writes(&self) -> StepWrites {
+        self.writes.take()
     }
 }
 
@@ -150,6 +174,11 @@ impl Party for PartyView<'_> {
         self.party
             .metrics
             .count(crate::metrics::VERIFICATIONS, "ok");
+        let forget_after = now_unix() + MAX_PRESENTATION_LIFETIME_SECS + CLOCK_SKEW_SECS;
+        self.writes
+            .borrow_mut()
+            .nonces
+            .push((nonce.to_owned(), forget_after));
         if opened.holder != peer {
             return Err(Refusal {
                 code: "identity_mismatch".into(),
@@ -171,7 +200,7 @@ impl Party for PartyView<'_> {
     }
 
     fn log(&self, disclosure: Disclosure) {
-        self.logged.borrow_mut().push(disclosure);
+        self.writes.borrow_mut().disclosures.push(disclosure);
     }
 }
 

@@ -177,6 +177,21 @@ fn the_peer_id_follows_from_the_did_alone() {
 }
 
 #[test]
+fn the_did_follows_from_the_peer_id_alone() {
+    for _ in 0..32 {
+        let key = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let peer_id = key.peer_id().unwrap();
+        assert_eq!(PublicKey::did_of_peer(&peer_id), Some(key.did()));
+        assert_eq!(PublicKey::peer_id_named(&key.did()), Some(peer_id));
+    }
+    let issuer = KeyPair::generate(KeyAlgorithm::P256).did();
+    assert_eq!(PublicKey::peer_id_named(&issuer), None);
+    assert_eq!(PublicKey::peer_id_named("did:key:z6Mk"), None);
+    // A PeerId that is not an Ed25519 key's (here: a hash of 32 random bytes) names no DID.
+    assert_eq!(PublicKey::did_of_peer(&libp2p::PeerId::random()), None);
+}
+
+#[test]
 fn p256_keys_have_no_peer_id() {
     let key = KeyPair::generate(KeyAlgorithm::P256);
     assert!(matches!(key.peer_id(), Err(IdentityError::NotEd25519)));

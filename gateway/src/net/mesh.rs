@@ -235,12 +235,21 @@ impl FieldMeshes {
             .reduce(f64::min)
     }
 
-    /// The fields whose gossip runs on some connection to `peer`.
+    /// The fields whose gossip runs with `peer`: some connection to it is active there and
+    /// its subscriptions have reached us, so that what we publish now goes to it too.
     pub(super) fn active_fields(&self, peer: &PeerId) -> BTreeSet<String> {
         self.connections
             .values()
             .filter(|connection| connection.peer == *peer)
-            .flat_map(|connection| connection.active.iter().cloned())
+            .flat_map(|connection| connection.active.iter())
+            .filter(|field| {
+                self.meshes.get(*field).is_some_and(|mesh| {
+                    mesh.gossip
+                        .all_peers()
+                        .any(|(known, topics)| known == peer && !topics.is_empty())
+                })
+            })
+            .cloned()
             .collect()
     }
 

@@ -134,7 +134,7 @@ pub enum Command {
     Stranger(PeerId),
     /// Report the listen addresses heard from these verified peers.
     PeerAddresses(Vec<PeerId>, oneshot::Sender<Vec<MemberAddress>>),
-    /// Report the fields whose gossip runs with a peer.
+    /// Report the fields whose gossip runs with a peer (its subscriptions there known).
     MeshFields(PeerId, oneshot::Sender<std::collections::BTreeSet<String>>),
     /// Send a handshake request and deliver the answer (or the failure) to `reply`.
     Request {

@@ -7,7 +7,7 @@
 //! the peer is a member of one of our fields or a peer we verified: members behind one
 //! address (NAT, loopback) are never throttled for a stranger's sake.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
@@ -29,6 +29,8 @@ pub const STRANGER_REFILL: Duration = Duration::from_secs(10);
 const MAX_ADDRESSES: usize = 4096;
 /// Peers welcomed at most (members and verified peers).
 const MAX_WELCOME: usize = 65_536;
+/// Inbound peers whose address is remembered, so that one refused after it left is charged.
+const MAX_REMEMBERED_PEERS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 #[error("too many refused identities from {0}")]
@@ -54,8 +56,10 @@ pub(super) struct StrangerGate {
     /// Members of our fields and peers we verified: never throttled.
     welcome: HashSet<PeerId>,
     buckets: HashMap<IpAddr, Bucket>,
-    /// The address each inbound peer came from, while connected.
+    /// The address each inbound peer came from, newest last: kept after it leaves (a key
+    /// that hangs up mid-handshake is charged too), the oldest forgotten first.
     addresses: HashMap<PeerId, IpAddr>,
+    arrivals: VecDeque<PeerId>,
 }
 
 impl StrangerGate {
@@ -74,7 +78,8 @@ impl StrangerGate {
         if self.welcome.contains(&peer) {
             return;
         }
-        let Some(ip) = self.addresses.get(&peer).copied() else {
+        // Charged once: the entry goes with the charge.
+        let Some(ip) = self.addresses.remove(&peer) else {
             return;
         };
         let now = Instant::now();
@@ -127,7 +132,14 @@ impl NetworkBehaviour for StrangerGate {
             if !self.welcome.contains(&peer) && self.throttled(ip) {
                 return Err(ConnectionDenied::new(Throttled(ip)));
             }
-            self.addresses.insert(peer, ip);
+            if self.addresses.insert(peer, ip).is_none() {
+                self.arrivals.push_back(peer);
+                while self.arrivals.len() > MAX_REMEMBERED_PEERS {
+                    if let Some(oldest) = self.arrivals.pop_front() {
+                        self.addresses.remove(&oldest);
+                    }
+                }
+            }
         }
         Ok(dummy::ConnectionHandler)
     }
@@ -143,13 +155,7 @@ impl NetworkBehaviour for StrangerGate {
         Ok(dummy::ConnectionHandler)
     }
 
-    fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let FromSwarm::ConnectionClosed(closed) = event
-            && closed.remaining_established == 0
-        {
-            self.addresses.remove(&closed.peer_id);
-        }
-    }
+    fn on_swarm_event(&mut self, _: FromSwarm) {}
 
     fn on_connection_handler_event(
         &mut self,

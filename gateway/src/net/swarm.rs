@@ -1,6 +1,6 @@
 //! The task that owns the swarm.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -37,6 +37,9 @@ const MAX_PENDING_INCOMING: u32 = 64;
 const MAX_ESTABLISHED: u32 = 512;
 /// How long a request may wait for its answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a block waits, after the peer's last handshake request, for the peer to hang
+/// up: closing at once could lose the answer that tells it why it is refused.
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
 /// Commands and events buffered between the swarm task and the daemon.
 const CHANNEL_DEPTH: usize = 1024;
 /// Listen addresses kept per peer from identify.
@@ -94,6 +97,9 @@ pub(super) fn start(
             members: HashMap::new(),
             address_changes: None,
             late_redials: VecDeque::new(),
+            asked_at: HashMap::new(),
+            blocks_after_answer: HashMap::new(),
+            unblocks_on_close: HashSet::new(),
         }
         .run(),
     );
@@ -185,6 +191,12 @@ struct SwarmTask {
     /// Members unblocked whose handshake the other side opens: dialled at the time given
     /// unless that side has connected first (see [`SwarmTask::redial_when_unblocked`]).
     late_redials: VecDeque<(Instant, PeerId)>,
+    /// When each connected peer last sent a handshake request.
+    asked_at: HashMap<PeerId, Instant>,
+    /// Peers to block once they hang up, or at the time given at the latest.
+    blocks_after_answer: HashMap<PeerId, Instant>,
+    /// Peers unblocked while their block waited: unblocked once their connections close.
+    unblocks_on_close: HashSet<PeerId>,
 }
 
 /// The next change of the address blocks; never, once their sender is gone.
@@ -220,6 +232,7 @@ impl SwarmTask {
                     }
                 }
                 () = Self::next_late_redial(&self.late_redials) => self.late_redial(),
+                () = Self::next_overdue_block(&self.blocks_after_answer) => self.overdue_blocks(),
                 change = next_change(&mut self.address_changes) => {
                     self.swarm.behaviour_mut().addresses.apply(change);
                 }
@@ -339,15 +352,28 @@ impl SwarmTask {
                     .report(&field, &message_id, &source, acceptance);
             }
             Command::Block(peer) => {
-                behaviour.blocked.block_peer(peer);
-                let _ = self.swarm.disconnect_peer_id(peer);
+                self.unblocks_on_close.remove(&peer);
+                // Out of every mesh at once. A peer just answered keeps its connection a
+                // moment to read why; one refused hangs up itself.
+                behaviour.meshes.allow(peer, BTreeSet::new());
+                let now = Instant::now();
+                match self.asked_at.get(&peer) {
+                    Some(at) if now.duration_since(*at) < ANSWER_GRACE => {
+                        self.blocks_after_answer.insert(peer, now + ANSWER_GRACE);
+                    }
+                    _ => self.block(peer),
+                }
             }
             Command::Unblock(peer) => {
-                behaviour.blocked.unblock_peer(peer);
-                // A member cut off by a block (a partition, a lifted suspension) is dialled
-                // at once rather than when another member names it again, so the field
-                // heals in seconds.
-                self.redial_when_unblocked(peer);
+                // A block still waiting has taken the peer out of the meshes: its connection
+                // goes now, and the unblock follows once it is closed, so that a fresh
+                // handshake lets the peer back in.
+                if self.blocks_after_answer.remove(&peer).is_some() {
+                    self.block(peer);
+                    self.unblocks_on_close.insert(peer);
+                } else {
+                    self.unblock(peer);
+                }
             }
             Command::Disconnect(peer) => {
                 let _ = self.swarm.disconnect_peer_id(peer);
@@ -384,6 +410,43 @@ impl SwarmTask {
         {
             self.late_redials
                 .push_back((Instant::now() + LATE_REDIAL, peer));
+        }
+    }
+
+    /// Lifts the block on `peer`. A member cut off by a block (a partition, a lifted
+    /// suspension) is dialled at once rather than when another member names it again, so the
+    /// field heals in seconds.
+    fn unblock(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        self.redial_when_unblocked(peer);
+    }
+
+    /// Blocks `peer` and closes its connections.
+    fn block(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// When the earliest block waiting for answers is due; never, if none is waiting.
+    async fn next_overdue_block(blocks: &HashMap<PeerId, Instant>) {
+        match blocks.values().min() {
+            Some(at) => sleep_until(*at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Blocks the peers that did not hang up within [`ANSWER_GRACE`].
+    fn overdue_blocks(&mut self) {
+        let now = Instant::now();
+        let overdue: Vec<PeerId> = self
+            .blocks_after_answer
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in overdue {
+            self.blocks_after_answer.remove(&peer);
+            self.block(peer);
         }
     }
 
@@ -466,6 +529,13 @@ impl SwarmTask {
                 ..
             } => {
                 self.heard.remove(&peer_id);
+                self.asked_at.remove(&peer_id);
+                if self.blocks_after_answer.remove(&peer_id).is_some() {
+                    self.block(peer_id);
+                }
+                if self.unblocks_on_close.remove(&peer_id) {
+                    self.unblock(peer_id);
+                }
                 Some(Report::Connection(NetworkEvent::PeerDisconnected {
                     peer: peer_id,
                 }))
@@ -527,6 +597,14 @@ impl SwarmTask {
         &mut self,
         event: request_response::Event<HandshakeRequest, HandshakeResponse>,
     ) -> Option<NetworkEvent> {
+        if let request_response::Event::Message {
+            peer,
+            message: request_response::Message::Request { .. },
+            ..
+        } = &event
+        {
+            self.asked_at.insert(*peer, Instant::now());
+        }
         match settle(event, &mut self.handshakes, HANDSHAKE_PROTOCOL)? {
             Inbound::Request {
                 peer,

@@ -14,7 +14,6 @@ use crate::field::Field;
 use crate::handshake::{LocalParty, PeerRecord};
 use crate::net::{DataRequest, DataResponse};
 use crate::policy::{AccessRequest, Action, OrgFacts, Resource, SpaceRef};
-use crate::store::Tree;
 
 /// Decides and answers a request from `peer`.
 pub fn answer(
@@ -58,6 +57,23 @@ pub fn answer(
             record.id.clone(),
         ),
     };
+    // A peer not verified in the field (a stranger, a member of another field, a barred
+    // member) reads one refusal, whether or not this gateway belongs to the field.
+    if !party.peer_verified_in(peer, field) {
+        party.audit.record(Event {
+            actor: principal_did(party, peer).unwrap_or_else(|| peer.to_string()),
+            action: format!("data.{}", action.as_str()),
+            object,
+            decision: "deny".into(),
+            reason: "not_verified".into(),
+            purpose: Some(purpose.clone()),
+            ..Event::default()
+        });
+        return DataResponse::Refused {
+            code: crate::handshake::REFUSED.into(),
+            reason: crate::handshake::REFUSED.into(),
+        };
+    }
     let outcome = decide(party, spaces, peer, &request, field, tier, purpose, action);
     let (decision, code, reason) = match &outcome {
         Ok((_, reason)) => ("allow", "ok".to_owned(), reason.clone()),
@@ -117,16 +133,7 @@ fn chunk(spaces: &Spaces, request: &DataRequest, reason: String) -> DataResponse
 }
 
 fn principal_did(party: &LocalParty, peer: PeerId) -> Option<String> {
-    peer_record(party, peer).map(|record| record.did)
-}
-
-fn peer_record(party: &LocalParty, peer: PeerId) -> Option<PeerRecord> {
-    party
-        .store
-        .tree(Tree::Peers)
-        .ok()?
-        .get(peer.to_bytes().as_slice())
-        .ok()?
+    party.peer_record(peer).map(|record| record.did)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -144,7 +151,8 @@ fn decide(
         code: DataCode::Denied,
         message,
     };
-    let record = peer_record(party, peer)
+    let record = party
+        .peer_record(peer)
         .ok_or_else(|| denied("this gateway has not verified you".into()))?;
     let field = party
         .field(field_id)

@@ -572,13 +572,22 @@ fn a_revoked_reporters_reports_stop_counting() {
             .unwrap();
     }
     assert_eq!(book.party.tier_cap(&book.field, &target), Some(1));
-    // The member's record now gives it no tier: it is no longer a member in good standing.
-    let peers = book.party.store.tree(Tree::Peers).unwrap();
+    // Both reporters are revoked: neither is in good standing any more.
+    let charter = book.party.field(&book.field).unwrap().charter.clone();
     for reporter in [&book.members[0], &book.admin] {
-        let key = reporter.peer_id().unwrap().to_bytes();
-        let mut record: PeerRecord = peers.get(key.as_slice()).unwrap().unwrap();
-        record.tiers.clear();
-        peers.put(key.as_slice(), &record).unwrap();
+        book.party
+            .governance
+            .propose(
+                &charter,
+                &book.admin,
+                crate::governance::OpKind::Revoke,
+                reporter.did(),
+                "test".into(),
+                vec![],
+                None,
+                now_unix(),
+            )
+            .unwrap();
     }
     threats.rejudge_all();
     assert_eq!(book.party.tier_cap(&book.field, &target), None);

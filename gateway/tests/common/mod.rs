@@ -141,12 +141,21 @@ impl Daemon {
     /// The first log line from now on that `matches`; panics after [`WAIT`].
     pub fn wait_line(&self, matches: impl Fn(&str) -> bool) -> String {
         let deadline = std::time::Instant::now() + WAIT;
+        let mut last = std::collections::VecDeque::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if matches(&line) => return line,
-                Ok(_) => {}
-                Err(error) => panic!("the daemon never logged the awaited line: {error}"),
+                Ok(line) => {
+                    last.push_back(line);
+                    if last.len() > 20 {
+                        last.pop_front();
+                    }
+                }
+                Err(error) => panic!(
+                    "the daemon never logged the awaited line ({error}); its last lines:\n{}",
+                    Vec::from(last).join("\n")
+                ),
             }
         }
     }

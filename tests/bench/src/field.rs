@@ -18,34 +18,48 @@ use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The issuers and the field's charter, in a temporary directory.
+/// The issuers, the gateways' keys and the field's charter (the gateways found it), in a
+/// temporary directory.
 pub(crate) struct Setup {
     registrar: KeyPair,
     bureau: KeyPair,
+    keys: Vec<KeyPair>,
     dir: tempfile::TempDir,
 }
 
 impl Setup {
-    pub(crate) fn new() -> anyhow::Result<Self> {
+    /// A field founded by `gateways` gateways: members that all verify each other.
+    pub(crate) fn new(gateways: usize) -> anyhow::Result<Self> {
         let setup = Self {
             registrar: KeyPair::generate(KeyAlgorithm::Ed25519),
             bureau: KeyPair::generate(KeyAlgorithm::Ed25519),
+            keys: (0..gateways)
+                .map(|_| KeyPair::generate(KeyAlgorithm::Ed25519))
+                .collect(),
             dir: tempfile::tempdir()?,
         };
+        let founders: Vec<String> = setup
+            .keys
+            .iter()
+            .map(|key| format!("\"{}\"", key.did()))
+            .collect();
         let text = format!(
-            "name = \"bench field\"\nfounders = [\"{registrar}\"]\nquorum = 1\n\
+            "name = \"bench field\"\nfounders = [{founders}]\nquorum = 1\n\
              [[issuers]]\ndid = \"{registrar}\"\nname = \"Registrar\"\ntypes = [\"OrganizationIdentityCredential\", \"BusinessLicenseCredential\"]\n\
              [[issuers]]\ndid = \"{bureau}\"\nname = \"Bureau\"\ntypes = [\"CreditRatingCredential\"]\n\
              [tiers.prescreening]\nrequire = [\"OrganizationIdentityCredential\", \"CreditRatingCredential\"]\nconstraints = [\"CreditRatingCredential.score >= 60\"]\n\
-             [tiers.certification]\nrequire = [\"BusinessLicenseCredential\"]\n",
+             [tiers.certification]\nrequire = [\"BusinessLicenseCredential\"]\n\
+             [disclosure]\nCreditRatingCredential = [\"verified\"]\nBusinessLicenseCredential = [\"verified\"]\n",
+            founders = founders.join(", "),
             registrar = setup.registrar.did(),
             bureau = setup.bureau.did()
         );
-        let signature = Charter::parse(&text, setup.dir.path())?.sign(&setup.registrar)?;
-        std::fs::write(
-            setup.dir.path().join("field.toml"),
-            format!("{text}{signature}"),
-        )?;
+        let mut signed = text;
+        for key in &setup.keys {
+            let charter = Charter::parse(&signed, setup.dir.path())?;
+            signed.push_str(&charter.sign(key)?);
+        }
+        std::fs::write(setup.dir.path().join("field.toml"), signed)?;
         Ok(setup)
     }
 
@@ -104,9 +118,14 @@ fn corporate_number(index: u64) -> String {
 }
 
 impl Node {
-    pub(crate) async fn start(setup: &Setup) -> anyhow::Result<Self> {
+    /// Starts the gateway of the setup's `index`-th key.
+    pub(crate) async fn start(setup: &Setup, index: usize) -> anyhow::Result<Self> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let key = KeyPair::generate(KeyAlgorithm::Ed25519);
+        let key = setup
+            .keys
+            .get(index)
+            .and_then(|key| KeyPair::from_pkcs8_pem(&key.to_pkcs8_pem()))
+            .context("no key for that gateway")?;
         let dir = tempfile::tempdir()?;
         let store = Store::open(&dir.path().join("store"))?;
         let (network, network_events) =
@@ -142,13 +161,16 @@ impl Node {
         })
     }
 
-    /// The tier this node gave `peer` at the next verdict.
-    pub(crate) async fn verdict_on(&mut self, peer: PeerId) -> anyhow::Result<u8> {
+    /// Waits until this node has judged `peer` at `tier` (the handshake reports each tier it
+    /// reaches; members are verified before their credentials are judged).
+    pub(crate) async fn verified_at(&mut self, peer: PeerId, tier: u8) -> anyhow::Result<u8> {
         let events = &mut self.events;
         tokio::time::timeout(WAIT, async {
             loop {
                 match events.recv().await {
-                    Ok(GatewayEvent::PeerVerified { peer: p, record }) if p == peer => {
+                    Ok(GatewayEvent::PeerVerified { peer: p, record })
+                        if p == peer && record.tiers.values().copied().max() >= Some(tier) =>
+                    {
                         return Ok(record.tiers.values().copied().max().unwrap_or(0));
                     }
                     Ok(GatewayEvent::PeerRefused {

@@ -177,16 +177,20 @@ async fn join_as_member(
             .peer_record(attacker_peer)
             .and_then(|record| record.tiers.get(field).copied());
         let verified_victim = attacker.party.peer_verified_in(victim.peer_id(), field);
+        // Each side knows the other's subscription: the attacker's gossip goes to the victim.
         let (reply, answer) = tokio::sync::oneshot::channel();
         victim
             .gateway
             .network()
             .send(Command::MeshFields(attacker_peer, reply))
             .await?;
-        let in_mesh = answer.await?.contains(field);
+        let (attacker_reply, attacker_answer) = tokio::sync::oneshot::channel();
+        attacker
+            .network
+            .send(Command::MeshFields(victim.peer_id(), attacker_reply))
+            .await?;
+        let in_mesh = answer.await?.contains(field) && attacker_answer.await?.contains(field);
         if let (Some(tier), true, true) = (tier, verified_victim, in_mesh) {
-            // The attacker's own gossip subscription reaches the victim a heartbeat later.
-            tokio::time::sleep(Duration::from_secs(1)).await;
             return Ok(tier);
         }
         anyhow::ensure!(

@@ -14,9 +14,9 @@ pub(crate) fn quiet(text: String) -> String {
 }
 
 /// Starts `gateways` gateways configured by `configure`, each with a tier-2 wallet, and has
-/// them join a field founded by the first three (the first is its admin, quorum 2, and its
-/// bootstrap peer); `extra` adds charter lines (a policy). Like
-/// `tfc_testkit::start_governed_field`, with the charter's extra lines.
+/// them join a field they all found (the first is its admin and its bootstrap peer; quorum
+/// 2): members that all verify each other. `extra` adds charter lines (a policy). Like
+/// `tfc_testkit::start_member_field`, with the charter's extra lines.
 pub(crate) async fn start_field(
     authorities: &Authorities,
     gateways: usize,
@@ -30,7 +30,7 @@ pub(crate) async fn start_field(
         node.import_wallet(&authorities.tier2_wallet(&node.did));
         nodes.push(node);
     }
-    let keys: Vec<_> = nodes[..3].iter().map(Node::org_key).collect();
+    let keys: Vec<_> = nodes.iter().map(Node::org_key).collect();
     let charter = authorities.write_governed_charter(
         "field",
         &keys.iter().collect::<Vec<_>>(),

@@ -477,10 +477,10 @@ fn print_table(rows: &[(&str, &Series)]) {
 
 async fn handshake(gateways: u16, connections: u32, as_json: bool) -> anyhow::Result<()> {
     let mut meter = resources::Meter::start(gateways.into())?;
-    let setup = field::Setup::new()?;
+    let setup = field::Setup::new(gateways.into())?;
     let mut nodes = Vec::new();
-    for _ in 0..gateways {
-        nodes.push(field::Node::start(&setup).await?);
+    for index in 0..gateways.into() {
+        nodes.push(field::Node::start(&setup, index).await?);
     }
     meter.idle().await?;
     meter.begin()?;
@@ -495,8 +495,8 @@ async fn handshake(gateways: u16, connections: u32, as_json: bool) -> anyhow::Re
         let (at_listener, at_dialer) = {
             let (first, rest) = nodes.split_at_mut(1);
             tokio::join!(
-                first[0].verdict_on(dialer_peer),
-                rest[dialer - 1].verdict_on(listener_peer)
+                first[0].verified_at(dialer_peer, 2),
+                rest[dialer - 1].verified_at(listener_peer, 2)
             )
         };
         let elapsed = begin.elapsed();

@@ -284,8 +284,8 @@ proptest! {
         let view_b = PartyView::new(&party_b, &did_b, &verifier);
         let (at_a, at_b) = negotiate(&view_a, &view_b);
         for (view, negotiation, sent) in [
-            (&view_a, &at_a, view_a.take_logged()),
-            (&view_b, &at_b, view_b.take_logged()),
+            (&view_a, &at_a, view_a.take_writes().disclosures),
+            (&view_b, &at_b, view_b.take_writes().disclosures),
         ] {
             let recipient = final_recipient(view, negotiation, &field);
             for disclosure in sent.iter().filter(|d| d.direction == Direction::Sent) {
@@ -342,7 +342,8 @@ fn an_applicant_reveals_first_to_an_admin_and_both_end_judged() {
     assert!(city_side.mutual_in(&city_view, &field));
     // The city presented only after judging the applicant: its first answer was empty.
     let sent_by_city: Vec<_> = city_view
-        .take_logged()
+        .take_writes()
+        .disclosures
         .into_iter()
         .filter(|disclosure| disclosure.direction == Direction::Sent)
         .collect();
@@ -372,7 +373,9 @@ fn two_applicants_name_nothing_to_each_other() {
     let view_b = PartyView::new(&party_b, &did_b, &verifier);
     let (at_a, at_b) = negotiate(&view_a, &view_b);
     assert!(!at_a.any_engaged() && !at_b.any_engaged());
-    assert!(view_a.take_logged().is_empty() && view_b.take_logged().is_empty());
+    assert!(
+        view_a.take_writes().disclosures.is_empty() && view_b.take_writes().disclosures.is_empty()
+    );
 }
 
 #[test]
@@ -404,7 +407,7 @@ fn an_over_request_is_refused_and_logged_never_trimmed() {
     let token = crate::credential::sign_message(&c, &ask).unwrap();
     let mut negotiation = Negotiation::new(&did_c, "h".into());
     negotiation
-        .take_asks(&view_b, &[token.clone()], now)
+        .take_asks(&view_b, std::slice::from_ref(&token), now)
         .unwrap();
     // C has no standing in B's closed field: its ask is ignored, not even refused.
     assert!(!negotiation.any_engaged());
@@ -426,7 +429,7 @@ fn an_over_request_is_refused_and_logged_never_trimmed() {
     assert_eq!(turn.answers.len(), 1);
     assert_eq!(turn.answers[0].refused.as_deref(), Some("over_request"));
     assert!(turn.answers[0].presentation.is_none());
-    let logged = view_b.take_logged();
+    let logged = view_b.take_writes().disclosures;
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].outcome, Outcome::Refused);
     assert_eq!(logged[0].requested.len(), 2);
