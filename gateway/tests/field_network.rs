@@ -49,6 +49,10 @@ async fn members_find_each_other_and_status_lists_reach_everyone() {
     let [hub, watched_member, observer, late] = &nodes[..] else {
         unreachable!()
     };
+    eprintln!(
+        "roles: hub {} watched {} observer {} late {}",
+        hub.did, watched_member.did, observer.did, late.did
+    );
     hub.join(&charter).await;
     let clean = authorities.revocation_list(LIST_ID, now_unix() - 60, &[]);
     assert!(matches!(

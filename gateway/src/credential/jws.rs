@@ -258,4 +258,56 @@ mod tests {
             ErrorCode::TooLarge
         );
     }
+
+    /// The product owner's JWT library reads what we sign, and we read what it signs.
+    #[test]
+    fn jsonwebtoken_and_we_read_each_other() {
+        use crate::identity::PublicKey;
+        use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+        for algorithm in [KeyAlgorithm::Ed25519, KeyAlgorithm::P256] {
+            let key = KeyPair::generate(algorithm);
+            let (alg, decoding) = match key.public_key() {
+                PublicKey::Ed25519(public) => (
+                    Algorithm::EdDSA,
+                    DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(public.to_bytes())),
+                ),
+                PublicKey::P256(public) => {
+                    let point = public.to_encoded_point(false);
+                    let (x, y) = (point.x().unwrap(), point.y().unwrap());
+                    (
+                        Algorithm::ES256,
+                        DecodingKey::from_ec_components(
+                            &URL_SAFE_NO_PAD.encode(x),
+                            &URL_SAFE_NO_PAD.encode(y),
+                        ),
+                    )
+                }
+            };
+            let claims = serde_json::json!({"sub": "did:example:holder", "n": 7});
+            let ours = sign(&key, "vc+jwt", &claims).unwrap();
+            let mut validation = Validation::new(alg);
+            validation.required_spec_claims.clear();
+            validation.validate_exp = false;
+            let read =
+                jsonwebtoken::decode::<Value>(&ours, &decoding.unwrap(), &validation).unwrap();
+            assert_eq!(read.claims, claims);
+            assert_eq!(read.header.typ.as_deref(), Some("vc+jwt"));
+            assert_eq!(read.header.kid, Some(key.public_key().key_id()));
+
+            let der = key.to_pkcs8_der();
+            let encoding = match algorithm {
+                KeyAlgorithm::Ed25519 => EncodingKey::from_ed_der(&der),
+                KeyAlgorithm::P256 => EncodingKey::from_ec_der(&der),
+            };
+            let mut header = Header::new(alg);
+            header.typ = Some("vc+jwt".into());
+            let theirs = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+            let parsed = parse(&theirs, 65536, "vc+jwt").unwrap();
+            assert_eq!(Value::Object(parsed.payload), claims);
+            assert!(
+                key.public_key()
+                    .verify(parsed.signing_input.as_bytes(), &parsed.signature)
+            );
+        }
+    }
 }

@@ -329,15 +329,26 @@ impl Node {
         accept: impl Fn(&PeerRecord) -> bool,
     ) -> PeerRecord {
         let party = std::sync::Arc::clone(self.gateway.party());
-        let mut found = None;
-        wait_until(&format!("{} judges {peer}", self.did), || {
-            let record = party.peer_record(peer).filter(|record| accept(record));
-            let done = record.is_some();
-            found = record;
-            async move { done }
-        })
+        let mut last = None;
+        let waited = localnet::wait_until(
+            &format!("{} judges {peer}", self.did),
+            Duration::from_millis(20),
+            || {
+                last = party.peer_record(peer);
+                let done = last.as_ref().is_some_and(&accept);
+                async move { done }
+            },
+        )
         .await;
-        found.expect("the record the wait found")
+        match (waited, last) {
+            (Ok(()), Some(record)) => record,
+            // The record as it stood says how far the judging got.
+            (_, last) => panic!(
+                "timed out after {WAIT:?}: {} judges {peer}; its record then: {:?}",
+                self.did,
+                last.map(|record| (record.tiers, record.evaluated_at))
+            ),
+        }
     }
 
     /// Waits until this gateway refused `peer` (at any time since it started); returns the
