@@ -592,6 +592,12 @@ fn enforce(party: &LocalParty, threats: &Threats, signed: &SignedOp, intake: &Go
 const DISCOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 /// How soon after a governance change members are asked: several changes, one round.
 const DISCOVERY_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+/// The rounds that follow an admission's first, after these delays: the member asked may
+/// not have met the newcomer yet when the first round asks it.
+const DISCOVERY_FOLLOW_UPS: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(4),
+];
 /// How often expired countermeasures are lifted.
 const THREAT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// How often one member's refused threat reports are audited.
@@ -682,6 +688,7 @@ impl Exchange {
             endorse: settings.endorse,
             discovery: settings.discovery,
             next_discovery: Instant::now() + DISCOVERY_INTERVAL,
+            discovery_follow_ups: 0,
             spaces,
             threats,
             refusals_audited: HashMap::new(),
@@ -726,6 +733,8 @@ struct Service {
     discovery: bool,
     /// When members are next asked where the others listen.
     next_discovery: Instant,
+    /// Follow-up rounds still due after an admission (see [`DISCOVERY_FOLLOW_UPS`]).
+    discovery_follow_ups: usize,
     spaces: Arc<crate::spaces::Spaces>,
     threats: Arc<Threats>,
     /// When a member's refused threat report was last audited: a flood of bad reports is
@@ -748,7 +757,14 @@ impl Service {
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(self.next_discovery) => {
-                    self.next_discovery = Instant::now() + DISCOVERY_INTERVAL;
+                    let after = match self.discovery_follow_ups.checked_sub(1) {
+                        Some(left) => {
+                            self.discovery_follow_ups = left;
+                            DISCOVERY_FOLLOW_UPS[DISCOVERY_FOLLOW_UPS.len() - 1 - left]
+                        }
+                        None => DISCOVERY_INTERVAL,
+                    };
+                    self.next_discovery = Instant::now() + after;
                     self.discover();
                 }
                 _ = sweeps.tick() => {
@@ -801,6 +817,7 @@ impl Service {
                     if std::mem::take(&mut self.admission_taken) {
                         self.next_discovery =
                             self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
+                        self.discovery_follow_ups = DISCOVERY_FOLLOW_UPS.len();
                     }
                 }
                 let (verdict, label) = match &verdict {
@@ -1516,6 +1533,7 @@ mod tests {
                 endorse: EndorseMode::Manual,
                 discovery: false,
                 next_discovery: Instant::now(),
+                discovery_follow_ups: 0,
                 spaces: Arc::new(
                     crate::spaces::Spaces::open(
                         &party_store,
