@@ -353,7 +353,7 @@ impl Gateway {
 
     /// Stops the network and flushes the store.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
-        drop(self.api);
+        self.api.shutdown().await;
         self.exchange.shutdown().await;
         self.handshakes.shutdown().await;
         self.network.shutdown().await;

@@ -85,6 +85,8 @@ struct ApiState {
 pub struct ApiServer {
     address: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    /// Tells the server to stop accepting and drain its connections.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for ApiServer {
@@ -123,17 +125,31 @@ impl ApiServer {
             publisher,
             spaces,
         };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let serving = tokio::spawn(serve(
             listener,
             acceptor,
             router(state.clone()),
             Arc::new(state),
+            stopped,
         ));
         tracing::info!(%address, "admin API listening (mutual TLS)");
         Ok(Self {
             address,
             task: serving,
+            stop: Some(stop),
         })
+    }
+
+    /// Stops accepting and waits (at most [`API_DRAIN`]) for open connections to end, so
+    /// that none writes to the store after the gateway has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(error) = (&mut self.task).await {
+            tracing::warn!(%error, "the API server did not stop cleanly");
+        }
     }
 
     /// The bound address.
@@ -184,9 +200,18 @@ async fn serve(
     acceptor: TlsAcceptor,
     router: Router,
     state: std::sync::Arc<ApiState>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let mut connections = tokio::task::JoinSet::new();
+    // Flips to true at shutdown: each connection then finishes its request and closes.
+    let (closing, closing_seen) = tokio::sync::watch::channel(false);
     loop {
-        let (stream, remote) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stopped => break,
+            Some(_) = connections.join_next() => continue,
+        };
+        let (stream, remote) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "API accept failed");
@@ -196,7 +221,8 @@ async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let state = std::sync::Arc::clone(&state);
-        tokio::spawn(async move {
+        let mut closing = closing_seen.clone();
+        connections.spawn(async move {
             let tls =
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => tls,
@@ -213,7 +239,16 @@ async fn serve(
             state.party.audit.record(session.event("start", None));
             let service = TowerToHyperService::new(router.layer(axum::Extension(session.clone())));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = async { drop(closing.wait_for(|closing| *closing).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
                 tracing::debug!(%remote, %error, "API connection ended with an error");
             }
             state
@@ -222,7 +257,22 @@ async fn serve(
                 .record(session.event("end", Some(session.started.elapsed())));
         });
     }
+    drop(listener);
+    let _ = closing.send(true);
+    let drained = tokio::time::timeout(API_DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "API connections cut at shutdown after {API_DRAIN:?}"
+        );
+    }
 }
+
+/// How long a stopping API waits for its open connections to end.
+const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// One admin's TLS session: who (the client certificate's fingerprint) and since when.
 #[derive(Clone)]
