@@ -232,7 +232,7 @@ impl Cast {
         member: usize,
         field: &str,
     ) -> Result<(), DemoError> {
-        wait_until(
+        let waited = wait_until(
             "a member's identity is shown",
             Duration::from_millis(20),
             || {
@@ -245,8 +245,23 @@ impl Cast {
                 async move { shown }
             },
         )
-        .await?;
-        Ok(())
+        .await;
+        waited.map_err(|error| {
+            // Where the handshake stood says which side held back.
+            let peer = self.members[member].node.peer_id();
+            let record = self.members[viewpoint].node.peer_record(peer);
+            DemoError::failed(
+                &format!(
+                    "{} to see {}'s identity",
+                    self.members[viewpoint].name, self.members[member].name
+                ),
+                format!(
+                    "{error}; its record of {}: {:?}",
+                    self.members[member].name,
+                    record.map(|record| (record.tiers, record.presented.keys().count()))
+                ),
+            )
+        })
     }
 
     /// Whether `viewpoint`'s gateway holds a `type_name` that `member` presented in `field`.

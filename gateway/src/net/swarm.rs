@@ -39,7 +39,7 @@ const MAX_ESTABLISHED: u32 = 512;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a block waits, after the peer's last handshake request, for the peer to hang
 /// up: closing at once could lose the answer that tells it why it is refused.
-const ANSWER_GRACE: Duration = Duration::from_secs(2);
+const ANSWER_GRACE: Duration = Duration::from_millis(500);
 /// Commands and events buffered between the swarm task and the daemon.
 const CHANNEL_DEPTH: usize = 1024;
 /// Listen addresses kept per peer from identify.
