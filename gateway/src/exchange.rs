@@ -688,7 +688,7 @@ impl Exchange {
             endorse: settings.endorse,
             discovery: settings.discovery,
             next_discovery: Instant::now() + DISCOVERY_INTERVAL,
-            discovery_follow_ups: 0,
+            discovery_follow_ups: Vec::new(),
             spaces,
             threats,
             refusals_audited: HashMap::new(),
@@ -733,8 +733,9 @@ struct Service {
     discovery: bool,
     /// When members are next asked where the others listen.
     next_discovery: Instant,
-    /// Follow-up rounds still due after an admission (see [`DISCOVERY_FOLLOW_UPS`]).
-    discovery_follow_ups: usize,
+    /// The delays of the follow-up rounds still due after an admission, the next last
+    /// (see [`DISCOVERY_FOLLOW_UPS`]).
+    discovery_follow_ups: Vec<std::time::Duration>,
     spaces: Arc<crate::spaces::Spaces>,
     threats: Arc<Threats>,
     /// When a member's refused threat report was last audited: a flood of bad reports is
@@ -757,13 +758,7 @@ impl Service {
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(self.next_discovery) => {
-                    let after = match self.discovery_follow_ups.checked_sub(1) {
-                        Some(left) => {
-                            self.discovery_follow_ups = left;
-                            DISCOVERY_FOLLOW_UPS[DISCOVERY_FOLLOW_UPS.len() - 1 - left]
-                        }
-                        None => DISCOVERY_INTERVAL,
-                    };
+                    let after = self.discovery_follow_ups.pop().unwrap_or(DISCOVERY_INTERVAL);
                     self.next_discovery = Instant::now() + after;
                     self.discover();
                 }
@@ -817,7 +812,8 @@ impl Service {
                     if std::mem::take(&mut self.admission_taken) {
                         self.next_discovery =
                             self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
-                        self.discovery_follow_ups = DISCOVERY_FOLLOW_UPS.len();
+                        self.discovery_follow_ups =
+                            DISCOVERY_FOLLOW_UPS.iter().rev().copied().collect();
                     }
                 }
                 let (verdict, label) = match &verdict {
@@ -1533,7 +1529,7 @@ mod tests {
                 endorse: EndorseMode::Manual,
                 discovery: false,
                 next_discovery: Instant::now(),
-                discovery_follow_ups: 0,
+                discovery_follow_ups: Vec::new(),
                 spaces: Arc::new(
                     crate::spaces::Spaces::open(
                         &party_store,

@@ -485,10 +485,7 @@ impl Service {
                     .responding
                     .get(&peer)
                     .is_some_and(|responding| responding.negotiation.any_engaged());
-                let known = || {
-                    PublicKey::did_of_peer(&peer).is_some_and(|did| self.shared.party.knows(&did))
-                };
-                let response = if engaged || known() {
+                let response = if engaged || self.shared.known(peer) {
                     HandshakeResponse::Refused {
                         code: refusal.code.clone(),
                         message: refusal.message.clone(),
@@ -826,12 +823,17 @@ impl Shared {
         Some((None, "no_shared_field".into(), message))
     }
 
+    /// Whether one of our fields names `peer` (a founder, an admin or a member): its key is
+    /// its DID, so a stranger cannot pass for it.
+    fn known(&self, peer: PeerId) -> bool {
+        PublicKey::did_of_peer(&peer).is_some_and(|did| self.party.knows(&did))
+    }
+
     /// Charges a refused peer's address, unless the peer is known to one of our fields (a
     /// founder, an admin, a member or a candidate): the swarm throttles an address that keeps
     /// sending fresh identities nobody knows.
     async fn stranger(&self, peer: PeerId) {
-        let known = PublicKey::did_of_peer(&peer).is_some_and(|did| self.party.knows(&did));
-        if !known {
+        if !self.known(peer) {
             let _ = self.commands.send(Command::Stranger(peer)).await;
         }
     }

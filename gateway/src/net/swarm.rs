@@ -440,12 +440,10 @@ impl SwarmTask {
         let now = Instant::now();
         let overdue: Vec<PeerId> = self
             .blocks_after_answer
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(peer, _)| *peer)
+            .extract_if(|_, at| *at <= now)
+            .map(|(peer, _)| peer)
             .collect();
         for peer in overdue {
-            self.blocks_after_answer.remove(&peer);
             self.block(peer);
         }
     }
