@@ -205,6 +205,11 @@ const MAX_INITIATING: usize = 8;
 /// The longest a handshake waits for one of the [`MAX_INITIATING`] places.
 const MAX_QUEUED: Duration = Duration::from_secs(2);
 
+/// How long the side that does not open handshakes waits, after the news that a peer's
+/// standing changed, for the peer to open one before it opens one itself. Both learn the
+/// same news, usually within a gossip hop of each other: waiting keeps the two from crossing.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
 /// Where a handshake stands for the side that records it.
 enum Progress {
     /// The peer is verified in some field: recorded and reported.
@@ -267,6 +272,7 @@ impl Handshakes {
                 finished,
                 due: HashMap::new(),
                 connected: HashSet::new(),
+                reopen: HashMap::new(),
             }
             .run(network_events),
         );
@@ -294,8 +300,11 @@ struct Responding {
 /// What one side reported of a handshake so far.
 #[derive(Default)]
 struct Reported {
-    /// The tiers last recorded, so that an unchanged turn is not reported again.
+    /// The tiers last reported, so that an unchanged turn is not reported again.
     tiers: Option<BTreeMap<String, u8>>,
+    /// The credentials last stored: a turn that brings new ones stores the record again,
+    /// even when the tiers stay as they were.
+    presented: Option<BTreeMap<String, Presented>>,
     /// The record last built, whose identity was checked: a turn that brought no new
     /// credential reuses its identity instead of verifying it again.
     record: Option<PeerRecord>,
@@ -319,6 +328,9 @@ struct Service {
     due: HashMap<PeerId, i64>,
     /// Peers with a connection open.
     connected: HashSet<PeerId>,
+    /// Peers we do not open handshakes with whose standing changed in our eyes, and when we
+    /// open one anyway: only if the peer has not opened one since (see [`REOPEN_AFTER`]).
+    reopen: HashMap<PeerId, Instant>,
 }
 
 impl Service {
@@ -341,7 +353,12 @@ impl Service {
     fn next_wake(&self) -> Instant {
         let now_instant = Instant::now();
         let now = now_unix();
-        let grace = self.deadlines.values().copied().min();
+        let grace = self
+            .deadlines
+            .values()
+            .chain(self.reopen.values())
+            .copied()
+            .min();
         let due = self
             .due
             .values()
@@ -382,6 +399,7 @@ impl Service {
                 }
                 self.responding.remove(&peer);
                 self.due.remove(&peer);
+                self.reopen.remove(&peer);
                 let _ = self.shared.events.send(GatewayEvent::PeerGone { peer });
             }
             NetworkEvent::HandshakeRequest {
@@ -466,6 +484,8 @@ impl Service {
     ) -> (HandshakeResponse, Option<Gate>) {
         let step = match request {
             HandshakeRequest::Hello { did, nonce, asks } => {
+                // The peer opened after our facts changed: this negotiation sees them.
+                self.reopen.remove(&peer);
                 self.hello(peer, &did, &nonce, &asks).await
             }
             HandshakeRequest::Turn(turn) => self.turn(peer, &turn).await,
@@ -636,11 +656,20 @@ impl Service {
                 .shared
                 .peer_id
                 .is_some_and(|local| crate::net::opens_handshake(&local, &peer));
-            let ask_again =
-                opener && (fields_changed || (standing_changed && !party.barred_anywhere(&did)));
-            if ask_again {
+            let ask_again = fields_changed || (standing_changed && !party.barred_anywhere(&did));
+            if ask_again && opener {
                 self.open(peer);
-            } else if let Some(record) = self.shared.reevaluate(peer, &scope).await {
+                continue;
+            }
+            if ask_again {
+                // The peer may have asked before we knew: what we refused it then, it asks
+                // again only in a new negotiation. It opens one if it learns the same news;
+                // if it does not, we do (both at once would cross).
+                self.reopen
+                    .entry(peer)
+                    .or_insert_with(|| Instant::now() + REOPEN_AFTER);
+            }
+            if let Some(record) = self.shared.reevaluate(peer, &scope).await {
                 self.schedule(peer, &record);
             }
         }
@@ -669,6 +698,18 @@ impl Service {
                 code: "handshake_timeout".into(),
                 message: "the peer did not complete the handshake within the grace window".into(),
             });
+        }
+        let reopen: Vec<PeerId> = self
+            .reopen
+            .iter()
+            .filter(|(_, at)| **at <= now_instant)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in reopen {
+            self.reopen.remove(&peer);
+            if self.connected.contains(&peer) {
+                self.open(peer);
+            }
         }
         let now = now_unix();
         let due: Vec<PeerId> = self
@@ -972,9 +1013,13 @@ impl Shared {
         if !self.verified_somewhere(&record) {
             return Ok(Progress::NotYet(record));
         }
-        if reported.tiers.as_ref() != Some(&record.tiers) {
-            reported.tiers = Some(record.tiers.clone());
+        let tiers_changed = reported.tiers.as_ref() != Some(&record.tiers);
+        if tiers_changed || reported.presented.as_ref() != Some(&record.presented) {
+            reported.presented = Some(record.presented.clone());
             self.party.put_peer_record(peer, &record)?;
+        }
+        if tiers_changed {
+            reported.tiers = Some(record.tiers.clone());
             self.report(peer, record.clone()).await;
         }
         let mutual = record

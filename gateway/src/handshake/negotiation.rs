@@ -269,6 +269,9 @@ struct FieldNegotiation {
     their_ask: Option<(AskClaims, String)>,
     /// The peer's judgement of us.
     their_verdict: Option<FieldVerdict>,
+    /// The types of our ask the peer refused, with its verdict of us then: asked again once
+    /// that verdict changes (it learned of our admission, say), never before.
+    refused: Option<(BTreeSet<String>, Option<FieldVerdict>)>,
 }
 
 /// The disclosure between this side and one peer.
@@ -410,6 +413,7 @@ impl Negotiation {
                 evidence: evidence.clone(),
             };
         if let Some(code) = &answer.refused {
+            state.refused = Some((asked.clone(), state.their_verdict.clone()));
             party.log(disclosure(
                 BTreeSet::new(),
                 Outcome::Refused,
@@ -562,6 +566,14 @@ impl Negotiation {
         // One ask at a time per field: the next waits for the answer to this one.
         if state.our_ask.is_some() {
             return Ok(None);
+        }
+        if let Some((refused, under)) = &state.refused
+            && state.their_verdict != *under
+        {
+            for kind in refused {
+                state.asked.remove(kind);
+            }
+            state.refused = None;
         }
         let types: BTreeSet<String> = entitled.difference(&state.asked).cloned().collect();
         if types.is_empty() && state.named {

@@ -435,3 +435,64 @@ fn an_over_request_is_refused_and_logged_never_trimmed() {
     assert_eq!(logged[0].requested.len(), 2);
     assert!(logged[0].presented.is_empty());
 }
+
+#[test]
+fn a_refused_ask_is_asked_again_only_once_the_peers_verdict_of_us_changes() {
+    let world = World::new();
+    let (a, did_a) = key_and_did();
+    let (_, did_b) = key_and_did();
+    let rules = [(0, vec!["verified".to_owned()])];
+    let charter = world.charter(&[], &[], &rules, false).unwrap();
+    let field = charter.field_id();
+    // A knows both admissions; B (played by hand) has not heard of A's yet.
+    let party_a = world.party(&a, &charter, &[0, 1], &[did_a.clone(), did_b.clone()]);
+    let verifier = CredentialVerifier::new();
+    let view_a = PartyView::new(&party_a, &did_a, &verifier);
+    let now = now_unix();
+    let mut at_a = Negotiation::new(&did_b, "h".into());
+    let first = at_a.open(&view_a, now).unwrap();
+    assert_eq!(first.len(), 1, "A asks B in the field");
+    let asked = |turn: &Turn| -> BTreeSet<String> {
+        turn.asks
+            .iter()
+            .map(|token| view_a.open_ask(token, &did_a).unwrap().types)
+            .flatten()
+            .collect()
+    };
+    assert!(
+        asked(&Turn {
+            asks: first,
+            ..Turn::default()
+        })
+        .contains(IDENTITY_TYPE)
+    );
+    let refusal = Turn {
+        answers: vec![Answer {
+            field: field.clone(),
+            presentation: None,
+            refused: Some("over_request".into()),
+        }],
+        ..Turn::default()
+    };
+    at_a.take(&view_a, &refusal, now).unwrap();
+    assert!(
+        at_a.next(&view_a, now).unwrap().asks.is_empty(),
+        "nothing changed in B's eyes: asking again would only be refused again"
+    );
+    // B learns of A's admission and tells its verdict: now A asks again.
+    let verdict = Turn {
+        verdicts: vec![FieldVerdict {
+            field: field.clone(),
+            tier: 0,
+            verified: true,
+            counted: BTreeSet::new(),
+        }],
+        ..Turn::default()
+    };
+    at_a.take(&view_a, &verdict, now).unwrap();
+    let again = at_a.next(&view_a, now).unwrap();
+    assert!(asked(&again).contains(IDENTITY_TYPE), "{again:?}");
+    // The same verdict told again (it is not: verdicts are told once) would change nothing.
+    at_a.take(&view_a, &verdict, now).unwrap();
+    assert!(at_a.next(&view_a, now).unwrap().asks.is_empty());
+}
