@@ -455,8 +455,7 @@ fn a_refused_ask_is_asked_again_only_once_the_peers_verdict_of_us_changes() {
     let asked = |turn: &Turn| -> BTreeSet<String> {
         turn.asks
             .iter()
-            .map(|token| view_a.open_ask(token, &did_a).unwrap().types)
-            .flatten()
+            .flat_map(|token| view_a.open_ask(token, &did_a).unwrap().types)
             .collect()
     };
     assert!(
