@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use libp2p::PeerId;
 use serde_json::Value;
 use tfc_gateway::demo::{Scenario, play_quietly};
 use tfc_gateway::handshake::REFUSED;
@@ -222,17 +221,6 @@ async fn a_stranger_learns_nothing_from_any_gateway_of_the_supply_chain() {
     strangers_learn_nothing(Scenario::SupplyChain).await;
 }
 
-/// The fields whose gossip `node` runs with `peer`.
-async fn mesh_fields(node: &Node, peer: PeerId) -> std::collections::BTreeSet<String> {
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    node.gateway
-        .network()
-        .send(Command::MeshFields(peer, reply))
-        .await
-        .unwrap();
-    answer.await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_of_another_field_gets_nothing_of_this_one_even_from_a_gateway_in_both() {
     tfc_testkit::init_logs();
@@ -286,10 +274,10 @@ async fn a_member_of_another_field_gets_nothing_of_this_one_even_from_a_gateway_
         let (both, only_a, only_b) = (&both, &only_a, &only_b);
         let (a, b) = (a.clone(), b.clone());
         async move {
-            mesh_fields(both, only_a.peer_id()).await == [a.clone()].into()
-                && mesh_fields(both, only_b.peer_id()).await == [b.clone()].into()
-                && mesh_fields(only_a, both.peer_id()).await == [a].into()
-                && mesh_fields(only_b, both.peer_id()).await == [b].into()
+            both.mesh_fields(only_a.peer_id()).await == [a.clone()].into()
+                && both.mesh_fields(only_b.peer_id()).await == [b.clone()].into()
+                && only_a.mesh_fields(both.peer_id()).await == [a].into()
+                && only_b.mesh_fields(both.peer_id()).await == [b].into()
         }
     })
     .await;

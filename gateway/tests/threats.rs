@@ -19,8 +19,8 @@ use tfc_gateway::threats::{
     ActionKind, Countermeasure, IndicatorDraft, Severity, Threats, Tlp, compose,
 };
 use tfc_testkit::{
-    Authorities, Node, start_member_field, until_all_verified, until_verified, wait_event,
-    wait_until,
+    Authorities, Node, start_member_field, until_all_meshed, until_all_verified, until_verified,
+    wait_event, wait_until,
 };
 
 /// Every countermeasure automatic, and a reporter's burst of 20 rather than 100: a flood
@@ -95,6 +95,7 @@ async fn until_state(node: &Node, action: &str, state: Option<State>) {
 async fn field(authorities: &Authorities, configs: &[fn(String) -> String]) -> Vec<Node> {
     let (nodes, _) = start_member_field(authorities, configs).await;
     until_all_verified(&nodes).await;
+    until_all_meshed(&nodes, &nodes[0].field_id()).await;
     nodes
 }
 

@@ -351,6 +351,18 @@ impl Node {
         }
     }
 
+    /// The fields whose gossip this gateway runs with `peer` (its subscriptions there are
+    /// known): a message published in a field reaches `peer` directly only then.
+    pub async fn mesh_fields(&self, peer: PeerId) -> std::collections::BTreeSet<String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.gateway
+            .network()
+            .send(Command::MeshFields(peer, reply))
+            .await
+            .expect("the network task runs");
+        answer.await.expect("the network task answers")
+    }
+
     /// Waits until this gateway refused `peer` (at any time since it started); returns the
     /// code and the message.
     pub async fn refusal_of(&self, peer: PeerId) -> (String, String) {
@@ -430,6 +442,22 @@ pub async fn until_all_verified(nodes: &[Node]) {
     for node in nodes {
         for other in nodes.iter().filter(|other| other.did != node.did) {
             until_verified(node, other.peer_id()).await;
+        }
+    }
+}
+
+/// Waits until every node runs the gossip of `field` with every other, both ways: a
+/// verified member's subscriptions arrive a moment after its verdict, and what is published
+/// before they do reaches it only by gossipsub's short IHAVE window.
+pub async fn until_all_meshed(nodes: &[Node], field: &str) {
+    for node in nodes {
+        for other in nodes.iter().filter(|other| other.did != node.did) {
+            let peer = other.peer_id();
+            wait_until(
+                &format!("{} meshes with {} in {field}", node.did, other.did),
+                || async move { node.mesh_fields(peer).await.contains(field) },
+            )
+            .await;
         }
     }
 }
