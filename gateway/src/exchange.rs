@@ -132,6 +132,24 @@ pub fn open_envelope(
 #[derive(Debug)]
 struct Rejection(String);
 
+/// Whether a refusal lies in the message itself (its form, signature, marking), so that any
+/// gateway, a relay included, would refuse it the same way.
+fn intrinsic(code: &str) -> bool {
+    matches!(
+        code,
+        "malformed"
+            | "gov_malformed"
+            | "too_large"
+            | "gov_forged"
+            | "bad_signature"
+            | "unsupported_pattern"
+            | "bad_countermeasure"
+            | "tlp_violation"
+            | "wrong_field"
+            | "wrong_topic"
+    )
+}
+
 /// Publishes signed envelopes on field topics, and sends requests to other gateways.
 #[derive(Clone)]
 pub struct Publisher {
@@ -819,6 +837,13 @@ impl Service {
                 let (verdict, label) = match &verdict {
                     Ok(verdict @ Verdict::Accept) => (*verdict, "accept"),
                     Ok(verdict) => (*verdict, "ignore"),
+                    // Over its rate: the message is dropped and its sender alone loses score.
+                    // Rejecting it would also count against every relay that delivered a
+                    // copy while it waited here, honest ones included.
+                    Err(Rejection(code)) if code == "rate_limited" => {
+                        let _ = self.commands.send(Command::Penalise(source)).await;
+                        (Verdict::Ignore, code.as_str())
+                    }
                     Err(Rejection(code)) => {
                         tracing::info!(%source, %topic, %code, "gossip message rejected");
                         (Verdict::Reject, code.as_str())
@@ -930,27 +955,34 @@ impl Service {
         .map_err(|rejection| reject(&rejection.code))?;
         let publisher_peer =
             PublicKey::peer_id_of(&publisher).ok_or_else(|| reject("malformed"))?;
+        // What only this gateway's own state can refuse (a standing it learnt of first, a
+        // rate, a quota) punishes the publisher, never a relay: the relay judged by its own
+        // state, and a penalised relay would be cut off from every later alert.
+        let relayed = source != publisher_peer;
+        let refuse = |code: &str| {
+            if relayed {
+                Ok(Verdict::Ignore)
+            } else {
+                Err(reject(code))
+            }
+        };
         if !self.party.in_good_standing(&field, &publisher)
             || (kind == TopicKind::Gov && !self.votes(&field, &publisher))
         {
-            return Err(reject("not_member"));
+            return refuse("not_member");
         }
         if !self.within_rate(&publisher) {
-            // Only the publisher itself is punished; a relay could not have known.
-            return if source == publisher_peer {
-                Err(reject("rate_limited"))
-            } else {
-                Ok(Verdict::Ignore)
-            };
+            return refuse("rate_limited");
         }
-        match kind {
+        let verdict = match kind {
             TopicKind::Status => self.status_message(&envelope.body),
             TopicKind::Gov => self.governance_message(&field, envelope.body),
             TopicKind::Audit => self.checkpoint_message(&publisher, &envelope.body, token),
-            TopicKind::Threat => {
-                let relayed = source != publisher_peer;
-                self.threat_message(&field, &publisher, &envelope.body, relayed)
-            }
+            TopicKind::Threat => self.threat_message(&field, &publisher, &envelope.body),
+        };
+        match verdict {
+            Err(Rejection(code)) if relayed && !intrinsic(&code) => Ok(Verdict::Ignore),
+            verdict => verdict,
         }
     }
 
@@ -962,12 +994,10 @@ impl Service {
         field: &str,
         publisher: &str,
         body: &Value,
-        relayed: bool,
     ) -> Result<Verdict, Rejection> {
         match self.threats.receive(field, publisher, body, Origin::Gossip) {
             Ok(_) => Ok(Verdict::Accept),
             Err(error) if error.code == ThreatCode::Replayed => Ok(Verdict::Ignore),
-            Err(error) if error.code == ThreatCode::RateLimited && relayed => Ok(Verdict::Ignore),
             Err(error) => {
                 self.report_refusal(field, publisher, &error);
                 Err(Rejection(error.code.as_str().to_owned()))
@@ -1625,11 +1655,19 @@ mod tests {
         let field = fixture.field.clone();
         let now = now_unix();
         let body = fixture.list(now - 10);
+        // A stranger's message: refused from the stranger itself; from a member that relays
+        // it, ignored (the member may have judged by older facts: a revocation it had not
+        // heard of yet), so that no relay is penalised for what only we knew.
+        let stranger_says = envelope(&stranger, &field, "status", now, body.clone());
+        assert_eq!(
+            fixture.judge(&stranger, TopicKind::Status, &stranger_says),
+            Err("not_member".to_owned())
+        );
+        assert_eq!(
+            fixture.judge(&member, TopicKind::Status, &stranger_says),
+            Ok(Verdict::Ignore)
+        );
         let cases = [
-            (
-                envelope(&stranger, &field, "status", now, body.clone()),
-                "not_member",
-            ),
             (
                 envelope(&member, &field, "gov", now, body.clone()),
                 "wrong_topic",

@@ -77,18 +77,31 @@ async fn publish(node: &Node, bundle: Value, recipients: Vec<String>) -> String 
     publication.outcome.actions[0].id.clone()
 }
 
-/// Waits until `action` is in `state` at `node`.
+/// Waits until `action` is in `state` at `node`; on timeout, says how the node saw it.
 async fn until_state(node: &Node, action: &str, state: Option<State>) {
     let threats = threats(node);
-    wait_until(&format!("{action} is {state:?} at {}", node.did), || {
-        let now = threats
+    let view = || {
+        threats
             .actions(None)
             .into_iter()
             .find(|view| view.id == action)
-            .map(|view| view.state);
-        async move { now == state }
-    })
+    };
+    let reached = tfc_gateway::localnet::wait_until(
+        "an action's state",
+        std::time::Duration::from_millis(20),
+        || {
+            let now = view().map(|view| view.state);
+            async move { now == state }
+        },
+    )
     .await;
+    if let Err(error) = reached {
+        panic!(
+            "{action} is not {state:?} at {}: {error}; it sees {:?}",
+            node.did,
+            view()
+        );
+    }
 }
 
 /// A governed field of one node per config, once every node has verified every other.
@@ -238,7 +251,13 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
         vec![],
     )
     .await;
-    until_state(&nodes[0], &after_flood, Some(State::Applied)).await;
+    // Each gateway takes gossip in order: once the report after the flood is applied at
+    // every honest gateway, the flood is behind them, and what follows is not queued behind
+    // it (the next indicator lives three seconds). The flooder is scored out: the others no
+    // longer send it anything.
+    for node in &nodes[..5] {
+        until_state(node, &after_flood, Some(State::Applied)).await;
+    }
 
     // An indicator that ends in a few seconds: its block is lifted when it expires.
     let mut short = draft(

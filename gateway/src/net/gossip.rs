@@ -65,6 +65,13 @@ pub fn parse_topic(name: &str) -> Option<(String, TopicKind)> {
     Some((field.to_owned(), kind))
 }
 
+/// The penalty per message a peer was too slow to take (gossipsub's default is -0.2).
+const SLOW_PEER_WEIGHT: f64 = -0.01;
+/// The penalty per broken IWANT promise or early GRAFT, squared past the threshold
+/// (gossipsub's defaults are -10 and 0).
+const BEHAVIOUR_PENALTY_WEIGHT: f64 = -1.0;
+const BEHAVIOUR_PENALTY_THRESHOLD: f64 = 6.0;
+
 /// A gossipsub behaviour with our settings on `protocol`; `max_bytes` bounds every message.
 pub(super) fn behaviour(max_bytes: usize, protocol: &str) -> Result<gossipsub::Behaviour, String> {
     let config = gossipsub::ConfigBuilder::default()
@@ -81,6 +88,13 @@ pub(super) fn behaviour(max_bytes: usize, protocol: &str) -> Result<gossipsub::B
     let mut behaviour = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)?;
     let score = PeerScoreParams {
         ip_colocation_factor_weight: 0.0,
+        // Every peer in a field's mesh is a verified member. A busy one (a flood to relay, a
+        // slow disk) drops forwards and breaks IWANT promises; at the defaults, one flood of
+        // a few hundred messages put every honest relay under the publish threshold, and a
+        // revocation or an alert then reached nobody. Kept as a tie-breaker, not a verdict.
+        slow_peer_weight: SLOW_PEER_WEIGHT,
+        behaviour_penalty_weight: BEHAVIOUR_PENALTY_WEIGHT,
+        behaviour_penalty_threshold: BEHAVIOUR_PENALTY_THRESHOLD,
         ..PeerScoreParams::default()
     };
     behaviour.with_peer_score(score, PeerScoreThresholds::default())?;
@@ -120,6 +134,19 @@ mod tests {
         for foreign in ["tfc/f/other", "x/f/gov", "tfc/gov", ""] {
             assert_eq!(parse_topic(foreign), None, "{foreign}");
         }
+    }
+
+    #[test]
+    fn a_busy_member_stays_above_the_publish_threshold() {
+        let thresholds = PeerScoreThresholds::default();
+        // A thousand forwards dropped and ten broken promises, all at once, with no credit.
+        let slow = 1000.0 * SLOW_PEER_WEIGHT;
+        let broken = (10.0 - BEHAVIOUR_PENALTY_THRESHOLD).powi(2) * BEHAVIOUR_PENALTY_WEIGHT;
+        assert!(slow + broken > thresholds.publish_threshold);
+        // At gossipsub's defaults the same member is cut off.
+        let defaults = PeerScoreParams::default();
+        let slow_default = 1000.0 * defaults.slow_peer_weight;
+        assert!(slow_default < thresholds.publish_threshold);
     }
 
     #[test]

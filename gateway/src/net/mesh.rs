@@ -122,6 +122,8 @@ pub(super) struct FieldMeshes {
     events: VecDeque<ToSwarm<(String, gossipsub::Event), MeshIn>>,
     /// Where the next poll starts, so that every field gets its turn.
     next_mesh: usize,
+    /// Each peer's application score: minus one per message it sent over its own rate.
+    penalties: HashMap<PeerId, f64>,
 }
 
 impl FieldMeshes {
@@ -134,6 +136,17 @@ impl FieldMeshes {
             allowed: HashMap::new(),
             events: VecDeque::new(),
             next_mesh: 0,
+            penalties: HashMap::new(),
+        }
+    }
+
+    /// Lowers `peer`'s score in every field's gossip: at gossipsub's application weight of
+    /// 10, five offences put it under the publish threshold and eight graylist it.
+    pub(super) fn penalise(&mut self, peer: PeerId) {
+        let score = self.penalties.entry(peer).or_insert(0.0);
+        *score -= 1.0;
+        for mesh in self.meshes.values_mut() {
+            mesh.gossip.set_application_score(&peer, *score);
         }
     }
 

@@ -10,6 +10,7 @@
 mod gate;
 mod gossip;
 mod mesh;
+mod outbox;
 mod protocol;
 mod strangers;
 mod swarm;
@@ -195,6 +196,10 @@ pub enum Command {
         /// Where to say whether gossipsub took it, if anyone asks.
         reply: Option<oneshot::Sender<Result<(), String>>>,
     },
+    /// A peer broke a rule only it can break (it sent over its own rate): its gossip score
+    /// drops in every field, without a verdict on the message that would also count
+    /// against the relays that delivered copies of it.
+    Penalise(PeerId),
     /// Report the application's judgement of a gossip message.
     Validated {
         /// The field whose gossip carried it.

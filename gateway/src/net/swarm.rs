@@ -18,6 +18,7 @@ use tokio::time::{Instant, sleep_until};
 use super::gate::{AddressChange, AddressGate};
 use super::gossip::parse_topic;
 use super::mesh::FieldMeshes;
+use super::outbox::{Offer, Outbox};
 use super::strangers::StrangerGate;
 use super::{
     Command, ContentEvent, DATA_PROTOCOL, DataRequest, DataResponse, HANDSHAKE_PROTOCOL,
@@ -88,8 +89,8 @@ pub(super) fn start(
         SwarmTask {
             swarm,
             commands,
-            connection_events,
-            content_events,
+            connection_events: Outbox::new(connection_events),
+            content_events: Outbox::new(content_events),
             handshakes: HashMap::new(),
             syncs: HashMap::new(),
             data: HashMap::new(),
@@ -174,8 +175,10 @@ where
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    connection_events: mpsc::Sender<NetworkEvent>,
-    content_events: mpsc::Sender<ContentEvent>,
+    /// Connections and handshake messages, for the handshake service.
+    connection_events: Outbox<NetworkEvent>,
+    /// Gossip to validate and requests to answer, for the exchange service.
+    content_events: Outbox<ContentEvent>,
     handshakes: HashMap<OutboundRequestId, Reply<HandshakeResponse>>,
     syncs: HashMap<OutboundRequestId, Reply<SyncResponse>>,
     data: HashMap<OutboundRequestId, Reply<DataResponse>>,
@@ -227,10 +230,16 @@ impl SwarmTask {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => {
-                    if !self.forward(event).await {
+                    if !self.forward(event) {
                         break;
                     }
                 }
+                open = self.connection_events.drain_one(), if self.connection_events.backlogged() => {
+                    if !open {
+                        break;
+                    }
+                }
+                _ = self.content_events.drain_one(), if self.content_events.backlogged() => {}
                 () = Self::next_late_redial(&self.late_redials) => self.late_redial(),
                 () = Self::next_overdue_block(&self.blocks_after_answer) => self.overdue_blocks(),
                 change = next_change(&mut self.address_changes) => {
@@ -240,16 +249,58 @@ impl SwarmTask {
         }
     }
 
-    /// Passes a swarm event on; `false` once the daemon no longer listens to connections.
-    async fn forward(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
+    /// Passes a swarm event on without waiting for its consumer; `false` once the daemon no
+    /// longer listens to connections.
+    fn forward(&mut self, event: SwarmEvent<BehaviourEvent>) -> bool {
         match self.swarm_event(event) {
-            Some(Report::Connection(event)) => self.connection_events.send(event).await.is_ok(),
+            Some(Report::Connection(event)) => {
+                let must = matches!(event, NetworkEvent::PeerDisconnected { .. });
+                match self.connection_events.offer(event, must) {
+                    Offer::Taken => true,
+                    Offer::Closed => false,
+                    Offer::Refused(event) => {
+                        self.behind_on_connections(event);
+                        true
+                    }
+                }
+            }
             // A node without the content service (tests, tools) drops content.
             Some(Report::Content(event)) => {
-                let _ = self.content_events.send(event).await;
+                if let Offer::Refused(event) = self.content_events.offer(event, false) {
+                    self.behind_on_content(event);
+                }
                 true
             }
             None => true,
+        }
+    }
+
+    /// The handshake service is far behind: a new connection is closed (the peer may come
+    /// back) and a handshake message goes unanswered, rather than either waiting unjudged.
+    fn behind_on_connections(&mut self, event: NetworkEvent) {
+        tracing::warn!("the handshake service is behind: a connection event refused");
+        if let NetworkEvent::PeerConnected { peer, .. } = event {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// The exchange service is far behind: a gossip message is ignored (neither delivered
+    /// nor forwarded, and not held against its sender) and a request goes unanswered.
+    fn behind_on_content(&mut self, event: ContentEvent) {
+        tracing::warn!("the exchange service is behind: a gossip message or request dropped");
+        if let ContentEvent::Gossip {
+            field,
+            message_id,
+            source,
+            ..
+        } = event
+        {
+            self.swarm.behaviour_mut().meshes.report(
+                &field,
+                &message_id,
+                &source,
+                gossipsub::MessageAcceptance::Ignore,
+            );
         }
     }
 
@@ -272,6 +323,7 @@ impl SwarmTask {
                     .collect();
                 let _ = reply.send(known);
             }
+            Command::Penalise(peer) => behaviour.meshes.penalise(peer),
             Command::MeshFields(peer, reply) => {
                 let _ = reply.send(behaviour.meshes.active_fields(&peer));
             }
