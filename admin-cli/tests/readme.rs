@@ -1,7 +1,8 @@
-//! Every shell command in the README runs here. Each ```sh block is labelled by the HTML
-//! comment just before it: `commands` (the two commands at the top), `offline` (tfcctl
-//! without a gateway), `tour` (against `tfc-gateway demo --keep-running`) or `machines` (two
-//! gateways set up and started by hand). A line starting with `! ` must fail.
+//! Every shell command in the README and in `docs/*.md` runs here. Each ```sh block is labelled
+//! by the HTML comment just before it: `commands` (the two commands at the top), `offline`
+//! (tfcctl without a gateway), `tour` (against `tfc-gateway demo --keep-running`) or `machines`
+//! (two gateways set up and started by hand), each label once across all the files. A line
+//! starting with `! ` must fail. Commands that are only shown are fenced as ```text.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -16,29 +17,51 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The README's ```sh blocks, by label.
+/// The files whose ```sh blocks run: the README, then every `docs/*.md` in name order.
+fn documents() -> Vec<PathBuf> {
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "md"))
+        .collect();
+    docs.sort();
+    docs.insert(0, repo().join("README.md"));
+    docs
+}
+
+/// The ```sh blocks of the README and the docs, by label.
 fn blocks() -> HashMap<String, String> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let lines: Vec<&str> = readme.lines().collect();
-    let mut blocks = HashMap::new();
-    let mut index = 0;
-    while index < lines.len() {
-        if lines[index] == "```sh" {
-            let label = index
-                .checked_sub(1)
-                .and_then(|before| lines[before].strip_prefix("<!-- readme: "))
-                .and_then(|rest| rest.strip_suffix(" -->"))
-                .unwrap_or_else(|| panic!("README line {}: an unlabelled sh block", index + 1));
-            let end = (index + 1..lines.len())
-                .find(|line| lines[*line] == "```")
-                .expect("the block ends");
-            let previous = blocks.insert(label.to_owned(), lines[index + 1..end].join("\n"));
-            assert!(previous.is_none(), "two blocks labelled {label}");
-            index = end;
+    // Each label's block, with the file and line where it starts.
+    let mut blocks: HashMap<String, (String, String)> = HashMap::new();
+    for path in documents() {
+        let file = path.strip_prefix(repo()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut index = 0;
+        while index < lines.len() {
+            if lines[index] == "```sh" {
+                let place = format!("{file} line {}", index + 1);
+                let label = index
+                    .checked_sub(1)
+                    .and_then(|before| lines[before].strip_prefix("<!-- readme: "))
+                    .and_then(|rest| rest.strip_suffix(" -->"))
+                    .unwrap_or_else(|| panic!("{place}: an unlabelled sh block"));
+                let end = (index + 1..lines.len())
+                    .find(|line| lines[*line] == "```")
+                    .unwrap_or_else(|| panic!("{place}: the block never ends"));
+                let block = (place.clone(), lines[index + 1..end].join("\n"));
+                if let Some((first, _)) = blocks.insert(label.to_owned(), block) {
+                    panic!("{place}: a second block labelled {label} (the first is at {first})");
+                }
+                index = end;
+            }
+            index += 1;
         }
-        index += 1;
     }
     blocks
+        .into_iter()
+        .map(|(label, (_, block))| (label, block))
+        .collect()
 }
 
 /// The directory holding `tfcctl` and `tfc-gateway` (built if a lone `cargo test -p

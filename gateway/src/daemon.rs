@@ -4,25 +4,21 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use libp2p::PeerId;
-use libp2p::multiaddr::Protocol;
-use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::api::{ApiServer, ApiStartError};
 use crate::config::GatewayConfig;
-use crate::credential::{
-    CredentialVerifier, ErrorCode, VerificationError, VerifiedCredential, VerifyContext, now_unix,
-};
+use crate::credential::{VerificationError, now_unix};
 use crate::exchange::{Exchange, ExchangeSettings};
 use crate::field::{Field, FieldError};
 use crate::handshake::{GatewayEvent, Handshakes, LocalParty, UsedNonce};
+use crate::holdings::{HoldingError, JoinedField, WalletEntry, announce_field};
 use crate::identity::{IdentityError, KeyPair};
 use crate::init::STORE_DIR;
 use crate::net::{Command, NetError, Network, NetworkSettings};
 use crate::spaces::Spaces;
 use crate::status::{Intake, StatusIntakeError};
-use crate::store::{Store, StoreError, Stored, Tree};
+use crate::store::{Store, StoreError, Tree};
 use crate::threats::Threats;
 
 /// The gateway could not start, or refused a change.
@@ -59,6 +55,16 @@ pub enum DaemonError {
     Threats(crate::threats::ThreatError),
 }
 
+impl From<HoldingError> for DaemonError {
+    fn from(error: HoldingError) -> Self {
+        match error {
+            HoldingError::Field { path, source } => DaemonError::Field { path, source },
+            HoldingError::Wallet(error) => DaemonError::Wallet(error),
+            HoldingError::Store(error) => DaemonError::Store(error),
+        }
+    }
+}
+
 impl DaemonError {
     /// A stable machine code for this error.
     pub fn code(&self) -> &'static str {
@@ -73,26 +79,6 @@ impl DaemonError {
             DaemonError::Threats(error) => error.code.as_str(),
         }
     }
-}
-
-/// A joined field, as kept in the `fields` tree: where its charter lives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct JoinedField {
-    charter: PathBuf,
-}
-
-impl Stored for JoinedField {
-    const VERSION: u8 = 1;
-}
-
-/// A credential in the `wallet` tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct WalletEntry {
-    token: String,
-}
-
-impl Stored for WalletEntry {
-    const VERSION: u8 = 1;
 }
 
 /// Reloads the nonces used before a restart, so that a presentation cannot be replayed
@@ -111,72 +97,6 @@ fn restore_used_nonces(party: &LocalParty) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl LocalParty {
-    /// Joins the field whose (signed) charter is at `charter`; it counts from the next
-    /// handshake on. Returns the field.
-    pub fn join_field(&self, charter: &Path) -> Result<Arc<Field>, DaemonError> {
-        let charter = std::fs::canonicalize(charter).unwrap_or_else(|_| charter.to_owned());
-        let field = Field::load(&charter).map_err(|source| DaemonError::Field {
-            path: charter.clone(),
-            source,
-        })?;
-        let id = field.charter.field_id();
-        self.store
-            .tree(Tree::Fields)?
-            .put_durable(id.as_bytes(), &JoinedField { charter })?;
-        self.governance.add_field(&field.charter);
-        let field = Arc::new(field);
-        if let Ok(mut fields) = self.fields.write() {
-            fields.retain(|known| known.charter.field_id() != id);
-            fields.push(Arc::clone(&field));
-        }
-        self.facts_changed.fields();
-        Ok(field)
-    }
-
-    /// Adds one of the organisation's own credentials to the wallet after checking it: it
-    /// must verify and name this organisation as its subject. A credential whose status list
-    /// is not held yet is taken (verifiers judge its status with their own lists); a revoked
-    /// or suspended one is refused.
-    pub fn import_credential(&self, token: &str) -> Result<VerifiedCredential, DaemonError> {
-        let credential = self
-            .with_status_lists(|status_lists| {
-                let context = VerifyContext {
-                    now: now_unix(),
-                    trust: None,
-                    status_lists,
-                    status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
-                };
-                let verifier = CredentialVerifier::new();
-                let credential = verifier.verify_credential_before_status(token, &context)?;
-                match verifier.check_credential_status(&credential, &context) {
-                    Err(error) if error.code != ErrorCode::StatusUnavailable => Err(error),
-                    _ => Ok(credential),
-                }
-            })
-            .map_err(DaemonError::Wallet)?;
-        if credential.subject != self.key.did() {
-            return Err(DaemonError::Wallet(VerificationError::new(
-                ErrorCode::HolderMismatch,
-                format!(
-                    "the credential was issued to {}, not to this organisation",
-                    credential.subject
-                ),
-            )));
-        }
-        self.store.tree(Tree::Wallet)?.put_durable(
-            credential.id.as_bytes(),
-            &WalletEntry {
-                token: token.trim().to_owned(),
-            },
-        )?;
-        if let Ok(mut wallet) = self.wallet.write() {
-            wallet.push(token.trim().to_owned());
-        }
-        Ok(credential)
-    }
-}
-
 /// A running gateway.
 pub struct Gateway {
     party: Arc<LocalParty>,
@@ -186,19 +106,6 @@ pub struct Gateway {
     api: ApiServer,
     store: Store,
     spaces: Arc<Spaces>,
-}
-
-/// Takes part in `field` on the network: its gossip, and a dial to each of its bootstrap
-/// gateways but our own.
-pub async fn announce_field(commands: &mpsc::Sender<Command>, field: &Field, own: PeerId) {
-    let _ = commands
-        .send(Command::JoinField(field.charter.field_id()))
-        .await;
-    for address in &field.charter.bootstrap {
-        if address.iter().last() != Some(Protocol::P2p(own)) {
-            let _ = commands.send(Command::Dial(address.clone())).await;
-        }
-    }
 }
 
 impl Gateway {

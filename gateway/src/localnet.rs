@@ -141,7 +141,10 @@ impl LocalGateway {
     /// verify and name this gateway's DID.
     pub fn import_wallet(&self, tokens: &[String]) -> Result<(), LocalNetError> {
         for token in tokens {
-            self.gateway.party().import_credential(token)?;
+            self.gateway
+                .party()
+                .import_credential(token)
+                .map_err(crate::daemon::DaemonError::from)?;
         }
         Ok(())
     }

@@ -281,6 +281,51 @@ async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
                 assert_eq!(answer.status(), 200, "GET {path}");
             }
         }
+        // The router and the document agree: every method the document lists is served (an
+        // unknown route answers 404 with an empty body, a wrong method 405) and every other
+        // method on its paths is refused; every operation has a summary and a tag, and every
+        // write under /v1 lists its error responses.
+        for (path, operations) in paths {
+            let concrete: String = path
+                .split('/')
+                .map(|part| if part.starts_with('{') { "zz" } else { part })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in ["get", "post", "put", "delete", "patch"] {
+                let verb = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let answer = admin
+                    .request(verb, format!("{base}{concrete}"))
+                    .send()
+                    .unwrap();
+                let status = answer.status().as_u16();
+                let body = answer.bytes().unwrap();
+                let Some(operation) = operations.get(method) else {
+                    assert_eq!(status, 405, "{method} {path} is served but not documented");
+                    continue;
+                };
+                assert!(
+                    status != 405 && !(status == 404 && body.is_empty()),
+                    "{method} {path} is documented but not served: {status}"
+                );
+                assert!(
+                    operation["summary"]
+                        .as_str()
+                        .is_some_and(|text| !text.is_empty()),
+                    "{method} {path} has no summary"
+                );
+                assert!(
+                    operation["tags"][0].is_string(),
+                    "{method} {path} has no tag"
+                );
+                if path.starts_with("/v1/") && method != "get" {
+                    let responses = operation["responses"].as_object().unwrap();
+                    assert!(
+                        responses.keys().any(|code| code.as_str() >= "400"),
+                        "{method} {path} lists no error response"
+                    );
+                }
+            }
+        }
         // No client certificate, or one from another gateway's CA: refused during TLS.
         assert!(
             client(&tls.ca_cert, None)

@@ -1,12 +1,13 @@
 //! The disclosure log over the API: who has seen which of our credentials, and whose we
 //! received. Operators only (the admin CA's client certificate, like every route).
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiState, Failure, resolve_field};
 use crate::disclosure::{DisclosureEntry, DisclosureFilter, MAX_QUERY_ENTRIES};
@@ -14,10 +15,10 @@ use crate::handshake::negotiation::Direction;
 use crate::identity::PublicKey;
 
 /// The disclosure routes.
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/disclosures", get(list))
-        .route("/v1/disclosures/export", get(export))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(export))
 }
 
 /// Which presentations to list.
@@ -102,6 +103,7 @@ impl DisclosureQuery {
     }
 }
 
+/// Lists the presentations this gateway sent and received.
 #[utoipa::path(get, path = "/v1/disclosures", tag = "disclosures", params(DisclosureQuery), responses((status = 200, body = Vec<DisclosureEntry>, description = "Presentations sent and received, oldest first"), (status = 422, body = super::types::ApiError)))]
 async fn list(
     State(state): State<ApiState>,
@@ -110,6 +112,7 @@ async fn list(
     Ok(Json(query.entries(&state)?))
 }
 
+/// Exports the disclosure log as JSON lines.
 #[utoipa::path(get, path = "/v1/disclosures/export", tag = "disclosures", params(DisclosureQuery), responses((status = 200, description = "One JSON entry per line", content_type = "application/x-ndjson"), (status = 422, body = super::types::ApiError)))]
 async fn export(
     State(state): State<ApiState>,

@@ -1,13 +1,14 @@
 //! Threat routes: publishing and importing reports, the countermeasure queue, and the
 //! TAXII 2.1 read API over the same book.
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AdminSession, ApiState, Failure, actor, resolve_field};
 use crate::exchange::ThreatPublication;
@@ -16,23 +17,17 @@ use crate::threats::taxii::{self, TAXII_MEDIA_TYPE};
 use crate::threats::{ActionView, ReportOutcome, ThreatCode, ThreatError};
 
 /// The threat and TAXII routes.
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route(
-            "/v1/fields/{field}/threats",
-            get(list_indicators).post(publish),
-        )
-        .route("/v1/fields/{field}/threats/import", post(import))
-        .route("/v1/threats/actions", get(list_actions))
-        .route("/v1/threats/actions/{action}/{verdict}", post(decide))
-        .route("/taxii2/", get(discovery))
-        .route(taxii::API_ROOT, get(api_root))
-        .route("/taxii2/tfc/collections/", get(collections))
-        .route("/taxii2/tfc/collections/{collection}/", get(collection))
-        .route(
-            "/taxii2/tfc/collections/{collection}/objects/",
-            get(objects),
-        )
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_indicators, publish))
+        .routes(routes!(import))
+        .routes(routes!(list_actions))
+        .routes(routes!(decide))
+        .routes(routes!(discovery))
+        .routes(routes!(api_root))
+        .routes(routes!(collections))
+        .routes(routes!(collection))
+        .routes(routes!(objects))
 }
 
 impl From<ThreatError> for Failure {
@@ -89,7 +84,8 @@ pub struct IndicatorView {
     pub origin: crate::threats::Origin,
 }
 
-#[utoipa::path(post, path = "/v1/fields/{field}/threats", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = PublishThreat, responses((status = 200, body = ThreatPublication), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
+/// Publishes a threat report (STIX 2.1 bundle) to a field.
+#[utoipa::path(post, path = "/v1/fields/{field}/threats", tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = PublishThreat, responses((status = 200, body = ThreatPublication), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
 pub(super) async fn publish(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -103,7 +99,8 @@ pub(super) async fn publish(
     Ok(Json(publication))
 }
 
-#[utoipa::path(post, path = "/v1/fields/{field}/threats/import", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ImportThreat, responses((status = 200, body = ReportOutcome), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
+/// Takes a threat report into the local book without publishing it.
+#[utoipa::path(post, path = "/v1/fields/{field}/threats/import", tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ImportThreat, responses((status = 200, body = ReportOutcome), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
 pub(super) async fn import(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -121,7 +118,8 @@ pub(super) struct Limit {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/fields/{field}/threats", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("limit" = Option<usize>, Query, description = "At most this many (default 500)")), responses((status = 200, body = Vec<IndicatorView>)))]
+/// Lists the indicators held for a field.
+#[utoipa::path(get, path = "/v1/fields/{field}/threats", tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("limit" = Option<usize>, Query, description = "At most this many (default 500)")), responses((status = 200, body = Vec<IndicatorView>), (status = 404, description = "No joined field has that id or prefix", body = super::ApiError)))]
 pub(super) async fn list_indicators(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -151,7 +149,8 @@ pub(super) struct StateFilter {
     state: Option<ActionState>,
 }
 
-#[utoipa::path(get, path = "/v1/threats/actions", params(("state" = Option<String>, Query, description = "applied, awaiting_corroboration, awaiting_operator, rejected or inactive")), responses((status = 200, body = Vec<ActionView>)))]
+/// Lists countermeasures, by state.
+#[utoipa::path(get, path = "/v1/threats/actions", tag = "threats", params(("state" = Option<String>, Query, description = "applied, awaiting_corroboration, awaiting_operator, rejected or inactive")), responses((status = 200, body = Vec<ActionView>)))]
 pub(super) async fn list_actions(
     State(state): State<ApiState>,
     Query(filter): Query<StateFilter>,
@@ -159,7 +158,8 @@ pub(super) async fn list_actions(
     Json(state.publisher.threats().actions(filter.state))
 }
 
-#[utoipa::path(post, path = "/v1/threats/actions/{action}/{verdict}", params(("action" = String, Path, description = "Action id or unambiguous prefix"), ("verdict" = String, Path, description = "apply or reject")), responses((status = 200, body = ActionView), (status = 404, body = super::ApiError)))]
+/// Applies or rejects a countermeasure that waits for an operator.
+#[utoipa::path(post, path = "/v1/threats/actions/{action}/{verdict}", tag = "threats", params(("action" = String, Path, description = "Action id or unambiguous prefix"), ("verdict" = String, Path, description = "apply or reject")), responses((status = 200, body = ActionView), (status = 404, body = super::ApiError)))]
 pub(super) async fn decide(
     State(state): State<ApiState>,
     session: Option<axum::Extension<AdminSession>>,
@@ -248,14 +248,20 @@ fn taxii_error(status: StatusCode, title: &str) -> Response {
     response
 }
 
+/// TAXII 2.1 server discovery.
+#[utoipa::path(get, path = "/taxii2/", tag = "taxii", responses((status = 200, description = "The discovery resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn discovery(headers: HeaderMap) -> Response {
     taxii_response(&headers, taxii::discovery(), HeaderMap::new())
 }
 
+/// The TAXII 2.1 API root.
+#[utoipa::path(get, path = "/taxii2/tfc/", tag = "taxii", responses((status = 200, description = "The API root resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn api_root(headers: HeaderMap) -> Response {
     taxii_response(&headers, taxii::api_root(), HeaderMap::new())
 }
 
+/// The TAXII collections: one per joined field.
+#[utoipa::path(get, path = "/taxii2/tfc/collections/", tag = "taxii", responses((status = 200, description = "The collections resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn collections(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let collections: Vec<Value> = state
         .party
@@ -278,6 +284,8 @@ fn field_of(state: &ApiState, collection: &str) -> Option<std::sync::Arc<crate::
         .find(|field| taxii::collection_id(&field.charter.field_id()) == collection)
 }
 
+/// One TAXII collection.
+#[utoipa::path(get, path = "/taxii2/tfc/collections/{collection}/", tag = "taxii", params(("collection" = String, Path, description = "Collection id")), responses((status = 200, description = "The collection resource", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such collection", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn collection(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -297,6 +305,8 @@ struct ObjectsQuery {
     next: Option<String>,
 }
 
+/// The STIX objects of a collection, a page at a time.
+#[utoipa::path(get, path = "/taxii2/tfc/collections/{collection}/objects/", tag = "taxii", params(("collection" = String, Path, description = "Collection id"), ("added_after" = Option<String>, Query, description = "Only objects added after this instant"), ("limit" = Option<usize>, Query, description = "At most this many"), ("next" = Option<String>, Query, description = "The page after this one")), responses((status = 200, description = "An envelope of STIX objects", content_type = "application/taxii+json;version=2.1"), (status = 400, description = "Unreadable query parameters", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such collection", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn objects(
     State(state): State<ApiState>,
     headers: HeaderMap,

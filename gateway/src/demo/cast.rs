@@ -334,6 +334,7 @@ impl Cast {
             .publisher()
             .request_data(peer, request)
             .await
+            .map_err(|error| error.to_string())
     }
 
     /// Like [`Self::ask`], as an answer: no answer at all reads as a refusal `unreachable`.

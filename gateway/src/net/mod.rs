@@ -15,10 +15,10 @@ mod protocol;
 mod strangers;
 mod swarm;
 
+use crate::lifecycle::ServiceTask;
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 pub use gate::{AddressBlocks, AddressChange};
 pub use gossip::{TopicKind, parse_topic, topic_name};
@@ -37,8 +37,9 @@ pub const SYNC_PROTOCOL: &str = "/tfc/sync/2";
 /// The data protocol name (DESIGN §4, Wire).
 pub const DATA_PROTOCOL: &str = "/tfc/data/1";
 
-/// The network could not be started.
-#[derive(Debug, thiserror::Error)]
+/// What went wrong at the network boundary: starting the swarm, or one request or
+/// publication through it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NetError {
     /// Building the transport or behaviour failed.
     #[error("network setup: {0}")]
@@ -54,6 +55,30 @@ pub enum NetError {
     /// The swarm task has stopped.
     #[error("the network task has stopped")]
     Stopped,
+    /// A request to a peer failed: not connected, timed out, protocol refused, or broken.
+    #[error("the request to {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// Why, as libp2p says it.
+        reason: String,
+    },
+    /// Gossipsub did not take a message (no peer in the topic yet, too large, not a field).
+    #[error("not published: {0}")]
+    Publish(String),
+}
+
+impl NetError {
+    /// A stable machine code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            NetError::Setup(_) => "network_setup",
+            NetError::Listen { .. } => "listen",
+            NetError::Stopped => "network_stopped",
+            NetError::Request { .. } => "unreachable",
+            NetError::Publish(_) => "not_published",
+        }
+    }
 }
 
 /// How the application judged a gossip message; gossipsub forwards only accepted ones and
@@ -89,22 +114,19 @@ impl NetworkSettings {
 }
 
 /// A reply slot for a request sent to a peer.
-pub type Reply<T> = oneshot::Sender<Result<T, String>>;
+pub type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 
-/// Sends the command `build` makes around a reply slot, and waits for the answer; a
-/// stopped swarm task or a failed request is the error text.
+/// Sends the command `build` makes around a reply slot, and waits for the answer.
 pub async fn call<T>(
     commands: &mpsc::Sender<Command>,
     build: impl FnOnce(Reply<T>) -> Command,
-) -> Result<T, String> {
+) -> Result<T, NetError> {
     let (reply, answer) = oneshot::channel();
     commands
         .send(build(reply))
         .await
-        .map_err(|_| "the network task has stopped".to_owned())?;
-    answer
-        .await
-        .map_err(|_| "the network task has stopped".to_owned())?
+        .map_err(|_| NetError::Stopped)?;
+    answer.await.map_err(|_| NetError::Stopped)?
 }
 
 /// What the daemon asks of the swarm task.
@@ -194,7 +216,7 @@ pub enum Command {
         /// The message.
         data: Vec<u8>,
         /// Where to say whether gossipsub took it, if anyone asks.
-        reply: Option<oneshot::Sender<Result<(), String>>>,
+        reply: Option<oneshot::Sender<Result<(), NetError>>>,
     },
     /// A peer broke a rule only it can break (it sent over its own rate): its gossip score
     /// drops in every field, without a verdict on the message that would also count
@@ -318,13 +340,7 @@ pub struct NetworkEvents {
 pub struct Network {
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    task: ServiceTask,
 }
 
 impl Network {
@@ -361,8 +377,7 @@ impl Network {
     }
 
     /// Stops the swarm task, closing every connection, and waits for it to end.
-    pub async fn shutdown(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
+    pub async fn shutdown(self) {
+        self.task.stop().await;
     }
 }

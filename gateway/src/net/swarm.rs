@@ -12,8 +12,8 @@ use libp2p::{
     identify, noise, ping, tcp, yamux,
 };
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 
 use super::gate::{AddressChange, AddressGate};
 use super::gossip::parse_topic;
@@ -25,6 +25,7 @@ use super::{
     HandshakeRequest, HandshakeResponse, MemberAddress, NetError, NetworkEvent, NetworkEvents,
     NetworkSettings, Reply, SYNC_PROTOCOL, SyncRequest, SyncResponse, Verdict, opens_handshake,
 };
+use crate::lifecycle::ServiceTask;
 
 /// How long the side that does not open a handshake waits before dialling a member it
 /// unblocked: the opener's dial, set up at the same time, comes first unless its side kept
@@ -68,7 +69,7 @@ pub(super) struct Behaviour {
 pub(super) fn start(
     keypair: libp2p::identity::Keypair,
     settings: &NetworkSettings,
-) -> Result<(JoinHandle<()>, mpsc::Sender<Command>, NetworkEvents), NetError> {
+) -> Result<(ServiceTask, mpsc::Sender<Command>, NetworkEvents), NetError> {
     let mut swarm = build_swarm(keypair, settings)?;
     for address in &settings.listen {
         let listen_error = |reason: String| NetError::Listen {
@@ -85,25 +86,23 @@ pub(super) fn start(
     let (command_sender, commands) = mpsc::channel(CHANNEL_DEPTH);
     let (connection_events, connections) = mpsc::channel(CHANNEL_DEPTH);
     let (content_events, content) = mpsc::channel(CHANNEL_DEPTH);
-    let task = tokio::spawn(
-        SwarmTask {
-            swarm,
-            commands,
-            connection_events: Outbox::new(connection_events),
-            content_events: Outbox::new(content_events),
-            handshakes: HashMap::new(),
-            syncs: HashMap::new(),
-            data: HashMap::new(),
-            heard: HashMap::new(),
-            members: HashMap::new(),
-            address_changes: None,
-            late_redials: VecDeque::new(),
-            asked_at: HashMap::new(),
-            blocks_after_answer: HashMap::new(),
-            unblocks_on_close: HashSet::new(),
-        }
-        .run(),
-    );
+    let swarm_task = SwarmTask {
+        swarm,
+        commands,
+        connection_events: Outbox::new(connection_events),
+        content_events: Outbox::new(content_events),
+        handshakes: HashMap::new(),
+        syncs: HashMap::new(),
+        data: HashMap::new(),
+        heard: HashMap::new(),
+        members: HashMap::new(),
+        address_changes: None,
+        late_redials: VecDeque::new(),
+        asked_at: HashMap::new(),
+        blocks_after_answer: HashMap::new(),
+        unblocks_on_close: HashSet::new(),
+    };
+    let task = ServiceTask::spawn("network", |cancel| swarm_task.run(cancel));
     Ok((
         task,
         command_sender,
@@ -222,9 +221,11 @@ enum Report {
 }
 
 impl SwarmTask {
-    async fn run(mut self) {
+    async fn run(mut self, cancel: CancellationToken) {
         loop {
             tokio::select! {
+                // Dropping the swarm closes every connection.
+                () = cancel.cancelled() => break,
                 command = self.commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => break,
@@ -379,7 +380,8 @@ impl SwarmTask {
                 let published = match parse_topic(&topic) {
                     Some((field, _)) => behaviour.meshes.publish(&field, &topic, data),
                     None => Err("not a field topic".to_owned()),
-                };
+                }
+                .map_err(NetError::Publish);
                 if let Err(error) = &published {
                     // Anti-entropy delivers it to members connected later.
                     tracing::debug!(%topic, %error, "gossip not published");
@@ -744,7 +746,10 @@ fn settle<Request, Response>(
         } => {
             tracing::info!(%peer, %error, protocol, "request failed");
             if let Some(reply) = pending.remove(&request_id) {
-                let _ = reply.send(Err(error.to_string()));
+                let _ = reply.send(Err(NetError::Request {
+                    peer,
+                    reason: error.to_string(),
+                }));
             }
             None
         }

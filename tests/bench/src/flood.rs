@@ -240,7 +240,10 @@ async fn flood(
                 reply: Some(reply),
             };
             let outcome = match attacker.network.send(publish).await {
-                Ok(()) => answer.await.unwrap_or_else(|_| Err("no answer".into())),
+                Ok(()) => answer
+                    .await
+                    .unwrap_or(Err(tfc_gateway::net::NetError::Stopped))
+                    .map_err(|error| error.to_string()),
                 Err(error) => Err(error.to_string()),
             };
             match outcome {

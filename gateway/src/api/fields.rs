@@ -1,0 +1,166 @@
+//! Fields: joining, listing, their members and trusted issuers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::types::{ApiError, FieldView, IssuerView, JoinField, MemberView};
+use super::{ApiState, Failure};
+use crate::governance::{GovCode, GovError, StandingKind};
+use crate::handshake::PeerRecord;
+use crate::store::Tree;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The field routes.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(fields, join_field))
+        .routes(routes!(members))
+        .routes(routes!(issuers))
+}
+
+pub(super) fn field_view(field: &crate::field::Field) -> FieldView {
+    FieldView {
+        id: field.charter.field_id(),
+        name: field.charter.name.clone(),
+        founders: field.charter.founders.clone(),
+        tiers: field
+            .charter
+            .tiers
+            .iter()
+            .map(|tier| tier.require.clone())
+            .collect(),
+    }
+}
+
+/// Lists the fields this gateway has joined.
+#[utoipa::path(get, path = "/v1/fields", tag = "fields", responses((status = 200, body = Vec<FieldView>)))]
+pub(super) async fn fields(State(state): State<ApiState>) -> Json<Vec<FieldView>> {
+    Json(
+        state
+            .party
+            .fields()
+            .iter()
+            .map(|field| field_view(field))
+            .collect(),
+    )
+}
+
+/// Joins a field from its signed charter.
+#[utoipa::path(post, path = "/v1/fields", tag = "fields", request_body = JoinField, responses((status = 200, body = FieldView), (status = 422, description = "The charter does not load or is not fully signed", body = ApiError)))]
+pub(super) async fn join_field(
+    State(state): State<ApiState>,
+    Json(request): Json<JoinField>,
+) -> Result<Json<FieldView>, Failure> {
+    let field = state.party.join_field(Path::new(&request.charter))?;
+    crate::holdings::announce_field(&state.commands, &field, state.peer_id).await;
+    Ok(Json(field_view(&field)))
+}
+
+/// The joined field whose id is `id` or starts with it (unambiguously).
+pub(super) fn resolve_field(
+    state: &ApiState,
+    id: &str,
+) -> Result<std::sync::Arc<crate::field::Field>, Failure> {
+    let fields = state.party.fields();
+    let mut matches = fields
+        .iter()
+        .filter(|field| field.charter.field_id().starts_with(id) && !id.is_empty());
+    match (matches.next(), matches.next()) {
+        (Some(field), None) => Ok(std::sync::Arc::clone(field)),
+        (Some(_), Some(_)) => Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ambiguous_field",
+            format!("{id} is the start of several field ids; give more of it"),
+        )),
+        (None, _) => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "unknown_field",
+            format!("this gateway has not joined a field {id} (see tfcctl field list)"),
+        )),
+    }
+}
+
+/// Lists a field's members, with their standing.
+#[utoipa::path(get, path = "/v1/fields/{field}/members", tag = "fields", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<MemberView>), (status = 404, body = ApiError)))]
+pub(super) async fn members(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+) -> Result<Json<Vec<MemberView>>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let governance = state.party.governance.state(&field).ok_or_else(|| {
+        Failure::from(GovError::new(
+            GovCode::WrongField,
+            "no governance state for the field",
+        ))
+    })?;
+    let mut view: BTreeMap<String, MemberView> = BTreeMap::new();
+    for (did, standing) in &governance.members {
+        let admission = match standing.kind {
+            StandingKind::Founder => "founder",
+            StandingKind::Member => "member",
+            StandingKind::Suspended => "suspended",
+            StandingKind::Revoked => "revoked",
+        };
+        view.insert(
+            did.clone(),
+            MemberView {
+                did: did.clone(),
+                admission: admission.into(),
+                epoch: standing.epoch,
+                tier: None,
+            },
+        );
+    }
+    for (_, signed, progress) in state.party.governance.ops(&field) {
+        if signed.op.kind == crate::governance::OpKind::Admit && progress.committed.is_none() {
+            view.entry(signed.op.target.clone()).or_insert(MemberView {
+                did: signed.op.target.clone(),
+                admission: "pending".into(),
+                epoch: signed.op.epoch,
+                tier: None,
+            });
+        }
+    }
+    for (_, record) in state
+        .party
+        .store
+        .tree(Tree::Peers)?
+        .entries::<PeerRecord>()?
+    {
+        let tier = record.tiers.get(&field).copied();
+        let entry = view.entry(record.did.clone()).or_insert(MemberView {
+            did: record.did.clone(),
+            admission: "not_admitted".into(),
+            epoch: 0,
+            tier: None,
+        });
+        entry.tier = tier;
+    }
+    Ok(Json(view.into_values().collect()))
+}
+
+/// Lists the issuers a field trusts, and for which credential types.
+#[utoipa::path(get, path = "/v1/fields/{field}/issuers", tag = "fields", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<IssuerView>), (status = 404, body = ApiError)))]
+pub(super) async fn issuers(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+) -> Result<Json<Vec<IssuerView>>, Failure> {
+    let field = resolve_field(&state, &field)?;
+    let charter = state.party.effective_charter(&field);
+    Ok(Json(
+        charter
+            .issuers
+            .into_iter()
+            .map(|issuer| IssuerView {
+                did: issuer.did,
+                name: issuer.name,
+                types: issuer.types,
+            })
+            .collect(),
+    ))
+}

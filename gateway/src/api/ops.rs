@@ -1,0 +1,117 @@
+//! Governance ops: listing, proposing, endorsing.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::types::{ApiError, OpView, ProposeOp};
+use super::{ApiState, Failure, resolve_field};
+use crate::credential::format_rfc3339;
+use crate::exchange::OpDraft;
+use crate::governance::state::Progress;
+use crate::governance::{GovCode, GovError, GovIntake, SignedOp};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The governance routes.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_ops, propose_op))
+        .routes(routes!(endorse_op))
+}
+
+pub(super) fn op_view(id: &str, signed: &SignedOp, progress: &Progress) -> OpView {
+    let op = &signed.op;
+    OpView {
+        id: id.to_owned(),
+        kind: op.kind.to_string(),
+        target: op.target.clone(),
+        reason: op.reason.clone(),
+        epoch: op.epoch,
+        proposer: op.proposer.clone(),
+        created: format_rfc3339(op.created),
+        signers: signed.signatures.keys().cloned().collect(),
+        signatures: progress.signatures,
+        required: progress.required,
+        committed: progress.committed.map(|via| {
+            match via {
+                crate::governance::state::Via::Quorum => "quorum",
+                crate::governance::state::Via::Admin => "admin",
+            }
+            .to_owned()
+        }),
+    }
+}
+
+pub(super) fn intake_view(
+    state: &ApiState,
+    field: &str,
+    intake: &GovIntake,
+) -> Result<OpView, Failure> {
+    let signed = state
+        .party
+        .governance
+        .op(field, &intake.id)
+        .ok_or_else(|| Failure::from(GovError::new(GovCode::UnknownOp, "the op vanished")))?;
+    Ok(op_view(&intake.id, &signed, &intake.progress))
+}
+
+/// Lists a field's governance ops, with their signatures.
+#[utoipa::path(get, path = "/v1/fields/{field}/ops", tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<OpView>), (status = 404, body = ApiError)))]
+pub(super) async fn list_ops(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+) -> Result<Json<Vec<OpView>>, Failure> {
+    let field = resolve_field(&state, &field)?;
+    let ops = state.party.governance.ops(&field.charter.field_id());
+    Ok(Json(
+        ops.iter()
+            .map(|(id, signed, progress)| op_view(id, signed, progress))
+            .collect(),
+    ))
+}
+
+/// Proposes a governance op (admit, revoke, suspend, …), signed by this gateway.
+#[utoipa::path(post, path = "/v1/fields/{field}/ops", tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ProposeOp, responses((status = 200, body = OpView), (status = 422, body = ApiError)))]
+pub(super) async fn propose_op(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+    Json(request): Json<ProposeOp>,
+) -> Result<Json<OpView>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let kind = request.kind.parse().map_err(|message: String| {
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "gov_malformed", message)
+    })?;
+    let draft = OpDraft {
+        kind,
+        target: request.target,
+        reason: request.reason,
+        types: request.types,
+        policy: request.policy,
+    };
+    let intake = state.publisher.propose(&field, draft).await?;
+    Ok(Json(intake_view(&state, &field, &intake)?))
+}
+
+/// Endorses a pending governance op.
+#[utoipa::path(post, path = "/v1/fields/{field}/ops/{op}/endorse", tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("op" = String, Path, description = "Op id or unambiguous prefix")), responses((status = 200, body = OpView), (status = 404, body = ApiError), (status = 409, description = "Already signed", body = ApiError)))]
+pub(super) async fn endorse_op(
+    State(state): State<ApiState>,
+    axum::extract::Path((field, op)): axum::extract::Path<(String, String)>,
+) -> Result<Json<OpView>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let id = state
+        .party
+        .governance
+        .op(&field, &op)
+        .map(|signed| signed.op.id())
+        .transpose()?
+        .ok_or_else(|| {
+            Failure::from(GovError::new(
+                GovCode::UnknownOp,
+                format!("no op {op} in this field (see tfcctl member ops)"),
+            ))
+        })?;
+    let intake = state.publisher.endorse(&field, &id).await?;
+    Ok(Json(intake_view(&state, &field, &intake)?))
+}

@@ -1,0 +1,324 @@
+//! Serving the API: mutual TLS, one task per connection, the admin session audit, a drain on shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use libp2p::PeerId;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use super::{ApiState, router};
+use crate::audit::Event;
+use crate::config::GatewayConfig;
+use crate::exchange::Publisher;
+use crate::handshake::LocalParty;
+use crate::net::Command;
+use crate::secret_file::check_private;
+use crate::spaces::Spaces;
+
+/// How long a client may take to finish the TLS handshake.
+pub(super) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStartError {
+    /// A TLS file is missing, unreadable, exposed or invalid.
+    #[error("TLS material {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running API server.
+pub struct ApiServer {
+    address: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+    /// Tells the server to stop accepting and drain its connections.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ApiServer {
+    /// Starts the API for `party`, with TLS material from `config`.
+    pub async fn start(
+        config: &GatewayConfig,
+        party: Arc<LocalParty>,
+        commands: mpsc::Sender<Command>,
+        peer_id: PeerId,
+        publisher: Publisher,
+        spaces: Arc<Spaces>,
+    ) -> Result<Self, ApiStartError> {
+        let acceptor = TlsAcceptor::from(Arc::new(tls_config(config)?));
+        let listener = TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|source| ApiStartError::Bind {
+                address: config.api.listen,
+                source,
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| ApiStartError::Bind {
+                address: config.api.listen,
+                source,
+            })?;
+        let state = ApiState {
+            party,
+            commands,
+            peer_id,
+            publisher,
+            spaces,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let serving = tokio::spawn(serve(
+            listener,
+            acceptor,
+            router(state.clone()),
+            Arc::new(state),
+            stopped,
+        ));
+        tracing::info!(%address, "admin API listening (mutual TLS)");
+        Ok(Self {
+            address,
+            task: serving,
+            stop: Some(stop),
+        })
+    }
+
+    /// Stops accepting and waits (at most [`API_DRAIN`]) for open connections to end, so
+    /// that none writes to the store after the gateway has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(error) = (&mut self.task).await {
+            tracing::warn!(%error, "the API server did not stop cleanly");
+        }
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+pub(super) fn tls_config(config: &GatewayConfig) -> Result<rustls::ServerConfig, ApiStartError> {
+    let failure = |path: &Path, reason: String| ApiStartError::Tls {
+        path: path.display().to_string(),
+        reason,
+    };
+    let ca_path = config.resolve(&config.api.ca_cert);
+    let cert_path = config.resolve(&config.api.server_cert);
+    let key_path = config.resolve(&config.api.server_key);
+    check_private(&key_path).map_err(|error| failure(&key_path, error.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(&ca_path)
+        .map_err(|error| failure(&ca_path, error.to_string()))?
+    {
+        let certificate = certificate.map_err(|error| failure(&ca_path, error.to_string()))?;
+        roots
+            .add(certificate)
+            .map_err(|error| failure(&ca_path, error.to_string()))?;
+    }
+    let certificates = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|error| failure(&cert_path, error.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| failure(&cert_path, error.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|error| failure(&key_path, error.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .map_err(|error| failure(&ca_path, error.to_string()))?;
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| failure(&cert_path, error.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certificates, key)
+        .map_err(|error| failure(&cert_path, error.to_string()))
+}
+
+pub(super) async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    state: std::sync::Arc<ApiState>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    // Flips to true at shutdown: each connection then finishes its request and closes.
+    let (closing, closing_seen) = tokio::sync::watch::channel(false);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stopped => break,
+            Some(_) = connections.join_next() => continue,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "API accept failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let state = std::sync::Arc::clone(&state);
+        let mut closing = closing_seen.clone();
+        connections.spawn(async move {
+            let tls =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        tracing::info!(%remote, %error, "API client refused at the TLS layer");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%remote, "API client too slow to finish TLS");
+                        return;
+                    }
+                };
+            let session = AdminSession::of(&tls);
+            state.party.audit.record(session.event("start", None));
+            let service = TowerToHyperService::new(router.layer(axum::Extension(session.clone())));
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = async { drop(closing.wait_for(|closing| *closing).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%remote, %error, "API connection ended with an error");
+            }
+            state
+                .party
+                .audit
+                .record(session.event("end", Some(session.started.elapsed())));
+        });
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    let drained = tokio::time::timeout(API_DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "API connections cut at shutdown after {API_DRAIN:?}"
+        );
+    }
+}
+
+/// How long a stopping API waits for its open connections to end.
+pub(super) const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// One admin's TLS session: who (the client certificate's fingerprint) and since when.
+#[derive(Clone)]
+pub(super) struct AdminSession {
+    pub(super) actor: String,
+    pub(super) started: std::time::Instant,
+    pub(super) started_ms: i64,
+}
+
+impl AdminSession {
+    fn of(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Self {
+        use sha2::Digest;
+        let fingerprint = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certificates| certificates.first())
+            .map(|certificate| {
+                sha2::Sha256::digest(certificate.as_ref())
+                    .iter()
+                    .take(16)
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect::<String>()
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            actor: format!("admin:{fingerprint}"),
+            started: std::time::Instant::now(),
+            started_ms: crate::audit::now_ms(),
+        }
+    }
+
+    fn event(&self, decision: &str, duration: Option<Duration>) -> Event {
+        Event {
+            actor: self.actor.clone(),
+            action: "api.session".into(),
+            object: "admin-api".into(),
+            decision: decision.into(),
+            reason: "mutual_tls".into(),
+            session: duration.map(|duration| {
+                (
+                    self.started_ms,
+                    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                )
+            }),
+            ..Event::default()
+        }
+    }
+}
+
+/// Every request that changes something is an admin action: audited with the session's
+/// actor, the method and path, and the outcome.
+pub(super) async fn audit_admin_actions(
+    State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let changes = request.method() != axum::http::Method::GET;
+    let action = format!("api.{} {}", request.method(), request.uri().path());
+    let response = next.run(request).await;
+    if changes {
+        let status = response.status();
+        state.party.audit.record(Event {
+            actor: session.map_or_else(|| "admin:unknown".into(), |session| session.actor.clone()),
+            action,
+            object: "admin-api".into(),
+            decision: if status.is_success() {
+                "allow"
+            } else {
+                "refuse"
+            }
+            .into(),
+            reason: format!("http:{}", status.as_u16()),
+            ..Event::default()
+        });
+    }
+    response
+}

@@ -1,0 +1,93 @@
+//! The wallet and the status lists it is checked against.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::types::{ApiError, StatusListImport, StatusListImported, WalletEntryView, WalletImport};
+use super::{ApiState, Failure};
+use crate::credential::format_rfc3339;
+use crate::status::{Intake, StatusIntakeError, StatusListSummary};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The wallet and status-list routes.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(wallet, import_credential))
+        .routes(routes!(status_lists, import_status_list))
+}
+
+/// Lists this gateway's own credentials (types, issuers, expiry; no claims).
+#[utoipa::path(get, path = "/v1/wallet", tag = "wallet", responses((status = 200, body = Vec<WalletEntryView>)))]
+pub(super) async fn wallet(State(state): State<ApiState>) -> Json<Vec<WalletEntryView>> {
+    Json(
+        state
+            .party
+            .wallet()
+            .iter()
+            .filter_map(|token| wallet_view(token))
+            .collect(),
+    )
+}
+
+pub(super) fn wallet_view(token: &str) -> Option<WalletEntryView> {
+    let payload = crate::credential::unverified_payload(token)?;
+    let text = |name: &str| {
+        payload
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    Some(WalletEntryView {
+        id: text("id")?,
+        type_name: payload.get("type")?.get(1)?.as_str()?.to_owned(),
+        issuer: text("issuer")?,
+        valid_until: text("validUntil"),
+    })
+}
+
+/// Imports a credential into the wallet; it must verify and name this gateway.
+#[utoipa::path(post, path = "/v1/wallet", tag = "wallet", request_body = WalletImport, responses((status = 200, body = WalletEntryView), (status = 422, description = "The credential does not verify or is not ours", body = ApiError)))]
+pub(super) async fn import_credential(
+    State(state): State<ApiState>,
+    Json(request): Json<WalletImport>,
+) -> Result<Json<WalletEntryView>, Failure> {
+    let credential = state.party.import_credential(&request.credential)?;
+    Ok(Json(WalletEntryView {
+        id: credential.id,
+        type_name: credential.type_name,
+        issuer: credential.issuer,
+        valid_until: credential.valid_until.map(format_rfc3339),
+    }))
+}
+
+/// Lists the status lists held.
+#[utoipa::path(get, path = "/v1/status-lists", tag = "wallet", responses((status = 200, body = Vec<StatusListSummary>)))]
+pub(super) async fn status_lists(State(state): State<ApiState>) -> Json<Vec<StatusListSummary>> {
+    Json(state.party.status_list_summaries())
+}
+
+/// Imports a status list from an issuer a joined field trusts.
+#[utoipa::path(post, path = "/v1/status-lists", tag = "wallet", request_body = StatusListImport, responses((status = 200, body = StatusListImported), (status = 422, description = "The list does not verify or no joined field trusts its issuer", body = ApiError)))]
+pub(super) async fn import_status_list(
+    State(state): State<ApiState>,
+    Json(request): Json<StatusListImport>,
+) -> Result<Json<StatusListImported>, Failure> {
+    let intake = state
+        .publisher
+        .import_status_list(&request.credential)
+        .await
+        .map_err(|error| {
+            let status = match error {
+                StatusIntakeError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                StatusIntakeError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Failure::new(status, error.code(), error.to_string())
+        })?;
+    let (list, taken) = match intake {
+        Intake::Taken(list) => (list, true),
+        Intake::Unchanged(list) => (list, false),
+    };
+    Ok(Json(StatusListImported { list, taken }))
+}

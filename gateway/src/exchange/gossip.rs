@@ -1,0 +1,312 @@
+//! Gossip routing: each message judged in the order of the module doc, then taken by its owner.
+
+use libp2p::PeerId;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{
+    Bucket, RATE_BURST, REFUSAL_AUDIT_INTERVAL, Rejection, Service, intrinsic, keep_checkpoint,
+};
+use super::{Checkpoint, open_envelope};
+use crate::audit::Event;
+use crate::config::EndorseMode;
+use crate::credential::now_unix;
+use crate::governance::state::Via;
+use crate::governance::{GovCode, GovIntake, OpKind, SignedOp};
+use crate::handshake::LocalParty;
+use crate::identity::PublicKey;
+use crate::metrics;
+use crate::net::{Command, MessageId, TopicKind, Verdict, parse_topic};
+use crate::status::Intake;
+use crate::threats::{Origin, ThreatCode, ThreatError, Threats};
+
+/// Puts a taken op into force: a change of standing or of the rules makes the handshake
+/// service re-judge every connected peer at once, which gates the revoked and suspended.
+pub(super) fn enforce(
+    party: &LocalParty,
+    threats: &Threats,
+    signed: &SignedOp,
+    intake: &GovIntake,
+) {
+    let decision = match intake.progress.committed {
+        Some(Via::Admin) => "commit-emergency",
+        Some(Via::Quorum) => "commit",
+        None => "pending",
+    };
+    party.audit.record(Event {
+        actor: signed.op.proposer.clone(),
+        action: format!("governance.{}", signed.op.kind),
+        object: signed.op.target.clone(),
+        decision: decision.into(),
+        reason: format!(
+            "op:{} signatures:{}/{}",
+            intake.id, intake.progress.signatures, intake.progress.required
+        ),
+        ..Event::default()
+    });
+    if intake.progress.committed == Some(Via::Admin) {
+        tracing::warn!(op = %intake.id, kind = %signed.op.kind, target = %signed.op.target, admin = %signed.op.proposer, "governance op committed on the emergency path (one admin's signature)");
+    }
+    if !intake.changed.is_empty() || intake.rules_changed {
+        tracing::info!(op = %intake.id, kind = %signed.op.kind, changed = ?intake.changed, "governance state changed");
+        party.metrics.count(
+            metrics::DECISIONS,
+            &format!("governance:{}", signed.op.kind),
+        );
+        if intake.rules_changed {
+            party.facts_changed.everyone();
+        } else {
+            party.facts_changed.members(intake.changed.iter().cloned());
+        }
+        // A revoked reporter's reports stop counting; a new admin's start to.
+        threats.rejudge_all();
+    }
+}
+
+impl Service {
+    pub(super) async fn validated(
+        &self,
+        field: String,
+        message_id: MessageId,
+        source: PeerId,
+        verdict: Verdict,
+    ) {
+        let _ = self
+            .commands
+            .send(Command::Validated {
+                field,
+                message_id,
+                source,
+                verdict,
+            })
+            .await;
+    }
+
+    /// Judges a gossip message that `field`'s gossip carried, in the order of the module
+    /// doc.
+    pub(super) fn judge_gossip(
+        &mut self,
+        source: PeerId,
+        mesh: &str,
+        topic: &str,
+        data: &[u8],
+    ) -> Result<Verdict, Rejection> {
+        let reject = |code: &str| Rejection(code.to_owned());
+        let (field, kind) = parse_topic(topic).ok_or_else(|| reject("unknown_topic"))?;
+        if field != mesh {
+            return Err(reject("wrong_topic"));
+        }
+        if self.party.field(&field).is_none() {
+            return Ok(Verdict::Ignore);
+        }
+        // The mesh lets in only peers verified in the field; a peer that lost its standing
+        // since is refused here before its mesh slot is taken back.
+        let source_gossips = self
+            .party
+            .peer_record(source)
+            .is_some_and(|record| self.party.gossips_in(&record, &field));
+        if !source_gossips {
+            return Err(reject("not_member"));
+        }
+        let token = std::str::from_utf8(data).map_err(|_| reject("malformed"))?;
+        let (publisher, envelope) = open_envelope(
+            &self.verifier,
+            token,
+            &field,
+            kind,
+            self.max_message_bytes,
+            now_unix(),
+        )
+        .map_err(|rejection| reject(&rejection.code))?;
+        let publisher_peer =
+            PublicKey::peer_id_of(&publisher).ok_or_else(|| reject("malformed"))?;
+        // What only this gateway's own state can refuse (a standing it learnt of first, a
+        // rate, a quota) punishes the publisher, never a relay: the relay judged by its own
+        // state, and a penalised relay would be cut off from every later alert.
+        let relayed = source != publisher_peer;
+        let refuse = |code: &str| {
+            if relayed {
+                Ok(Verdict::Ignore)
+            } else {
+                Err(reject(code))
+            }
+        };
+        if !self.party.in_good_standing(&field, &publisher)
+            || (kind == TopicKind::Gov && !self.votes(&field, &publisher))
+        {
+            return refuse("not_member");
+        }
+        if !self.within_rate(&publisher) {
+            return refuse("rate_limited");
+        }
+        let verdict = match kind {
+            TopicKind::Status => self.status_message(&envelope.body),
+            TopicKind::Gov => self.governance_message(&field, envelope.body),
+            TopicKind::Audit => self.checkpoint_message(&publisher, &envelope.body, token),
+            TopicKind::Threat => self.threat_message(&field, &publisher, &envelope.body),
+        };
+        match verdict {
+            Err(Rejection(code)) if relayed && !intrinsic(&code) => Ok(Verdict::Ignore),
+            verdict => verdict,
+        }
+    }
+
+    /// Takes a member's threat report; a refused one is also reported locally. A report
+    /// over its publisher's rate or quota here penalises only the publisher: a relay that
+    /// forwarded it could not know.
+    pub(super) fn threat_message(
+        &mut self,
+        field: &str,
+        publisher: &str,
+        body: &Value,
+    ) -> Result<Verdict, Rejection> {
+        match self.threats.receive(field, publisher, body, Origin::Gossip) {
+            Ok(_) => Ok(Verdict::Accept),
+            Err(error) if error.code == ThreatCode::Replayed => Ok(Verdict::Ignore),
+            Err(error) => {
+                self.report_refusal(field, publisher, &error);
+                Err(Rejection(error.code.as_str().to_owned()))
+            }
+        }
+    }
+
+    pub(super) fn report_refusal(&mut self, field: &str, publisher: &str, error: &ThreatError) {
+        tracing::warn!(%publisher, code = error.code.as_str(), %error, "threat report refused");
+        let now = Instant::now();
+        let due = self
+            .refusals_audited
+            .get(publisher)
+            .is_none_or(|at| now.duration_since(*at) >= REFUSAL_AUDIT_INTERVAL);
+        if due {
+            self.refusals_audited.insert(publisher.to_owned(), now);
+            self.party.audit.record(Event {
+                actor: publisher.to_owned(),
+                action: "threat.report".into(),
+                object: field.to_owned(),
+                decision: "refused".into(),
+                reason: error.code.as_str().into(),
+                ..Event::default()
+            });
+        }
+    }
+
+    /// Keeps a member's audit checkpoint; a second, different head for the same position
+    /// means the member rewrote its history: alert, and refuse the message.
+    pub(super) fn checkpoint_message(
+        &self,
+        publisher: &str,
+        body: &Value,
+        token: &str,
+    ) -> Result<Verdict, Rejection> {
+        let checkpoint: Checkpoint =
+            serde_json::from_value(body.clone()).map_err(|_| Rejection("malformed".into()))?;
+        match keep_checkpoint(&self.party, publisher, &checkpoint, token) {
+            Ok(true) => Ok(Verdict::Accept),
+            Ok(false) => Ok(Verdict::Ignore),
+            Err(error) => Err(Rejection(error.into())),
+        }
+    }
+
+    pub(super) fn governance_message(
+        &mut self,
+        field: &str,
+        body: Value,
+    ) -> Result<Verdict, Rejection> {
+        let signed: SignedOp =
+            serde_json::from_value(body).map_err(|_| Rejection("gov_malformed".into()))?;
+        let Some(joined) = self.party.field(field) else {
+            return Ok(Verdict::Ignore);
+        };
+        match self
+            .party
+            .governance
+            .intake(&joined.charter, signed.clone(), now_unix())
+        {
+            Ok(intake) => {
+                enforce(&self.party, &self.threats, &signed, &intake);
+                self.admission_taken = signed.op.kind == OpKind::Admit;
+                Ok(Verdict::Accept)
+            }
+            Err(error) if error.code == GovCode::Replayed => Ok(Verdict::Ignore),
+            Err(error) => Err(Rejection(error.code.as_str().to_owned())),
+        }
+    }
+
+    /// Whether `did` is a voting member of `field` (founder, admin or admitted, in good
+    /// standing).
+    pub(super) fn votes(&self, field: &str, did: &str) -> bool {
+        self.party
+            .governance
+            .standing(field, did)
+            .is_some_and(|standing| standing.in_good_standing())
+    }
+
+    /// Endorses, in every field, the pending admissions of `did`.
+    pub(super) async fn endorse_pending(&self, did: &str) {
+        for field in self.party.fields() {
+            self.endorse_pending_where(&field.charter.field_id(), |target| target == did)
+                .await;
+        }
+    }
+
+    /// Endorses the pending admissions of a field.
+    pub(super) async fn endorse_pending_in(&self, field: &str) {
+        self.endorse_pending_where(field, |_| true).await;
+    }
+
+    /// Signs each pending `admit` in `field` whose target `wanted` accepts, when endorsing is
+    /// automatic, this gateway votes there, has not signed yet, and its own judgement of the
+    /// newcomer gives it a tier in the field: admission is members' independent agreement.
+    pub(super) async fn endorse_pending_where(&self, field: &str, wanted: impl Fn(&str) -> bool) {
+        let me = self.party.key.did();
+        if self.endorse != EndorseMode::Auto || !self.votes(field, &me) {
+            return;
+        }
+        for (id, signed, progress) in self.party.governance.ops(field) {
+            let op = &signed.op;
+            if op.kind != OpKind::Admit
+                || progress.committed.is_some()
+                || signed.signatures.contains_key(&me)
+                || !wanted(&op.target)
+                || !self.verified_in(&op.target, field)
+            {
+                continue;
+            }
+            match self.publisher.endorse(field, &id).await {
+                Ok(intake) => {
+                    tracing::info!(op = %id, target = %op.target, signatures = intake.progress.signatures, required = intake.progress.required, "admission endorsed")
+                }
+                Err(error) => tracing::warn!(op = %id, %error, "admission not endorsed"),
+            }
+        }
+    }
+
+    /// Whether our own last judgement gives `did` a tier in `field`.
+    pub(super) fn verified_in(&self, did: &str, field: &str) -> bool {
+        PublicKey::peer_id_named(did)
+            .and_then(|peer| self.party.peer_record(peer))
+            .is_some_and(|record| {
+                record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
+            })
+    }
+
+    pub(super) fn status_message(&self, body: &Value) -> Result<Verdict, Rejection> {
+        let token = body.as_str().ok_or_else(|| Rejection("malformed".into()))?;
+        match self.party.import_status_list(token) {
+            Ok(Intake::Taken(_)) => Ok(Verdict::Accept),
+            Ok(Intake::Unchanged(_)) => Ok(Verdict::Ignore),
+            Err(error) => Err(Rejection(error.code().to_owned())),
+        }
+    }
+
+    pub(super) fn within_rate(&mut self, publisher: &str) -> bool {
+        let now = Instant::now();
+        self.buckets
+            .entry(publisher.to_owned())
+            .or_insert(Bucket {
+                tokens: RATE_BURST,
+                at: now,
+            })
+            .take(now)
+    }
+}

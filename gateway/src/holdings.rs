@@ -1,0 +1,148 @@
+//! What this organisation holds: the fields it joined and its own credentials. Joining a field
+//! and importing a credential are checked here and kept on disk before they count; the API
+//! and the daemon both call these.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use libp2p::multiaddr::Protocol;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::credential::{
+    CredentialVerifier, ErrorCode, VerificationError, VerifiedCredential, VerifyContext, now_unix,
+};
+use crate::field::{Field, FieldError};
+use crate::handshake::LocalParty;
+use crate::net::Command;
+use crate::store::{StoreError, Stored, Tree};
+
+/// A field could not be joined, or a credential not imported.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldingError {
+    /// The charter does not load.
+    #[error("field {path}: {source}")]
+    Field {
+        /// The charter file.
+        path: PathBuf,
+        /// Why.
+        source: FieldError,
+    },
+    /// A credential offered to the wallet does not verify or is not ours.
+    #[error("wallet: {0}")]
+    Wallet(VerificationError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl HoldingError {
+    /// A stable machine code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HoldingError::Field { source, .. } => source.code(),
+            HoldingError::Wallet(error) => error.code.as_str(),
+            HoldingError::Store(error) => error.code(),
+        }
+    }
+}
+
+/// A joined field, as kept in the `fields` tree: where its charter lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JoinedField {
+    pub(crate) charter: PathBuf,
+}
+
+impl Stored for JoinedField {
+    const VERSION: u8 = 1;
+}
+
+/// A credential in the `wallet` tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WalletEntry {
+    pub(crate) token: String,
+}
+
+impl Stored for WalletEntry {
+    const VERSION: u8 = 1;
+}
+
+/// Takes part in `field` on the network: its gossip, and a dial to each of its bootstrap
+/// gateways but our own.
+pub async fn announce_field(commands: &mpsc::Sender<Command>, field: &Field, own: PeerId) {
+    let _ = commands
+        .send(Command::JoinField(field.charter.field_id()))
+        .await;
+    for address in &field.charter.bootstrap {
+        if address.iter().last() != Some(Protocol::P2p(own)) {
+            let _ = commands.send(Command::Dial(address.clone())).await;
+        }
+    }
+}
+
+impl LocalParty {
+    /// Joins the field whose (signed) charter is at `charter`; it counts from the next
+    /// handshake on. Returns the field.
+    pub fn join_field(&self, charter: &Path) -> Result<Arc<Field>, HoldingError> {
+        let charter = std::fs::canonicalize(charter).unwrap_or_else(|_| charter.to_owned());
+        let field = Field::load(&charter).map_err(|source| HoldingError::Field {
+            path: charter.clone(),
+            source,
+        })?;
+        let id = field.charter.field_id();
+        self.store
+            .tree(Tree::Fields)?
+            .put_durable(id.as_bytes(), &JoinedField { charter })?;
+        self.governance.add_field(&field.charter);
+        let field = Arc::new(field);
+        if let Ok(mut fields) = self.fields.write() {
+            fields.retain(|known| known.charter.field_id() != id);
+            fields.push(Arc::clone(&field));
+        }
+        self.facts_changed.fields();
+        Ok(field)
+    }
+
+    /// Adds one of the organisation's own credentials to the wallet after checking it: it
+    /// must verify and name this organisation as its subject. A credential whose status list
+    /// is not held yet is taken (verifiers judge its status with their own lists); a revoked
+    /// or suspended one is refused.
+    pub fn import_credential(&self, token: &str) -> Result<VerifiedCredential, HoldingError> {
+        let credential = self
+            .with_status_lists(|status_lists| {
+                let context = VerifyContext {
+                    now: now_unix(),
+                    trust: None,
+                    status_lists,
+                    status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
+                };
+                let verifier = CredentialVerifier::new();
+                let credential = verifier.verify_credential_before_status(token, &context)?;
+                match verifier.check_credential_status(&credential, &context) {
+                    Err(error) if error.code != ErrorCode::StatusUnavailable => Err(error),
+                    _ => Ok(credential),
+                }
+            })
+            .map_err(HoldingError::Wallet)?;
+        if credential.subject != self.key.did() {
+            return Err(HoldingError::Wallet(VerificationError::new(
+                ErrorCode::HolderMismatch,
+                format!(
+                    "the credential was issued to {}, not to this organisation",
+                    credential.subject
+                ),
+            )));
+        }
+        self.store.tree(Tree::Wallet)?.put_durable(
+            credential.id.as_bytes(),
+            &WalletEntry {
+                token: token.trim().to_owned(),
+            },
+        )?;
+        if let Ok(mut wallet) = self.wallet.write() {
+            wallet.push(token.trim().to_owned());
+        }
+        Ok(credential)
+    }
+}
