@@ -90,7 +90,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_service_that_ignores_its_token_is_aborted_after_the_drain() {
-        let service = ServiceTask::spawn("stubborn", |_| std::future::pending());
+        // Works on and never looks at its token.
+        let service = ServiceTask::spawn("deaf", |_| async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
         let started = tokio::time::Instant::now();
         service.stop().await;
         assert!(started.elapsed() >= DRAIN);

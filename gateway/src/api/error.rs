@@ -45,14 +45,14 @@ impl From<crate::store::StoreError> for Failure {
 
 impl From<crate::holdings::HoldingError> for Failure {
     fn from(error: crate::holdings::HoldingError) -> Self {
-        let status = match &error {
-            crate::holdings::HoldingError::Store(error) if error.is_full() => {
-                StatusCode::INSUFFICIENT_STORAGE
-            }
-            crate::holdings::HoldingError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        Failure::new(status, error.code(), error.to_string())
+        match error {
+            crate::holdings::HoldingError::Store(error) => Failure::from(error),
+            error => Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                error.code(),
+                error.to_string(),
+            ),
+        }
     }
 }
 

@@ -441,3 +441,33 @@ fn a_second_head_for_one_position_is_a_fork() {
             .any(|entry| entry.action == "audit.fork" && entry.actor == did)
     );
 }
+
+#[test]
+fn only_what_is_wrong_in_the_message_itself_counts_against_a_relay() {
+    use crate::credential::ErrorCode;
+    use crate::governance::GovCode;
+    use crate::threats::ThreatCode;
+    // The owners' own codes, so that a renamed code cannot quietly change who is penalised.
+    for code in [
+        GovCode::Malformed.as_str(),
+        GovCode::Forged.as_str(),
+        GovCode::TooLarge.as_str(),
+        ThreatCode::Malformed.as_str(),
+        ThreatCode::UnsupportedPattern.as_str(),
+        ThreatCode::BadCountermeasure.as_str(),
+        ThreatCode::TlpViolation.as_str(),
+        ErrorCode::BadSignature.as_str(),
+    ] {
+        assert!(super::intrinsic(code), "{code}");
+    }
+    for code in [
+        ThreatCode::RateLimited.as_str(),
+        ThreatCode::NotMember.as_str(),
+        ThreatCode::Replayed.as_str(),
+        ThreatCode::Expired.as_str(),
+        GovCode::NotMember.as_str(),
+        GovCode::Stale.as_str(),
+    ] {
+        assert!(!super::intrinsic(code), "{code}");
+    }
+}

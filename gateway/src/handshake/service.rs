@@ -423,14 +423,7 @@ impl Service {
 
     pub(super) async fn timers(&mut self) {
         let now_instant = Instant::now();
-        let expired: Vec<PeerId> = self
-            .deadlines
-            .iter()
-            .filter(|(_, deadline)| **deadline <= now_instant)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in expired {
-            self.deadlines.remove(&peer);
+        for peer in take_due(&mut self.deadlines, now_instant) {
             self.responding.remove(&peer);
             tracing::info!(%peer, "no handshake within the grace window");
             self.shared
@@ -445,27 +438,12 @@ impl Service {
                 message: "the peer did not complete the handshake within the grace window".into(),
             });
         }
-        let reopen: Vec<PeerId> = self
-            .reopen
-            .iter()
-            .filter(|(_, at)| **at <= now_instant)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in reopen {
-            self.reopen.remove(&peer);
+        for peer in take_due(&mut self.reopen, now_instant) {
             if self.connected.contains(&peer) {
                 self.open(peer);
             }
         }
-        let now = now_unix();
-        let due: Vec<PeerId> = self
-            .due
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(peer, _)| *peer)
-            .collect();
-        for peer in due {
-            self.due.remove(&peer);
+        for peer in take_due(&mut self.due, now_unix()) {
             match self.shared.reevaluate(peer, &Scope::Everyone).await {
                 Some(record) => self.schedule(peer, &record),
                 None => tracing::debug!(%peer, "no record to re-evaluate"),
@@ -475,6 +453,14 @@ impl Service {
 }
 
 /// The answer every peer without standing gets.
+/// Takes out of `timers` the peers whose time has come by `now`.
+fn take_due<T: PartialOrd>(timers: &mut HashMap<PeerId, T>, now: T) -> Vec<PeerId> {
+    timers
+        .extract_if(|_, at| *at <= now)
+        .map(|(peer, _)| peer)
+        .collect()
+}
+
 pub(super) fn refused() -> HandshakeResponse {
     HandshakeResponse::Refused {
         code: REFUSED.into(),

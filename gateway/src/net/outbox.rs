@@ -24,6 +24,8 @@ pub(super) enum Offer<T> {
 pub(super) struct Outbox<T> {
     sender: mpsc::Sender<T>,
     backlog: VecDeque<T>,
+    /// Whether a refusal was reported since the backlog last emptied.
+    warned: bool,
 }
 
 impl<T> Outbox<T> {
@@ -32,6 +34,7 @@ impl<T> Outbox<T> {
         Self {
             sender,
             backlog: VecDeque::new(),
+            warned: false,
         }
     }
 
@@ -59,6 +62,12 @@ impl<T> Outbox<T> {
         Offer::Taken
     }
 
+    /// Whether a refusal is the first since the consumer last caught up: under overload,
+    /// one warning per episode rather than one per refused event.
+    pub(super) fn first_refusal(&mut self) -> bool {
+        !std::mem::replace(&mut self.warned, true)
+    }
+
     /// Whether events wait for room.
     pub(super) fn backlogged(&self) -> bool {
         !self.backlog.is_empty()
@@ -72,6 +81,7 @@ impl<T> Outbox<T> {
                 if let Some(event) = self.backlog.pop_front() {
                     permit.send(event);
                 }
+                self.warned &= !self.backlog.is_empty();
                 true
             }
             Err(_) => false,

@@ -279,7 +279,9 @@ impl SwarmTask {
     /// The handshake service is far behind: a new connection is closed (the peer may come
     /// back) and a handshake message goes unanswered, rather than either waiting unjudged.
     fn behind_on_connections(&mut self, event: NetworkEvent) {
-        tracing::warn!("the handshake service is behind: a connection event refused");
+        if self.connection_events.first_refusal() {
+            tracing::warn!("the handshake service is behind: connection events refused");
+        }
         if let NetworkEvent::PeerConnected { peer, .. } = event {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
@@ -288,7 +290,9 @@ impl SwarmTask {
     /// The exchange service is far behind: a gossip message is ignored (neither delivered
     /// nor forwarded, and not held against its sender) and a request goes unanswered.
     fn behind_on_content(&mut self, event: ContentEvent) {
-        tracing::warn!("the exchange service is behind: a gossip message or request dropped");
+        if self.content_events.first_refusal() {
+            tracing::warn!("the exchange service is behind: gossip messages and requests dropped");
+        }
         if let ContentEvent::Gossip {
             field,
             message_id,
