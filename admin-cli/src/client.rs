@@ -428,7 +428,7 @@ pub(crate) fn import_status_list(
 }
 
 pub(crate) fn status_lists(args: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> {
-    let lists: Vec<tfc_gateway::status::StatusListSummary> =
+    let lists: Vec<tfc_gateway::services::status::StatusListSummary> =
         match Client::connect(args)?.get("/v1/status-lists")? {
             Ok(lists) => lists,
             Err(error) => return Ok(refused(&error, json)),

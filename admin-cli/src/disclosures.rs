@@ -88,8 +88,8 @@ fn print_table(entries: &[DisclosureEntry]) {
     for entry in entries {
         let when = tfc_gateway::credential::format_rfc3339(entry.at_ms / 1000);
         let way = match entry.direction {
-            tfc_gateway::handshake::negotiation::Direction::Sent => "sent to",
-            tfc_gateway::handshake::negotiation::Direction::Received => "from",
+            tfc_gateway::negotiation::Direction::Sent => "sent to",
+            tfc_gateway::negotiation::Direction::Received => "from",
         };
         let peer = entry
             .peer_name

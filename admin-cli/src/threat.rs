@@ -7,10 +7,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tfc_gateway::exchange::ThreatPublication;
+use tfc_gateway::services::threats::{ActionView, ReportOutcome};
 use tfc_gateway::threats::engine::State;
-use tfc_gateway::threats::{
-    ActionKind, ActionView, Countermeasure, IndicatorDraft, ReportOutcome, Severity, Tlp, compose,
-};
+use tfc_gateway::threats::{ActionKind, Countermeasure, IndicatorDraft, Severity, Tlp, compose};
 
 use crate::Outcome;
 use crate::client::{Client, GatewayArgs, refused};

@@ -80,9 +80,9 @@ impl Org {
 
     /// Waits until this gateway's record of `peer` reaches `tier`.
     async fn until_tier(&self, peer: PeerId, tier: u8) {
-        let party = std::sync::Arc::clone(self.gateway.party());
+        let services = std::sync::Arc::clone(self.gateway.services());
         tfc_testkit::wait_until(&format!("{peer} reaches tier {tier}"), || {
-            let reached = party
+            let reached = services
                 .peer_record(peer)
                 .is_some_and(|record| top_tier(&record) == tier);
             async move { reached }
@@ -332,9 +332,9 @@ async fn four_gateways_form_a_field_through_the_admin_tools() {
         .admin(&work, &["status-list", "import", "list.jwt"])
         .await;
     assert!(again.starts_with("already held:"), "{again}");
-    let party = std::sync::Arc::clone(orgs[1].gateway.party());
+    let services = std::sync::Arc::clone(orgs[1].gateway.services());
     tfc_testkit::wait_until("A holds the bureau's list", || {
-        let held = party.status_list_summaries().len() == 1;
+        let held = services.status_list_summaries().len() == 1;
         async move { held }
     })
     .await;

@@ -68,7 +68,7 @@ async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
     assert!(proposed.contains("admit"), "{proposed}");
     assert!(proposed.contains("1/2 signatures, pending"), "{proposed}");
     let id = op_id(&proposed);
-    let second = Arc::clone(nodes[1].gateway.party());
+    let second = Arc::clone(nodes[1].gateway.services());
     let field_id = field.clone();
     let held_id = id.clone();
     wait_until("the second founder holds the proposal", || {
@@ -83,7 +83,7 @@ async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
     .await;
     assert!(endorsed.contains("2/2 signatures, committed"), "{endorsed}");
 
-    let first = Arc::clone(nodes[0].gateway.party());
+    let first = Arc::clone(nodes[0].gateway.services());
     let (field_id, member) = (field.clone(), newcomer.clone());
     wait_until("the first founder admits the newcomer", || {
         let standing = first.governance.standing(&field_id, &member);

@@ -140,7 +140,8 @@ async fn threats_are_published_queued_applied_and_served_over_taxii() {
     let applied: Vec<serde_json::Value> = serde_json::from_str(&actions).unwrap();
     assert_eq!(applied.len(), 3, "{actions}");
 
-    let added_after = tfc_gateway::threats::taxii::timestamp(tfc_gateway::audit::now_ms());
+    let added_after =
+        tfc_gateway::services::threats::taxii::timestamp(tfc_gateway::audit::now_ms());
     // Imported from an outside feed: taken here, not shared.
     let software = file("software.json").display().to_string();
     let (code, output) = tfcctl(&node, &["threat", "import", &software, "--field", &field]).await;

@@ -11,15 +11,16 @@ use crate::config::GatewayConfig;
 use crate::credential::{VerificationError, now_unix};
 use crate::exchange::{Exchange, ExchangeSettings};
 use crate::field::{Field, FieldError};
-use crate::handshake::{GatewayEvent, Handshakes, LocalParty, UsedNonce};
-use crate::holdings::{HoldingError, JoinedField, WalletEntry, announce_field};
+use crate::handshake::{GatewayEvent, Handshakes};
 use crate::identity::{IdentityError, KeyPair};
 use crate::init::STORE_DIR;
 use crate::net::{Command, NetError, Network, NetworkSettings};
+use crate::services::holdings::{HoldingError, JoinedField, WalletEntry, announce_field};
+use crate::services::status::{Intake, StatusIntakeError};
+use crate::services::threats::Threats;
+use crate::services::{Services, UsedNonce};
 use crate::spaces::Spaces;
-use crate::status::{Intake, StatusIntakeError};
 use crate::store::{Store, StoreError, Tree};
-use crate::threats::Threats;
 
 /// The gateway could not start, or refused a change.
 #[derive(Debug, thiserror::Error)]
@@ -83,15 +84,15 @@ impl DaemonError {
 
 /// Reloads the nonces used before a restart, so that a presentation cannot be replayed
 /// across one, and forgets those past their time.
-fn restore_used_nonces(party: &LocalParty) -> Result<(), StoreError> {
-    let tree = party.store.tree(Tree::Replay)?;
+fn restore_used_nonces(services: &Services) -> Result<(), StoreError> {
+    let tree = services.store.tree(Tree::Replay)?;
     let now = now_unix();
     for (nonce, used) in tree.entries::<UsedNonce>()? {
         if used.forget_after < now {
             tree.remove(&nonce)?;
         } else if let Ok(nonce) = std::str::from_utf8(&nonce) {
             // The cache is empty at start, so recording cannot be refused.
-            let _ = party.replay.record(nonce, used.forget_after, now);
+            let _ = services.replay.record(nonce, used.forget_after, now);
         }
     }
     Ok(())
@@ -99,7 +100,7 @@ fn restore_used_nonces(party: &LocalParty) -> Result<(), StoreError> {
 
 /// A running gateway.
 pub struct Gateway {
-    party: Arc<LocalParty>,
+    services: Arc<Services>,
     network: Network,
     handshakes: Handshakes,
     exchange: Exchange,
@@ -135,9 +136,9 @@ impl Gateway {
             .map(|(_, entry)| entry.token)
             .collect();
         let grace = u64::try_from(config.handshake_grace_secs()).unwrap_or(10);
-        let party = Arc::new(LocalParty::new(key, fields, wallet, store.clone(), grace)?);
-        restore_used_nonces(&party)?;
-        let lists = party.restore_status_lists()?;
+        let services = Arc::new(Services::new(key, fields, wallet, store.clone(), grace)?);
+        restore_used_nonces(&services)?;
+        let lists = services.restore_status_lists()?;
         let spaces = Arc::new(
             Spaces::open(
                 &store,
@@ -152,19 +153,19 @@ impl Gateway {
         };
         let (network, network_events) = Network::spawn(libp2p_key, &settings)?;
         let (handshakes, events) = Handshakes::spawn(
-            Arc::clone(&party),
+            Arc::clone(&services),
             network.commands(),
             network_events.connections,
         );
         let threats = Arc::new(
-            Threats::load(Arc::clone(&party), config.threats.clone())
+            Threats::load(Arc::clone(&services), config.threats.clone())
                 .map_err(DaemonError::Threats)?,
         );
         if let Some(changes) = threats.take_address_changes() {
             network.send(Command::GateAddresses(changes)).await?;
         }
         let exchange = Exchange::spawn(
-            Arc::clone(&party),
+            Arc::clone(&services),
             network.commands(),
             network_events.content,
             handshakes.subscribe(),
@@ -176,7 +177,7 @@ impl Gateway {
             Arc::clone(&spaces),
             threats,
         );
-        for field in party.fields() {
+        for field in services.fields() {
             announce_field(&network.commands(), &field, network.peer_id()).await;
         }
         for address in &config.network.bootstrap {
@@ -187,17 +188,17 @@ impl Gateway {
         }
         let api = ApiServer::start(
             config,
-            Arc::clone(&party),
+            Arc::clone(&services),
             network.commands(),
             network.peer_id(),
             exchange.publisher(),
             Arc::clone(&spaces),
         )
         .await?;
-        tracing::info!(did = %party.key.did(), peer_id = %network.peer_id(), api = %api.address(), status_lists = lists, "gateway started");
+        tracing::info!(did = %services.key.did(), peer_id = %network.peer_id(), api = %api.address(), status_lists = lists, "gateway started");
         Ok((
             Self {
-                party,
+                services,
                 network,
                 handshakes,
                 exchange,
@@ -211,7 +212,7 @@ impl Gateway {
 
     /// The organisation's DID.
     pub fn did(&self) -> String {
-        self.party.key.did()
+        self.services.key.did()
     }
 
     /// The API's bound address.
@@ -232,12 +233,12 @@ impl Gateway {
     /// Joins the field whose signed charter is at `charter` and takes part in it on the
     /// network at once.
     pub async fn join_field(&self, charter: &Path) -> Result<Arc<Field>, DaemonError> {
-        let field = self.party.join_field(charter)?;
+        let field = self.services.join_field(charter)?;
         announce_field(&self.network.commands(), &field, self.network.peer_id()).await;
         Ok(field)
     }
 
-    /// Takes a status list credential (see [`LocalParty::import_status_list`]) and gossips
+    /// Takes a status list credential (see [`Services::import_status_list`]) and gossips
     /// it if it is new.
     pub async fn import_status_list(&self, token: &str) -> Result<Intake, StatusIntakeError> {
         self.exchange.publisher().import_status_list(token).await
@@ -254,8 +255,8 @@ impl Gateway {
     }
 
     /// The shared state (fields, wallet, store).
-    pub fn party(&self) -> &Arc<LocalParty> {
-        &self.party
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
     /// Stops the network and flushes the store.

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::handshake::negotiation::{Direction, Disclosure, Outcome};
+use crate::negotiation::{Direction, Disclosure, Outcome};
 use crate::store::{Store, StoreError, StoreTree, Stored, Tree};
 
 /// The purpose of the presentations a handshake exchanges.

@@ -16,9 +16,10 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::config::GatewayConfig;
 use crate::daemon::{DaemonError, Gateway};
-use crate::handshake::{GatewayEvent, LocalParty, PeerRecord};
+use crate::handshake::GatewayEvent;
 use crate::identity::KeyPair;
 use crate::init::{CONFIG_FILE, KEY_FILE, init};
+use crate::services::{PeerRecord, Services};
 
 /// Starting, driving or waiting on a local gateway failed.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +134,7 @@ impl LocalGateway {
 
     /// The id of the first field it joined, if any.
     pub fn field_id(&self) -> Option<String> {
-        let fields = self.gateway.party().fields();
+        let fields = self.gateway.services().fields();
         fields.first().map(|field| field.charter.field_id())
     }
 
@@ -142,7 +143,7 @@ impl LocalGateway {
     pub fn import_wallet(&self, tokens: &[String]) -> Result<(), LocalNetError> {
         for token in tokens {
             self.gateway
-                .party()
+                .services()
                 .import_credential(token)
                 .map_err(crate::daemon::DaemonError::from)?;
         }
@@ -157,7 +158,7 @@ impl LocalGateway {
 
     /// Its record of `peer`: the tiers the handshake gave it, if the peer ever completed one.
     pub fn peer_record(&self, peer: PeerId) -> Option<PeerRecord> {
-        peer_record(self.gateway.party(), peer)
+        peer_record(self.gateway.services(), peer)
     }
 
     /// Stops the gateway cleanly.
@@ -292,9 +293,9 @@ fn slim(event: GatewayEvent) -> GatewayEvent {
     }
 }
 
-/// `party`'s record of `peer`, if the peer ever completed a handshake with it.
-pub fn peer_record(party: &LocalParty, peer: PeerId) -> Option<PeerRecord> {
-    party
+/// `services`'s record of `peer`, if the peer ever completed a handshake with it.
+pub fn peer_record(services: &Services, peer: PeerId) -> Option<PeerRecord> {
+    services
         .store
         .tree(crate::store::Tree::Peers)
         .ok()?

@@ -74,7 +74,7 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
         .await
         .unwrap();
     // The chain holds the handshake and the governance op, and verifies.
-    let entries = a.gateway.party().audit.since(0).unwrap();
+    let entries = a.gateway.services().audit.since(0).unwrap();
     assert!(
         entries
             .iter()
@@ -86,7 +86,15 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
             .any(|entry| entry.action == "governance.suspend"
                 && entry.decision == "commit-emergency")
     );
-    assert!(a.gateway.party().audit.verify().unwrap().broken.is_none());
+    assert!(
+        a.gateway
+            .services()
+            .audit
+            .verify()
+            .unwrap()
+            .broken
+            .is_none()
+    );
 
     // A publishes its head; B keeps it.
     let checkpoint = a
@@ -96,7 +104,7 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
         .await
         .unwrap()
         .unwrap();
-    let kept_at_b = Arc::clone(b.gateway.party());
+    let kept_at_b = Arc::clone(b.gateway.services());
     wait_until("B keeps A's checkpoint", || {
         let kept = !kept_at_b.store.tree(Tree::Checkpoints).unwrap().is_empty();
         async move { kept }

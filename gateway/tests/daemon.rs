@@ -16,9 +16,9 @@ use tfc_gateway::credential::{
     CredentialDraft, StatusList, StatusPurpose, issue_credential, now_unix,
 };
 use tfc_gateway::daemon::Gateway;
-use tfc_gateway::handshake::UsedNonce;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::init::{KEY_FILE, init};
+use tfc_gateway::services::UsedNonce;
 use tfc_gateway::store::Tree;
 
 /// A day-long credit rating from `bureau` about `subject`.
@@ -113,17 +113,17 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
     let field_id = {
         let (gateway, _) = Gateway::start(&config).await.unwrap();
         let id = gateway
-            .party()
+            .services()
             .join_field(&charter_path)
             .unwrap()
             .charter
             .field_id();
-        gateway.party().import_credential(&ours).unwrap();
-        let refused = gateway.party().import_credential(&theirs).unwrap_err();
+        gateway.services().import_credential(&ours).unwrap();
+        let refused = gateway.services().import_credential(&theirs).unwrap_err();
         assert_eq!(refused.code(), "holder_mismatch");
         assert_eq!(
             gateway
-                .party()
+                .services()
                 .import_credential("garbage")
                 .unwrap_err()
                 .code(),
@@ -154,7 +154,7 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
             .await
             .unwrap_err();
         assert_eq!(refused.code(), "untrusted_issuer");
-        let replay = gateway.party().store.tree(Tree::Replay).unwrap();
+        let replay = gateway.services().store.tree(Tree::Replay).unwrap();
         replay
             .put_durable(
                 b"live-nonce",
@@ -176,23 +176,23 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
     };
     let (gateway, _) = Gateway::start(&config).await.unwrap();
     let fields: Vec<String> = gateway
-        .party()
+        .services()
         .fields()
         .iter()
         .map(|field| field.charter.field_id())
         .collect();
     assert_eq!(fields, [field_id]);
-    assert_eq!(gateway.party().wallet(), [ours]);
+    assert_eq!(gateway.services().wallet(), [ours]);
     assert!(
-        gateway.party().replay.contains("live-nonce"),
+        gateway.services().replay.contains("live-nonce"),
         "used nonces survive a restart"
     );
-    assert!(!gateway.party().replay.contains("old-nonce"));
-    let lists = gateway.party().status_list_summaries();
+    assert!(!gateway.services().replay.contains("old-nonce"));
+    let lists = gateway.services().status_list_summaries();
     assert_eq!(lists.len(), 1, "status lists survive a restart");
     assert_eq!(lists[0].id, "urn:list:1");
     assert_eq!(
-        gateway.party().store.tree(Tree::Replay).unwrap().len(),
+        gateway.services().store.tree(Tree::Replay).unwrap().len(),
         1,
         "expired nonces are forgotten"
     );

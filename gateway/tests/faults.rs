@@ -37,7 +37,8 @@ fn quiet(text: String) -> String {
 fn all_hold(holders: &[&Node], field: &str, targets: &[&str]) -> bool {
     holders.iter().all(|node| {
         targets.iter().all(|target| {
-            node.gateway.party().governance.standing(field, target) == Some(StandingKind::Suspended)
+            node.gateway.services().governance.standing(field, target)
+                == Some(StandingKind::Suspended)
         })
     })
 }
@@ -76,7 +77,7 @@ async fn a_partitioned_field_converges_within_five_seconds_of_healing() {
     for node in holders_b {
         for target in targets {
             assert_ne!(
-                node.gateway.party().governance.standing(&field, target),
+                node.gateway.services().governance.standing(&field, target),
                 Some(StandingKind::Suspended),
                 "the partition leaked: side B learnt of a suspension"
             );
@@ -94,7 +95,7 @@ async fn a_partitioned_field_converges_within_five_seconds_of_healing() {
     let converged = healed.elapsed();
     let digests: Vec<_> = everyone
         .iter()
-        .map(|node| node.gateway.party().governance.digest(&field))
+        .map(|node| node.gateway.services().governance.digest(&field))
         .collect();
     assert!(
         digests.windows(2).all(|pair| pair[0] == pair[1]),
@@ -173,7 +174,7 @@ async fn founded() -> Founded {
         .unwrap();
     let key = KeyPair::load(&dir.path().join(KEY_FILE)).unwrap();
     for token in authorities.tier2_wallet(&gateway.did()) {
-        gateway.party().import_credential(&token).unwrap();
+        gateway.services().import_credential(&token).unwrap();
     }
     let charter = authorities.write_governed_charter("field", &[&key], &[gateway.did()], "1", "");
     let field = gateway
@@ -222,7 +223,7 @@ impl Api {
 
     /// The ids of every indicator the gateway holds in `field`, read page by page over TAXII.
     fn held_indicators(&self, field: &str) -> HashSet<String> {
-        use tfc_gateway::threats::taxii;
+        use tfc_gateway::services::threats::taxii;
         let collection = taxii::collection_id(field);
         let mut held = HashSet::new();
         let mut next: Option<String> = None;
@@ -583,7 +584,7 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
             .await
             .unwrap();
         for token in authorities.tier2_wallet(&gateway.did()) {
-            gateway.party().import_credential(&token).unwrap();
+            gateway.services().import_credential(&token).unwrap();
         }
         gateway.join_field(&charter).await.unwrap();
         gateway.shutdown().await.unwrap();
@@ -630,7 +631,7 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
     };
     eprintln!("skew {offset}: the {judge} member opened and refused: {message}");
     assert!(
-        tfc_gateway::localnet::peer_record(honest.gateway.party(), key.peer_id().unwrap())
+        tfc_gateway::localnet::peer_record(honest.gateway.services(), key.peer_id().unwrap())
             .is_none_or(|record| tfc_gateway::localnet::top_tier(&record) == 0),
         "the honest member must not have admitted the skewed one"
     );

@@ -7,7 +7,7 @@
 use tfc_gateway::credential::{StatusEntry, StatusPurpose, now_unix};
 use tfc_gateway::metrics;
 use tfc_gateway::net::{Command, TopicKind, topic_name};
-use tfc_gateway::status::Intake;
+use tfc_gateway::services::status::Intake;
 use tfc_testkit::{Authorities, Node, next_corporate_number, top_tier, wait_until};
 
 const LIST_ID: &str = "https://registrar.example/status/1";
@@ -80,7 +80,7 @@ async fn members_find_each_other_and_status_lists_reach_everyone() {
     assert!(
         observer
             .gateway
-            .party()
+            .services()
             .metrics
             .get(metrics::GOSSIP, "accept")
             >= 1,
@@ -90,9 +90,9 @@ async fn members_find_each_other_and_status_lists_reach_everyone() {
     // A gateway joining later gets the current list from its peers and finds the licence
     // holder through them.
     late.join(&charter).await;
-    let party = std::sync::Arc::clone(late.gateway.party());
+    let services = std::sync::Arc::clone(late.gateway.services());
     wait_until("the late gateway holds the revoked list", || {
-        let held = party
+        let held = services
             .status_list_summaries()
             .iter()
             .any(|list| list.id == LIST_ID && list.set_entries == 1);
@@ -126,12 +126,12 @@ async fn a_member_sending_invalid_gossip_is_rejected_and_scored_down() {
         .verdict_where(noisy.peer_id(), |record| top_tier(record) == 2)
         .await;
 
-    let field = honest.gateway.party().fields()[0].charter.field_id();
+    let field = honest.gateway.services().fields()[0].charter.field_id();
     let topic = topic_name(&field, TopicKind::Status);
     let rejected = || {
-        let party = honest.gateway.party();
-        party.metrics.get(metrics::GOSSIP, "malformed")
-            + party.metrics.get(metrics::GOSSIP, "too_large")
+        let services = honest.gateway.services();
+        services.metrics.get(metrics::GOSSIP, "malformed")
+            + services.metrics.get(metrics::GOSSIP, "too_large")
     };
     // Published until the honest gateway has judged three: the first may go out before the
     // noisy gateway has seen the honest one subscribe.

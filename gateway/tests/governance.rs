@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use tfc_gateway::exchange::OpDraft;
 use tfc_gateway::governance::{GovCode, OpKind, SignedOp, StandingKind};
-use tfc_gateway::handshake::{GatewayEvent, LocalParty};
+use tfc_gateway::handshake::GatewayEvent;
 use tfc_gateway::metrics;
 use tfc_gateway::net::Command;
+use tfc_gateway::services::Services;
 use tfc_testkit::{
     Authorities, Node, connected_peers, top_tier, until_verified, wait_event, wait_until,
 };
@@ -33,19 +34,19 @@ fn draft(kind: OpKind, target: &str) -> OpDraft {
 }
 
 /// Waits until `did` has `standing` at `party`.
-async fn until_standing(party: &Arc<LocalParty>, did: &str, standing: Option<StandingKind>) {
-    let field = party.fields()[0].charter.field_id();
+async fn until_standing(services: &Arc<Services>, did: &str, standing: Option<StandingKind>) {
+    let field = services.fields()[0].charter.field_id();
     wait_until(&format!("{did} is {standing:?}"), || {
-        let now = party.governance.standing(&field, did);
+        let now = services.governance.standing(&field, did);
         async move { now == standing }
     })
     .await;
 }
 
 /// Waits until `party` holds op `id`.
-async fn until_holds(party: &Arc<LocalParty>, field: &str, id: &str) {
+async fn until_holds(services: &Arc<Services>, field: &str, id: &str) {
     wait_until(&format!("op {id} arrives"), || {
-        let held = party.governance.op(field, id).is_some();
+        let held = services.governance.op(field, id).is_some();
         async move { held }
     })
     .await;
@@ -113,8 +114,8 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
         (1, 2)
     );
     assert_eq!(proposed.progress.committed, None);
-    until_holds(nodes[2].gateway.party(), &field, &proposed.id).await;
-    until_holds(nodes[1].gateway.party(), &field, &proposed.id).await;
+    until_holds(nodes[2].gateway.services(), &field, &proposed.id).await;
+    until_holds(nodes[1].gateway.services(), &field, &proposed.id).await;
     assert_eq!(
         nodes[2].standing(&newcomer),
         None,
@@ -130,7 +131,12 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
         .unwrap();
     assert!(endorsed.progress.committed.is_some());
     for node in &nodes {
-        until_standing(node.gateway.party(), &newcomer, Some(StandingKind::Member)).await;
+        until_standing(
+            node.gateway.services(),
+            &newcomer,
+            Some(StandingKind::Member),
+        )
+        .await;
     }
 
     // A non-member (a peer with a tier, never admitted) cannot publish on the gov topic.
@@ -141,7 +147,7 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
         .propose(&field, draft(OpKind::Revoke, &nodes[1].did))
         .await;
     assert!(forged_by_outsider.is_ok(), "it can write its own log");
-    let first = Arc::clone(nodes[0].gateway.party());
+    let first = Arc::clone(nodes[0].gateway.services());
     wait_until("the outsider's gossip is rejected", || {
         let rejected = first.metrics.get(metrics::GOSSIP, "not_member");
         async move { rejected >= 1 }
@@ -170,8 +176,8 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
         Some(tfc_gateway::governance::state::Via::Admin)
     );
     for index in [0, 1, 2, 4] {
-        let party = nodes[index].gateway.party();
-        until_standing(party, &newcomer, Some(StandingKind::Revoked)).await;
+        let services = nodes[index].gateway.services();
+        until_standing(services, &newcomer, Some(StandingKind::Revoked)).await;
     }
     for node in &nodes[..3] {
         let code = wait_event(&node.journal, |event| match event {
@@ -189,16 +195,16 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
     }
 
     // A replayed op and a forged one are refused with their codes and change nothing.
-    let charter_loaded = nodes[1].gateway.party().fields()[0].charter.clone();
+    let charter_loaded = nodes[1].gateway.services().fields()[0].charter.clone();
     let held = nodes[1]
         .gateway
-        .party()
+        .services()
         .governance
         .op(&field, &revoked.id)
         .unwrap();
     let replay = nodes[1]
         .gateway
-        .party()
+        .services()
         .governance
         .intake(
             &charter_loaded,
@@ -211,7 +217,7 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
     forged.op.target = nodes[2].did.clone();
     let refused = nodes[1]
         .gateway
-        .party()
+        .services()
         .governance
         .intake(&charter_loaded, forged, tfc_gateway::credential::now_unix())
         .unwrap_err();
@@ -241,7 +247,12 @@ async fn members_endorse_by_themselves_and_an_offline_gateway_catches_up() {
         .await
         .unwrap();
     for node in &nodes {
-        until_standing(node.gateway.party(), &newcomer, Some(StandingKind::Member)).await;
+        until_standing(
+            node.gateway.services(),
+            &newcomer,
+            Some(StandingKind::Member),
+        )
+        .await;
     }
 
     // The third founder goes offline; the admin suspends the newcomer meanwhile. Back on
@@ -254,7 +265,7 @@ async fn members_endorse_by_themselves_and_an_offline_gateway_catches_up() {
         .await
         .unwrap();
     until_standing(
-        nodes[1].gateway.party(),
+        nodes[1].gateway.services(),
         &newcomer,
         Some(StandingKind::Suspended),
     )
@@ -266,7 +277,7 @@ async fn members_endorse_by_themselves_and_an_offline_gateway_catches_up() {
         "it missed the op"
     );
     until_standing(
-        back.gateway.party(),
+        back.gateway.services(),
         &newcomer,
         Some(StandingKind::Suspended),
     )
@@ -318,7 +329,7 @@ async fn the_two_sides_of_a_partition_merge_into_one_state() {
         .propose(&field, draft(OpKind::Admit, &x))
         .await
         .unwrap();
-    until_holds(nodes[1].gateway.party(), &field, &admit_x.id).await;
+    until_holds(nodes[1].gateway.services(), &field, &admit_x.id).await;
     nodes[1]
         .gateway
         .publisher()
@@ -338,16 +349,16 @@ async fn the_two_sides_of_a_partition_merge_into_one_state() {
         .propose(&field, draft(OpKind::Admit, &y))
         .await
         .unwrap();
-    until_holds(nodes[3].gateway.party(), &field, &admit_y.id).await;
+    until_holds(nodes[3].gateway.services(), &field, &admit_y.id).await;
     nodes[3]
         .gateway
         .publisher()
         .endorse(&field, &admit_y.id)
         .await
         .unwrap();
-    until_standing(nodes[1].gateway.party(), &x, Some(StandingKind::Member)).await;
-    until_standing(nodes[3].gateway.party(), &x, Some(StandingKind::Revoked)).await;
-    until_standing(nodes[3].gateway.party(), &y, Some(StandingKind::Member)).await;
+    until_standing(nodes[1].gateway.services(), &x, Some(StandingKind::Member)).await;
+    until_standing(nodes[3].gateway.services(), &x, Some(StandingKind::Revoked)).await;
+    until_standing(nodes[3].gateway.services(), &y, Some(StandingKind::Member)).await;
 
     // Heal: one connection between the sides. Revoke wins at equal epochs; every gateway
     // ends in the same state.
@@ -362,18 +373,18 @@ async fn the_two_sides_of_a_partition_merge_into_one_state() {
     // others are compared.
     let revoked_x = nodes.remove(4);
     for node in &nodes {
-        until_standing(node.gateway.party(), &x, Some(StandingKind::Revoked)).await;
-        until_standing(node.gateway.party(), &y, Some(StandingKind::Member)).await;
+        until_standing(node.gateway.services(), &x, Some(StandingKind::Revoked)).await;
+        until_standing(node.gateway.services(), &y, Some(StandingKind::Member)).await;
     }
     // Compared afresh on each look: an op still travelling changes every state in turn.
     let parties: Vec<_> = nodes
         .iter()
-        .map(|node| Arc::clone(node.gateway.party()))
+        .map(|node| Arc::clone(node.gateway.services()))
         .collect();
     wait_until("every gateway holds the same state", || {
         let states: Vec<_> = parties
             .iter()
-            .map(|party| party.governance.state(&field))
+            .map(|services| services.governance.state(&field))
             .collect();
         let same = states[0].is_some() && states.iter().all(|state| *state == states[0]);
         async move { same }

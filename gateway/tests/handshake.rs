@@ -11,10 +11,11 @@ use std::sync::Arc;
 use libp2p::{Multiaddr, PeerId};
 use tfc_gateway::credential::now_unix;
 use tfc_gateway::field::Field;
-use tfc_gateway::handshake::{GatewayEvent, Handshakes, LocalParty, PeerRecord};
+use tfc_gateway::handshake::{GatewayEvent, Handshakes};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::localnet::Journal;
 use tfc_gateway::net::{Command, Network, NetworkSettings};
+use tfc_gateway::services::{PeerRecord, Services};
 use tfc_gateway::store::{Store, Tree};
 use tfc_testkit::{Authorities, wait_event, wait_until};
 
@@ -57,7 +58,7 @@ struct Gateway {
     did: String,
     network: Network,
     handshakes: Handshakes,
-    party: Arc<LocalParty>,
+    services: Arc<Services>,
     journal: Journal,
     address: Multiaddr,
     store: Store,
@@ -86,8 +87,8 @@ impl Gateway {
         let (network, network_events) =
             Network::spawn(key.libp2p_keypair().unwrap(), &settings).unwrap();
         let did = key.did();
-        let party = Arc::new(
-            LocalParty::new(
+        let services = Arc::new(
+            Services::new(
                 key,
                 vec![Field::load(charter).unwrap()],
                 wallet,
@@ -97,7 +98,7 @@ impl Gateway {
             .unwrap(),
         );
         let (handshakes, events) = Handshakes::spawn(
-            Arc::clone(&party),
+            Arc::clone(&services),
             network.commands(),
             network_events.connections,
         );
@@ -111,7 +112,7 @@ impl Gateway {
             did,
             network,
             handshakes,
-            party,
+            services,
             journal,
             address,
             store,
@@ -134,7 +135,10 @@ impl Gateway {
     async fn record_where(&self, peer: PeerId, accept: impl Fn(&PeerRecord) -> bool) -> PeerRecord {
         let mut found = None;
         wait_until(&format!("{} judges {peer}", self.did), || {
-            found = self.party.peer_record(peer).filter(|record| accept(record));
+            found = self
+                .services
+                .peer_record(peer)
+                .filter(|record| accept(record));
             let done = found.is_some();
             async move { done }
         })
@@ -190,10 +194,10 @@ async fn qualified_members_reach_their_tier_at_each_other_and_persist_it() {
         assert!(used >= 2, "{} kept {used} used nonces", gateway.did);
     }
     // Each side was told the other's verdict and logged what it presented and received.
-    let field = a.party.fields()[0].charter.field_id();
+    let field = a.services.fields()[0].charter.field_id();
     for (gateway, peer) in [(&a, &b.did), (&b, &a.did)] {
         let logged = gateway
-            .party
+            .services
             .disclosures
             .query(&Default::default(), 100)
             .unwrap();

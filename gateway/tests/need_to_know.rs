@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tfc_gateway::demo::{Scenario, play_quietly};
-use tfc_gateway::handshake::REFUSED;
 use tfc_gateway::localnet::LocalGateway;
 use tfc_gateway::net::{
     Command, DataRequest, DataResponse, STRANGER_BURST, SyncRequest, SyncResponse, mesh_protocol,
 };
+use tfc_gateway::services::REFUSED;
 use tfc_gateway::threats::{ActionKind, Countermeasure, IndicatorDraft, Severity, Tlp, compose};
 use tfc_testkit::wire::{Side, Stranger, every_type};
 use tfc_testkit::{Authorities, Node, top_tier, wait_until};
@@ -125,9 +125,9 @@ async fn probe(
     }
     let screens = gateway
         .gateway
-        .party()
+        .services()
         .field(field)
-        .is_some_and(|joined| gateway.gateway.party().screens_applicants(&joined));
+        .is_some_and(|joined| gateway.gateway.services().screens_applicants(&joined));
     let text = heard.text();
     assert!(
         screens || !text.contains(field),
@@ -282,18 +282,22 @@ async fn a_member_of_another_field_gets_nothing_of_this_one_even_from_a_gateway_
     })
     .await;
     // The member of A alone was told nothing of B: no tier, no record, no disclosure.
-    let record = only_a.gateway.party().peer_record(both.peer_id()).unwrap();
+    let record = only_a
+        .gateway
+        .services()
+        .peer_record(both.peer_id())
+        .unwrap();
     assert_eq!(record.tiers.keys().collect::<Vec<_>>(), [&a]);
     let logged = only_a
         .gateway
-        .party()
+        .services()
         .disclosures
         .query(&Default::default(), 1000)
         .unwrap();
     assert!(!logged.is_empty() && logged.iter().all(|entry| entry.field == a));
     let at_both = both
         .gateway
-        .party()
+        .services()
         .disclosures
         .query(&Default::default(), 1000)
         .unwrap();
@@ -333,7 +337,7 @@ async fn a_member_of_another_field_gets_nothing_of_this_one_even_from_a_gateway_
         "A's member holds A's intel and nothing of B's"
     );
     assert!(
-        only_a.gateway.party().governance.state(&b).is_none(),
+        only_a.gateway.services().governance.state(&b).is_none(),
         "no governance of B reached A's member"
     );
     // And asking the gateway in both about B directly gets the stranger's refusal.

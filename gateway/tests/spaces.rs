@@ -236,9 +236,9 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
     }
 
     // Every decision is in the holder's audit log, with its purpose.
-    let party = Arc::clone(city.gateway.party());
+    let services = Arc::clone(city.gateway.services());
     wait_until("the decisions are audited", || {
-        let entries = party.audit.since(0).unwrap();
+        let entries = services.audit.since(0).unwrap();
         let allowed = entries.iter().any(|entry| {
             entry.action == "data.read"
                 && entry.decision == "allow"

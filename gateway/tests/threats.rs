@@ -13,11 +13,10 @@ use tfc_gateway::handshake::GatewayEvent;
 use tfc_gateway::metrics;
 use tfc_gateway::net::{DataRequest, TopicKind};
 use tfc_gateway::policy::{Category, ValueLevel};
+use tfc_gateway::services::threats::Threats;
 use tfc_gateway::spaces::Labels;
 use tfc_gateway::threats::engine::{State, Verdict};
-use tfc_gateway::threats::{
-    ActionKind, Countermeasure, IndicatorDraft, Severity, Threats, Tlp, compose,
-};
+use tfc_gateway::threats::{ActionKind, Countermeasure, IndicatorDraft, Severity, Tlp, compose};
 use tfc_testkit::{
     Authorities, Node, start_member_field, until_all_meshed, until_all_verified, until_verified,
     wait_event, wait_until,
@@ -195,7 +194,7 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
         )
         .await
         .unwrap();
-    let first = Arc::clone(nodes[0].gateway.party());
+    let first = Arc::clone(nodes[0].gateway.services());
     wait_until("gossiped RED is refused", || {
         let refused = first.metrics.get(metrics::GOSSIP, "tlp_violation");
         async move { refused >= 1 }
@@ -226,12 +225,12 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
     // the count shows at whichever gateways it meshes with directly.
     let parties: Vec<_> = nodes[..5]
         .iter()
-        .map(|node| Arc::clone(node.gateway.party()))
+        .map(|node| Arc::clone(node.gateway.services()))
         .collect();
     wait_until("the flood is rate limited", || {
         let limited: u64 = parties
             .iter()
-            .map(|party| party.metrics.get(metrics::GOSSIP, "rate_limited"))
+            .map(|services| services.metrics.get(metrics::GOSSIP, "rate_limited"))
             .sum();
         async move { limited >= 1 }
     })
@@ -295,7 +294,7 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
         assert!(
             !nodes[index]
                 .gateway
-                .party()
+                .services()
                 .threat_blocked(&nodes[index].field_id(), &target)
         );
     }
@@ -307,7 +306,7 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
     })
     .await;
     assert_eq!(code, "threat_blocked");
-    let audit = nodes[0].gateway.party().audit.verify().unwrap();
+    let audit = nodes[0].gateway.services().audit.verify().unwrap();
     assert!(audit.broken.is_none());
 }
 
@@ -476,12 +475,14 @@ async fn an_address_block_closes_open_connections_and_refuses_new_ones() {
         .send(tfc_gateway::net::Command::Dial(address))
         .await
         .unwrap();
-    let party = Arc::clone(nodes[0].gateway.party());
+    let services = Arc::clone(nodes[0].gateway.services());
     wait_until("the guarded gateway refuses the new connection", || {
-        let refused = party.metrics.get(metrics::HANDSHAKES, "connection_refused");
+        let refused = services
+            .metrics
+            .get(metrics::HANDSHAKES, "connection_refused");
         async move { refused >= 1 }
     })
     .await;
-    let records = nodes[0].gateway.party().audit.since(0).unwrap();
+    let records = nodes[0].gateway.services().audit.since(0).unwrap();
     assert!(records.iter().any(|entry| entry.action == "threat.apply"));
 }

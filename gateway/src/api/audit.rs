@@ -24,7 +24,7 @@ pub(super) async fn verify_audit(
     State(state): State<ApiState>,
 ) -> Result<Json<AuditVerification>, Failure> {
     let chain = state
-        .party
+        .services
         .audit
         .verify()
         .map_err(|crate::audit::AuditError::Store(error)| Failure::from(error))?;
@@ -58,7 +58,7 @@ pub(super) async fn export_audit(
             })?,
     };
     let entries = state
-        .party
+        .services
         .audit
         .since(since_ms)
         .map_err(|crate::audit::AuditError::Store(error)| Failure::from(error))?;

@@ -28,10 +28,10 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 pub(super) fn bulk_alert(state: &ApiState, actor: &str, field: &str, tier: u8, error: &DataError) {
     if error.code == DataCode::BulkGuard {
         state
-            .party
+            .services
             .metrics
             .count(crate::metrics::DECISIONS, "data:bulk_guard");
-        state.party.audit.record(Event {
+        state.services.audit.record(Event {
             actor: actor.to_owned(),
             action: "data.bulk_guard".into(),
             object: format!("{field}/{tier}"),
@@ -58,7 +58,7 @@ pub(super) async fn put_record(
     Json(request): Json<PutRecord>,
 ) -> Result<Json<crate::spaces::Record>, Failure> {
     let field = resolve_field(&state, &field)?.charter.field_id();
-    let owner = state.party.key.did();
+    let owner = state.services.key.did();
     let attachments = request
         .attachments
         .into_iter()
@@ -71,7 +71,7 @@ pub(super) async fn put_record(
     let actor = actor(&session);
     let record = state.spaces.put(
         &actor,
-        &state.party.key,
+        &state.services.key,
         &owner,
         &field,
         tier,

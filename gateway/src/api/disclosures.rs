@@ -11,8 +11,8 @@ use utoipa_axum::routes;
 
 use super::{ApiState, Failure, resolve_field};
 use crate::disclosure::{DisclosureEntry, DisclosureFilter, MAX_QUERY_ENTRIES};
-use crate::handshake::negotiation::Direction;
 use crate::identity::PublicKey;
+use crate::negotiation::Direction;
 
 /// The disclosure routes.
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
@@ -92,11 +92,11 @@ impl DisclosureQuery {
     fn entries(&self, state: &ApiState) -> Result<Vec<DisclosureEntry>, Failure> {
         let filter = self.filter(state)?;
         let limit = self.limit.unwrap_or(MAX_QUERY_ENTRIES);
-        let mut entries = state.party.disclosures.query(&filter, limit)?;
+        let mut entries = state.services.disclosures.query(&filter, limit)?;
         // Names learnt after the entry was written (the identity came in a later turn).
         for entry in entries.iter_mut().filter(|entry| entry.peer_name.is_none()) {
             entry.peer_name = PublicKey::peer_id_of(&entry.peer)
-                .and_then(|peer| state.party.peer_record(peer))
+                .and_then(|peer| state.services.peer_record(peer))
                 .and_then(|record| record.name);
         }
         Ok(entries)

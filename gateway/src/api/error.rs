@@ -43,10 +43,10 @@ impl From<crate::store::StoreError> for Failure {
     }
 }
 
-impl From<crate::holdings::HoldingError> for Failure {
-    fn from(error: crate::holdings::HoldingError) -> Self {
+impl From<crate::services::holdings::HoldingError> for Failure {
+    fn from(error: crate::services::holdings::HoldingError) -> Self {
         match error {
-            crate::holdings::HoldingError::Store(error) => Failure::from(error),
+            crate::services::holdings::HoldingError::Store(error) => Failure::from(error),
             error => Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 error.code(),

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use super::types::{ApiError, FieldView, IssuerView, JoinField, MemberView};
 use super::{ApiState, Failure};
 use crate::governance::{GovCode, GovError, StandingKind};
-use crate::handshake::PeerRecord;
+use crate::services::PeerRecord;
 use crate::store::Tree;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -42,7 +42,7 @@ pub(super) fn field_view(field: &crate::field::Field) -> FieldView {
 pub(super) async fn fields(State(state): State<ApiState>) -> Json<Vec<FieldView>> {
     Json(
         state
-            .party
+            .services
             .fields()
             .iter()
             .map(|field| field_view(field))
@@ -56,8 +56,8 @@ pub(super) async fn join_field(
     State(state): State<ApiState>,
     Json(request): Json<JoinField>,
 ) -> Result<Json<FieldView>, Failure> {
-    let field = state.party.join_field(Path::new(&request.charter))?;
-    crate::holdings::announce_field(&state.commands, &field, state.peer_id).await;
+    let field = state.services.join_field(Path::new(&request.charter))?;
+    crate::services::holdings::announce_field(&state.commands, &field, state.peer_id).await;
     Ok(Json(field_view(&field)))
 }
 
@@ -66,7 +66,7 @@ pub(super) fn resolve_field(
     state: &ApiState,
     id: &str,
 ) -> Result<std::sync::Arc<crate::field::Field>, Failure> {
-    let fields = state.party.fields();
+    let fields = state.services.fields();
     let mut matches = fields
         .iter()
         .filter(|field| field.charter.field_id().starts_with(id) && !id.is_empty());
@@ -92,7 +92,7 @@ pub(super) async fn members(
     axum::extract::Path(field): axum::extract::Path<String>,
 ) -> Result<Json<Vec<MemberView>>, Failure> {
     let field = resolve_field(&state, &field)?.charter.field_id();
-    let governance = state.party.governance.state(&field).ok_or_else(|| {
+    let governance = state.services.governance.state(&field).ok_or_else(|| {
         Failure::from(GovError::new(
             GovCode::WrongField,
             "no governance state for the field",
@@ -116,7 +116,7 @@ pub(super) async fn members(
             },
         );
     }
-    for (_, signed, progress) in state.party.governance.ops(&field) {
+    for (_, signed, progress) in state.services.governance.ops(&field) {
         if signed.op.kind == crate::governance::OpKind::Admit && progress.committed.is_none() {
             view.entry(signed.op.target.clone()).or_insert(MemberView {
                 did: signed.op.target.clone(),
@@ -127,7 +127,7 @@ pub(super) async fn members(
         }
     }
     for (_, record) in state
-        .party
+        .services
         .store
         .tree(Tree::Peers)?
         .entries::<PeerRecord>()?
@@ -151,7 +151,7 @@ pub(super) async fn issuers(
     axum::extract::Path(field): axum::extract::Path<String>,
 ) -> Result<Json<Vec<IssuerView>>, Failure> {
     let field = resolve_field(&state, &field)?;
-    let charter = state.party.effective_charter(&field);
+    let charter = state.services.effective_charter(&field);
     Ok(Json(
         charter
             .issuers

@@ -26,8 +26,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::exchange::Publisher;
-use crate::handshake::LocalParty;
 use crate::net::Command;
+use crate::services::Services;
 use crate::spaces::Spaces;
 use data::actor;
 use error::Failure;
@@ -40,7 +40,7 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 struct ApiState {
-    party: Arc<LocalParty>,
+    services: Arc<Services>,
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
     publisher: Publisher,

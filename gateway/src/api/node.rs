@@ -9,8 +9,8 @@ use tokio::sync::oneshot;
 use super::types::{ApiError, Dial, PeerView, StatusResponse};
 use super::{ApiState, Failure};
 use crate::credential::format_rfc3339;
-use crate::handshake::PeerRecord;
 use crate::net::Command;
+use crate::services::PeerRecord;
 use crate::store::Tree;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -34,17 +34,19 @@ pub(super) async fn healthz() -> Json<serde_json::Value> {
 /// Metrics, in Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "gateway", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<String, Failure> {
-    let peers = state.party.store.tree(Tree::Peers)?.len();
+    let peers = state.services.store.tree(Tree::Peers)?.len();
     let mut text = format!(
         "# HELP tfc_peers Peers with a recorded handshake.\n# TYPE tfc_peers gauge\ntfc_peers {peers}\n\
          # HELP tfc_fields Fields joined.\n# TYPE tfc_fields gauge\ntfc_fields {}\n\
          # HELP tfc_wallet_credentials Credentials in the wallet.\n# TYPE tfc_wallet_credentials gauge\ntfc_wallet_credentials {}\n\
          # HELP tfc_status_lists Status lists in force.\n# TYPE tfc_status_lists gauge\ntfc_status_lists {}\n",
-        state.party.fields().len(),
-        state.party.wallet().len(),
-        state.party.with_status_lists(|lists| lists.iter().count()),
+        state.services.fields().len(),
+        state.services.wallet().len(),
+        state
+            .services
+            .with_status_lists(|lists| lists.iter().count()),
     );
-    text.push_str(&state.party.metrics.render());
+    text.push_str(&state.services.metrics.render());
     Ok(text)
 }
 
@@ -62,17 +64,17 @@ pub(super) async fn status(State(state): State<ApiState>) -> Result<Json<StatusR
         Err(_) => Vec::new(),
     };
     Ok(Json(StatusResponse {
-        did: state.party.key.did(),
+        did: state.services.key.did(),
         peer_id: state.peer_id.to_string(),
         listen,
         fields: state
-            .party
+            .services
             .fields()
             .iter()
             .map(|field| field.charter.field_id())
             .collect(),
-        wallet: state.party.wallet().len(),
-        peers: state.party.store.tree(Tree::Peers)?.len(),
+        wallet: state.services.wallet().len(),
+        peers: state.services.store.tree(Tree::Peers)?.len(),
     }))
 }
 
@@ -80,7 +82,7 @@ pub(super) async fn status(State(state): State<ApiState>) -> Result<Json<StatusR
 #[utoipa::path(get, path = "/v1/peers", tag = "gateway", responses((status = 200, body = Vec<PeerView>), (status = 500, body = ApiError)))]
 pub(super) async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerView>>, Failure> {
     let records = state
-        .party
+        .services
         .store
         .tree(Tree::Peers)?
         .entries::<PeerRecord>()?;

@@ -49,7 +49,7 @@ pub(super) fn intake_view(
     intake: &GovIntake,
 ) -> Result<OpView, Failure> {
     let signed = state
-        .party
+        .services
         .governance
         .op(field, &intake.id)
         .ok_or_else(|| Failure::from(GovError::new(GovCode::UnknownOp, "the op vanished")))?;
@@ -63,7 +63,7 @@ pub(super) async fn list_ops(
     axum::extract::Path(field): axum::extract::Path<String>,
 ) -> Result<Json<Vec<OpView>>, Failure> {
     let field = resolve_field(&state, &field)?;
-    let ops = state.party.governance.ops(&field.charter.field_id());
+    let ops = state.services.governance.ops(&field.charter.field_id());
     Ok(Json(
         ops.iter()
             .map(|(id, signed, progress)| op_view(id, signed, progress))
@@ -101,7 +101,7 @@ pub(super) async fn endorse_op(
 ) -> Result<Json<OpView>, Failure> {
     let field = resolve_field(&state, &field)?.charter.field_id();
     let id = state
-        .party
+        .services
         .governance
         .op(&field, &op)
         .map(|signed| signed.op.id())

@@ -22,9 +22,9 @@ use super::{ApiState, router};
 use crate::audit::Event;
 use crate::config::GatewayConfig;
 use crate::exchange::Publisher;
-use crate::handshake::LocalParty;
 use crate::net::Command;
 use crate::secret_file::check_private;
+use crate::services::Services;
 use crate::spaces::Spaces;
 
 /// How long a client may take to finish the TLS handshake.
@@ -66,10 +66,10 @@ impl Drop for ApiServer {
 }
 
 impl ApiServer {
-    /// Starts the API for `party`, with TLS material from `config`.
+    /// Starts the API for `services`, with TLS material from `config`.
     pub async fn start(
         config: &GatewayConfig,
-        party: Arc<LocalParty>,
+        services: Arc<Services>,
         commands: mpsc::Sender<Command>,
         peer_id: PeerId,
         publisher: Publisher,
@@ -89,7 +89,7 @@ impl ApiServer {
                 source,
             })?;
         let state = ApiState {
-            party,
+            services,
             commands,
             peer_id,
             publisher,
@@ -206,7 +206,7 @@ pub(super) async fn serve(
                     }
                 };
             let session = AdminSession::of(&tls);
-            state.party.audit.record(session.event("start", None));
+            state.services.audit.record(session.event("start", None));
             let service = TowerToHyperService::new(router.layer(axum::Extension(session.clone())));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(tls), service);
@@ -222,7 +222,7 @@ pub(super) async fn serve(
                 tracing::debug!(%remote, %error, "API connection ended with an error");
             }
             state
-                .party
+                .services
                 .audit
                 .record(session.event("end", Some(session.started.elapsed())));
         });
@@ -306,7 +306,7 @@ pub(super) async fn audit_admin_actions(
     let response = next.run(request).await;
     if changes {
         let status = response.status();
-        state.party.audit.record(Event {
+        state.services.audit.record(Event {
             actor: session.map_or_else(|| "admin:unknown".into(), |session| session.actor.clone()),
             action,
             object: "admin-api".into(),

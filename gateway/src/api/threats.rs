@@ -12,9 +12,10 @@ use utoipa_axum::routes;
 
 use super::{AdminSession, ApiState, Failure, actor, resolve_field};
 use crate::exchange::ThreatPublication;
+use crate::services::threats::taxii::{self, TAXII_MEDIA_TYPE};
+use crate::services::threats::{ActionView, ReportOutcome};
 use crate::threats::engine::{State as ActionState, Verdict};
-use crate::threats::taxii::{self, TAXII_MEDIA_TYPE};
-use crate::threats::{ActionView, ReportOutcome, ThreatCode, ThreatError};
+use crate::threats::{ThreatCode, ThreatError};
 
 /// The threat and TAXII routes.
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
@@ -81,7 +82,7 @@ pub struct IndicatorView {
     /// When this gateway took it (RFC 3339).
     pub added: String,
     /// How it arrived.
-    pub origin: crate::threats::Origin,
+    pub origin: crate::services::threats::Origin,
 }
 
 /// Publishes a threat report (STIX 2.1 bundle) to a field.
@@ -264,7 +265,7 @@ async fn api_root(headers: HeaderMap) -> Response {
 #[utoipa::path(get, path = "/taxii2/tfc/collections/", tag = "taxii", responses((status = 200, description = "The collections resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn collections(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let collections: Vec<Value> = state
-        .party
+        .services
         .fields()
         .iter()
         .map(|field| taxii::collection(field))
@@ -278,7 +279,7 @@ async fn collections(State(state): State<ApiState>, headers: HeaderMap) -> Respo
 
 fn field_of(state: &ApiState, collection: &str) -> Option<std::sync::Arc<crate::field::Field>> {
     state
-        .party
+        .services
         .fields()
         .into_iter()
         .find(|field| taxii::collection_id(&field.charter.field_id()) == collection)

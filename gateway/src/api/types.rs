@@ -113,7 +113,7 @@ pub struct StatusListImport {
 pub struct StatusListImported {
     /// The list.
     #[serde(flatten)]
-    pub list: crate::status::StatusListSummary,
+    pub list: crate::services::status::StatusListSummary,
     /// Whether it was new (taken and gossiped) rather than already held.
     pub taken: bool,
 }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use super::types::{ApiError, StatusListImport, StatusListImported, WalletEntryView, WalletImport};
 use super::{ApiState, Failure};
 use crate::credential::format_rfc3339;
-use crate::status::{Intake, StatusIntakeError, StatusListSummary};
+use crate::services::status::{Intake, StatusIntakeError, StatusListSummary};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -23,7 +23,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 pub(super) async fn wallet(State(state): State<ApiState>) -> Json<Vec<WalletEntryView>> {
     Json(
         state
-            .party
+            .services
             .wallet()
             .iter()
             .filter_map(|token| wallet_view(token))
@@ -53,7 +53,7 @@ pub(super) async fn import_credential(
     State(state): State<ApiState>,
     Json(request): Json<WalletImport>,
 ) -> Result<Json<WalletEntryView>, Failure> {
-    let credential = state.party.import_credential(&request.credential)?;
+    let credential = state.services.import_credential(&request.credential)?;
     Ok(Json(WalletEntryView {
         id: credential.id,
         type_name: credential.type_name,
@@ -65,7 +65,7 @@ pub(super) async fn import_credential(
 /// Lists the status lists held.
 #[utoipa::path(get, path = "/v1/status-lists", tag = "wallet", responses((status = 200, body = Vec<StatusListSummary>)))]
 pub(super) async fn status_lists(State(state): State<ApiState>) -> Json<Vec<StatusListSummary>> {
-    Json(state.party.status_list_summaries())
+    Json(state.services.status_list_summaries())
 }
 
 /// Imports a status list from an issuer a joined field trusts.

@@ -8,7 +8,6 @@
 
 mod constraint;
 pub mod disclosure;
-mod trust;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -21,9 +20,9 @@ use sha2::{Digest, Sha256};
 use tfc_schemas::SchemaSet;
 use toml::Spanned;
 
+pub use crate::credential::IssuerTrust;
 pub use constraint::{Constraint, ConstraintError};
 pub use disclosure::{Applications, Audience, DisclosureRules, MatrixRow, Recipient};
-pub use trust::IssuerTrust;
 
 use crate::credential::DEFAULT_STATUS_MAX_AGE_SECS;
 use crate::identity::{KeyPair, PublicKey};

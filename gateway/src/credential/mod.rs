@@ -11,6 +11,7 @@ mod message;
 mod presentation;
 mod replay;
 mod status_list;
+mod trust;
 mod vc;
 
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use status_list::{
     IndexOutOfRange, MAX_STATUS_LIST_ENTRIES, MIN_STATUS_LIST_ENTRIES, STATUS_LIST_CREDENTIAL_TYPE,
     StatusEntry, StatusList, StatusLists, StatusPurpose,
 };
+pub use trust::IssuerTrust;
 pub use vc::{
     CredentialDraft, CredentialVerifier, IssueError, VerifiedCredential, VerifyContext,
     issue_credential,

@@ -4,14 +4,17 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tfc_schemas::SchemaSet;
 
+use super::IssuerTrust;
 use super::error::{ErrorCode, VerificationError, fail};
 use super::jws::{self, ParsedJws, SignError, truncate};
 use super::keys::KeyResolver;
-use super::status_list::{StatusEntry, StatusLists};
-use super::{
-    CLOCK_SKEW_SECS, MAX_CREDENTIAL_LEN, VC_TYP, VCDM_V2_CONTEXT, format_rfc3339, parse_rfc3339,
+use super::status_list::{
+    STATUS_LIST_CREDENTIAL_TYPE, StatusEntry, StatusList, StatusLists, StatusPurpose,
 };
-use crate::charter::IssuerTrust;
+use super::{
+    CLOCK_SKEW_SECS, MAX_CREDENTIAL_LEN, MAX_STATUS_LIST_CREDENTIAL_LEN, VC_TYP, VCDM_V2_CONTEXT,
+    format_rfc3339, parse_rfc3339,
+};
 use crate::identity::KeyPair;
 
 /// What a verification is measured against: the instant, the trust policy and the known
@@ -451,6 +454,80 @@ pub fn issue_credential(
         return Err(IssueError::SchemaViolation(violation));
     }
     Ok(jws::sign(issuer, VC_TYP, &payload)?)
+}
+
+impl CredentialVerifier {
+    /// Verifies a status list credential: signature, validity window, shape and list.
+    pub fn verify_status_list(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<StatusList, VerificationError> {
+        let jws = jws::parse(token, MAX_STATUS_LIST_CREDENTIAL_LEN, VC_TYP)?;
+        let text = |name: &str| jws.payload.get(name).and_then(Value::as_str);
+        let Some(issuer) = text("issuer").map(str::to_owned) else {
+            return fail(ErrorCode::Malformed, "status list credential has no issuer");
+        };
+        self.authenticate(&jws, &issuer, ErrorCode::BadSignature)?;
+        let instant = |name: &str| text(name).and_then(parse_rfc3339);
+        let Some(issued_at) = instant("validFrom") else {
+            return fail(
+                ErrorCode::Malformed,
+                "status list credential has no valid validFrom",
+            );
+        };
+        let valid_until = instant("validUntil");
+        check_window(issued_at, valid_until, now)?;
+        let types = jws.payload.get("type").and_then(Value::as_array);
+        let is_list = types.is_some_and(|types| {
+            types.len() == 2
+                && types[0] == "VerifiableCredential"
+                && types[1] == STATUS_LIST_CREDENTIAL_TYPE
+        });
+        if !is_list {
+            return fail(
+                ErrorCode::UnknownType,
+                "not a BitstringStatusListCredential",
+            );
+        }
+        let (Some(id), Some(subject)) = (text("id"), jws.payload.get("credentialSubject")) else {
+            return fail(
+                ErrorCode::SchemaViolation,
+                "status list credential needs id and credentialSubject",
+            );
+        };
+        let purpose = subject
+            .get("statusPurpose")
+            .cloned()
+            .and_then(|purpose| serde_json::from_value::<StatusPurpose>(purpose).ok());
+        let encoded = subject.get("encodedList").and_then(Value::as_str);
+        let (Some(purpose), Some(encoded), Some("BitstringStatusList")) = (
+            purpose,
+            encoded,
+            subject.get("type").and_then(Value::as_str),
+        ) else {
+            return fail(
+                ErrorCode::SchemaViolation,
+                "credentialSubject must be a BitstringStatusList with statusPurpose and encodedList",
+            );
+        };
+        let bits = StatusList::decode_bits(encoded)
+            .map_err(|reason| VerificationError::new(ErrorCode::SchemaViolation, reason))?;
+        if text("iss").is_some_and(|iss| iss != issuer) {
+            return fail(
+                ErrorCode::ClaimsMismatch,
+                "JWT claim iss disagrees with issuer",
+            );
+        }
+        Ok(StatusList {
+            id: id.into(),
+            issuer,
+            purpose,
+            issued_at,
+            valid_until,
+            bits,
+        })
+    }
 }
 
 #[cfg(test)]

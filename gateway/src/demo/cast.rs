@@ -208,13 +208,13 @@ impl Cast {
     pub(super) async fn until_mesh(&self, field: &str, members: &[usize]) -> Result<(), DemoError> {
         for a in members {
             for b in members.iter().filter(|b| *b != a) {
-                let party = self.members[*a].node.gateway.party();
+                let services = self.members[*a].node.gateway.services();
                 let peer = self.members[*b].node.peer_id();
                 wait_until(
                     "members verify each other",
                     Duration::from_millis(20),
                     || {
-                        let verified = party.peer_verified_in(peer, field);
+                        let verified = services.peer_verified_in(peer, field);
                         async move { verified }
                     },
                 )
@@ -298,14 +298,14 @@ impl Cast {
         field: &str,
         tokens: &[String],
     ) -> Option<TierReport> {
-        let party = self.members[viewpoint].node.gateway.party();
-        let joined = party
+        let services = self.members[viewpoint].node.gateway.services();
+        let joined = services
             .fields()
             .into_iter()
             .find(|joined| joined.charter.field_id() == field)?;
-        let charter = party.effective_charter(&joined);
+        let charter = services.effective_charter(&joined);
         let verifier = crate::credential::CredentialVerifier::new();
-        Some(party.with_status_lists(|status_lists: &StatusLists| {
+        Some(services.with_status_lists(|status_lists: &StatusLists| {
             crate::tier::evaluate(
                 &charter,
                 &verifier,
@@ -493,7 +493,7 @@ impl Cast {
                     self.members[*index]
                         .node
                         .gateway
-                        .party()
+                        .services()
                         .governance
                         .standing(field, target)
                         == Some(standing)
@@ -519,7 +519,7 @@ impl Cast {
                 self.members[**index]
                     .node
                     .gateway
-                    .party()
+                    .services()
                     .governance
                     .standing(field, target)
                     == Some(standing)
@@ -549,7 +549,7 @@ impl Cast {
         match self.members[viewpoint]
             .node
             .gateway
-            .party()
+            .services()
             .governance
             .standing(field, did)
         {
@@ -566,7 +566,7 @@ impl Cast {
             let report = member
                 .node
                 .gateway
-                .party()
+                .services()
                 .audit
                 .verify()
                 .map_err(|error| {

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Event;
-use crate::handshake::LocalParty;
 use crate::metrics;
+use crate::services::Services;
 use crate::store::Tree;
 
 /// An audit checkpoint: the publisher's chain has entry `seq` with hash `head`.
@@ -37,19 +37,22 @@ pub(super) fn checkpoint_key(did: &str, seq: u64) -> Vec<u8> {
 /// Stores a member's checkpoint. `Ok(false)`: already held. `Err("audit_fork")`: the member
 /// signed another head for the same position before.
 pub(super) fn keep_checkpoint(
-    party: &LocalParty,
+    services: &Services,
     did: &str,
     checkpoint: &Checkpoint,
     token: &str,
 ) -> Result<bool, &'static str> {
-    let tree = party.store.tree(Tree::Checkpoints).map_err(|_| "store")?;
+    let tree = services
+        .store
+        .tree(Tree::Checkpoints)
+        .map_err(|_| "store")?;
     let key = checkpoint_key(did, checkpoint.seq);
     match tree.get::<KeptCheckpoint>(&key) {
         Ok(Some(kept)) if kept.head == checkpoint.head => Ok(false),
         Ok(Some(kept)) => {
             tracing::error!(member = %did, seq = checkpoint.seq, kept = %kept.head, new = %checkpoint.head, "a member published two audit heads for one position: its history was rewritten");
-            party.metrics.count(metrics::GOSSIP, "audit_fork");
-            party.audit.record(Event {
+            services.metrics.count(metrics::GOSSIP, "audit_fork");
+            services.audit.record(Event {
                 actor: did.to_owned(),
                 action: "audit.fork".into(),
                 object: checkpoint.seq.to_string(),
@@ -72,9 +75,9 @@ pub(super) fn keep_checkpoint(
 }
 
 /// The checkpoints of `did` this gateway keeps (signed envelopes).
-pub(super) fn kept_checkpoints(party: &LocalParty, did: &str) -> Vec<String> {
+pub(super) fn kept_checkpoints(services: &Services, did: &str) -> Vec<String> {
     let prefix = format!("{did}/");
-    party
+    services
         .store
         .tree(Tree::Checkpoints)
         .and_then(|tree| tree.entries::<KeptCheckpoint>())

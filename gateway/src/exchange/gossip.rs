@@ -13,17 +13,18 @@ use crate::config::EndorseMode;
 use crate::credential::now_unix;
 use crate::governance::state::Via;
 use crate::governance::{GovCode, GovIntake, OpKind, SignedOp};
-use crate::handshake::LocalParty;
 use crate::identity::PublicKey;
 use crate::metrics;
 use crate::net::{Command, MessageId, TopicKind, Verdict, parse_topic};
-use crate::status::Intake;
-use crate::threats::{Origin, ThreatCode, ThreatError, Threats};
+use crate::services::Services;
+use crate::services::status::Intake;
+use crate::services::threats::{Origin, Threats};
+use crate::threats::{ThreatCode, ThreatError};
 
 /// Puts a taken op into force: a change of standing or of the rules makes the handshake
 /// service re-judge every connected peer at once, which gates the revoked and suspended.
 pub(super) fn enforce(
-    party: &LocalParty,
+    services: &Services,
     threats: &Threats,
     signed: &SignedOp,
     intake: &GovIntake,
@@ -33,7 +34,7 @@ pub(super) fn enforce(
         Some(Via::Quorum) => "commit",
         None => "pending",
     };
-    party.audit.record(Event {
+    services.audit.record(Event {
         actor: signed.op.proposer.clone(),
         action: format!("governance.{}", signed.op.kind),
         object: signed.op.target.clone(),
@@ -49,14 +50,16 @@ pub(super) fn enforce(
     }
     if !intake.changed.is_empty() || intake.rules_changed {
         tracing::info!(op = %intake.id, kind = %signed.op.kind, changed = ?intake.changed, "governance state changed");
-        party.metrics.count(
+        services.metrics.count(
             metrics::DECISIONS,
             &format!("governance:{}", signed.op.kind),
         );
         if intake.rules_changed {
-            party.facts_changed.everyone();
+            services.facts_changed.everyone();
         } else {
-            party.facts_changed.members(intake.changed.iter().cloned());
+            services
+                .facts_changed
+                .members(intake.changed.iter().cloned());
         }
         // A revoked reporter's reports stop counting; a new admin's start to.
         threats.rejudge_all();
@@ -96,15 +99,15 @@ impl Service {
         if field != mesh {
             return Err(reject("wrong_topic"));
         }
-        if self.party.field(&field).is_none() {
+        if self.services.field(&field).is_none() {
             return Ok(Verdict::Ignore);
         }
         // The mesh lets in only peers verified in the field; a peer that lost its standing
         // since is refused here before its mesh slot is taken back.
         let source_gossips = self
-            .party
+            .services
             .peer_record(source)
-            .is_some_and(|record| self.party.gossips_in(&record, &field));
+            .is_some_and(|record| self.services.gossips_in(&record, &field));
         if !source_gossips {
             return Err(reject("not_member"));
         }
@@ -131,7 +134,7 @@ impl Service {
                 Err(reject(code))
             }
         };
-        if !self.party.in_good_standing(&field, &publisher)
+        if !self.services.in_good_standing(&field, &publisher)
             || (kind == TopicKind::Gov && !self.votes(&field, &publisher))
         {
             return refuse("not_member");
@@ -179,7 +182,7 @@ impl Service {
             .is_none_or(|at| now.duration_since(*at) >= REFUSAL_AUDIT_INTERVAL);
         if due {
             self.refusals_audited.insert(publisher.to_owned(), now);
-            self.party.audit.record(Event {
+            self.services.audit.record(Event {
                 actor: publisher.to_owned(),
                 action: "threat.report".into(),
                 object: field.to_owned(),
@@ -200,7 +203,7 @@ impl Service {
     ) -> Result<Verdict, Rejection> {
         let checkpoint: Checkpoint =
             serde_json::from_value(body.clone()).map_err(|_| Rejection("malformed".into()))?;
-        match keep_checkpoint(&self.party, publisher, &checkpoint, token) {
+        match keep_checkpoint(&self.services, publisher, &checkpoint, token) {
             Ok(true) => Ok(Verdict::Accept),
             Ok(false) => Ok(Verdict::Ignore),
             Err(error) => Err(Rejection(error.into())),
@@ -214,16 +217,16 @@ impl Service {
     ) -> Result<Verdict, Rejection> {
         let signed: SignedOp =
             serde_json::from_value(body).map_err(|_| Rejection("gov_malformed".into()))?;
-        let Some(joined) = self.party.field(field) else {
+        let Some(joined) = self.services.field(field) else {
             return Ok(Verdict::Ignore);
         };
         match self
-            .party
+            .services
             .governance
             .intake(&joined.charter, signed.clone(), now_unix())
         {
             Ok(intake) => {
-                enforce(&self.party, &self.threats, &signed, &intake);
+                enforce(&self.services, &self.threats, &signed, &intake);
                 self.admission_taken = signed.op.kind == OpKind::Admit;
                 Ok(Verdict::Accept)
             }
@@ -235,7 +238,7 @@ impl Service {
     /// Whether `did` is a voting member of `field` (founder, admin or admitted, in good
     /// standing).
     pub(super) fn votes(&self, field: &str, did: &str) -> bool {
-        self.party
+        self.services
             .governance
             .standing(field, did)
             .is_some_and(|standing| standing.in_good_standing())
@@ -243,7 +246,7 @@ impl Service {
 
     /// Endorses, in every field, the pending admissions of `did`.
     pub(super) async fn endorse_pending(&self, did: &str) {
-        for field in self.party.fields() {
+        for field in self.services.fields() {
             self.endorse_pending_where(&field.charter.field_id(), |target| target == did)
                 .await;
         }
@@ -258,11 +261,11 @@ impl Service {
     /// automatic, this gateway votes there, has not signed yet, and its own judgement of the
     /// newcomer gives it a tier in the field: admission is members' independent agreement.
     pub(super) async fn endorse_pending_where(&self, field: &str, wanted: impl Fn(&str) -> bool) {
-        let me = self.party.key.did();
+        let me = self.services.key.did();
         if self.endorse != EndorseMode::Auto || !self.votes(field, &me) {
             return;
         }
-        for (id, signed, progress) in self.party.governance.ops(field) {
+        for (id, signed, progress) in self.services.governance.ops(field) {
             let op = &signed.op;
             if op.kind != OpKind::Admit
                 || progress.committed.is_some()
@@ -284,7 +287,7 @@ impl Service {
     /// Whether our own last judgement gives `did` a tier in `field`.
     pub(super) fn verified_in(&self, did: &str, field: &str) -> bool {
         PublicKey::peer_id_named(did)
-            .and_then(|peer| self.party.peer_record(peer))
+            .and_then(|peer| self.services.peer_record(peer))
             .is_some_and(|record| {
                 record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
             })
@@ -292,7 +295,7 @@ impl Service {
 
     pub(super) fn status_message(&self, body: &Value) -> Result<Verdict, Rejection> {
         let token = body.as_str().ok_or_else(|| Rejection("malformed".into()))?;
-        match self.party.import_status_list(token) {
+        match self.services.import_status_list(token) {
             Ok(Intake::Taken(_)) => Ok(Verdict::Accept),
             Ok(Intake::Unchanged(_)) => Ok(Verdict::Ignore),
             Err(error) => Err(Rejection(error.code().to_owned())),

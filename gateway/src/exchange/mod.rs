@@ -26,13 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EndorseMode;
 use crate::credential::CredentialVerifier;
-use crate::handshake::{GatewayEvent, LocalParty};
+use crate::handshake::GatewayEvent;
 use crate::lifecycle::ServiceTask;
 use crate::metrics;
 use crate::net::{
     Command, ContentEvent, DataResponse, SyncRequest, TopicKind, Verdict, parse_topic,
 };
-use crate::threats::Threats;
+use crate::services::Services;
+use crate::services::threats::Threats;
 
 mod checkpoints;
 mod envelope;
@@ -78,7 +79,7 @@ pub struct Exchange {
 impl Exchange {
     /// Starts the service on the network's content events and the handshake's outcomes.
     pub fn spawn(
-        party: Arc<LocalParty>,
+        services: Arc<Services>,
         commands: mpsc::Sender<Command>,
         content: mpsc::Receiver<ContentEvent>,
         handshakes: broadcast::Receiver<GatewayEvent>,
@@ -87,12 +88,12 @@ impl Exchange {
         threats: Arc<Threats>,
     ) -> Self {
         let publisher = Publisher {
-            party: Arc::clone(&party),
+            services: Arc::clone(&services),
             commands: commands.clone(),
             threats: Arc::clone(&threats),
         };
         let service = Service {
-            party,
+            services,
             commands,
             publisher: publisher.clone(),
             verifier: CredentialVerifier::new(),
@@ -138,7 +139,7 @@ pub struct ExchangeSettings {
 }
 
 struct Service {
-    party: Arc<LocalParty>,
+    services: Arc<Services>,
     commands: mpsc::Sender<Command>,
     publisher: Publisher,
     verifier: CredentialVerifier,
@@ -188,7 +189,7 @@ impl Service {
                     let _ = tokio::task::spawn_blocking(move || threats.sweep()).await;
                 }
                 _ = checkpoints.tick() => {
-                    let head = self.party.audit.head().map(|(seq, _)| seq);
+                    let head = self.services.audit.head().map(|(seq, _)| seq);
                     if head != published {
                         match self.publisher.publish_checkpoint().await {
                             Ok(_) => published = head,
@@ -252,7 +253,7 @@ impl Service {
                         (Verdict::Reject, code.as_str())
                     }
                 };
-                self.party.metrics.count(metrics::GOSSIP, label);
+                self.services.metrics.count(metrics::GOSSIP, label);
                 self.validated(field, message_id, source, verdict).await;
             }
             ContentEvent::DataRequest {
@@ -260,10 +261,10 @@ impl Service {
                 request,
                 channel,
             } => {
-                let (party, spaces) = (Arc::clone(&self.party), Arc::clone(&self.spaces));
+                let (services, spaces) = (Arc::clone(&self.services), Arc::clone(&self.spaces));
                 // Decisions verify credentials and read sealed records: off the event loop.
                 let response = tokio::task::spawn_blocking(move || {
-                    crate::spaces::access::answer(&party, &spaces, peer, request)
+                    crate::services::access::answer(&services, &spaces, peer, request)
                 })
                 .await
                 .unwrap_or_else(|_| DataResponse::Refused {
@@ -280,9 +281,9 @@ impl Service {
                 request: SyncRequest::Members { field },
                 channel,
             } => {
-                let (party, commands) = (Arc::clone(&self.party), self.commands.clone());
+                let (services, commands) = (Arc::clone(&self.services), self.commands.clone());
                 self.tasks.spawn(async move {
-                    let response = members(&party, &commands, peer, &field).await;
+                    let response = members(&services, &commands, peer, &field).await;
                     let _ = commands
                         .send(Command::SyncRespond { channel, response })
                         .await;
@@ -305,25 +306,28 @@ impl Service {
     /// Asks a peer that has just admitted us, and we it, for what we lack in every field
     /// we share with it.
     fn catch_up(&mut self, peer: PeerId) {
-        let Some(record) = self.party.peer_record(peer) else {
+        let Some(record) = self.services.peer_record(peer) else {
             return;
         };
         let fields: Vec<Arc<crate::field::Field>> = self
-            .party
+            .services
             .fields()
             .into_iter()
-            .filter(|field| self.party.verified_in(&record, &field.charter.field_id()))
+            .filter(|field| {
+                self.services
+                    .verified_in(&record, &field.charter.field_id())
+            })
             .collect();
-        let party = Arc::clone(&self.party);
+        let services = Arc::clone(&self.services);
         let commands = self.commands.clone();
         let publisher = self.publisher.clone();
         let discovery = self.discovery;
         self.tasks.spawn(async move {
             for field in fields {
-                pull_status_lists(&party, &commands, peer, &field).await;
+                pull_status_lists(&services, &commands, peer, &field).await;
                 pull_ops(&publisher, peer, &field).await;
                 if discovery {
-                    pull_members(&party, &commands, peer, &field.charter.field_id()).await;
+                    pull_members(&services, &commands, peer, &field.charter.field_id()).await;
                 }
             }
         });
@@ -335,19 +339,19 @@ impl Service {
         if !self.discovery {
             return;
         }
-        let party = Arc::clone(&self.party);
+        let services = Arc::clone(&self.services);
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let Ok(connected) = call_connected(&commands).await else {
                 return;
             };
-            for field in party.fields() {
+            for field in services.fields() {
                 let id = field.charter.field_id();
                 let asked = connected
                     .iter()
-                    .find(|peer| party.peer_verified_in(**peer, &id));
+                    .find(|peer| services.peer_verified_in(**peer, &id));
                 if let Some(peer) = asked {
-                    pull_members(&party, &commands, *peer, &id).await;
+                    pull_members(&services, &commands, *peer, &id).await;
                 }
             }
         });

@@ -11,21 +11,22 @@ use super::{Checkpoint, CheckpointMismatch, Envelope, PeerCheckpoints};
 use super::{MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_PEERS, enforce, sync};
 use crate::credential::{CredentialVerifier, SignError, now_unix, sign_message};
 use crate::governance::{GovCode, GovError, GovIntake, OpKind, SignedOp};
-use crate::handshake::{LocalParty, PeerRecord};
 use crate::identity::PublicKey;
 use crate::net::{
     Command, DataRequest, DataResponse, NetError, SyncRequest, SyncResponse, TopicKind, call,
     topic_name,
 };
-use crate::status::{Intake, StatusIntakeError};
+use crate::services::status::{Intake, StatusIntakeError};
+use crate::services::threats::ReportBody;
+use crate::services::threats::{Origin, ReportOutcome, Threats};
+use crate::services::{PeerRecord, Services};
 use crate::store::Tree;
-use crate::threats::book::ReportBody;
-use crate::threats::{Origin, ReportOutcome, ThreatCode, ThreatError, Threats};
+use crate::threats::{ThreatCode, ThreatError};
 
 /// Publishes signed envelopes on field topics, and sends requests to other gateways.
 #[derive(Clone)]
 pub struct Publisher {
-    pub(super) party: Arc<LocalParty>,
+    pub(super) services: Arc<Services>,
     pub(super) commands: mpsc::Sender<Command>,
     pub(super) threats: Arc<Threats>,
 }
@@ -74,14 +75,14 @@ impl Publisher {
         body: Value,
     ) -> Result<String, SignError> {
         let envelope = Envelope {
-            iss: self.party.key.did(),
+            iss: self.services.key.did(),
             field: field.to_owned(),
             kind: kind.as_str().to_owned(),
             iat: now_unix(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
             body,
         };
-        sign_message(&self.party.key, &envelope)
+        sign_message(&self.services.key, &envelope)
     }
 
     /// The threat book.
@@ -100,7 +101,7 @@ impl Publisher {
         self.threats.check_resharing(field, &bundle)?;
         let body = serde_json::to_value(ReportBody { bundle, recipients })
             .map_err(|error| ThreatError::new(ThreatCode::Malformed, error.to_string()))?;
-        let me = self.party.key.did();
+        let me = self.services.key.did();
         let outcome = self.threats.receive(field, &me, &body, Origin::Local)?;
         let token = self
             .envelope(field, TopicKind::Threat, body.clone())
@@ -135,7 +136,7 @@ impl Publisher {
             return "malformed: not a member DID".into();
         };
         // Checked where it is sent: a TLP:RED report goes only to a member verified here.
-        if !self.party.peer_verified_in(peer, field) {
+        if !self.services.peer_verified_in(peer, field) {
             return "not_member: the recipient is not verified in the field here".into();
         }
         let request = SyncRequest::Report {
@@ -158,7 +159,7 @@ impl Publisher {
             let body = serde_json::json!({ "bundle": input });
             return self
                 .threats
-                .receive(field, &self.party.key.did(), &body, Origin::Import);
+                .receive(field, &self.services.key.did(), &body, Origin::Import);
         };
         let refused = |code: ThreatCode, message: String| ThreatError::new(code, message);
         let (publisher, payload) = CredentialVerifier::new()
@@ -172,8 +173,8 @@ impl Publisher {
                 "the envelope is not a threat report for this field".into(),
             ));
         }
-        let member =
-            publisher == self.party.key.did() || self.party.in_good_standing(field, &publisher);
+        let member = publisher == self.services.key.did()
+            || self.services.in_good_standing(field, &publisher);
         if !member {
             return Err(refused(
                 ThreatCode::NotMember,
@@ -191,12 +192,12 @@ impl Publisher {
 
     /// Publishes the audit chain's head in every joined field; returns it.
     pub async fn publish_checkpoint(&self) -> Result<Option<Checkpoint>, SignError> {
-        let Some((seq, head)) = self.party.audit.head() else {
+        let Some((seq, head)) = self.services.audit.head() else {
             return Ok(None);
         };
         let checkpoint = Checkpoint { seq, head };
         let body = serde_json::to_value(&checkpoint).unwrap_or(Value::Null);
-        for field in self.party.fields() {
+        for field in self.services.fields() {
             self.publish(&field.charter.field_id(), TopicKind::Audit, body.clone())
                 .await?;
         }
@@ -207,11 +208,11 @@ impl Publisher {
     /// compares each with our chain: a checkpoint whose head differs from our entry at its
     /// position means our history was rewritten.
     pub async fn check_peer_checkpoints(&self) -> PeerCheckpoints {
-        let me = self.party.key.did();
+        let me = self.services.key.did();
         let verifier = CredentialVerifier::new();
         let mut report = PeerCheckpoints::default();
         let records = self
-            .party
+            .services
             .store
             .tree(Tree::Peers)
             .and_then(|tree| tree.entries::<PeerRecord>())
@@ -222,7 +223,7 @@ impl Publisher {
                 record
                     .tiers
                     .keys()
-                    .find(|field| self.party.verified_in(&record, field))
+                    .find(|field| self.services.verified_in(&record, field))
                     .cloned(),
             ) else {
                 continue;
@@ -250,7 +251,7 @@ impl Publisher {
                     continue;
                 };
                 report.checked += 1;
-                let ours = self.party.audit.hash_at(checkpoint.seq).ok().flatten();
+                let ours = self.services.audit.hash_at(checkpoint.seq).ok().flatten();
                 if ours.as_deref() != Some(checkpoint.head.as_str()) {
                     report.mismatches.push(CheckpointMismatch {
                         peer: record.did.clone(),
@@ -265,9 +266,9 @@ impl Publisher {
     /// Proposes a governance op signed by this gateway, takes it, and gossips it.
     pub async fn propose(&self, field: &str, draft: OpDraft) -> Result<GovIntake, GovError> {
         let charter = self.charter(field)?;
-        let (signed, intake) = self.party.governance.propose(
+        let (signed, intake) = self.services.governance.propose(
             &charter,
-            &self.party.key,
+            &self.services.key,
             draft.kind,
             draft.target,
             draft.reason,
@@ -283,15 +284,15 @@ impl Publisher {
     pub async fn endorse(&self, field: &str, op: &str) -> Result<GovIntake, GovError> {
         let charter = self.charter(field)?;
         let (signed, intake) =
-            self.party
+            self.services
                 .governance
-                .endorse(&charter, &self.party.key, op, now_unix())?;
+                .endorse(&charter, &self.services.key, op, now_unix())?;
         self.after_governance(field, &signed, &intake).await;
         Ok(intake)
     }
 
     pub(super) fn charter(&self, field: &str) -> Result<crate::charter::Charter, GovError> {
-        self.party
+        self.services
             .field(field)
             .map(|field| field.charter.clone())
             .ok_or_else(|| {
@@ -308,7 +309,7 @@ impl Publisher {
         signed: &SignedOp,
         intake: &GovIntake,
     ) {
-        enforce(&self.party, &self.threats, signed, intake);
+        enforce(&self.services, &self.threats, signed, intake);
         match serde_json::to_value(signed) {
             Ok(body) => {
                 if let Err(error) = self.publish(field, TopicKind::Gov, body).await {
@@ -322,9 +323,9 @@ impl Publisher {
     /// Takes a status list credential and, if it is new, gossips it in every joined field
     /// that trusts its issuer.
     pub async fn import_status_list(&self, token: &str) -> Result<Intake, StatusIntakeError> {
-        let intake = self.party.import_status_list(token)?;
+        let intake = self.services.import_status_list(token)?;
         if let Intake::Taken(list) = &intake {
-            for field in self.party.fields_trusting(&list.issuer) {
+            for field in self.services.fields_trusting(&list.issuer) {
                 let body = Value::String(token.trim().to_owned());
                 if let Err(error) = self.publish(&field, TopicKind::Status, body).await {
                     tracing::warn!(%error, "status list taken but not gossiped");

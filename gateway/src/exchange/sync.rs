@@ -9,11 +9,11 @@ use super::{Publisher, open_envelope};
 use super::{Service, kept_checkpoints};
 use crate::credential::now_unix;
 use crate::governance::GovCode;
-use crate::handshake::LocalParty;
 use crate::identity::PublicKey;
 use crate::metrics;
 use crate::net::{Command, NetError, SyncRequest, SyncResponse, TopicKind, call};
-use crate::threats::Origin;
+use crate::services::Services;
+use crate::services::threats::Origin;
 
 /// Takes items while their sizes fit in `budget`; what does not fit goes in the next round.
 pub(super) fn within_budget<T>(
@@ -44,16 +44,16 @@ impl Service {
         };
         // One refusal for "not verified there" and "not a field of ours": no oracle.
         let Some(joined) = self
-            .party
+            .services
             .field(field)
-            .filter(|_| self.party.peer_verified_in(peer, field))
+            .filter(|_| self.services.peer_verified_in(peer, field))
         else {
             return refused();
         };
         let budget = self.max_message_bytes * SYNC_FILL_PERCENT / 100;
         match request {
             SyncRequest::StatusLists { have, .. } => {
-                let held = match self.party.status_lists_for(&joined) {
+                let held = match self.services.status_lists_for(&joined) {
                     Ok(held) => held,
                     Err(error) => {
                         return SyncResponse::Refused {
@@ -74,7 +74,7 @@ impl Service {
             }
             SyncRequest::Checkpoints { of, .. } => SyncResponse::Checkpoints {
                 tokens: within_budget(
-                    kept_checkpoints(&self.party, &of).into_iter(),
+                    kept_checkpoints(&self.services, &of).into_iter(),
                     budget,
                     String::len,
                 ),
@@ -83,7 +83,7 @@ impl Service {
             // Answered by its own task (it asks the swarm where members listen).
             SyncRequest::Members { .. } => refused(),
             SyncRequest::Ops { field, have } => {
-                let lacking = self.party.governance.missing(&field, &have).into_iter();
+                let lacking = self.services.governance.missing(&field, &have).into_iter();
                 SyncResponse::Ops {
                     ops: within_budget(lacking, budget, |op| {
                         serde_json::to_vec(op).map_or(budget, |bytes| bytes.len())
@@ -131,12 +131,12 @@ impl Service {
 }
 
 pub(super) async fn pull_status_lists(
-    party: &LocalParty,
+    services: &Services,
     commands: &mpsc::Sender<Command>,
     peer: PeerId,
     field: &crate::field::Field,
 ) {
-    let have: BTreeMap<String, i64> = match party.status_lists_for(field) {
+    let have: BTreeMap<String, i64> = match services.status_lists_for(field) {
         Ok(held) => held.into_iter().map(|(id, at, _)| (id, at)).collect(),
         Err(error) => {
             tracing::warn!(%error, "status lists unreadable; sync skipped");
@@ -150,8 +150,8 @@ pub(super) async fn pull_status_lists(
     match sync(commands, peer, request).await {
         Ok(SyncResponse::StatusLists { tokens }) => {
             for token in tokens {
-                party.metrics.count(metrics::SYNCED, "status_list");
-                if let Err(error) = party.import_status_list(&token) {
+                services.metrics.count(metrics::SYNCED, "status_list");
+                if let Err(error) = services.import_status_list(&token) {
                     tracing::info!(%peer, code = error.code(), "synced status list refused");
                 }
             }
@@ -164,18 +164,18 @@ pub(super) async fn pull_status_lists(
 /// Pulls the ops a peer holds that we lack, and gossips the ones we took: after a partition
 /// heals, the members on our side that are not connected to the other side learn them too.
 pub(super) async fn pull_ops(publisher: &Publisher, peer: PeerId, field: &crate::field::Field) {
-    let party = &publisher.party;
+    let services = &publisher.services;
     let commands = &publisher.commands;
     let id = field.charter.field_id();
     let request = SyncRequest::Ops {
-        have: party.governance.digest(&id),
+        have: services.governance.digest(&id),
         field: id.clone(),
     };
     match sync(commands, peer, request).await {
         Ok(SyncResponse::Ops { ops }) => {
             for signed in ops {
-                party.metrics.count(metrics::SYNCED, "gov_op");
-                match party
+                services.metrics.count(metrics::SYNCED, "gov_op");
+                match services
                     .governance
                     .intake(&field.charter, signed.clone(), now_unix())
                 {
@@ -193,8 +193,8 @@ pub(super) async fn pull_ops(publisher: &Publisher, peer: PeerId, field: &crate:
 /// The answer every asker not verified in the field gets, whether or not we belong to it.
 pub(super) fn refused() -> SyncResponse {
     SyncResponse::Refused {
-        code: crate::handshake::REFUSED.into(),
-        message: crate::handshake::REFUSED.into(),
+        code: crate::services::REFUSED.into(),
+        message: crate::services::REFUSED.into(),
     }
 }
 
@@ -207,30 +207,30 @@ pub(super) const MAX_MEMBERS_ANSWERED: usize = 64;
 /// it (the charter names them anyway), never of other members or applicants; anyone else
 /// is refused.
 pub(super) async fn members(
-    party: &LocalParty,
+    services: &Services,
     commands: &mpsc::Sender<Command>,
     asker: PeerId,
     field: &str,
 ) -> SyncResponse {
-    let Some(joined) = party.field(field) else {
+    let Some(joined) = services.field(field) else {
         return refused();
     };
     let Some(asker_did) = PublicKey::did_of_peer(&asker) else {
         return refused();
     };
-    if !party.peer_verified_in(asker, field) {
+    if !services.peer_verified_in(asker, field) {
         return refused();
     }
-    let sees_everyone = party.member_standing(&joined, &asker_did);
+    let sees_everyone = services.member_standing(&joined, &asker_did);
     let listed = |peer: &PeerId| {
         PublicKey::did_of_peer(peer).is_some_and(|did| {
-            let registered = party
+            let registered = services
                 .governance
                 .standing(field, &did)
                 .is_some_and(|standing| standing.in_good_standing());
             let screener = joined.charter.is_founder(&did) || joined.charter.is_admin(&did);
             registered && (sees_everyone || screener)
-        }) && party.peer_verified_in(*peer, field)
+        }) && services.peer_verified_in(*peer, field)
     };
     let Ok(connected) = call_connected(commands).await else {
         return refused();
@@ -256,7 +256,7 @@ pub(super) async fn members(
 /// Asks `peer` where `field`'s members listen and dials those we are not connected to,
 /// if they are members in good standing by our own registry.
 pub(super) async fn pull_members(
-    party: &LocalParty,
+    services: &Services,
     commands: &mpsc::Sender<Command>,
     peer: PeerId,
     field: &str,
@@ -264,7 +264,7 @@ pub(super) async fn pull_members(
     let request = SyncRequest::Members {
         field: field.to_owned(),
     };
-    let Some(joined) = party.field(field) else {
+    let Some(joined) = services.field(field) else {
         return;
     };
     match sync(commands, peer, request).await {
@@ -274,7 +274,7 @@ pub(super) async fn pull_members(
                     continue;
                 };
                 let standing = PublicKey::did_of_peer(&member)
-                    .is_some_and(|did| party.member_standing(&joined, &did));
+                    .is_some_and(|did| services.member_standing(&joined, &did));
                 if standing {
                     let dial = Command::DialPeer {
                         peer: member,

@@ -1,4 +1,4 @@
-//! The exchange service's judging, rates, sync and checkpoints, on a real one-field party.
+//! The exchange service's judging, rates, sync and checkpoints, on a real one-field node.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +11,9 @@ use crate::charter::Charter;
 use crate::credential::{StatusList, StatusPurpose};
 use crate::credential::{now_unix, sign_message};
 use crate::field::Field;
-use crate::handshake::PeerRecord;
 use crate::identity::{KeyAlgorithm, KeyPair};
 use crate::net::{SyncResponse, topic_name};
+use crate::services::PeerRecord;
 use crate::store::Store;
 use crate::store::Tree;
 
@@ -24,7 +24,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-/// A service in a one-field party, and a member of that field.
+/// A service in a one-field node, and a member of that field.
 fn fixture() -> (Fixture, KeyPair) {
     let dir = tempfile::tempdir().unwrap();
     let issuer = KeyPair::generate(KeyAlgorithm::Ed25519);
@@ -56,7 +56,7 @@ fn fixture() -> (Fixture, KeyPair) {
         .unwrap()
         .put(member.peer_id().unwrap().to_bytes().as_slice(), &record)
         .unwrap();
-    let party = LocalParty::new(
+    let services = Services::new(
         KeyPair::generate(KeyAlgorithm::Ed25519),
         vec![field],
         vec![],
@@ -65,15 +65,19 @@ fn fixture() -> (Fixture, KeyPair) {
     )
     .unwrap();
     let (commands, _) = mpsc::channel(1);
-    let party_store = party.store.clone();
-    let party = Arc::new(party);
+    let party_store = services.store.clone();
+    let services = Arc::new(services);
     let threats = Arc::new(
-        Threats::load(Arc::clone(&party), crate::config::ThreatsConfig::default()).unwrap(),
+        Threats::load(
+            Arc::clone(&services),
+            crate::config::ThreatsConfig::default(),
+        )
+        .unwrap(),
     );
     let fixture = Fixture {
         service: Service {
             publisher: Publisher {
-                party: Arc::clone(&party),
+                services: Arc::clone(&services),
                 commands: commands.clone(),
                 threats: Arc::clone(&threats),
             },
@@ -81,7 +85,7 @@ fn fixture() -> (Fixture, KeyPair) {
             refusals_audited: HashMap::new(),
             admission_taken: false,
             tasks: tokio::task::JoinSet::new(),
-            party,
+            services,
             commands,
             verifier: CredentialVerifier::new(),
             buckets: HashMap::new(),
@@ -131,7 +135,7 @@ impl Fixture {
             name: None,
         };
         self.service
-            .party
+            .services
             .put_peer_record(key.peer_id().unwrap(), &record)
             .unwrap();
     }
@@ -175,7 +179,7 @@ fn a_members_status_list_is_taken_once() {
         fixture.judge(&member, TopicKind::Status, &again),
         Ok(Verdict::Ignore)
     );
-    assert_eq!(fixture.service.party.status_list_summaries().len(), 1);
+    assert_eq!(fixture.service.services.status_list_summaries().len(), 1);
 }
 
 #[test]
@@ -254,7 +258,7 @@ fn invalid_messages_are_rejected_with_their_code() {
             .map_err(|Rejection(code)| code),
         Ok(Verdict::Ignore)
     );
-    assert!(fixture.service.party.status_list_summaries().is_empty());
+    assert!(fixture.service.services.status_list_summaries().is_empty());
 }
 
 #[test]
@@ -289,7 +293,7 @@ fn a_reporter_over_its_threat_rate_is_rejected_but_its_relays_are_not() {
         ..Default::default()
     };
     fixture.service.threats =
-        Arc::new(Threats::load(Arc::clone(&fixture.service.party), config).unwrap());
+        Arc::new(Threats::load(Arc::clone(&fixture.service.services), config).unwrap());
     let relay = KeyPair::generate(KeyAlgorithm::Ed25519);
     fixture.verified(&relay);
     let field = fixture.field.clone();
@@ -365,7 +369,7 @@ fn sync_serves_members_what_they_lack() {
     let token = fixture.list(issued_at);
     fixture
         .service
-        .party
+        .services
         .import_status_list(token.as_str().unwrap())
         .unwrap();
     let ask = |have: BTreeMap<String, i64>| SyncRequest::StatusLists {
@@ -415,25 +419,28 @@ fn gossip_forwarded_by_a_peer_not_verified_in_the_field_is_rejected() {
 #[test]
 fn a_second_head_for_one_position_is_a_fork() {
     let (fixture, member) = fixture();
-    let party = &fixture.service.party;
+    let services = &fixture.service.services;
     let did = member.did();
     let first = Checkpoint {
         seq: 7,
         head: "a".repeat(64),
     };
-    assert_eq!(keep_checkpoint(party, &did, &first, "token-1"), Ok(true));
-    assert_eq!(keep_checkpoint(party, &did, &first, "token-1"), Ok(false));
+    assert_eq!(keep_checkpoint(services, &did, &first, "token-1"), Ok(true));
+    assert_eq!(
+        keep_checkpoint(services, &did, &first, "token-1"),
+        Ok(false)
+    );
     let rewritten = Checkpoint {
         seq: 7,
         head: "b".repeat(64),
     };
     assert_eq!(
-        keep_checkpoint(party, &did, &rewritten, "token-2"),
+        keep_checkpoint(services, &did, &rewritten, "token-2"),
         Err("audit_fork")
     );
-    assert_eq!(kept_checkpoints(party, &did), ["token-1"]);
+    assert_eq!(kept_checkpoints(services, &did), ["token-1"]);
     assert!(
-        party
+        services
             .audit
             .since(0)
             .unwrap()

@@ -4,17 +4,18 @@ use std::collections::BTreeMap;
 
 use libp2p::PeerId;
 
-use super::facts::Scope;
-use super::negotiation::{Judgement, Negotiation, Refusal};
 use super::view::{PartyView, judge_in};
 use crate::audit::Event;
 use crate::credential::{StatusLists, VerifyContext, now_unix};
 use crate::identity::PublicKey;
 use crate::metrics;
+use crate::negotiation::{Judgement, Negotiation, Refusal};
 use crate::net::Command;
+use crate::services::Scope;
 
 use super::service::{Gate, Reported, tiers_text};
-use super::{GatewayEvent, PeerRecord, Presented, Progress, Shared};
+use super::{GatewayEvent, Progress, Shared};
+use crate::services::{PeerRecord, Presented};
 
 impl Shared {
     /// Records and reports the peer once it is verified somewhere, and again whenever its
@@ -40,7 +41,7 @@ impl Shared {
         let tiers_changed = reported.tiers.as_ref() != Some(&record.tiers);
         if tiers_changed || reported.presented.as_ref() != Some(&record.presented) {
             reported.presented = Some(record.presented.clone());
-            self.party.put_peer_record(peer, &record)?;
+            self.services.put_peer_record(peer, &record)?;
         }
         if tiers_changed {
             reported.tiers = Some(record.tiers.clone());
@@ -104,13 +105,13 @@ impl Shared {
         record
             .tiers
             .keys()
-            .any(|field| self.party.verified_in(record, field))
+            .any(|field| self.services.verified_in(record, field))
     }
 
     /// Keeps the record of a peer with standing that is verified nowhere (the operator may
     /// ask why it was refused: its tiers are there), and says why it is refused.
     pub(super) fn refused_record(&self, peer: PeerId, record: &PeerRecord) -> Gate {
-        if self.party.put_peer_record(peer, record).is_err() {
+        if self.services.put_peer_record(peer, record).is_err() {
             tracing::warn!(%peer, "could not store the refused peer's record");
         }
         self.why_not(record)
@@ -121,7 +122,7 @@ impl Shared {
         if let Some(field) = record
             .tiers
             .keys()
-            .find(|field| self.party.is_barred(field, &record.did))
+            .find(|field| self.services.is_barred(field, &record.did))
         {
             let message = format!("{} is revoked or suspended in field {field}", record.did);
             return (Some(record.did.clone()), "member_barred".into(), message);
@@ -129,7 +130,7 @@ impl Shared {
         if let Some(field) = record
             .tiers
             .keys()
-            .find(|field| self.party.threat_blocked(field, &record.did))
+            .find(|field| self.services.threat_blocked(field, &record.did))
         {
             let message = format!(
                 "{} is blocked in field {field} by a threat countermeasure",
@@ -149,36 +150,39 @@ impl Shared {
         record: &PeerRecord,
         now: i64,
     ) -> (Option<String>, Option<String>) {
-        self.party.with_status_lists(|status_lists: &StatusLists| {
-            let context = VerifyContext {
-                now,
-                trust: None,
-                status_lists,
-                status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
-            };
-            record
-                .presented
-                .iter()
-                .filter_map(|(field, presented)| {
-                    let joined = self.party.field(field)?;
-                    let trust = joined.charter.issuer_trust();
-                    presented.credentials.iter().find_map(|token| {
-                        let credential = self.verifier.verify_credential(token, &context).ok()?;
-                        let trusted = trust.is_trusted(&credential.issuer, &credential.type_name);
-                        (credential.type_name == crate::charter::disclosure::IDENTITY_TYPE
-                            && credential.subject == record.did
-                            && trusted)
-                            .then(|| {
-                                let claim = |name: &str| {
-                                    credential.claims.get(name)?.as_str().map(str::to_owned)
-                                };
-                                (claim("corporateNumber"), claim("legalName"))
-                            })
+        self.services
+            .with_status_lists(|status_lists: &StatusLists| {
+                let context = VerifyContext {
+                    now,
+                    trust: None,
+                    status_lists,
+                    status_max_age_secs: crate::credential::DEFAULT_STATUS_MAX_AGE_SECS,
+                };
+                record
+                    .presented
+                    .iter()
+                    .filter_map(|(field, presented)| {
+                        let joined = self.services.field(field)?;
+                        let trust = joined.charter.issuer_trust();
+                        presented.credentials.iter().find_map(|token| {
+                            let credential =
+                                self.verifier.verify_credential(token, &context).ok()?;
+                            let trusted =
+                                trust.is_trusted(&credential.issuer, &credential.type_name);
+                            (credential.type_name == crate::charter::disclosure::IDENTITY_TYPE
+                                && credential.subject == record.did
+                                && trusted)
+                                .then(|| {
+                                    let claim = |name: &str| {
+                                        credential.claims.get(name)?.as_str().map(str::to_owned)
+                                    };
+                                    (claim("corporateNumber"), claim("legalName"))
+                                })
+                        })
                     })
-                })
-                .next()
-                .unwrap_or((None, None))
-        })
+                    .next()
+                    .unwrap_or((None, None))
+            })
     }
 
     /// A corporate number already bound to another DID refuses the newcomer.
@@ -187,7 +191,7 @@ impl Shared {
             return Ok(());
         };
         for (key, known) in self
-            .party
+            .services
             .store
             .tree(crate::store::Tree::Peers)?
             .entries::<PeerRecord>()?
@@ -211,12 +215,12 @@ impl Shared {
     /// Reports a peer verified in some field: audit, metrics, the swarm (remember its
     /// addresses, open the gossip of the fields it takes part in) and the subscribers.
     pub(super) async fn report(&self, peer: PeerId, record: PeerRecord) {
-        self.party
+        self.services
             .metrics
             .count(metrics::DECISIONS, "admission:allow");
         // Soon, not flushed: the verdict it records is not durable either (a restart judges
         // the peer again), and a flush per peer would put the disk in every handshake.
-        self.party.audit.record_soon(Event {
+        self.services.audit.record_soon(Event {
             actor: record.did.clone(),
             action: "handshake".into(),
             object: peer.to_string(),
@@ -224,9 +228,9 @@ impl Shared {
             reason: format!("tiers:{}", tiers_text(&record)),
             ..Event::default()
         });
-        self.party.metrics.count(metrics::HANDSHAKES, "verified");
+        self.services.metrics.count(metrics::HANDSHAKES, "verified");
         let _ = self.commands.send(Command::Admitted(peer)).await;
-        let fields = self.party.gossip_fields(peer);
+        let fields = self.services.gossip_fields(peer);
         let _ = self.commands.send(Command::Gossip { peer, fields }).await;
         let _ = self
             .events
@@ -237,11 +241,11 @@ impl Shared {
     /// threat countermeasure is the reason.
     pub(super) async fn gate(&self, peer: PeerId, barred: Option<&str>, code: &str, message: &str) {
         tracing::info!(%peer, %code, %message, "peer refused and gated");
-        self.party
+        self.services
             .metrics
             .count(metrics::DECISIONS, "admission:deny");
         // Soon, not flushed: a stranger must not buy a disk flush with every fresh key.
-        self.party.audit.record_soon(Event {
+        self.services.audit.record_soon(Event {
             actor: peer.to_string(),
             action: "handshake".into(),
             object: peer.to_string(),
@@ -252,7 +256,7 @@ impl Shared {
         if let Ok(mut gated) = self.gated.lock() {
             gated.insert(peer, barred.map(str::to_owned));
         }
-        self.party.metrics.count(metrics::HANDSHAKES, code);
+        self.services.metrics.count(metrics::HANDSHAKES, code);
         self.stranger(peer).await;
         let _ = self.commands.send(Command::Block(peer)).await;
         let _ = self.events.send(GatewayEvent::PeerRefused {
@@ -270,7 +274,7 @@ impl Shared {
             return None;
         }
         let previous = self
-            .party
+            .services
             .peer_record(peer)
             .filter(|record| record.did == did)?;
         let now = now_unix();
@@ -278,12 +282,12 @@ impl Shared {
         record.evaluated_at = now;
         record.next_change = None;
         for (field, tier) in &mut record.tiers {
-            let Some(joined) = self.party.field(field) else {
+            let Some(joined) = self.services.field(field) else {
                 *tier = 0;
                 continue;
             };
             let judgement: Judgement = judge_in(
-                &self.party,
+                &self.services,
                 &self.verifier,
                 &joined,
                 &record.did,
@@ -304,7 +308,7 @@ impl Shared {
         let unchanged = record.tiers == previous.tiers
             && record.next_change == previous.next_change
             && record.presented == previous.presented;
-        if !unchanged && self.party.put_peer_record(peer, &record).is_err() {
+        if !unchanged && self.services.put_peer_record(peer, &record).is_err() {
             tracing::warn!(%peer, "could not store the re-evaluated tiers");
         }
         if self.verified_somewhere(&record) {

@@ -12,12 +12,10 @@
 //! fields or a peer's standing change. Every presentation sent or received is written to
 //! the disclosure log.
 
-mod facts;
 mod judging;
-pub mod negotiation;
+#[cfg(test)]
+mod negotiation_tests;
 mod opener;
-mod party;
-mod record;
 mod service;
 mod view;
 
@@ -29,23 +27,18 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
-pub use facts::FactsChanged;
-pub use party::LocalParty;
-pub use record::{PeerRecord, Presented, UsedNonce};
-
 use crate::credential::CredentialVerifier;
 use crate::identity::PublicKey;
 use crate::lifecycle::ServiceTask;
+use crate::negotiation::{Direction, Refusal};
 use crate::net::{Command, NetworkEvent};
+use crate::services::{PeerRecord, REFUSED, Services, UsedNonce};
 use crate::store::{StoreError, Tree};
-use negotiation::{Direction, Refusal};
 use service::{Gate, Service};
 use view::{PartyView, StepWrites};
 
 /// The refusal code of a handshake cut short by the network rather than by the peer.
 const UNREACHABLE: &str = "unreachable";
-/// What a peer without standing is told, whatever went wrong: nothing it could use.
-pub const REFUSED: &str = "refused";
 /// Events buffered for subscribers (API, tests).
 const EVENT_DEPTH: usize = 1024;
 
@@ -86,7 +79,7 @@ pub enum GatewayEvent {
 
 /// The service's shared half: what both the service loop and the handshakes it opens use.
 struct Shared {
-    party: Arc<LocalParty>,
+    services: Arc<Services>,
     did: String,
     /// Our PeerId (none if the key is not Ed25519, which a gateway's always is).
     peer_id: Option<PeerId>,
@@ -146,15 +139,15 @@ impl Handshakes {
     /// Starts the service on the network's events and commands. The receiver returned
     /// sees every event from the start (later subscribers see only what follows).
     pub fn spawn(
-        party: Arc<LocalParty>,
+        services: Arc<Services>,
         commands: mpsc::Sender<Command>,
         network_events: mpsc::Receiver<NetworkEvent>,
     ) -> (Self, broadcast::Receiver<GatewayEvent>) {
         let (events, first_subscriber) = broadcast::channel(EVENT_DEPTH);
-        let did = party.key.did();
-        let peer_id = party.key.peer_id().ok();
+        let did = services.key.did();
+        let peer_id = services.key.peer_id().ok();
         let shared = Arc::new(Shared {
-            party,
+            services,
             did,
             peer_id,
             verifier: CredentialVerifier::new(),
@@ -194,7 +187,7 @@ impl Handshakes {
 
 impl Shared {
     fn view(&self) -> PartyView<'_> {
-        PartyView::new(&self.party, &self.did, &self.verifier)
+        PartyView::new(&self.services, &self.did, &self.verifier)
     }
 
     fn fresh_nonce() -> String {
@@ -212,9 +205,9 @@ impl Shared {
         if writes.is_empty() {
             return Ok(());
         }
-        let party = Arc::clone(&self.party);
+        let services = Arc::clone(&self.services);
         tokio::task::spawn_blocking(move || {
-            let replay = party.store.tree(Tree::Replay)?;
+            let replay = services.store.tree(Tree::Replay)?;
             for (nonce, forget_after) in &writes.nonces {
                 replay.put(
                     nonce.as_bytes(),
@@ -223,18 +216,18 @@ impl Shared {
                     },
                 )?;
             }
-            let name = party.peer_record(peer).and_then(|record| record.name);
+            let name = services.peer_record(peer).and_then(|record| record.name);
             let at_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
             let at_ms = i64::try_from(at_ms).unwrap_or(i64::MAX);
             let presents = writes
                 .disclosures
                 .iter()
                 .any(|disclosure| disclosure.direction == Direction::Sent);
-            party
+            services
                 .disclosures
                 .record(writes.disclosures, name.as_deref(), at_ms)?;
             if presents {
-                party.store.flush()?;
+                services.store.flush()?;
             }
             Ok::<(), StoreError>(())
         })
@@ -251,10 +244,10 @@ impl Shared {
     /// throttled, a member's never is.
     async fn welcome_members(&self) {
         let peers: Vec<PeerId> = self
-            .party
+            .services
             .fields()
             .iter()
-            .filter_map(|field| self.party.governance.state(&field.charter.field_id()))
+            .filter_map(|field| self.services.governance.state(&field.charter.field_id()))
             .flat_map(|state| {
                 state
                     .in_good_standing()
@@ -270,7 +263,7 @@ impl Shared {
     /// (whose view of the registry may lag ours, or ours theirs) is only disconnected, so that
     /// a later dial, once the registries agree, is not refused.
     async fn nothing_shared(&self, peer: PeerId, did: &str, message: String) -> Option<Gate> {
-        if self.party.knows(did) {
+        if self.services.knows(did) {
             tracing::info!(%peer, %message, "no field in common yet: disconnected");
             let _ = self.commands.send(Command::Disconnect(peer)).await;
             let _ = self.events.send(GatewayEvent::PeerRefused {
@@ -286,7 +279,7 @@ impl Shared {
     /// Whether one of our fields names `peer` (a founder, an admin or a member): its key is
     /// its DID, so a stranger cannot pass for it.
     fn known(&self, peer: PeerId) -> bool {
-        PublicKey::did_of_peer(&peer).is_some_and(|did| self.party.knows(&did))
+        PublicKey::did_of_peer(&peer).is_some_and(|did| self.services.knows(&did))
     }
 
     /// Charges a refused peer's address, unless the peer is known to one of our fields (a

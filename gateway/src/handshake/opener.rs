@@ -5,9 +5,9 @@ use std::sync::Arc;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
-use super::negotiation::{MAX_TURNS, Negotiation, Party, Refusal};
 use crate::credential::now_unix;
 use crate::identity::PublicKey;
+use crate::negotiation::{MAX_TURNS, Negotiation, Party, Refusal};
 use crate::net::{Command, HandshakeRequest, HandshakeResponse};
 
 use super::service::{Reported, check_binding, no_shared_field};

@@ -10,15 +10,16 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::facts::Scope;
-use super::negotiation::{Negotiation, Party, Refusal, Turn};
 use crate::credential::now_unix;
 use crate::identity::PublicKey;
 use crate::metrics;
+use crate::negotiation::{Negotiation, Party, Refusal, Turn};
 use crate::net::{Command, HandshakeRequest, HandshakeResponse, NetworkEvent};
+use crate::services::Scope;
 use crate::store::StoreError;
 
-use super::{Ending, GatewayEvent, PeerRecord, Presented, Progress, REFUSED, REOPEN_AFTER, Shared};
+use super::{Ending, GatewayEvent, Progress, REFUSED, REOPEN_AFTER, Shared};
+use crate::services::{PeerRecord, Presented};
 
 /// Why a peer is gated: the DID barred (if a bar is the reason), the code, the message.
 pub(super) type Gate = (Option<String>, String, String);
@@ -84,7 +85,7 @@ impl Service {
                     None => break,
                 },
                 () = tokio::time::sleep_until(wake) => self.timers().await,
-                () = self.shared.party.facts_changed.notified() => self.facts_changed().await,
+                () = self.shared.services.facts_changed.notified() => self.facts_changed().await,
                 Some((peer, ending)) = self.finished.recv() => self.finished(peer, ending),
             }
         }
@@ -118,7 +119,7 @@ impl Service {
                 self.connected.insert(peer);
                 // Either side drops a peer that has not finished within the grace window:
                 // the opener's requests to a silent peer fail without saying why.
-                let grace = Duration::from_secs(self.shared.party.grace_secs);
+                let grace = Duration::from_secs(self.shared.services.grace_secs);
                 self.deadlines.insert(peer, Instant::now() + grace);
                 if opener {
                     self.open(peer);
@@ -133,7 +134,7 @@ impl Service {
                 // stranger cycling keys must not hang up its way past the throttle.
                 if self.deadlines.remove(&peer).is_some() {
                     self.shared
-                        .party
+                        .services
                         .metrics
                         .count(metrics::HANDSHAKES, "abandoned");
                     self.shared.stranger(peer).await;
@@ -168,7 +169,7 @@ impl Service {
             NetworkEvent::ConnectionRefused { address, reason } => {
                 tracing::info!(%address, %reason, "incoming connection refused");
                 self.shared
-                    .party
+                    .services
                     .metrics
                     .count(metrics::HANDSHAKES, "connection_refused");
             }
@@ -364,9 +365,9 @@ impl Service {
     /// Lets the peers gated on old facts try again unless still barred; asks connected
     /// peers again where the fields or their standing changed, and judges the others again.
     pub(super) async fn facts_changed(&mut self) {
-        let party = Arc::clone(&self.shared.party);
-        let fields_changed = party.facts_changed.take_fields();
-        let scope = party.facts_changed.take();
+        let services = Arc::clone(&self.shared.services);
+        let fields_changed = services.facts_changed.take_fields();
+        let scope = services.facts_changed.take();
         let lifted: Vec<PeerId> = match self.shared.gated.lock() {
             Ok(mut gated) => {
                 // A member still barred would only be refused again: letting it back on
@@ -376,7 +377,7 @@ impl Service {
                     .filter(|(_, barred)| {
                         !barred
                             .as_deref()
-                            .is_some_and(|did| party.barred_anywhere(did))
+                            .is_some_and(|did| services.barred_anywhere(did))
                     })
                     .map(|(peer, _)| *peer)
                     .collect();
@@ -402,7 +403,7 @@ impl Service {
                 .shared
                 .peer_id
                 .is_some_and(|local| crate::net::opens_handshake(&local, &peer));
-            let ask_again = fields_changed || (standing_changed && !party.barred_anywhere(&did));
+            let ask_again = fields_changed || (standing_changed && !services.barred_anywhere(&did));
             if ask_again && opener {
                 self.open(peer);
                 continue;
@@ -427,7 +428,7 @@ impl Service {
             self.responding.remove(&peer);
             tracing::info!(%peer, "no handshake within the grace window");
             self.shared
-                .party
+                .services
                 .metrics
                 .count(metrics::HANDSHAKES, "handshake_timeout");
             self.shared.stranger(peer).await;

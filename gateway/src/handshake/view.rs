@@ -1,5 +1,5 @@
 //! The gateway's side of a negotiation: [`PartyView`] answers the negotiation's questions
-//! from the [`LocalParty`] (fields, rules, wallet, standing) and signs and verifies with its
+//! from the [`Services`] (fields, rules, wallet, standing) and signs and verifies with its
 //! key; [`judge_in`] turns the credentials a peer presented in a field into a tier.
 
 use std::cell::RefCell;
@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::LocalParty;
-use super::negotiation::{AskClaims, Disclosure, Judgement, Party, Refusal};
+use super::Services;
 use crate::charter::Recipient;
 use crate::credential::{
     CLOCK_SKEW_SECS, Challenge, CredentialVerifier, MAX_PRESENTATION_LIFETIME_SECS,
     create_presentation, credential_type, now_unix, sign_message,
 };
 use crate::field::Field;
+use crate::negotiation::{AskClaims, Disclosure, Judgement, Party, Refusal};
 use crate::tier::{TierContext, evaluate};
 
 /// Presentations made in a handshake live this long.
@@ -48,7 +48,7 @@ impl StepWrites {
 /// The negotiation's view of this gateway, for one step: what the step must write (the
 /// disclosures it makes, the nonces it uses up) is kept for the caller to write at once.
 pub(super) struct PartyView<'a> {
-    party: &'a LocalParty,
+    services: &'a Services,
     did: &'a str,
     verifier: &'a CredentialVerifier,
     writes: RefCell<StepWrites>,
@@ -56,12 +56,12 @@ pub(super) struct PartyView<'a> {
 
 impl<'a> PartyView<'a> {
     pub(super) fn new(
-        party: &'a LocalParty,
+        services: &'a Services,
         did: &'a str,
         verifier: &'a CredentialVerifier,
     ) -> Self {
         Self {
-            party,
+            services,
             did,
             verifier,
             writes: RefCell::default(),
@@ -80,16 +80,16 @@ impl Party for PartyView<'_> {
     }
 
     fn fields_to_name(&self, peer: &str) -> Vec<String> {
-        self.party.fields_to_name(peer)
+        self.services.fields_to_name(peer)
     }
 
     fn answers(&self, peer: &str, field: &str) -> bool {
-        self.party.answers(peer, field)
+        self.services.answers(peer, field)
     }
 
     fn recipient(&self, field: &str, did: &str) -> Recipient {
-        match self.party.field(field) {
-            Some(joined) => self.party.recipient(&joined, did),
+        match self.services.field(field) {
+            Some(joined) => self.services.recipient(&joined, did),
             // Not a field of ours: nobody in it receives anything.
             None => Recipient {
                 barred: true,
@@ -99,20 +99,20 @@ impl Party for PartyView<'_> {
     }
 
     fn allows(&self, field: &str, type_name: &str, recipient: &Recipient) -> bool {
-        self.party
+        self.services
             .field(field)
             .is_some_and(|joined| joined.charter.disclosure.allows(type_name, recipient))
     }
 
     fn presentable(&self, field: &str) -> BTreeSet<String> {
-        self.party
+        self.services
             .field(field)
             .map(|joined| joined.charter.presentable_types())
             .unwrap_or_default()
     }
 
     fn credentials(&self, types: &BTreeSet<String>) -> Vec<(String, String)> {
-        self.party.credentials_of(types)
+        self.services.credentials_of(types)
     }
 
     fn nonce(&self) -> String {
@@ -120,7 +120,7 @@ impl Party for PartyView<'_> {
     }
 
     fn sign_ask(&self, claims: &AskClaims) -> Result<String, Refusal> {
-        sign_message(&self.party.key, claims).map_err(|error| Refusal {
+        sign_message(&self.services.key, claims).map_err(|error| Refusal {
             code: "sign_failed".into(),
             message: error.to_string(),
         })
@@ -137,7 +137,7 @@ impl Party for PartyView<'_> {
 
     fn present(&self, audience: &str, nonce: &str, tokens: &[String]) -> Result<String, Refusal> {
         create_presentation(
-            &self.party.key,
+            &self.services.key,
             Challenge { audience, nonce },
             tokens,
             now_unix(),
@@ -164,14 +164,14 @@ impl Party for PartyView<'_> {
                     nonce,
                 },
                 now_unix(),
-                &self.party.replay,
+                &self.services.replay,
             )
             .inspect_err(|error| {
-                self.party
+                self.services
                     .metrics
                     .count(crate::metrics::VERIFICATIONS, error.code.as_str())
             })?;
-        self.party
+        self.services
             .metrics
             .count(crate::metrics::VERIFICATIONS, "ok");
         let forget_after = now_unix() + MAX_PRESENTATION_LIFETIME_SECS + CLOCK_SKEW_SECS;
@@ -193,8 +193,15 @@ impl Party for PartyView<'_> {
     }
 
     fn judge(&self, field: &str, peer: &str, tokens: &[String]) -> Judgement {
-        match self.party.field(field) {
-            Some(joined) => judge_in(self.party, self.verifier, &joined, peer, tokens, now_unix()),
+        match self.services.field(field) {
+            Some(joined) => judge_in(
+                self.services,
+                self.verifier,
+                &joined,
+                peer,
+                tokens,
+                now_unix(),
+            ),
             None => Judgement::default(),
         }
     }
@@ -207,20 +214,20 @@ impl Party for PartyView<'_> {
 /// The tier `did`'s `tokens` reach in `field` as of `now`: none while it is barred; less
 /// the credentials a countermeasure suspended; under a countermeasure's ceiling.
 pub(super) fn judge_in(
-    party: &LocalParty,
+    services: &Services,
     verifier: &CredentialVerifier,
     field: &Field,
     did: &str,
     tokens: &[String],
     now: i64,
 ) -> Judgement {
-    let charter = party.effective_charter(field);
+    let charter = services.effective_charter(field);
     let id = charter.field_id();
-    if party.is_barred(&id, did) || party.threat_blocked(&id, did) {
+    if services.is_barred(&id, did) || services.threat_blocked(&id, did) {
         return Judgement::default();
     }
-    let counted = party.counted_credentials(&id, did, tokens);
-    let report = party.with_status_lists(|status_lists| {
+    let counted = services.counted_credentials(&id, did, tokens);
+    let report = services.with_status_lists(|status_lists| {
         evaluate(
             &charter,
             verifier,
@@ -232,7 +239,7 @@ pub(super) fn judge_in(
             },
         )
     });
-    let cap = party.tier_cap(&id, did).unwrap_or(u8::MAX);
+    let cap = services.tier_cap(&id, did).unwrap_or(u8::MAX);
     Judgement {
         tier: report.tier.min(cap),
         counted: report.counted,

@@ -20,7 +20,7 @@ use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
-pub use gate::{AddressBlocks, AddressChange};
+pub use crate::threats::blocks::{AddressBlocks, AddressChange};
 pub use gossip::{TopicKind, parse_topic, topic_name};
 pub use libp2p::gossipsub::MessageId;
 pub use mesh::mesh_protocol;

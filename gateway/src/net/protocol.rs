@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::handshake::negotiation::Turn;
+use crate::negotiation::Turn;
 
 /// Whether the side `local` opens the handshake with `remote`: the one whose PeerId sorts
 /// first. The dialer used to open, but when two members dial each other at once (both ends
@@ -275,7 +275,7 @@ pub enum DataResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::negotiation::{Answer, FieldVerdict};
+    use crate::negotiation::{Answer, FieldVerdict};
 
     #[test]
     fn handshake_messages_round_trip_and_refuse_strays() {

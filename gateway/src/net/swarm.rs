@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::gate::{AddressChange, AddressGate};
+use super::gate::AddressGate;
 use super::gossip::parse_topic;
 use super::mesh::FieldMeshes;
 use super::outbox::{Offer, Outbox};
@@ -26,6 +26,7 @@ use super::{
     NetworkSettings, Reply, SYNC_PROTOCOL, SyncRequest, SyncResponse, Verdict, opens_handshake,
 };
 use crate::lifecycle::ServiceTask;
+use crate::threats::blocks::AddressChange;
 
 /// How long the side that does not open a handshake waits before dialling a member it
 /// unblocked: the opener's dial, set up at the same time, comes first unless its side kept

@@ -7,7 +7,6 @@
 //! hash or signature does not check out is reported as `record_tampered` and never served.
 //! Every write is durable before it is acknowledged.
 
-pub mod access;
 mod attachments;
 
 pub use attachments::{ATTACHMENT_CHUNK_BYTES, MAX_ATTACHMENT_BYTES, Upload};

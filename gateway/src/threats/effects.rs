@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::blocks::AddressBlocks;
 use super::engine::ActionId;
 use super::pattern::{Component, Pattern};
 use super::{ActionKind, Countermeasure, Severity};
 use crate::credential::VerifiedCredential;
-use crate::net::AddressBlocks;
 
 /// The credential type whose components `mark-vulnerable` matches.
 pub const INVENTORY_TYPE: &str = "SoftwareInventoryCredential";

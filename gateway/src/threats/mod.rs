@@ -6,16 +6,14 @@
 //! `engine` decides which actions apply under local policy, `book` keeps indicators and
 //! actions on disk and applies them, and `effects` is what the rest of the gateway reads.
 
-pub mod book;
+pub mod blocks;
 pub mod effects;
 pub mod engine;
 pub mod pattern;
-pub mod taxii;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use book::{ActionView, Origin, ReportOutcome, Threats};
 pub use effects::Effects;
 pub use pattern::Pattern;
 
@@ -625,7 +623,7 @@ pub struct IndicatorDraft {
 /// A STIX 2.1 bundle holding the drafted indicator, a course-of-action describing its
 /// countermeasure, and the `mitigates` relationship between them; checked like any report.
 pub fn compose(draft: &IndicatorDraft, now: i64) -> Result<Value, ThreatError> {
-    let stamp = |secs: i64| crate::threats::taxii::timestamp(secs.saturating_mul(1000));
+    let stamp = |secs: i64| format_timestamp_ms(secs.saturating_mul(1000));
     let created = stamp(now);
     let new_id = |kind: &str| format!("{kind}--{}", uuid::Uuid::new_v4());
     let (indicator_id, action_id) = (new_id("indicator"), new_id("course-of-action"));
@@ -683,5 +681,15 @@ pub fn compose(draft: &IndicatorDraft, now: i64) -> Result<Value, ThreatError> {
     Ok(bundle)
 }
 
-#[cfg(test)]
-mod tests;
+/// Formats Unix milliseconds as a STIX/TAXII timestamp.
+pub fn format_timestamp_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}

@@ -10,9 +10,10 @@ use serde_json::json;
 use tfc_gateway::charter::Charter;
 use tfc_gateway::credential::{CredentialDraft, issue_credential, now_unix};
 use tfc_gateway::field::Field;
-use tfc_gateway::handshake::{GatewayEvent, Handshakes, LocalParty};
+use tfc_gateway::handshake::{GatewayEvent, Handshakes};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::net::{Network, NetworkSettings};
+use tfc_gateway::services::Services;
 use tfc_gateway::store::Store;
 use tokio::sync::broadcast;
 
@@ -132,15 +133,9 @@ impl Node {
             Network::spawn(key.libp2p_keypair()?, &NetworkSettings::loopback())?;
         let number = corporate_number(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let wallet = setup.wallet(&key, &number)?;
-        let party = Arc::new(LocalParty::new(
-            key,
-            vec![setup.field()?],
-            wallet,
-            store,
-            10,
-        )?);
+        let services = Arc::new(Services::new(key, vec![setup.field()?], wallet, store, 10)?);
         let (handshakes, mut events) =
-            Handshakes::spawn(party, network.commands(), network_events.connections);
+            Handshakes::spawn(services, network.commands(), network_events.connections);
         let address = tokio::time::timeout(WAIT, async {
             loop {
                 if let Ok(GatewayEvent::Listening(address)) = events.recv().await {

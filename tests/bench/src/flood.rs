@@ -15,9 +15,10 @@ use libp2p::PeerId;
 use libp2p::gossipsub;
 use serde_json::{Value, json};
 use tfc_gateway::field::Field;
-use tfc_gateway::handshake::{Handshakes, LocalParty};
+use tfc_gateway::handshake::Handshakes;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::net::{Command, Network, NetworkSettings, TopicKind, topic_name};
+use tfc_gateway::services::Services;
 use tfc_gateway::store::Store;
 use tfc_testkit::{Authorities, Node};
 
@@ -35,7 +36,7 @@ const SETUP_WAIT: Duration = Duration::from_secs(30);
 struct Attacker {
     network: Network,
     handshakes: Handshakes,
-    party: Arc<LocalParty>,
+    services: Arc<Services>,
     _dir: tempfile::TempDir,
 }
 
@@ -145,14 +146,17 @@ async fn start_attacker(
     let field = Field::load(charter)?;
     let field_id = field.charter.field_id();
     let copy = KeyPair::from_pkcs8_pem(&key.to_pkcs8_pem()).context("the attacker's key")?;
-    let party = Arc::new(LocalParty::new(copy, vec![field], wallet, store, 10)?);
+    let services = Arc::new(Services::new(copy, vec![field], wallet, store, 10)?);
     network.send(Command::JoinField(field_id)).await?;
-    let (handshakes, _) =
-        Handshakes::spawn(Arc::clone(&party), network.commands(), events.connections);
+    let (handshakes, _) = Handshakes::spawn(
+        Arc::clone(&services),
+        network.commands(),
+        events.connections,
+    );
     Ok(Attacker {
         network,
         handshakes,
-        party,
+        services,
         _dir: dir,
     })
 }
@@ -173,10 +177,10 @@ async fn join_as_member(
     loop {
         let tier = victim
             .gateway
-            .party()
+            .services()
             .peer_record(attacker_peer)
             .and_then(|record| record.tiers.get(field).copied());
-        let verified_victim = attacker.party.peer_verified_in(victim.peer_id(), field);
+        let verified_victim = attacker.services.peer_verified_in(victim.peer_id(), field);
         // Each side knows the other's subscription: the attacker's gossip goes to the victim.
         let (reply, answer) = tokio::sync::oneshot::channel();
         victim
@@ -384,7 +388,7 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
     meter.loaded()?;
     let judged_by_victim = victim
         .gateway
-        .party()
+        .services()
         .metrics
         .get(tfc_gateway::metrics::GOSSIP, "malformed");
     victim.gateway.shutdown().await?;

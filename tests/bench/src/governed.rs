@@ -62,9 +62,9 @@ pub(crate) async fn until_all_verified(nodes: &[Node], tier: u8) -> anyhow::Resu
     loop {
         let mut missing = Vec::new();
         for (index, node) in nodes.iter().enumerate() {
-            let party = node.gateway.party();
+            let services = node.gateway.services();
             for (other, peer) in peers.iter().enumerate() {
-                let verified = localnet::peer_record(party, *peer)
+                let verified = localnet::peer_record(services, *peer)
                     .is_some_and(|record| top_tier(&record) >= tier);
                 if other != index && !verified {
                     missing.push((index, other));

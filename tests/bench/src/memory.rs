@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tfc_gateway::credential::now_unix;
-use tfc_gateway::handshake::PeerRecord;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::policy::{Category, ValueLevel};
+use tfc_gateway::services::PeerRecord;
+use tfc_gateway::services::threats::Origin;
 use tfc_gateway::spaces::Labels;
 use tfc_gateway::store::Tree;
-use tfc_gateway::threats::Origin;
 use tfc_testkit::{Authorities, Node};
 
 use crate::resources::{SETTLE, rss_bytes, rss_bytes_of};
@@ -184,7 +184,7 @@ pub(crate) async fn run(load: Load, gateway_bin: Option<PathBuf>) -> anyhow::Res
     };
 
     let began = Instant::now();
-    let peers = node.gateway.party().store.tree(Tree::Peers)?;
+    let peers = node.gateway.services().store.tree(Tree::Peers)?;
     let mut members = Vec::with_capacity(load.members);
     for _ in 0..load.members {
         let member = KeyPair::generate(KeyAlgorithm::Ed25519);

@@ -112,7 +112,7 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
 }
 
 fn holds(node: &Node, field: &str, target: &str) -> bool {
-    node.gateway.party().governance.standing(field, target) == Some(StandingKind::Suspended)
+    node.gateway.services().governance.standing(field, target) == Some(StandingKind::Suspended)
 }
 
 /// Whether every node but the `suspended` ones (cut off, they may never hear of it) holds

@@ -82,7 +82,7 @@ async fn until_everyone(
     loop {
         let all = nodes.iter().enumerate().all(|(index, node)| {
             (3..=last_suspended).contains(&index)
-                || node.gateway.party().governance.standing(field, target)
+                || node.gateway.services().governance.standing(field, target)
                     == Some(StandingKind::Suspended)
         });
         if all {

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 use tfc_gateway::credential::{CredentialVerifier, now_unix, sign_message};
-use tfc_gateway::handshake::PeerRecord;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair, PublicKey};
+use tfc_gateway::services::PeerRecord;
+use tfc_gateway::services::threats::Origin;
 use tfc_gateway::store::Tree;
-use tfc_gateway::threats::{Origin, Severity};
+use tfc_gateway::threats::Severity;
 use tfc_testkit::{Authorities, Node, block_address_indicator};
 
 use crate::resources::Meter;
@@ -57,7 +58,7 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
     let reporters: Vec<KeyPair> = (0..REPORTERS)
         .map(|_| KeyPair::generate(KeyAlgorithm::Ed25519))
         .collect();
-    let peers = node.gateway.party().store.tree(Tree::Peers)?;
+    let peers = node.gateway.services().store.tree(Tree::Peers)?;
     for reporter in &reporters {
         let record = PeerRecord {
             did: reporter.did(),

@@ -17,10 +17,11 @@ use tfc_gateway::credential::{
     CredentialDraft, StatusEntry, StatusList, StatusPurpose, issue_credential, now_unix,
 };
 use tfc_gateway::daemon::Gateway;
-use tfc_gateway::handshake::{GatewayEvent, PeerRecord};
+use tfc_gateway::handshake::GatewayEvent;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::localnet::{self, Journal, LocalGateway};
 use tfc_gateway::net::Command;
+use tfc_gateway::services::PeerRecord;
 use tfc_gateway::threats::{ActionKind, Countermeasure, IndicatorDraft, Severity, Tlp, compose};
 
 pub use tfc_gateway::localnet::{WAIT, top_tier};
@@ -284,14 +285,14 @@ impl Node {
 
     /// The standing of `did` in the (only) field this gateway joined.
     pub fn standing(&self, did: &str) -> Option<tfc_gateway::governance::StandingKind> {
-        let party = self.gateway.party();
-        let field = party.fields().first()?.charter.field_id();
-        party.governance.standing(&field, did)
+        let services = self.gateway.services();
+        let field = services.fields().first()?.charter.field_id();
+        services.governance.standing(&field, did)
     }
 
     /// The id of the (only) field this gateway joined.
     pub fn field_id(&self) -> String {
-        self.gateway.party().fields()[0].charter.field_id()
+        self.gateway.services().fields()[0].charter.field_id()
     }
 
     /// A gateway with the default configuration.
@@ -308,7 +309,7 @@ impl Node {
     pub fn import_wallet(&self, tokens: &[String]) {
         for token in tokens {
             self.gateway
-                .party()
+                .services()
                 .import_credential(token)
                 .expect("credential imported");
         }
@@ -328,13 +329,13 @@ impl Node {
         peer: PeerId,
         accept: impl Fn(&PeerRecord) -> bool,
     ) -> PeerRecord {
-        let party = std::sync::Arc::clone(self.gateway.party());
+        let services = std::sync::Arc::clone(self.gateway.services());
         let mut last = None;
         let waited = localnet::wait_until(
             &format!("{} judges {peer}", self.did),
             Duration::from_millis(20),
             || {
-                last = party.peer_record(peer);
+                last = services.peer_record(peer);
                 let done = last.as_ref().is_some_and(&accept);
                 async move { done }
             },

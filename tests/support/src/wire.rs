@@ -14,8 +14,8 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, tcp, yamux};
 use sha2::Digest;
 use tfc_gateway::credential::{Challenge, create_presentation, now_unix, sign_message};
-use tfc_gateway::handshake::negotiation::{ASK_KIND, AskClaims, Turn};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
+use tfc_gateway::negotiation::{ASK_KIND, AskClaims, Turn};
 use tfc_gateway::net::{
     DATA_PROTOCOL, DataRequest, DataResponse, HANDSHAKE_PROTOCOL, HandshakeRequest,
     HandshakeResponse, SYNC_PROTOCOL, SyncRequest, SyncResponse, TopicKind, mesh_protocol,

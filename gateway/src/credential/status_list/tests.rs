@@ -1,4 +1,5 @@
 use super::*;
+use crate::credential::CredentialVerifier;
 use crate::credential::test_support::*;
 use crate::identity::KeyAlgorithm;
 

@@ -7,14 +7,15 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
-use super::*;
+use super::view::PartyView;
+use crate::charter::Recipient;
 use crate::charter::{Charter, disclosure::IDENTITY_TYPE};
 use crate::credential::{CredentialDraft, CredentialVerifier, issue_credential, now_unix};
 use crate::field::Field;
 use crate::governance::OpKind;
-use crate::handshake::LocalParty;
-use crate::handshake::view::PartyView;
 use crate::identity::{KeyAlgorithm, KeyPair};
+use crate::negotiation::*;
+use crate::services::Services;
 use crate::store::Store;
 
 /// The types of the test field: tier 1 identity and credit, tier 2 licence, tier 3 the
@@ -117,13 +118,13 @@ impl World {
 
     /// A party holding `held` of [`TYPES`], in `charter`'s field, where `members` were
     /// admitted.
-    fn party(
+    fn services(
         &self,
         key: &KeyPair,
         charter: &Charter,
         held: &[usize],
         members: &[String],
-    ) -> LocalParty {
+    ) -> Services {
         let wallet = held
             .iter()
             .map(|index| self.credential(&key.did(), TYPES[*index]))
@@ -132,7 +133,7 @@ impl World {
             charter: charter.clone(),
             policy: None,
         };
-        let party = LocalParty::new(
+        let services = Services::new(
             KeyPair::from_pkcs8_pem(&key.to_pkcs8_pem()).unwrap(),
             vec![field],
             wallet,
@@ -141,7 +142,7 @@ impl World {
         )
         .unwrap();
         for member in members {
-            let (signed, _) = party
+            let (signed, _) = services
                 .governance
                 .propose(
                     charter,
@@ -156,7 +157,7 @@ impl World {
                 .unwrap();
             drop(signed);
         }
-        party
+        services
     }
 }
 
@@ -207,7 +208,7 @@ fn roles(role: Role, did: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     }
 }
 
-/// What `party` knows `peer` as, in its judgement at the end.
+/// What `services` knows `peer` as, in its judgement at the end.
 fn final_recipient(view: &PartyView<'_>, negotiation: &Negotiation, field: &str) -> Recipient {
     let mut recipient = view.recipient(field, negotiation.peer());
     if let Some((judgement, _)) = negotiation.outcome(view).get(field) {
@@ -268,8 +269,8 @@ proptest! {
         let field = charter.field_id();
         let held_a: Vec<usize> = held_a.into_iter().collect();
         let held_b: Vec<usize> = held_b.into_iter().collect();
-        let party_a = world.party(&key_a, &charter, &held_a, &members);
-        let party_b = world.party(&key_b, &charter, &held_b, &members);
+        let party_a = world.services(&key_a, &charter, &held_a, &members);
+        let party_b = world.services(&key_b, &charter, &held_b, &members);
         // A stranger has not joined the field: it knows it from nowhere.
         let stranger_a = role_a == Role::Stranger;
         let stranger_b = role_b == Role::Stranger;
@@ -317,8 +318,8 @@ fn an_applicant_reveals_first_to_an_admin_and_both_end_judged() {
         .charter(&[], std::slice::from_ref(&city_did), &rules, true)
         .unwrap();
     let field = charter.field_id();
-    let at_city = world.party(&city, &charter, &[0, 1, 2], &[]);
-    let at_applicant = world.party(&applicant, &charter, &[0, 1, 2, 3], &[]);
+    let at_city = world.services(&city, &charter, &[0, 1, 2], &[]);
+    let at_applicant = world.services(&applicant, &charter, &[0, 1, 2, 3], &[]);
     let verifier = CredentialVerifier::new();
     let city_view = PartyView::new(&at_city, &city_did, &verifier);
     let applicant_view = PartyView::new(&at_applicant, &applicant_did, &verifier);
@@ -366,8 +367,8 @@ fn two_applicants_name_nothing_to_each_other() {
     let (a, did_a) = key_and_did();
     let (b, did_b) = key_and_did();
     let charter = world.charter(&[], &[], &[], true).unwrap();
-    let party_a = world.party(&a, &charter, &[0, 1], &[]);
-    let party_b = world.party(&b, &charter, &[0, 1], &[]);
+    let party_a = world.services(&a, &charter, &[0, 1], &[]);
+    let party_b = world.services(&b, &charter, &[0, 1], &[]);
     let verifier = CredentialVerifier::new();
     let view_a = PartyView::new(&party_a, &did_a, &verifier);
     let view_b = PartyView::new(&party_b, &did_b, &verifier);
@@ -387,7 +388,7 @@ fn an_over_request_is_refused_and_logged_never_trimmed() {
         .charter(&[did_a.clone(), did_b.clone()], &[], &[], false)
         .unwrap();
     let field = charter.field_id();
-    let party_b = world.party(&b, &charter, &[0, 1], &[]);
+    let party_b = world.services(&b, &charter, &[0, 1], &[]);
     let verifier = CredentialVerifier::new();
     let view_b = PartyView::new(&party_b, &did_b, &verifier);
     // A founder of the same field may be given everything by default; a stranger's key
@@ -445,7 +446,7 @@ fn a_refused_ask_is_asked_again_only_once_the_peers_verdict_of_us_changes() {
     let charter = world.charter(&[], &[], &rules, false).unwrap();
     let field = charter.field_id();
     // A knows both admissions; B (played by hand) has not heard of A's yet.
-    let party_a = world.party(&a, &charter, &[0, 1], &[did_a.clone(), did_b.clone()]);
+    let party_a = world.services(&a, &charter, &[0, 1], &[did_a.clone(), did_b.clone()]);
     let verifier = CredentialVerifier::new();
     let view_a = PartyView::new(&party_a, &did_a, &verifier);
     let now = now_unix();

@@ -14,8 +14,8 @@ use crate::credential::{
     CredentialVerifier, ErrorCode, VerificationError, VerifiedCredential, VerifyContext, now_unix,
 };
 use crate::field::{Field, FieldError};
-use crate::handshake::LocalParty;
 use crate::net::Command;
+use crate::services::Services;
 use crate::store::{StoreError, Stored, Tree};
 
 /// A field could not be joined, or a credential not imported.
@@ -81,7 +81,7 @@ pub async fn announce_field(commands: &mpsc::Sender<Command>, field: &Field, own
     }
 }
 
-impl LocalParty {
+impl Services {
     /// Joins the field whose (signed) charter is at `charter`; it counts from the next
     /// handshake on. Returns the field.
     pub fn join_field(&self, charter: &Path) -> Result<Arc<Field>, HoldingError> {

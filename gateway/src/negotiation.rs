@@ -685,6 +685,3 @@ impl Negotiation {
 fn truncated(code: &str) -> String {
     code.chars().take(64).collect()
 }
-
-#[cfg(test)]
-mod tests;

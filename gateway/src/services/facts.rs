@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 /// Whose judgement a change of facts may alter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Scope {
+pub enum Scope {
     /// Every peer's (a status list, a field, the rules).
     Everyone,
     /// Only these members' (their standing changed).
@@ -17,11 +17,12 @@ pub(super) enum Scope {
 
 impl Scope {
     /// Whether the change names `did`'s standing (a change for everyone names nobody).
-    pub(super) fn names(&self, did: &str) -> bool {
+    pub fn names(&self, did: &str) -> bool {
         matches!(self, Scope::Members(dids) if dids.contains(did))
     }
 
-    pub(super) fn includes(&self, did: &str) -> bool {
+    /// Whether the change may alter `did`'s judgement.
+    pub fn includes(&self, did: &str) -> bool {
         match self {
             Scope::Everyone => true,
             Scope::Members(dids) => dids.contains(did),
@@ -68,7 +69,7 @@ impl FactsChanged {
     }
 
     /// Whether a field was joined since the last call.
-    pub(super) fn take_fields(&self) -> bool {
+    pub fn take_fields(&self) -> bool {
         self.fields.swap(false, Ordering::AcqRel)
     }
 
@@ -79,7 +80,7 @@ impl FactsChanged {
 
     /// The changes gathered since the last call: nobody if none (a wake-up left by a change
     /// already taken), everyone if the lock was poisoned.
-    pub(super) fn take(&self) -> Scope {
+    pub fn take(&self) -> Scope {
         match self.pending.lock() {
             Ok(mut pending) => pending
                 .take()

@@ -1,13 +1,25 @@
-//! The local side of every handshake, [`LocalParty`]: the key, the fields joined, the
-//! wallet, the peer records, and the one place that says what standing a peer has in a
-//! field and whether it is verified there.
+//! The service layer. [`Services`] holds the gateway's key and one handle per service; each
+//! service owns its state behind a small API. Handshake, gossip, sync, data and the API
+//! call these services, never each other's internals.
+
+pub mod access;
+mod facts;
+pub mod holdings;
+mod peers;
+pub mod status;
+pub mod threats;
+
+pub use facts::{FactsChanged, Scope};
+pub use peers::{PeerRecord, Presented, UsedNonce};
+
+/// What a peer without standing is told, whatever went wrong: nothing it could use.
+pub const REFUSED: &str = "refused";
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use libp2p::PeerId;
 
-use super::{FactsChanged, PeerRecord};
 use crate::audit::{AuditError, AuditLog};
 use crate::charter::{Applications, Charter, Recipient};
 use crate::credential::{CredentialVerifier, ReplayCache, StatusLists};
@@ -21,7 +33,7 @@ use crate::store::{Store, StoreError, Tree};
 
 /// The local side of every handshake: who we are, what we hold, which fields we belong to.
 /// Shared with the API, which changes the wallet and the fields while the daemon runs.
-pub struct LocalParty {
+pub struct Services {
     /// The organisation key.
     pub key: KeyPair,
     /// The fields joined.
@@ -55,8 +67,8 @@ pub struct LocalParty {
     amended_policies: Mutex<HashMap<String, Arc<PolicyEngine>>>,
 }
 
-impl LocalParty {
-    /// A party with the given fields and wallet; the governance logs are read from `store`.
+impl Services {
+    /// The services of a gateway with the given fields and wallet; the governance logs are read from `store`.
     pub fn new(
         key: KeyPair,
         fields: Vec<Field>,

@@ -7,17 +7,17 @@ use std::sync::Arc;
 
 use libp2p::PeerId;
 
-use super::{DataCode, DataError, Record, Spaces};
 use crate::audit::Event;
 use crate::credential::{CredentialVerifier, VerifiedCredential, VerifyContext, now_unix};
 use crate::field::Field;
-use crate::handshake::{LocalParty, PeerRecord};
 use crate::net::{DataRequest, DataResponse};
 use crate::policy::{AccessRequest, Action, OrgFacts, Resource, SpaceRef};
+use crate::services::{PeerRecord, Services};
+use crate::spaces::{DataCode, DataError, Record, Spaces};
 
 /// Decides and answers a request from `peer`.
 pub fn answer(
-    party: &LocalParty,
+    services: &Services,
     spaces: &Spaces,
     peer: PeerId,
     request: DataRequest,
@@ -59,9 +59,9 @@ pub fn answer(
     };
     // A peer not verified in the field (a stranger, a member of another field, a barred
     // member) reads one refusal, whether or not this gateway belongs to the field.
-    if !party.peer_verified_in(peer, field) {
-        party.audit.record(Event {
-            actor: principal_did(party, peer).unwrap_or_else(|| peer.to_string()),
+    if !services.peer_verified_in(peer, field) {
+        services.audit.record(Event {
+            actor: principal_did(services, peer).unwrap_or_else(|| peer.to_string()),
             action: format!("data.{}", action.as_str()),
             object,
             decision: "deny".into(),
@@ -70,11 +70,13 @@ pub fn answer(
             ..Event::default()
         });
         return DataResponse::Refused {
-            code: crate::handshake::REFUSED.into(),
-            reason: crate::handshake::REFUSED.into(),
+            code: crate::services::REFUSED.into(),
+            reason: crate::services::REFUSED.into(),
         };
     }
-    let outcome = decide(party, spaces, peer, &request, field, tier, purpose, action);
+    let outcome = decide(
+        services, spaces, peer, &request, field, tier, purpose, action,
+    );
     let (decision, code, reason) = match &outcome {
         Ok((_, reason)) => ("allow", "ok".to_owned(), reason.clone()),
         Err(error) => (
@@ -83,8 +85,8 @@ pub fn answer(
             error.message.clone(),
         ),
     };
-    party.audit.record(Event {
-        actor: principal_did(party, peer).unwrap_or_else(|| peer.to_string()),
+    services.audit.record(Event {
+        actor: principal_did(services, peer).unwrap_or_else(|| peer.to_string()),
         action: format!("data.{}", action.as_str()),
         object,
         decision: decision.into(),
@@ -132,13 +134,13 @@ fn chunk(spaces: &Spaces, request: &DataRequest, reason: String) -> DataResponse
     }
 }
 
-fn principal_did(party: &LocalParty, peer: PeerId) -> Option<String> {
-    party.peer_record(peer).map(|record| record.did)
+fn principal_did(services: &Services, peer: PeerId) -> Option<String> {
+    services.peer_record(peer).map(|record| record.did)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn decide(
-    party: &LocalParty,
+    services: &Services,
     spaces: &Spaces,
     peer: PeerId,
     request: &DataRequest,
@@ -151,26 +153,26 @@ fn decide(
         code: DataCode::Denied,
         message,
     };
-    let record = party
+    let record = services
         .peer_record(peer)
         .ok_or_else(|| denied("this gateway has not verified you".into()))?;
-    let field = party
+    let field = services
         .field(field_id)
         .ok_or_else(|| denied("this gateway has not joined that field".into()))?;
-    if party.is_barred(field_id, &record.did) {
+    if services.is_barred(field_id, &record.did) {
         return Err(denied(format!(
             "{} is revoked or suspended in the field",
             record.did
         )));
     }
-    let principal = facts(party, &field, &record)?;
-    let engine = party.policy_engine(&field);
-    let threat_level = party
+    let principal = facts(services, &field, &record)?;
+    let engine = services.policy_engine(&field);
+    let threat_level = services
         .threat_effects
         .read()
         .map_or(u8::MAX, |effects| effects.threat_level(field_id));
     let quarantined = |stored: &Record| {
-        party.threat_effects.read().map_or(true, |effects| {
+        services.threat_effects.read().map_or(true, |effects| {
             stored
                 .attachments
                 .iter()
@@ -207,7 +209,7 @@ fn decide(
             purpose: purpose.to_owned(),
             threat_level,
         });
-        party.metrics.count(
+        services.metrics.count(
             crate::metrics::DECISIONS,
             &format!("data:{}", if decision.allowed { "allow" } else { "deny" }),
         );
@@ -296,14 +298,14 @@ fn decide(
 /// The principal's facts: its presented credentials, verified again now against the field's
 /// issuers and the status lists held, and its tier and standing in the field.
 fn facts(
-    party: &LocalParty,
+    services: &Services,
     field: &Arc<Field>,
     record: &PeerRecord,
 ) -> Result<OrgFacts, DataError> {
-    let charter = party.effective_charter(field);
+    let charter = services.effective_charter(field);
     let trust = charter.issuer_trust();
     let verifier = CredentialVerifier::new();
-    let credentials: Vec<VerifiedCredential> = party.with_status_lists(|status_lists| {
+    let credentials: Vec<VerifiedCredential> = services.with_status_lists(|status_lists| {
         let context = VerifyContext {
             now: now_unix(),
             trust: Some(&trust),
@@ -318,8 +320,8 @@ fn facts(
     });
     let tier = record.tiers.get(&charter.field_id()).copied().unwrap_or(0);
     let mut facts = OrgFacts::from_verified(&record.did, tier, &credentials, &charter);
-    facts.suspended = party.is_barred(&charter.field_id(), &record.did);
-    facts.vulnerable = party.vulnerable(
+    facts.suspended = services.is_barred(&charter.field_id(), &record.did);
+    facts.vulnerable = services.vulnerable(
         &charter.field_id(),
         &record.did,
         record.credentials_in(&charter.field_id()),

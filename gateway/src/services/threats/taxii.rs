@@ -3,8 +3,10 @@
 
 use serde_json::{Value, json};
 
-use super::{ThreatCode, ThreatError, Threats};
+use super::Threats;
 use crate::field::Field;
+pub use crate::threats::format_timestamp_ms as timestamp;
+use crate::threats::{ThreatCode, ThreatError};
 
 /// The TAXII media type.
 pub const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
@@ -30,7 +32,7 @@ pub fn api_root() -> Value {
     json!({
         "title": "TFC trust fields",
         "versions": [TAXII_MEDIA_TYPE],
-        "max_content_length": super::MAX_BUNDLE_BYTES,
+        "max_content_length": crate::threats::MAX_BUNDLE_BYTES,
     })
 }
 
@@ -137,19 +139,6 @@ fn decode_next(field_id: &str, next: &str) -> Result<Vec<u8>, ThreatError> {
         return Err(bad());
     }
     Ok(bytes)
-}
-
-/// Formats Unix milliseconds as a TAXII timestamp.
-pub fn timestamp(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|at| {
-            at.format(time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-            ))
-            .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// Parses an `added_after` timestamp into Unix milliseconds.

@@ -2,15 +2,15 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::engine::{Mode, SimpleMode, State, Verdict};
 use super::*;
 use crate::charter::Charter;
-use crate::config::ThreatsConfig;
 use crate::credential::now_unix;
 use crate::field::Field;
-use crate::handshake::{LocalParty, PeerRecord};
 use crate::identity::KeyPair;
+use crate::services::{PeerRecord, Services};
 use crate::store::{Store, Tree};
+use crate::threats::engine::{Mode, SimpleMode, State, Verdict};
+use crate::threats::*;
 
 fn draft(pattern: &str, action: ActionKind, severity: Severity) -> IndicatorDraft {
     let now = now_unix();
@@ -188,9 +188,9 @@ fn a_missing_valid_until_is_bounded_and_tlp_1_markings_are_read() {
     );
 }
 
-/// A party in one field with an admin and two verified members from different companies.
+/// A gateway in one field with an admin and two verified members from different companies.
 struct Book {
-    party: Arc<LocalParty>,
+    services: Arc<Services>,
     field: String,
     admin: KeyPair,
     members: [KeyPair; 3],
@@ -232,9 +232,9 @@ fn book_fixture(store: Option<Store>, dir: Option<tempfile::TempDir>) -> Book {
             .unwrap();
     }
     let me = KeyPair::ed25519_from_seed(&[9; 32]);
-    let party = LocalParty::new(me, vec![field], vec![], store, 10).unwrap();
+    let services = Services::new(me, vec![field], vec![], store, 10).unwrap();
     Book {
-        party: Arc::new(party),
+        services: Arc::new(services),
         field: field_id,
         admin,
         members,
@@ -243,7 +243,7 @@ fn book_fixture(store: Option<Store>, dir: Option<tempfile::TempDir>) -> Book {
 }
 
 fn threats(book: &Book, mode: Mode) -> Threats {
-    Threats::load(Arc::clone(&book.party), ThreatsConfig::uniform(mode)).unwrap()
+    Threats::load(Arc::clone(&book.services), ThreatsConfig::uniform(mode)).unwrap()
 }
 
 const AUTO: Mode = Mode::Simple(SimpleMode::Auto);
@@ -272,7 +272,7 @@ fn an_address_report_blocks_at_once_and_a_replay_changes_nothing() {
     let blocks = threats.address_blocks();
     assert_eq!(blocks.networks, vec!["198.51.100.0/24".parse().unwrap()]);
     assert_eq!(
-        book.party
+        book.services
             .threat_effects
             .read()
             .unwrap()
@@ -282,7 +282,7 @@ fn an_address_report_blocks_at_once_and_a_replay_changes_nothing() {
     let replay = threats.receive(&book.field, &member, &body, Origin::Gossip);
     assert_eq!(replay.unwrap_err().code, ThreatCode::Replayed);
     let audited: Vec<String> = book
-        .party
+        .services
         .audit
         .since(0)
         .unwrap()
@@ -308,12 +308,12 @@ fn one_member_cannot_block_another_but_a_second_company_or_an_admin_can() {
         .receive(&book.field, &book.members[1].did(), &body(), Origin::Gossip)
         .unwrap();
     assert_eq!(same.actions[0].state, State::AwaitingCorroboration);
-    assert!(!book.party.threat_blocked(&book.field, &target));
+    assert!(!book.services.threat_blocked(&book.field, &target));
     let admin = threats
         .receive(&book.field, &book.admin.did(), &body(), Origin::Gossip)
         .unwrap();
     assert_eq!(admin.actions[0].state, State::Applied);
-    assert!(book.party.threat_blocked(&book.field, &target));
+    assert!(book.services.threat_blocked(&book.field, &target));
 }
 
 #[test]
@@ -328,7 +328,7 @@ fn tlp_red_goes_only_to_named_recipients() {
     red.tlp = Tlp::Red;
     let bundle = compose(&red, now_unix()).unwrap();
     let member = book.members[0].did();
-    let me = book.party.key.did();
+    let me = book.services.key.did();
     let send = |recipients: Vec<String>, origin| {
         threats
             .receive(
@@ -351,7 +351,7 @@ fn tlp_red_goes_only_to_named_recipients() {
     assert_eq!(send(vec![me], Origin::Direct), Ok(1));
     let local = threats.receive(
         &book.field,
-        &book.party.key.did(),
+        &book.services.key.did(),
         &report(&bundle),
         Origin::Local,
     );
@@ -408,7 +408,7 @@ fn manual_actions_wait_for_the_operator_and_every_step_is_audited() {
     assert_eq!(threats.actions(Some(State::AwaitingOperator)).len(), 1);
     assert!(
         !book
-            .party
+            .services
             .threat_effects
             .read()
             .unwrap()
@@ -419,7 +419,7 @@ fn manual_actions_wait_for_the_operator_and_every_step_is_audited() {
         .unwrap();
     assert_eq!(applied.state, State::Applied);
     assert!(
-        book.party
+        book.services
             .threat_effects
             .read()
             .unwrap()
@@ -431,7 +431,7 @@ fn manual_actions_wait_for_the_operator_and_every_step_is_audited() {
     assert_eq!(rejected.state, State::Rejected);
     assert!(
         !book
-            .party
+            .services
             .threat_effects
             .read()
             .unwrap()
@@ -445,7 +445,7 @@ fn manual_actions_wait_for_the_operator_and_every_step_is_audited() {
         ThreatCode::UnknownAction
     );
     let actions: Vec<String> = book
-        .party
+        .services
         .audit
         .since(0)
         .unwrap()
@@ -463,7 +463,7 @@ fn manual_actions_wait_for_the_operator_and_every_step_is_audited() {
             "threat.lift"
         ]
     );
-    assert!(book.party.audit.verify().unwrap().broken.is_none());
+    assert!(book.services.audit.verify().unwrap().broken.is_none());
 }
 
 #[test]
@@ -493,9 +493,10 @@ fn an_action_is_lifted_when_its_indicator_expires_even_across_a_restart() {
         .unwrap();
     drop(threats);
     // After a restart both are in force again, without a second audit entry.
-    let restarted = Threats::load(Arc::clone(&book.party), ThreatsConfig::uniform(AUTO)).unwrap();
+    let restarted =
+        Threats::load(Arc::clone(&book.services), ThreatsConfig::uniform(AUTO)).unwrap();
     assert_eq!(restarted.address_blocks().networks.len(), 2);
-    let entries = book.party.audit.since(0).unwrap().len();
+    let entries = book.services.audit.since(0).unwrap().len();
     assert_eq!(entries, 4, "two reports, two applications");
     let next = restarted.sweep_at(short.valid_until + 1);
     assert!(
@@ -511,7 +512,7 @@ fn an_action_is_lifted_when_its_indicator_expires_even_across_a_restart() {
         (1, 1),
         "the expired indicator is dropped"
     );
-    let last = book.party.audit.since(0).unwrap().pop().unwrap();
+    let last = book.services.audit.since(0).unwrap().pop().unwrap();
     assert_eq!(
         (last.action.as_str(), last.decision.as_str()),
         ("threat.lift", "inactive")
@@ -527,7 +528,7 @@ fn a_reporter_is_held_to_its_rate_and_quota() {
         max_indicators_per_reporter: 2,
         ..ThreatsConfig::uniform(AUTO)
     };
-    let threats = Threats::load(Arc::clone(&book.party), config).unwrap();
+    let threats = Threats::load(Arc::clone(&book.services), config).unwrap();
     let send = |reporter: &KeyPair, n: u8, origin| {
         let body = report(&bundle(
             &format!("[ipv4-addr:value = '192.0.2.{n}']"),
@@ -571,11 +572,11 @@ fn a_revoked_reporters_reports_stop_counting() {
             .receive(&book.field, &reporter.did(), &body, Origin::Gossip)
             .unwrap();
     }
-    assert_eq!(book.party.tier_cap(&book.field, &target), Some(1));
+    assert_eq!(book.services.tier_cap(&book.field, &target), Some(1));
     // Both reporters are revoked: neither is in good standing any more.
-    let charter = book.party.field(&book.field).unwrap().charter.clone();
+    let charter = book.services.field(&book.field).unwrap().charter.clone();
     for reporter in [&book.members[0], &book.admin] {
-        book.party
+        book.services
             .governance
             .propose(
                 &charter,
@@ -590,7 +591,7 @@ fn a_revoked_reporters_reports_stop_counting() {
             .unwrap();
     }
     threats.rejudge_all();
-    assert_eq!(book.party.tier_cap(&book.field, &target), None);
+    assert_eq!(book.services.tier_cap(&book.field, &target), None);
 }
 
 #[test]
@@ -629,13 +630,13 @@ fn a_suspended_credential_stops_counting_for_its_holder_only() {
     assert_eq!(outcome.actions[0].state, State::Applied);
     let tokens = [token];
     assert!(
-        book.party
+        book.services
             .counted_credentials(&book.field, &holder.did(), &tokens)
             .is_empty()
     );
     let other = book.members[0].did();
     assert_eq!(
-        book.party
+        book.services
             .counted_credentials(&book.field, &other, &tokens)
             .len(),
         1

@@ -1,8 +1,8 @@
-//! The trusted-issuer registry of a field.
+//! The trusted-issuer registry of a field: which issuers a verifier accepts for which types.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::credential::{ErrorCode, VerificationError};
+use super::{ErrorCode, VerificationError};
 
 /// Which issuers a field trusts for which credential types, and which types may be
 /// self-declared. Nothing is trusted by default.

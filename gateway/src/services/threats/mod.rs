@@ -5,6 +5,9 @@
 //! what expired while the gateway was down.
 
 mod actions;
+pub mod taxii;
+#[cfg(test)]
+mod tests;
 
 use actions::live_severity;
 
@@ -16,16 +19,16 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::engine::{ActionId, Contribution, Group, Reporter, State, Verdict};
-use super::{
-    ActionKind, Indicator, Severity, ThreatCode, ThreatError, Tlp, parse_bundle, pattern_kind,
-};
 use crate::audit::Event;
 use crate::config::ThreatsConfig;
-use crate::handshake::{LocalParty, PeerRecord};
 use crate::identity::PublicKey;
 use crate::net::{AddressBlocks, AddressChange};
+use crate::services::{PeerRecord, Services};
 use crate::store::{StoreTree, Stored, Tree};
+use crate::threats::engine::{ActionId, Contribution, Group, Reporter, State, Verdict};
+use crate::threats::{
+    ActionKind, Indicator, Severity, ThreatCode, ThreatError, Tlp, parse_bundle, pattern_kind,
+};
 
 /// Named recipients a TLP:RED report may have.
 pub const MAX_RECIPIENTS: usize = 64;
@@ -190,7 +193,7 @@ impl Book {
 
 /// The threat book of one gateway.
 pub struct Threats {
-    party: Arc<LocalParty>,
+    services: Arc<Services>,
     config: ThreatsConfig,
     book: Mutex<Book>,
     addresses: mpsc::UnboundedSender<AddressChange>,
@@ -219,14 +222,14 @@ pub struct ReportBody {
 impl Threats {
     /// Loads the book from the store, lifts what expired meanwhile, and puts the rest in
     /// force.
-    pub fn load(party: Arc<LocalParty>, config: ThreatsConfig) -> Result<Self, ThreatError> {
+    pub fn load(services: Arc<Services>, config: ThreatsConfig) -> Result<Self, ThreatError> {
         let (addresses, address_changes) = mpsc::unbounded_channel();
         let threats = Self {
             address_changes: Mutex::new(Some(address_changes)),
-            indicators: party.store.tree(Tree::Indicators)?,
-            actions: party.store.tree(Tree::ThreatActions)?,
-            log: party.store.tree(Tree::ThreatLog)?,
-            party,
+            indicators: services.store.tree(Tree::Indicators)?,
+            actions: services.store.tree(Tree::ThreatActions)?,
+            log: services.store.tree(Tree::ThreatLog)?,
+            services,
             config,
             book: Mutex::new(Book::default()),
             addresses,
@@ -287,7 +290,7 @@ impl Threats {
         let mut events = Vec::new();
         threats.rejudge(&mut book, ids, now, &mut events);
         drop(book);
-        threats.party.audit.record_all(events);
+        threats.services.audit.record_all(events);
         Ok(threats)
     }
 
@@ -322,7 +325,7 @@ impl Threats {
 
     /// The addresses, networks and domains blocked now.
     pub fn address_blocks(&self) -> AddressBlocks {
-        self.party
+        self.services
             .threat_effects
             .read()
             .map(|effects| effects.address_blocks())
@@ -338,7 +341,7 @@ impl Threats {
         body: &Value,
         origin: Origin,
     ) -> Result<ReportOutcome, ThreatError> {
-        if self.party.field(field).is_none() {
+        if self.services.field(field).is_none() {
             return Err(ThreatError::new(
                 ThreatCode::WrongField,
                 "this gateway has not joined that field",
@@ -451,16 +454,16 @@ impl Threats {
         drop(book);
         if origin == Origin::Gossip {
             // Nobody waits on gossip: its audit entries reach the disk with the indicators.
-            self.party.audit.record_all_soon(events);
+            self.services.audit.record_all_soon(events);
         } else {
-            self.party.audit.record_all(events);
+            self.services.audit.record_all(events);
         }
         Ok(outcome)
     }
 
     fn check_marking(
         &self,
-        bundle: &super::Bundle,
+        bundle: &crate::threats::Bundle,
         recipients: &[String],
         origin: Origin,
     ) -> Result<(), ThreatError> {
@@ -474,7 +477,7 @@ impl Threats {
             (true, Origin::Local) if recipients.is_empty() => {
                 Err(violation("TLP:RED goes to named recipients: name them"))
             }
-            (true, Origin::Direct) if !recipients.contains(&self.party.key.did()) => {
+            (true, Origin::Direct) if !recipients.contains(&self.services.key.did()) => {
                 Err(violation("this gateway is not a named recipient"))
             }
             (false, _) if !recipients.is_empty() => Err(violation(
@@ -598,7 +601,7 @@ impl Threats {
     /// the governance state changes.
     fn reporter(&self, book: &mut Book, field: &str, did: &str) -> Reporter {
         let generation = self
-            .party
+            .services
             .peers_generation
             .load(std::sync::atomic::Ordering::Acquire);
         if generation != book.reporters_generation {
@@ -616,21 +619,21 @@ impl Threats {
 
     fn look_up_reporter(&self, field: &str, did: &str) -> Reporter {
         let record: Option<PeerRecord> = PublicKey::peer_id_of(did).and_then(|peer| {
-            self.party
+            self.services
                 .store
                 .tree(Tree::Peers)
                 .ok()?
                 .get(peer.to_bytes().as_slice())
                 .ok()?
         });
-        let in_good_standing = if did == self.party.key.did() {
-            !self.party.is_barred(field, did)
+        let in_good_standing = if did == self.services.key.did() {
+            !self.services.is_barred(field, did)
         } else {
-            self.party.in_good_standing(field, did)
+            self.services.in_good_standing(field, did)
         };
         // Admins are the charter's: governance amends issuers and quorum, not admins.
         let admin = self
-            .party
+            .services
             .field(field)
             .is_some_and(|joined| joined.charter.admins.iter().any(|admin| admin == did));
         Reporter {

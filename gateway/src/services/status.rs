@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::credential::{CredentialVerifier, ErrorCode, StatusList, VerificationError, now_unix};
 use crate::field::Field;
-use crate::handshake::LocalParty;
+use crate::services::Services;
 use crate::store::{StoreError, Stored, Tree};
 
 /// A status list credential as kept in the `status_lists` tree.
@@ -88,7 +88,7 @@ fn trusted_by(field: &Field, issuer: &str) -> bool {
         .any(|entry| entry.did == issuer)
 }
 
-impl LocalParty {
+impl Services {
     /// Verifies a status list credential and takes it if it is new and an issuer a joined
     /// field trusts signed it. A taken list wakes re-evaluation of known peers.
     pub fn import_status_list(&self, token: &str) -> Result<Intake, StatusIntakeError> {

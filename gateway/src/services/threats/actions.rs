@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{ActionKind, Severity, ThreatCode, ThreatError, pattern_kind};
+use super::pattern_kind;
 use super::{
     ActionView, Book, HeldIndicator, HeldObject, LogEntry, Threats, digest16, indicator_key,
 };
@@ -13,6 +13,7 @@ use crate::audit::Event;
 use crate::net::AddressChange;
 use crate::threats::effects::Applied;
 use crate::threats::engine::{ActionId, Group, Judgement, Reporter, State, Verdict};
+use crate::threats::{ActionKind, Severity, ThreatCode, ThreatError};
 
 impl Threats {
     /// Judges a group as of `now`.
@@ -66,7 +67,7 @@ impl Threats {
             }
         }
         if members_changed {
-            self.party.facts_changed.everyone();
+            self.services.facts_changed.everyone();
         }
     }
 
@@ -106,7 +107,7 @@ impl Threats {
         );
         tracing::info!(action = %id, %reason, "{action}");
         events.push(Event {
-            actor: self.party.key.did(),
+            actor: self.services.key.did(),
             action: action.into(),
             object: id.to_string(),
             decision: judgement_state(judgement.state).into(),
@@ -122,14 +123,14 @@ impl Threats {
             countermeasure: group.countermeasure.clone(),
             severity,
         };
-        if let Ok(mut effects) = self.party.threat_effects.write() {
+        if let Ok(mut effects) = self.services.threat_effects.write() {
             effects.insert(id, applied);
         }
         self.gate(group, true);
     }
 
     pub(super) fn lift(&self, id: ActionId, group: &Group) {
-        if let Ok(mut effects) = self.party.threat_effects.write() {
+        if let Ok(mut effects) = self.services.threat_effects.write() {
             effects.remove(&id, group.countermeasure.action);
         }
         self.gate(group, false);
@@ -245,7 +246,7 @@ impl Threats {
             .filter_map(|held| held.group.next_change(now))
             .min();
         drop(book);
-        self.party.audit.record_all(events);
+        self.services.audit.record_all(events);
         next
     }
 
@@ -259,7 +260,7 @@ impl Threats {
         let mut events = Vec::new();
         self.rejudge(&mut book, ids, now, &mut events);
         drop(book);
-        self.party.audit.record_all(events);
+        self.services.audit.record_all(events);
     }
 
     /// Records the operator's word on an action and applies what follows.
@@ -296,7 +297,7 @@ impl Threats {
         self.rejudge(&mut book, vec![id], now, &mut events);
         let view = self.view(&mut book, id, now);
         drop(book);
-        self.party.audit.append_all(events)?;
+        self.services.audit.append_all(events)?;
         view.ok_or_else(|| ThreatError::new(ThreatCode::UnknownAction, format!("{id} expired")))
     }
 
