@@ -15,12 +15,12 @@ use crate::handshake::{GatewayEvent, Handshakes};
 use crate::identity::{IdentityError, KeyPair};
 use crate::init::STORE_DIR;
 use crate::net::{Command, NetError, Network, NetworkSettings};
-use crate::services::holdings::{HoldingError, JoinedField, WalletEntry, announce_field};
+use crate::services::holdings::{HoldingError, announce_field};
 use crate::services::status::{Intake, StatusIntakeError};
 use crate::services::threats::Threats;
-use crate::services::{Services, UsedNonce};
+use crate::services::{FieldBook, Services, Wallet};
 use crate::spaces::Spaces;
-use crate::store::{Store, StoreError, Tree};
+use crate::store::{Store, StoreError};
 
 /// The gateway could not start, or refused a change.
 #[derive(Debug, thiserror::Error)]
@@ -82,22 +82,6 @@ impl DaemonError {
     }
 }
 
-/// Reloads the nonces used before a restart, so that a presentation cannot be replayed
-/// across one, and forgets those past their time.
-fn restore_used_nonces(services: &Services) -> Result<(), StoreError> {
-    let tree = services.store.tree(Tree::Replay)?;
-    let now = now_unix();
-    for (nonce, used) in tree.entries::<UsedNonce>()? {
-        if used.forget_after < now {
-            tree.remove(&nonce)?;
-        } else if let Ok(nonce) = std::str::from_utf8(&nonce) {
-            // The cache is empty at start, so recording cannot be refused.
-            let _ = services.replay.record(nonce, used.forget_after, now);
-        }
-    }
-    Ok(())
-}
-
 /// A running gateway.
 pub struct Gateway {
     services: Arc<Services>,
@@ -117,27 +101,24 @@ impl Gateway {
     ) -> Result<(Self, broadcast::Receiver<GatewayEvent>), DaemonError> {
         let key = KeyPair::load(&config.resolve(&config.identity.key_file))?;
         let libp2p_key = key.libp2p_keypair()?;
-        let store = Store::open(&config.resolve(Path::new(STORE_DIR)))?;
-        let fields = store
-            .tree(Tree::Fields)?
-            .entries::<JoinedField>()?
+        // Opening may wait for a lock and reads the disk: on the blocking pool.
+        let store_dir = config.resolve(Path::new(STORE_DIR));
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+            .await
+            .map_err(|_| StoreError::Stopped)??;
+        let fields = FieldBook::stored(&store)?
             .into_iter()
-            .map(|(_, joined)| {
-                Field::load(&joined.charter).map_err(|source| DaemonError::Field {
-                    path: joined.charter,
+            .map(|charter| {
+                Field::load(&charter).map_err(|source| DaemonError::Field {
+                    path: charter,
                     source,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let wallet = store
-            .tree(Tree::Wallet)?
-            .entries::<WalletEntry>()?
-            .into_iter()
-            .map(|(_, entry)| entry.token)
-            .collect();
+        let wallet = Wallet::stored(&store)?;
         let grace = u64::try_from(config.handshake_grace_secs()).unwrap_or(10);
         let services = Arc::new(Services::new(key, fields, wallet, store.clone(), grace)?);
-        restore_used_nonces(&services)?;
+        services.peers.restore_nonces(now_unix())?;
         let lists = services.restore_status_lists()?;
         let spaces = Arc::new(
             Spaces::open(
@@ -177,7 +158,7 @@ impl Gateway {
             Arc::clone(&spaces),
             threats,
         );
-        for field in services.fields() {
+        for field in services.fields.all() {
             announce_field(&network.commands(), &field, network.peer_id()).await;
         }
         for address in &config.network.bootstrap {
@@ -233,7 +214,7 @@ impl Gateway {
     /// Joins the field whose signed charter is at `charter` and takes part in it on the
     /// network at once.
     pub async fn join_field(&self, charter: &Path) -> Result<Arc<Field>, DaemonError> {
-        let field = self.services.join_field(charter)?;
+        let field = self.services.join_field(charter).await?;
         announce_field(&self.network.commands(), &field, self.network.peer_id()).await;
         Ok(field)
     }
@@ -259,13 +240,13 @@ impl Gateway {
         &self.services
     }
 
-    /// Stops the network and flushes the store.
+    /// Stops the services, then waits for the store writer to commit what they wrote.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
         self.api.shutdown().await;
         self.exchange.shutdown().await;
         self.handshakes.shutdown().await;
         self.network.shutdown().await;
-        self.store.flush()?;
+        self.store.commit().await?;
         tracing::info!("gateway stopped");
         Ok(())
     }

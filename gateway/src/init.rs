@@ -87,7 +87,7 @@ pub fn init(data_dir: &Path, import_key: Option<&Path>) -> Result<InitReport, In
         std::fs::write(&config_path, default_config_text(&data_dir)).map_err(io(&config_path))?;
         Provisioned::Created
     };
-    Store::open(&data_dir.join(STORE_DIR))?.flush()?;
+    Store::open(&data_dir.join(STORE_DIR))?.commit_blocking()?;
     Ok(InitReport {
         did: key.did(),
         peer_id: key.peer_id()?.to_string(),

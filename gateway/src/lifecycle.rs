@@ -1,7 +1,7 @@
 //! How the gateway's long-lived tasks stop. Each service runs until its token is cancelled,
 //! keeps the tasks it spawns in a `JoinSet`, and on the way out gives them a bounded time to
-//! finish before aborting what is left. A stop waits the same bounded time for the service
-//! itself; only then is it aborted.
+//! finish before aborting what is left. A stop waits that time and a margin
+//! ([`STOP_GRACE`]) for the service itself; only then is it aborted.
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a stopping service, and the tasks it spawned, may take to finish.
 pub const DRAIN: Duration = Duration::from_secs(3);
+
+/// How long a stop waits for a service: its own drain, and a margin to finish after it.
+pub const STOP_GRACE: Duration = Duration::from_secs(DRAIN.as_secs() + 1);
 
 /// A service's task and the token that tells it to stop.
 pub struct ServiceTask {
@@ -34,10 +37,14 @@ impl ServiceTask {
         }
     }
 
-    /// Tells the service to stop and waits up to [`DRAIN`] for it; aborts it after that.
+    /// Tells the service to stop and waits up to [`STOP_GRACE`] for it; aborts it after
+    /// that.
     pub async fn stop(mut self) {
         self.cancel.cancel();
-        if tokio::time::timeout(DRAIN, &mut self.handle).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, &mut self.handle)
+            .await
+            .is_err()
+        {
             tracing::warn!(service = self.name, "did not stop in time: aborted");
             self.handle.abort();
             let _ = (&mut self.handle).await;
@@ -98,6 +105,6 @@ mod tests {
         });
         let started = tokio::time::Instant::now();
         service.stop().await;
-        assert!(started.elapsed() >= DRAIN);
+        assert!(started.elapsed() >= STOP_GRACE);
     }
 }

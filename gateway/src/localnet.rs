@@ -19,7 +19,7 @@ use crate::daemon::{DaemonError, Gateway};
 use crate::handshake::GatewayEvent;
 use crate::identity::KeyPair;
 use crate::init::{CONFIG_FILE, KEY_FILE, init};
-use crate::services::{PeerRecord, Services};
+use crate::services::PeerRecord;
 
 /// Starting, driving or waiting on a local gateway failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,17 +134,18 @@ impl LocalGateway {
 
     /// The id of the first field it joined, if any.
     pub fn field_id(&self) -> Option<String> {
-        let fields = self.gateway.services().fields();
+        let fields = self.gateway.services().fields.all();
         fields.first().map(|field| field.charter.field_id())
     }
 
     /// Imports credentials into its wallet (as `tfcctl wallet import` does): each must
     /// verify and name this gateway's DID.
-    pub fn import_wallet(&self, tokens: &[String]) -> Result<(), LocalNetError> {
+    pub async fn import_wallet(&self, tokens: &[String]) -> Result<(), LocalNetError> {
         for token in tokens {
             self.gateway
                 .services()
                 .import_credential(token)
+                .await
                 .map_err(crate::daemon::DaemonError::from)?;
         }
         Ok(())
@@ -158,7 +159,7 @@ impl LocalGateway {
 
     /// Its record of `peer`: the tiers the handshake gave it, if the peer ever completed one.
     pub fn peer_record(&self, peer: PeerId) -> Option<PeerRecord> {
-        peer_record(self.gateway.services(), peer)
+        self.gateway.services().peers.get(peer)
     }
 
     /// Stops the gateway cleanly.
@@ -291,16 +292,6 @@ fn slim(event: GatewayEvent) -> GatewayEvent {
         }
         other => other,
     }
-}
-
-/// `services`'s record of `peer`, if the peer ever completed a handshake with it.
-pub fn peer_record(services: &Services, peer: PeerId) -> Option<PeerRecord> {
-    services
-        .store
-        .tree(crate::store::Tree::Peers)
-        .ok()?
-        .get::<PeerRecord>(peer.to_bytes().as_slice())
-        .ok()?
 }
 
 /// The highest tier in a record.

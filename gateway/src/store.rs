@@ -5,10 +5,17 @@
 //! into the current one when read. The database as a whole carries a schema version in the
 //! `meta` tree; opening a store written by a newer gateway fails rather than guessing.
 //!
-//! Durability: [`StoreTree::put_durable`] returns only after `flush()`, which on Linux issues
-//! `sync_file_range`: an acknowledged write survives the process being killed. Surviving power
-//! loss additionally needs the device to honour the flush; sled also calls `sync_all` every
-//! 500 ms in the background.
+//! Durability: writes go into sled's memory at once; [`Store::commit`] (and
+//! [`StoreTree::put_durable`]) return only once the store writer ([`writer`]) has flushed
+//! them, which on Linux issues `sync_file_range`: an acknowledged write survives the process
+//! being killed. The writer answers every commit asked for during one flush with the next
+//! (group commit), on its own thread. Surviving power loss additionally needs the device to
+//! honour the flush; sled also calls `sync_all` every 500 ms in the background.
+
+mod writer;
+
+use writer::Writer;
+pub use writer::WriterCounts;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -145,6 +152,10 @@ pub enum StoreError {
         /// The store directory.
         dir: PathBuf,
     },
+    /// The store writer has stopped (the gateway is shutting down): nothing more is
+    /// acknowledged as durable.
+    #[error("store: the writer has stopped; the write was not acknowledged")]
+    Stopped,
     /// A backup file could not be read or written.
     #[error("backup {path}: {reason}")]
     Backup {
@@ -188,6 +199,17 @@ impl StoreError {
             StoreError::TooNew { .. } => "store_too_new",
             StoreError::InUse { .. } => "store_in_use",
             StoreError::Backup { .. } => "backup_failed",
+            StoreError::Stopped => "store_stopped",
+        }
+    }
+
+    /// The same failure, for each of the commits a failed flush answers.
+    fn clone_for_waiter(&self) -> Self {
+        match self {
+            StoreError::Full(error) => StoreError::Full(error.clone()),
+            StoreError::Sled(error) => StoreError::Sled(error.clone()),
+            StoreError::Stopped => StoreError::Stopped,
+            other => StoreError::Sled(sled::Error::Unsupported(other.to_string())),
         }
     }
 }
@@ -212,6 +234,7 @@ pub trait Stored: Serialize + DeserializeOwned {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    writer: Writer,
 }
 
 impl Store {
@@ -251,7 +274,8 @@ impl Store {
     }
 
     fn from_db(db: sled::Db) -> Result<Self, StoreError> {
-        let store = Self { db };
+        let writer = Writer::start(&db)?;
+        let store = Self { db, writer };
         store.migrate()?;
         Ok(store)
     }
@@ -292,13 +316,24 @@ impl Store {
     pub fn tree(&self, tree: Tree) -> Result<StoreTree, StoreError> {
         Ok(StoreTree {
             tree: self.db.open_tree(tree.name())?,
+            writer: self.writer.clone(),
         })
     }
 
-    /// Writes everything to disk.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+    /// Waits, without blocking the runtime, until every write made before the call is on
+    /// disk: acknowledge only after this. Concurrent commits share one flush.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.writer.commit().await
+    }
+
+    /// [`Store::commit`] for code outside the async runtime (the CLI, a blocking task).
+    pub fn commit_blocking(&self) -> Result<(), StoreError> {
+        self.writer.commit_blocking()
+    }
+
+    /// How many flushes the writer made and how many commits they answered.
+    pub fn writer_counts(&self) -> &WriterCounts {
+        self.writer.counts()
     }
 
     /// Writes every tree to `path` (a new file), as a line-oriented, base64 text dump.
@@ -396,6 +431,7 @@ pub type LossyEntry<T> = (Vec<u8>, Result<T, String>);
 /// One module's tree, holding versioned values.
 pub struct StoreTree {
     tree: sled::Tree,
+    writer: Writer,
 }
 
 impl StoreTree {
@@ -414,10 +450,9 @@ impl StoreTree {
     }
 
     /// Writes a value and returns only once it is on disk: use before acknowledging.
-    pub fn put_durable<T: Stored>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+    pub async fn put_durable<T: Stored>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
         self.put(key, value)?;
-        self.tree.flush()?;
-        Ok(())
+        self.writer.commit().await
     }
 
     /// Removes a value.
@@ -426,17 +461,9 @@ impl StoreTree {
         Ok(())
     }
 
-    /// Removes a value and returns only once the removal is on disk.
-    pub fn remove_durable(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.remove(key)?;
-        self.tree.flush()?;
-        Ok(())
-    }
-
-    /// Writes what was put to disk.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.tree.flush()?;
-        Ok(())
+    /// Waits until what was put is on disk (see [`Store::commit`]).
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.writer.commit().await
     }
 
     /// Up to `limit` entries whose keys start with `prefix` and sort after `after`, in key

@@ -96,7 +96,7 @@ impl DisclosureQuery {
         // Names learnt after the entry was written (the identity came in a later turn).
         for entry in entries.iter_mut().filter(|entry| entry.peer_name.is_none()) {
             entry.peer_name = PublicKey::peer_id_of(&entry.peer)
-                .and_then(|peer| state.services.peer_record(peer))
+                .and_then(|peer| state.services.peers.get(peer))
                 .and_then(|record| record.name);
         }
         Ok(entries)

@@ -10,8 +10,6 @@ use axum::http::StatusCode;
 use super::types::{ApiError, FieldView, IssuerView, JoinField, MemberView};
 use super::{ApiState, Failure};
 use crate::governance::{GovCode, GovError, StandingKind};
-use crate::services::PeerRecord;
-use crate::store::Tree;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -43,7 +41,8 @@ pub(super) async fn fields(State(state): State<ApiState>) -> Json<Vec<FieldView>
     Json(
         state
             .services
-            .fields()
+            .fields
+            .all()
             .iter()
             .map(|field| field_view(field))
             .collect(),
@@ -56,7 +55,10 @@ pub(super) async fn join_field(
     State(state): State<ApiState>,
     Json(request): Json<JoinField>,
 ) -> Result<Json<FieldView>, Failure> {
-    let field = state.services.join_field(Path::new(&request.charter))?;
+    let field = state
+        .services
+        .join_field(Path::new(&request.charter))
+        .await?;
     crate::services::holdings::announce_field(&state.commands, &field, state.peer_id).await;
     Ok(Json(field_view(&field)))
 }
@@ -66,7 +68,7 @@ pub(super) fn resolve_field(
     state: &ApiState,
     id: &str,
 ) -> Result<std::sync::Arc<crate::field::Field>, Failure> {
-    let fields = state.services.fields();
+    let fields = state.services.fields.all();
     let mut matches = fields
         .iter()
         .filter(|field| field.charter.field_id().starts_with(id) && !id.is_empty());
@@ -126,12 +128,7 @@ pub(super) async fn members(
             });
         }
     }
-    for (_, record) in state
-        .services
-        .store
-        .tree(Tree::Peers)?
-        .entries::<PeerRecord>()?
-    {
+    for (_, record) in state.services.peers.all()? {
         let tier = record.tiers.get(&field).copied();
         let entry = view.entry(record.did.clone()).or_insert(MemberView {
             did: record.did.clone(),

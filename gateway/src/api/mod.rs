@@ -32,7 +32,7 @@ use crate::spaces::Spaces;
 use data::actor;
 use error::Failure;
 use fields::resolve_field;
-use server::{AdminSession, audit_admin_actions};
+use server::{AdminSession, audit_and_commit};
 use types::ApiError;
 
 /// Largest request body accepted.
@@ -85,7 +85,7 @@ fn router(state: ApiState) -> Router {
         .layer(Extension(Arc::new(document)))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            audit_admin_actions,
+            audit_and_commit,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -3,15 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use libp2p::PeerId;
 use tokio::sync::oneshot;
 
 use super::types::{ApiError, Dial, PeerView, StatusResponse};
 use super::{ApiState, Failure};
 use crate::credential::format_rfc3339;
 use crate::net::Command;
-use crate::services::PeerRecord;
-use crate::store::Tree;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -34,14 +31,14 @@ pub(super) async fn healthz() -> Json<serde_json::Value> {
 /// Metrics, in Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "gateway", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<String, Failure> {
-    let peers = state.services.store.tree(Tree::Peers)?.len();
+    let peers = state.services.peers.len();
     let mut text = format!(
         "# HELP tfc_peers Peers with a recorded handshake.\n# TYPE tfc_peers gauge\ntfc_peers {peers}\n\
          # HELP tfc_fields Fields joined.\n# TYPE tfc_fields gauge\ntfc_fields {}\n\
          # HELP tfc_wallet_credentials Credentials in the wallet.\n# TYPE tfc_wallet_credentials gauge\ntfc_wallet_credentials {}\n\
          # HELP tfc_status_lists Status lists in force.\n# TYPE tfc_status_lists gauge\ntfc_status_lists {}\n",
-        state.services.fields().len(),
-        state.services.wallet().len(),
+        state.services.fields.all().len(),
+        state.services.wallet.all().len(),
         state
             .services
             .with_status_lists(|lists| lists.iter().count()),
@@ -69,30 +66,25 @@ pub(super) async fn status(State(state): State<ApiState>) -> Result<Json<StatusR
         listen,
         fields: state
             .services
-            .fields()
+            .fields
+            .all()
             .iter()
             .map(|field| field.charter.field_id())
             .collect(),
-        wallet: state.services.wallet().len(),
-        peers: state.services.store.tree(Tree::Peers)?.len(),
+        wallet: state.services.wallet.all().len(),
+        peers: state.services.peers.len(),
     }))
 }
 
 /// Peers this gateway has handshaken with, and their tiers.
 #[utoipa::path(get, path = "/v1/peers", tag = "gateway", responses((status = 200, body = Vec<PeerView>), (status = 500, body = ApiError)))]
 pub(super) async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerView>>, Failure> {
-    let records = state
-        .services
-        .store
-        .tree(Tree::Peers)?
-        .entries::<PeerRecord>()?;
+    let records = state.services.peers.all()?;
     Ok(Json(
         records
             .into_iter()
-            .map(|(key, record)| PeerView {
-                peer_id: PeerId::from_bytes(&key)
-                    .map(|peer| peer.to_string())
-                    .unwrap_or_default(),
+            .map(|(peer, record)| PeerView {
+                peer_id: peer.to_string(),
                 did: record.did,
                 tiers: record.tiers,
                 evaluated_at: format_rfc3339(record.evaluated_at),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use libp2p::PeerId;
@@ -17,11 +17,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
+use super::error::Failure;
 use super::{ApiState, router};
 use crate::audit::Event;
 use crate::config::GatewayConfig;
 use crate::exchange::Publisher;
+use crate::lifecycle::ServiceTask;
 use crate::net::Command;
 use crate::secret_file::check_private;
 use crate::services::Services;
@@ -54,15 +57,7 @@ pub enum ApiStartError {
 /// A running API server.
 pub struct ApiServer {
     address: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-    /// Tells the server to stop accepting and drain its connections.
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    task: ServiceTask,
 }
 
 impl ApiServer {
@@ -95,31 +90,18 @@ impl ApiServer {
             publisher,
             spaces,
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let serving = tokio::spawn(serve(
-            listener,
-            acceptor,
-            router(state.clone()),
-            Arc::new(state),
-            stopped,
-        ));
+        let router = router(state.clone());
+        let task = ServiceTask::spawn("api", |cancel| {
+            serve(listener, acceptor, router, Arc::new(state), cancel)
+        });
         tracing::info!(%address, "admin API listening (mutual TLS)");
-        Ok(Self {
-            address,
-            task: serving,
-            stop: Some(stop),
-        })
+        Ok(Self { address, task })
     }
 
-    /// Stops accepting and waits (at most [`API_DRAIN`]) for open connections to end, so
-    /// that none writes to the store after the gateway has stopped.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Err(error) = (&mut self.task).await {
-            tracing::warn!(%error, "the API server did not stop cleanly");
-        }
+    /// Stops accepting and waits (at most [`crate::lifecycle::DRAIN`]) for open connections
+    /// to end, so that none writes to the store after the gateway has stopped.
+    pub async fn shutdown(self) {
+        self.task.stop().await;
     }
 
     /// The bound address.
@@ -170,7 +152,7 @@ pub(super) async fn serve(
     acceptor: TlsAcceptor,
     router: Router,
     state: std::sync::Arc<ApiState>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    cancel: CancellationToken,
 ) {
     let mut connections = tokio::task::JoinSet::new();
     // Flips to true at shutdown: each connection then finishes its request and closes.
@@ -178,7 +160,7 @@ pub(super) async fn serve(
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = &mut stopped => break,
+            () = cancel.cancelled() => break,
             Some(_) = connections.join_next() => continue,
         };
         let (stream, remote) = match accepted {
@@ -229,20 +211,8 @@ pub(super) async fn serve(
     }
     drop(listener);
     let _ = closing.send(true);
-    let drained = tokio::time::timeout(API_DRAIN, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::info!(
-            open = connections.len(),
-            "API connections cut at shutdown after {API_DRAIN:?}"
-        );
-    }
+    crate::lifecycle::drain(&mut connections).await;
 }
-
-/// How long a stopping API waits for its open connections to end.
-pub(super) const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// One admin's TLS session: who (the client certificate's fingerprint) and since when.
 #[derive(Clone)]
@@ -294,31 +264,39 @@ impl AdminSession {
 }
 
 /// Every request that changes something is an admin action: audited with the session's
-/// actor, the method and path, and the outcome.
-pub(super) async fn audit_admin_actions(
+/// actor, the method and path, and the outcome. Its answer waits until what it wrote (the
+/// change and the audit entry) is on disk: one commit of the store writer, shared with
+/// concurrent requests. A change that cannot be made durable is answered as a store error.
+pub(super) async fn audit_and_commit(
     State(state): State<ApiState>,
     session: Option<axum::Extension<AdminSession>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let changes = request.method() != axum::http::Method::GET;
+    if request.method() == axum::http::Method::GET {
+        return next.run(request).await;
+    }
     let action = format!("api.{} {}", request.method(), request.uri().path());
     let response = next.run(request).await;
-    if changes {
-        let status = response.status();
-        state.services.audit.record(Event {
-            actor: session.map_or_else(|| "admin:unknown".into(), |session| session.actor.clone()),
-            action,
-            object: "admin-api".into(),
-            decision: if status.is_success() {
-                "allow"
-            } else {
-                "refuse"
-            }
-            .into(),
-            reason: format!("http:{}", status.as_u16()),
-            ..Event::default()
-        });
+    let status = response.status();
+    state.services.audit.record(Event {
+        actor: session.map_or_else(|| "admin:unknown".into(), |session| session.actor.clone()),
+        action,
+        object: "admin-api".into(),
+        decision: if status.is_success() {
+            "allow"
+        } else {
+            "refuse"
+        }
+        .into(),
+        reason: format!("http:{}", status.as_u16()),
+        ..Event::default()
+    });
+    match state.services.commit().await {
+        Ok(()) => response,
+        Err(error) => {
+            tracing::error!(%error, "an admin action was not committed");
+            Failure::from(error).into_response()
+        }
     }
-    response
 }

@@ -266,7 +266,8 @@ async fn api_root(headers: HeaderMap) -> Response {
 async fn collections(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let collections: Vec<Value> = state
         .services
-        .fields()
+        .fields
+        .all()
         .iter()
         .map(|field| taxii::collection(field))
         .collect();
@@ -280,7 +281,8 @@ async fn collections(State(state): State<ApiState>, headers: HeaderMap) -> Respo
 fn field_of(state: &ApiState, collection: &str) -> Option<std::sync::Arc<crate::field::Field>> {
     state
         .services
-        .fields()
+        .fields
+        .all()
         .into_iter()
         .find(|field| taxii::collection_id(&field.charter.field_id()) == collection)
 }

@@ -24,7 +24,8 @@ pub(super) async fn wallet(State(state): State<ApiState>) -> Json<Vec<WalletEntr
     Json(
         state
             .services
-            .wallet()
+            .wallet
+            .all()
             .iter()
             .filter_map(|token| wallet_view(token))
             .collect(),
@@ -53,7 +54,10 @@ pub(super) async fn import_credential(
     State(state): State<ApiState>,
     Json(request): Json<WalletImport>,
 ) -> Result<Json<WalletEntryView>, Failure> {
-    let credential = state.services.import_credential(&request.credential)?;
+    let credential = state
+        .services
+        .import_credential(&request.credential)
+        .await?;
     Ok(Json(WalletEntryView {
         id: credential.id,
         type_name: credential.type_name,

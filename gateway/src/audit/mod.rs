@@ -154,8 +154,13 @@ impl AuditLog {
         })
     }
 
-    /// Appends an event durably and returns its entry. A caller that cannot audit must not
-    /// act: the error is returned, not swallowed.
+    /// Appends an event and returns its entry. A caller that cannot audit must not act: the
+    /// error is returned, not swallowed. Like every write, the entry is on disk once the
+    /// store commits ([`crate::store::Store::commit`]): whoever acknowledges the action (the
+    /// API before it answers, the data service before it answers a peer) awaits that; what
+    /// follows from unacknowledged input (gossip) reaches the disk with sled's next flush,
+    /// within 500 ms. A crash loses at most a suffix, with the input that caused it; the
+    /// chain still verifies.
     pub fn append(&self, event: Event) -> Result<AuditEntry, AuditError> {
         let mut entries = self.append_all(vec![event])?;
         entries.pop().ok_or_else(|| {
@@ -166,21 +171,15 @@ impl AuditLog {
         })
     }
 
-    /// Appends events in order and flushes once: what one decision produced is on disk
-    /// together, at the cost of one write to disk.
+    /// Appends events in order (see [`AuditLog::append`]). Fails closed: after a panic
+    /// under the head's lock, nothing more is appended.
     pub fn append_all(&self, events: Vec<Event>) -> Result<Vec<AuditEntry>, AuditError> {
-        self.append_all_with(events, true)
-    }
-
-    fn append_all_with(
-        &self,
-        events: Vec<Event>,
-        flush: bool,
-    ) -> Result<Vec<AuditEntry>, AuditError> {
-        let mut head = self
-            .head
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut head = self.head.lock().map_err(|_| {
+            AuditError::Store(StoreError::Corrupt {
+                key: "audit".into(),
+                reason: "the audit head's lock is poisoned".into(),
+            })
+        })?;
         let (mut next, mut hash) = (head.next, head.hash.clone());
         let mut entries = Vec::with_capacity(events.len());
         for event in events {
@@ -204,27 +203,9 @@ impl AuditLog {
             hash.clone_from(&entry.hash);
             entries.push(entry);
         }
-        if flush && !entries.is_empty() {
-            self.tree.flush()?;
-        }
         head.next = next;
         head.hash = hash;
         Ok(entries)
-    }
-
-    /// Appends events without waiting for the disk: for what follows from unacknowledged
-    /// input (gossip), which reaches the disk with sled's next flush (within 500 ms) or the
-    /// next durable write. A crash loses at most a suffix, with the input that caused it;
-    /// the chain still verifies.
-    pub fn record_all_soon(&self, events: Vec<Event>) {
-        if let Err(error) = self.append_all_with(events, false) {
-            tracing::error!(%error, "audit entries not written");
-        }
-    }
-
-    /// Appends one event without waiting for the disk (see [`AuditLog::record_all_soon`]).
-    pub fn record_soon(&self, event: Event) {
-        self.record_all_soon(vec![event]);
     }
 
     /// Appends several events, logging instead of failing (see [`AuditLog::record`]).

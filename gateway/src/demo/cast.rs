@@ -300,7 +300,8 @@ impl Cast {
     ) -> Option<TierReport> {
         let services = self.members[viewpoint].node.gateway.services();
         let joined = services
-            .fields()
+            .fields
+            .all()
             .into_iter()
             .find(|joined| joined.charter.field_id() == field)?;
         let charter = services.effective_charter(&joined);
@@ -658,7 +659,7 @@ pub(super) async fn open(
     let wallets = (opening.wallets)(&cast)?;
     let mut imported = 0;
     for (member, tokens) in wallets.iter().enumerate() {
-        cast.members[member].node.import_wallet(tokens)?;
+        cast.members[member].node.import_wallet(tokens).await?;
         imported += tokens.len();
     }
     story.check(

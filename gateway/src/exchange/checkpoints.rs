@@ -43,7 +43,7 @@ pub(super) fn keep_checkpoint(
     token: &str,
 ) -> Result<bool, &'static str> {
     let tree = services
-        .store
+        .store()
         .tree(Tree::Checkpoints)
         .map_err(|_| "store")?;
     let key = checkpoint_key(did, checkpoint.seq);
@@ -67,7 +67,7 @@ pub(super) fn keep_checkpoint(
                 head: checkpoint.head.clone(),
                 token: token.to_owned(),
             };
-            tree.put_durable(&key, &kept).map_err(|_| "store")?;
+            tree.put(&key, &kept).map_err(|_| "store")?;
             Ok(true)
         }
         Err(_) => Err("store"),
@@ -75,10 +75,10 @@ pub(super) fn keep_checkpoint(
 }
 
 /// The checkpoints of `did` this gateway keeps (signed envelopes).
-pub(super) fn kept_checkpoints(services: &Services, did: &str) -> Vec<String> {
+pub fn kept_checkpoints(services: &Services, did: &str) -> Vec<String> {
     let prefix = format!("{did}/");
     services
-        .store
+        .store()
         .tree(Tree::Checkpoints)
         .and_then(|tree| tree.entries::<KeptCheckpoint>())
         .map(|entries| {

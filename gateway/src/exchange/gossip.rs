@@ -99,14 +99,15 @@ impl Service {
         if field != mesh {
             return Err(reject("wrong_topic"));
         }
-        if self.services.field(&field).is_none() {
+        if self.services.fields.get(&field).is_none() {
             return Ok(Verdict::Ignore);
         }
         // The mesh lets in only peers verified in the field; a peer that lost its standing
         // since is refused here before its mesh slot is taken back.
         let source_gossips = self
             .services
-            .peer_record(source)
+            .peers
+            .get(source)
             .is_some_and(|record| self.services.gossips_in(&record, &field));
         if !source_gossips {
             return Err(reject("not_member"));
@@ -217,7 +218,7 @@ impl Service {
     ) -> Result<Verdict, Rejection> {
         let signed: SignedOp =
             serde_json::from_value(body).map_err(|_| Rejection("gov_malformed".into()))?;
-        let Some(joined) = self.services.field(field) else {
+        let Some(joined) = self.services.fields.get(field) else {
             return Ok(Verdict::Ignore);
         };
         match self
@@ -246,7 +247,7 @@ impl Service {
 
     /// Endorses, in every field, the pending admissions of `did`.
     pub(super) async fn endorse_pending(&self, did: &str) {
-        for field in self.services.fields() {
+        for field in self.services.fields.all() {
             self.endorse_pending_where(&field.charter.field_id(), |target| target == did)
                 .await;
         }
@@ -286,11 +287,10 @@ impl Service {
 
     /// Whether our own last judgement gives `did` a tier in `field`.
     pub(super) fn verified_in(&self, did: &str, field: &str) -> bool {
-        PublicKey::peer_id_named(did)
-            .and_then(|peer| self.services.peer_record(peer))
-            .is_some_and(|record| {
-                record.did == did && record.tiers.get(field).is_some_and(|tier| *tier >= 1)
-            })
+        self.services
+            .peers
+            .judged_tier(did, field)
+            .is_some_and(|tier| tier >= 1)
     }
 
     pub(super) fn status_message(&self, body: &Value) -> Result<Verdict, Rejection> {

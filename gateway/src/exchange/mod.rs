@@ -43,13 +43,12 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoints::{Checkpoint, CheckpointMismatch, PeerCheckpoints};
+pub use checkpoints::{Checkpoint, CheckpointMismatch, PeerCheckpoints, kept_checkpoints};
 pub use envelope::{Envelope, EnvelopeRejection, open_envelope};
 pub use publisher::{Delivery, OpDraft, Publisher, ThreatPublication};
 
 use checkpoints::{
     CHECKPOINT_INTERVAL, MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_PEERS, keep_checkpoint,
-    kept_checkpoints,
 };
 use envelope::{Bucket, RATE_BURST, Rejection, intrinsic};
 use gossip::enforce;
@@ -262,19 +261,24 @@ impl Service {
                 channel,
             } => {
                 let (services, spaces) = (Arc::clone(&self.services), Arc::clone(&self.spaces));
-                // Decisions verify credentials and read sealed records: off the event loop.
-                let response = tokio::task::spawn_blocking(move || {
-                    crate::services::access::answer(&services, &spaces, peer, request)
-                })
-                .await
-                .unwrap_or_else(|_| DataResponse::Refused {
-                    code: "internal".into(),
-                    reason: "the decision failed".into(),
+                let commands = self.commands.clone();
+                // Decisions verify credentials and read sealed records: off the event loop,
+                // on the blocking pool. Nothing leaves before its audit entry is on disk.
+                self.tasks.spawn(async move {
+                    let decided = Arc::clone(&services);
+                    let response = tokio::task::spawn_blocking(move || {
+                        crate::services::access::answer(&decided, &spaces, peer, request)
+                    })
+                    .await
+                    .unwrap_or_else(|_| refused("internal", "the decision failed"));
+                    let response = match services.commit().await {
+                        Ok(()) => response,
+                        Err(error) => refused(error.code(), "the decision was not recorded"),
+                    };
+                    let _ = commands
+                        .send(Command::DataRespond { channel, response })
+                        .await;
                 });
-                let _ = self
-                    .commands
-                    .send(Command::DataRespond { channel, response })
-                    .await;
             }
             ContentEvent::SyncRequest {
                 peer,
@@ -306,12 +310,13 @@ impl Service {
     /// Asks a peer that has just admitted us, and we it, for what we lack in every field
     /// we share with it.
     fn catch_up(&mut self, peer: PeerId) {
-        let Some(record) = self.services.peer_record(peer) else {
+        let Some(record) = self.services.peers.get(peer) else {
             return;
         };
         let fields: Vec<Arc<crate::field::Field>> = self
             .services
-            .fields()
+            .fields
+            .all()
             .into_iter()
             .filter(|field| {
                 self.services
@@ -345,7 +350,7 @@ impl Service {
             let Ok(connected) = call_connected(&commands).await else {
                 return;
             };
-            for field in services.fields() {
+            for field in services.fields.all() {
                 let id = field.charter.field_id();
                 let asked = connected
                     .iter()
@@ -355,5 +360,12 @@ impl Service {
                 }
             }
         });
+    }
+}
+
+fn refused(code: &str, reason: &str) -> DataResponse {
+    DataResponse::Refused {
+        code: code.into(),
+        reason: reason.into(),
     }
 }

@@ -16,11 +16,10 @@ use crate::net::{
     Command, DataRequest, DataResponse, NetError, SyncRequest, SyncResponse, TopicKind, call,
     topic_name,
 };
+use crate::services::Services;
 use crate::services::status::{Intake, StatusIntakeError};
 use crate::services::threats::ReportBody;
 use crate::services::threats::{Origin, ReportOutcome, Threats};
-use crate::services::{PeerRecord, Services};
-use crate::store::Tree;
 use crate::threats::{ThreatCode, ThreatError};
 
 /// Publishes signed envelopes on field topics, and sends requests to other gateways.
@@ -197,7 +196,7 @@ impl Publisher {
         };
         let checkpoint = Checkpoint { seq, head };
         let body = serde_json::to_value(&checkpoint).unwrap_or(Value::Null);
-        for field in self.services.fields() {
+        for field in self.services.fields.all() {
             self.publish(&field.charter.field_id(), TopicKind::Audit, body.clone())
                 .await?;
         }
@@ -211,21 +210,14 @@ impl Publisher {
         let me = self.services.key.did();
         let verifier = CredentialVerifier::new();
         let mut report = PeerCheckpoints::default();
-        let records = self
-            .services
-            .store
-            .tree(Tree::Peers)
-            .and_then(|tree| tree.entries::<PeerRecord>())
-            .unwrap_or_default();
-        for (key, record) in records.into_iter().take(MAX_CHECKPOINT_PEERS) {
-            let (Ok(peer), Some(field)) = (
-                PeerId::from_bytes(&key),
-                record
-                    .tiers
-                    .keys()
-                    .find(|field| self.services.verified_in(&record, field))
-                    .cloned(),
-            ) else {
+        let records = self.services.peers.all().unwrap_or_default();
+        for (peer, record) in records.into_iter().take(MAX_CHECKPOINT_PEERS) {
+            let Some(field) = record
+                .tiers
+                .keys()
+                .find(|field| self.services.verified_in(&record, field))
+                .cloned()
+            else {
                 continue;
             };
             let request = SyncRequest::Checkpoints {
@@ -293,7 +285,8 @@ impl Publisher {
 
     pub(super) fn charter(&self, field: &str) -> Result<crate::charter::Charter, GovError> {
         self.services
-            .field(field)
+            .fields
+            .get(field)
             .map(|field| field.charter.clone())
             .ok_or_else(|| {
                 GovError::new(

@@ -45,7 +45,8 @@ impl Service {
         // One refusal for "not verified there" and "not a field of ours": no oracle.
         let Some(joined) = self
             .services
-            .field(field)
+            .fields
+            .get(field)
             .filter(|_| self.services.peer_verified_in(peer, field))
         else {
             return refused();
@@ -212,7 +213,7 @@ pub(super) async fn members(
     asker: PeerId,
     field: &str,
 ) -> SyncResponse {
-    let Some(joined) = services.field(field) else {
+    let Some(joined) = services.fields.get(field) else {
         return refused();
     };
     let Some(asker_did) = PublicKey::did_of_peer(&asker) else {
@@ -264,7 +265,7 @@ pub(super) async fn pull_members(
     let request = SyncRequest::Members {
         field: field.to_owned(),
     };
-    let Some(joined) = services.field(field) else {
+    let Some(joined) = services.fields.get(field) else {
         return;
     };
     match sync(commands, peer, request).await {

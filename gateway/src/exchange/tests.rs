@@ -65,7 +65,7 @@ fn fixture() -> (Fixture, KeyPair) {
     )
     .unwrap();
     let (commands, _) = mpsc::channel(1);
-    let party_store = services.store.clone();
+    let party_store = services.store().clone();
     let services = Arc::new(services);
     let threats = Arc::new(
         Threats::load(
@@ -136,7 +136,8 @@ impl Fixture {
         };
         self.service
             .services
-            .put_peer_record(key.peer_id().unwrap(), &record)
+            .peers
+            .put(key.peer_id().unwrap(), &record)
             .unwrap();
     }
 

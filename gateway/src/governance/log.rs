@@ -134,7 +134,7 @@ impl Governance {
         self.store
             .tree(Tree::Governance)
             .map_err(store_error)?
-            .put_durable(&key(&field, &id), &merged)
+            .put(&key(&field, &id), &merged)
             .map_err(store_error)?;
         log.ops.insert(id.clone(), merged);
         let state = FieldState::derive(charter, &log.ops);
@@ -262,6 +262,25 @@ impl Governance {
             .ok()?
             .get(field)
             .map(|log| log.state.clone())
+    }
+
+    /// Whether the logs can be trusted: after a panic under their lock nothing they say is,
+    /// and every standing check fails closed (barred, no amended rule, no issuer).
+    pub fn readable(&self) -> bool {
+        !self.logs.is_poisoned()
+    }
+
+    /// Poisons the logs' lock, as a panic while holding it would: for fail-closed tests.
+    #[cfg(test)]
+    pub(crate) fn poison(&self) {
+        std::thread::scope(|scope| {
+            let _ = scope
+                .spawn(|| {
+                    let _held = self.logs.write();
+                    panic!("the governance lock is poisoned for a test");
+                })
+                .join();
+        });
     }
 
     /// A DID's standing in a field, if the charter or an op names it.

@@ -41,7 +41,7 @@ impl Shared {
         let tiers_changed = reported.tiers.as_ref() != Some(&record.tiers);
         if tiers_changed || reported.presented.as_ref() != Some(&record.presented) {
             reported.presented = Some(record.presented.clone());
-            self.services.put_peer_record(peer, &record)?;
+            self.services.peers.put(peer, &record)?;
         }
         if tiers_changed {
             reported.tiers = Some(record.tiers.clone());
@@ -111,7 +111,7 @@ impl Shared {
     /// Keeps the record of a peer with standing that is verified nowhere (the operator may
     /// ask why it was refused: its tiers are there), and says why it is refused.
     pub(super) fn refused_record(&self, peer: PeerId, record: &PeerRecord) -> Gate {
-        if self.services.put_peer_record(peer, record).is_err() {
+        if self.services.peers.put(peer, record).is_err() {
             tracing::warn!(%peer, "could not store the refused peer's record");
         }
         self.why_not(record)
@@ -127,11 +127,11 @@ impl Shared {
             let message = format!("{} is revoked or suspended in field {field}", record.did);
             return (Some(record.did.clone()), "member_barred".into(), message);
         }
-        if let Some(field) = record
-            .tiers
-            .keys()
-            .find(|field| self.services.threat_blocked(field, &record.did))
-        {
+        if let Some(field) = record.tiers.keys().find(|field| {
+            self.services
+                .threat_effects
+                .member_blocked(field, &record.did)
+        }) {
             let message = format!(
                 "{} is blocked in field {field} by a threat countermeasure",
                 record.did
@@ -162,7 +162,7 @@ impl Shared {
                     .presented
                     .iter()
                     .filter_map(|(field, presented)| {
-                        let joined = self.services.field(field)?;
+                        let joined = self.services.fields.get(field)?;
                         let trust = joined.charter.issuer_trust();
                         presented.credentials.iter().find_map(|token| {
                             let credential =
@@ -190,15 +190,10 @@ impl Shared {
         let Some(number) = &record.corporate_number else {
             return Ok(());
         };
-        for (key, known) in self
-            .services
-            .store
-            .tree(crate::store::Tree::Peers)?
-            .entries::<PeerRecord>()?
-        {
+        for (known_peer, known) in self.services.peers.all()? {
             if known.corporate_number.as_ref() == Some(number)
                 && known.did != record.did
-                && key != peer.to_bytes()
+                && known_peer != peer
             {
                 return Err(Refusal {
                     code: "identity_conflict".into(),
@@ -220,7 +215,7 @@ impl Shared {
             .count(metrics::DECISIONS, "admission:allow");
         // Soon, not flushed: the verdict it records is not durable either (a restart judges
         // the peer again), and a flush per peer would put the disk in every handshake.
-        self.services.audit.record_soon(Event {
+        self.services.audit.record(Event {
             actor: record.did.clone(),
             action: "handshake".into(),
             object: peer.to_string(),
@@ -245,7 +240,7 @@ impl Shared {
             .metrics
             .count(metrics::DECISIONS, "admission:deny");
         // Soon, not flushed: a stranger must not buy a disk flush with every fresh key.
-        self.services.audit.record_soon(Event {
+        self.services.audit.record(Event {
             actor: peer.to_string(),
             action: "handshake".into(),
             object: peer.to_string(),
@@ -275,14 +270,15 @@ impl Shared {
         }
         let previous = self
             .services
-            .peer_record(peer)
+            .peers
+            .get(peer)
             .filter(|record| record.did == did)?;
         let now = now_unix();
         let mut record = previous.clone();
         record.evaluated_at = now;
         record.next_change = None;
         for (field, tier) in &mut record.tiers {
-            let Some(joined) = self.services.field(field) else {
+            let Some(joined) = self.services.fields.get(field) else {
                 *tier = 0;
                 continue;
             };
@@ -308,7 +304,7 @@ impl Shared {
         let unchanged = record.tiers == previous.tiers
             && record.next_change == previous.next_change
             && record.presented == previous.presented;
-        if !unchanged && self.services.put_peer_record(peer, &record).is_err() {
+        if !unchanged && self.services.peers.put(peer, &record).is_err() {
             tracing::warn!(%peer, "could not store the re-evaluated tiers");
         }
         if self.verified_somewhere(&record) {

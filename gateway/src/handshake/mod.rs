@@ -32,8 +32,8 @@ use crate::identity::PublicKey;
 use crate::lifecycle::ServiceTask;
 use crate::negotiation::{Direction, Refusal};
 use crate::net::{Command, NetworkEvent};
-use crate::services::{PeerRecord, REFUSED, Services, UsedNonce};
-use crate::store::{StoreError, Tree};
+use crate::services::{PeerRecord, REFUSED, Services};
+use crate::store::StoreError;
 use service::{Gate, Service};
 use view::{PartyView, StepWrites};
 
@@ -195,9 +195,9 @@ impl Shared {
     }
 
     /// Writes what a step did: the presentations it sent or received go to the disclosure
-    /// log (with the peer's name if known), the nonces it used up to the `replay` tree. A
-    /// step that presents something waits until that is on disk (one flush, on the blocking
-    /// pool): nothing leaves that the log does not hold. What was only received reaches the
+    /// log (with the peer's name if known), the nonces it used up to the peer book. A step
+    /// that presents something waits until that is on disk (a commit of the store writer):
+    /// nothing leaves that the log does not hold. What was only received reaches the
     /// disk with sled's next flush (within 500 ms) or the next durable write; the nonces are
     /// ours and fresh, so the kept ones are a second line against replay, not the first. A
     /// step whose writes fail stops the handshake.
@@ -205,18 +205,10 @@ impl Shared {
         if writes.is_empty() {
             return Ok(());
         }
-        let services = Arc::clone(&self.services);
-        tokio::task::spawn_blocking(move || {
-            let replay = services.store.tree(Tree::Replay)?;
-            for (nonce, forget_after) in &writes.nonces {
-                replay.put(
-                    nonce.as_bytes(),
-                    &UsedNonce {
-                        forget_after: *forget_after,
-                    },
-                )?;
-            }
-            let name = services.peer_record(peer).and_then(|record| record.name);
+        let services = &self.services;
+        async {
+            services.peers.keep_nonces(&writes.nonces)?;
+            let name = services.peers.get(peer).and_then(|record| record.name);
             let at_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
             let at_ms = i64::try_from(at_ms).unwrap_or(i64::MAX);
             let presents = writes
@@ -227,15 +219,11 @@ impl Shared {
                 .disclosures
                 .record(writes.disclosures, name.as_deref(), at_ms)?;
             if presents {
-                services.store.flush()?;
+                services.commit().await?;
             }
             Ok::<(), StoreError>(())
-        })
+        }
         .await
-        .map_err(|error| Refusal {
-            code: "internal".into(),
-            message: error.to_string(),
-        })?
         .inspect_err(|error| tracing::error!(%peer, %error, "a handshake step not written"))
         .map_err(Refusal::from)
     }
@@ -245,7 +233,8 @@ impl Shared {
     async fn welcome_members(&self) {
         let peers: Vec<PeerId> = self
             .services
-            .fields()
+            .fields
+            .all()
             .iter()
             .filter_map(|field| self.services.governance.state(&field.charter.field_id()))
             .flat_map(|state| {

@@ -275,10 +275,10 @@ proptest! {
         let stranger_a = role_a == Role::Stranger;
         let stranger_b = role_b == Role::Stranger;
         if stranger_a {
-            party_a.fields.write().unwrap().clear();
+            party_a.fields.forget_all();
         }
         if stranger_b {
-            party_b.fields.write().unwrap().clear();
+            party_b.fields.forget_all();
         }
         let verifier = CredentialVerifier::new();
         let view_a = PartyView::new(&party_a, &did_a, &verifier);

@@ -88,7 +88,7 @@ impl Party for PartyView<'_> {
     }
 
     fn recipient(&self, field: &str, did: &str) -> Recipient {
-        match self.services.field(field) {
+        match self.services.fields.get(field) {
             Some(joined) => self.services.recipient(&joined, did),
             // Not a field of ours: nobody in it receives anything.
             None => Recipient {
@@ -100,19 +100,21 @@ impl Party for PartyView<'_> {
 
     fn allows(&self, field: &str, type_name: &str, recipient: &Recipient) -> bool {
         self.services
-            .field(field)
+            .fields
+            .get(field)
             .is_some_and(|joined| joined.charter.disclosure.allows(type_name, recipient))
     }
 
     fn presentable(&self, field: &str) -> BTreeSet<String> {
         self.services
-            .field(field)
+            .fields
+            .get(field)
             .map(|joined| joined.charter.presentable_types())
             .unwrap_or_default()
     }
 
     fn credentials(&self, types: &BTreeSet<String>) -> Vec<(String, String)> {
-        self.services.credentials_of(types)
+        self.services.wallet.credentials_of(types)
     }
 
     fn nonce(&self) -> String {
@@ -164,7 +166,7 @@ impl Party for PartyView<'_> {
                     nonce,
                 },
                 now_unix(),
-                &self.services.replay,
+                self.services.peers.replay(),
             )
             .inspect_err(|error| {
                 self.services
@@ -193,7 +195,7 @@ impl Party for PartyView<'_> {
     }
 
     fn judge(&self, field: &str, peer: &str, tokens: &[String]) -> Judgement {
-        match self.services.field(field) {
+        match self.services.fields.get(field) {
             Some(joined) => judge_in(
                 self.services,
                 self.verifier,
@@ -223,10 +225,12 @@ pub(super) fn judge_in(
 ) -> Judgement {
     let charter = services.effective_charter(field);
     let id = charter.field_id();
-    if services.is_barred(&id, did) || services.threat_blocked(&id, did) {
+    if services.is_barred(&id, did) || services.threat_effects.member_blocked(&id, did) {
         return Judgement::default();
     }
-    let counted = services.counted_credentials(&id, did, tokens);
+    let counted = services
+        .threat_effects
+        .counted_credentials(&id, did, tokens);
     let report = services.with_status_lists(|status_lists| {
         evaluate(
             &charter,
@@ -239,7 +243,10 @@ pub(super) fn judge_in(
             },
         )
     });
-    let cap = services.tier_cap(&id, did).unwrap_or(u8::MAX);
+    let cap = services
+        .threat_effects
+        .tier_cap(&id, did)
+        .unwrap_or(u8::MAX);
     Judgement {
         tier: report.tier.min(cap),
         counted: report.counted,

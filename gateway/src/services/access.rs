@@ -135,7 +135,7 @@ fn chunk(spaces: &Spaces, request: &DataRequest, reason: String) -> DataResponse
 }
 
 fn principal_did(services: &Services, peer: PeerId) -> Option<String> {
-    services.peer_record(peer).map(|record| record.did)
+    services.peers.get(peer).map(|record| record.did)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -154,10 +154,12 @@ fn decide(
         message,
     };
     let record = services
-        .peer_record(peer)
+        .peers
+        .get(peer)
         .ok_or_else(|| denied("this gateway has not verified you".into()))?;
     let field = services
-        .field(field_id)
+        .fields
+        .get(field_id)
         .ok_or_else(|| denied("this gateway has not joined that field".into()))?;
     if services.is_barred(field_id, &record.did) {
         return Err(denied(format!(
@@ -167,16 +169,12 @@ fn decide(
     }
     let principal = facts(services, &field, &record)?;
     let engine = services.policy_engine(&field);
-    let threat_level = services
-        .threat_effects
-        .read()
-        .map_or(u8::MAX, |effects| effects.threat_level(field_id));
+    let threat_level = services.threat_effects.threat_level(field_id);
     let quarantined = |stored: &Record| {
-        services.threat_effects.read().map_or(true, |effects| {
-            stored
-                .attachments
-                .iter()
-                .any(|attachment| effects.quarantined(field_id, &attachment.sha256))
+        stored.attachments.iter().any(|attachment| {
+            services
+                .threat_effects
+                .quarantined(field_id, &attachment.sha256)
         })
     };
     let refuse_quarantined = |stored: &Record| {

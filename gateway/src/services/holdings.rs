@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use libp2p::PeerId;
 use libp2p::multiaddr::Protocol;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::credential::{
@@ -16,7 +15,7 @@ use crate::credential::{
 use crate::field::{Field, FieldError};
 use crate::net::Command;
 use crate::services::Services;
-use crate::store::{StoreError, Stored, Tree};
+use crate::store::StoreError;
 
 /// A field could not be joined, or a credential not imported.
 #[derive(Debug, thiserror::Error)]
@@ -48,26 +47,6 @@ impl HoldingError {
     }
 }
 
-/// A joined field, as kept in the `fields` tree: where its charter lives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct JoinedField {
-    pub(crate) charter: PathBuf,
-}
-
-impl Stored for JoinedField {
-    const VERSION: u8 = 1;
-}
-
-/// A credential in the `wallet` tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct WalletEntry {
-    pub(crate) token: String,
-}
-
-impl Stored for WalletEntry {
-    const VERSION: u8 = 1;
-}
-
 /// Takes part in `field` on the network: its gossip, and a dial to each of its bootstrap
 /// gateways but our own.
 pub async fn announce_field(commands: &mpsc::Sender<Command>, field: &Field, own: PeerId) {
@@ -84,22 +63,14 @@ pub async fn announce_field(commands: &mpsc::Sender<Command>, field: &Field, own
 impl Services {
     /// Joins the field whose (signed) charter is at `charter`; it counts from the next
     /// handshake on. Returns the field.
-    pub fn join_field(&self, charter: &Path) -> Result<Arc<Field>, HoldingError> {
+    pub async fn join_field(&self, charter: &Path) -> Result<Arc<Field>, HoldingError> {
         let charter = std::fs::canonicalize(charter).unwrap_or_else(|_| charter.to_owned());
         let field = Field::load(&charter).map_err(|source| HoldingError::Field {
             path: charter.clone(),
             source,
         })?;
-        let id = field.charter.field_id();
-        self.store
-            .tree(Tree::Fields)?
-            .put_durable(id.as_bytes(), &JoinedField { charter })?;
         self.governance.add_field(&field.charter);
-        let field = Arc::new(field);
-        if let Ok(mut fields) = self.fields.write() {
-            fields.retain(|known| known.charter.field_id() != id);
-            fields.push(Arc::clone(&field));
-        }
+        let field = self.fields.join(field, charter).await?;
         self.facts_changed.fields();
         Ok(field)
     }
@@ -108,7 +79,7 @@ impl Services {
     /// must verify and name this organisation as its subject. A credential whose status list
     /// is not held yet is taken (verifiers judge its status with their own lists); a revoked
     /// or suspended one is refused.
-    pub fn import_credential(&self, token: &str) -> Result<VerifiedCredential, HoldingError> {
+    pub async fn import_credential(&self, token: &str) -> Result<VerifiedCredential, HoldingError> {
         let credential = self
             .with_status_lists(|status_lists| {
                 let context = VerifyContext {
@@ -134,15 +105,7 @@ impl Services {
                 ),
             )));
         }
-        self.store.tree(Tree::Wallet)?.put_durable(
-            credential.id.as_bytes(),
-            &WalletEntry {
-                token: token.trim().to_owned(),
-            },
-        )?;
-        if let Ok(mut wallet) = self.wallet.write() {
-            wallet.push(token.trim().to_owned());
-        }
+        self.wallet.add(&credential.id, token.trim()).await?;
         Ok(credential)
     }
 }

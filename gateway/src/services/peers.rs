@@ -1,10 +1,119 @@
-//! What a gateway keeps about each peer after a handshake, and the nonces it has seen.
+//! The peer book: what a gateway keeps about each peer after a handshake, and the nonces
+//! it has seen. It owns the `peers` and `replay` trees; nothing else reads them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use crate::store::Stored;
+use crate::credential::ReplayCache;
+use crate::identity::PublicKey;
+use crate::store::{Store, StoreError, StoreTree, Stored, Tree};
+
+/// The peer records and the replay window, with a generation that moves on every write.
+pub struct PeerBook {
+    records: StoreTree,
+    nonces: StoreTree,
+    replay: ReplayCache,
+    generation: AtomicU64,
+}
+
+impl PeerBook {
+    /// The book kept in `store`.
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            records: store.tree(Tree::Peers)?,
+            nonces: store.tree(Tree::Replay)?,
+            replay: ReplayCache::default(),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Our record of `peer`, if it ever completed a handshake with us.
+    pub fn get(&self, peer: PeerId) -> Option<PeerRecord> {
+        self.records.get(peer.to_bytes().as_slice()).ok()?
+    }
+
+    /// Our record of the peer whose key is `did`, if the record is about that DID.
+    pub fn of_did(&self, did: &str) -> Option<PeerRecord> {
+        let peer = PublicKey::peer_id_named(did)?;
+        self.get(peer).filter(|record| record.did == did)
+    }
+
+    /// The tier our own last judgement gave `did` in `field`, if any.
+    pub fn judged_tier(&self, did: &str, field: &str) -> Option<u8> {
+        self.of_did(did)?.tiers.get(field).copied()
+    }
+
+    /// Stores what we verified about a peer. Not committed here: a record lost to a crash
+    /// is made again by the next handshake, and sled writes it out within half a second.
+    pub fn put(&self, peer: PeerId, record: &PeerRecord) -> Result<(), StoreError> {
+        self.records.put(peer.to_bytes().as_slice(), record)?;
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Every record, with its peer; a key that is no PeerId is skipped.
+    pub fn all(&self) -> Result<Vec<(PeerId, PeerRecord)>, StoreError> {
+        Ok(self
+            .records
+            .entries::<PeerRecord>()?
+            .into_iter()
+            .filter_map(|(key, record)| Some((PeerId::from_bytes(&key).ok()?, record)))
+            .collect())
+    }
+
+    /// How many peers the book holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the book holds no peer.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Moves on whenever a record is written: what was read from one is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The nonces seen in presentations, until they expire.
+    pub fn replay(&self) -> &ReplayCache {
+        &self.replay
+    }
+
+    /// Keeps used nonces across a restart (not committed here: see [`PeerBook::put`]).
+    pub fn keep_nonces(&self, nonces: &[(String, i64)]) -> Result<(), StoreError> {
+        for (nonce, forget_after) in nonces {
+            let used = UsedNonce {
+                forget_after: *forget_after,
+            };
+            self.nonces.put(nonce.as_bytes(), &used)?;
+        }
+        Ok(())
+    }
+
+    /// How many used nonces are kept on disk.
+    pub fn nonces_kept(&self) -> usize {
+        self.nonces.len()
+    }
+
+    /// Reloads the nonces kept before a restart into the replay window, so that a
+    /// presentation cannot be replayed across one, and forgets those past their time.
+    pub fn restore_nonces(&self, now: i64) -> Result<(), StoreError> {
+        for (nonce, used) in self.nonces.entries::<UsedNonce>()? {
+            if used.forget_after < now {
+                self.nonces.remove(&nonce)?;
+            } else if let Ok(nonce) = std::str::from_utf8(&nonce) {
+                // The window is empty at start, so recording cannot be refused.
+                let _ = self.replay.record(nonce, used.forget_after, now);
+            }
+        }
+        Ok(())
+    }
+}
 
 /// What a peer presented in one field, kept to judge it again without a new handshake.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -97,7 +97,8 @@ impl Services {
             .verify_status_list(token, now_unix())
             .map_err(StatusIntakeError::Invalid)?;
         if !self
-            .fields()
+            .fields
+            .all()
             .iter()
             .any(|field| trusted_by(field, &list.issuer))
         {
@@ -115,16 +116,15 @@ impl Services {
             issuer: list.issuer.clone(),
             issued_at: list.issued_at,
         };
+        let tree = self.store.tree(Tree::StatusLists)?;
         let taken = match self.status_lists.write() {
             Ok(mut lists) => {
                 let newer = lists
                     .get(&list.id)
                     .is_none_or(|held| held.issued_at < list.issued_at);
                 if newer {
-                    // Stored before it counts, so a list in force survives a restart.
-                    self.store
-                        .tree(Tree::StatusLists)?
-                        .put_durable(list.id.as_bytes(), &stored)?;
+                    // Stored with it in force; on disk at the acknowledging caller's commit.
+                    tree.put(list.id.as_bytes(), &stored)?;
                     lists.insert(list);
                 }
                 newer
@@ -190,7 +190,8 @@ impl Services {
 
     /// The joined fields that trust `issuer`.
     pub fn fields_trusting(&self, issuer: &str) -> Vec<String> {
-        self.fields()
+        self.fields
+            .all()
             .iter()
             .filter(|field| trusted_by(field, issuer))
             .map(|field| field.charter.field_id())

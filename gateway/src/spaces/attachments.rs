@@ -106,10 +106,8 @@ impl Upload<'_> {
                 size: self.size,
                 chunks: self.chunks,
             };
-            // Chunks reach disk with the index: one flush covers the whole tree.
-            self.spaces
-                .chunks
-                .put_durable(&index_key(&sha256), &index)?;
+            // Chunks reach disk with the index, at the uploader's commit.
+            self.spaces.chunks.put(&index_key(&sha256), &index)?;
         }
         Ok(AttachmentRef {
             name: String::new(),

@@ -293,10 +293,13 @@ impl BulkGuard {
     /// from the space, when it is one too many.
     fn admit(&self, actor: &str, space: &str) -> Result<(), DataError> {
         let key = (actor.to_owned(), space.to_owned());
-        let mut barred = self
-            .barred
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unavailable = || {
+            DataError::new(
+                DataCode::BulkGuard,
+                "the bulk-change guard is unavailable: no change is admitted",
+            )
+        };
+        let mut barred = self.barred.lock().map_err(|_| unavailable())?;
         if barred.contains(&key) {
             return Err(DataError::new(
                 DataCode::Denied,
@@ -305,10 +308,7 @@ impl BulkGuard {
                 ),
             ));
         }
-        let mut recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut recent = self.recent.lock().map_err(|_| unavailable())?;
         let now = std::time::Instant::now();
         let times = recent.entry(key.clone()).or_default();
         while times
@@ -452,7 +452,7 @@ impl Spaces {
                 .map_err(|error| DataError::new(DataCode::Malformed, error.to_string()))?,
         );
         let sealed = self.seal(&storage_key, &plaintext)?;
-        self.tree.put_durable(&storage_key, &sealed)?;
+        self.tree.put(&storage_key, &sealed)?;
         Ok(())
     }
 
@@ -538,7 +538,7 @@ impl Spaces {
             ));
         }
         self.guard.admit(actor, &format!("{field}/{tier}"))?;
-        self.tree.remove_durable(&storage_key)?;
+        self.tree.remove(&storage_key)?;
         Ok(())
     }
 }

@@ -28,11 +28,9 @@ fn values_round_trip_and_survive_reopening() {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         let replay = store.tree(Tree::Replay).unwrap();
-        replay
-            .put_durable(b"n1", &Nonce { expires_at: 10 })
-            .unwrap();
+        replay.put(b"n1", &Nonce { expires_at: 10 }).unwrap();
         replay.put(b"n2", &Nonce { expires_at: 20 }).unwrap();
-        store.flush().unwrap();
+        store.commit_blocking().unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     let replay = store.tree(Tree::Replay).unwrap();
@@ -86,7 +84,7 @@ fn a_store_from_a_newer_gateway_is_refused() {
         let meta = store.db.open_tree(Tree::Meta.name()).unwrap();
         meta.insert(SCHEMA_KEY, &(SCHEMA_VERSION + 1).to_be_bytes())
             .unwrap();
-        store.flush().unwrap();
+        store.commit_blocking().unwrap();
     }
     assert_eq!(
         Store::open(dir.path()).err().unwrap().code(),
@@ -169,4 +167,74 @@ fn a_store_held_open_is_reported_in_use() {
         Store::open(dir.path()).err().unwrap().code(),
         "store_in_use"
     );
+}
+
+#[test]
+fn commits_asked_while_the_writer_is_busy_share_one_flush() {
+    const WRITERS: u8 = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let held = store.writer.hold.lock().unwrap();
+    let waiters: Vec<_> = (0..WRITERS)
+        .map(|n| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let nonce = Nonce {
+                    expires_at: i64::from(n),
+                };
+                store.tree(Tree::Replay)?.put(&[n], &nonce)?;
+                store.commit_blocking()
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.writer_counts().asked() < u64::from(WRITERS) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every writer asks for a commit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    drop(held);
+    for waiter in waiters {
+        waiter.join().unwrap().unwrap();
+    }
+    let counts = store.writer_counts();
+    assert_eq!(counts.commits(), u64::from(WRITERS));
+    assert_eq!(
+        counts.batches(),
+        1,
+        "one flush answers every waiting commit"
+    );
+    drop(store);
+    let reopened = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        reopened.tree(Tree::Replay).unwrap().len(),
+        usize::from(WRITERS)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_commits_are_answered_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..100u8 {
+        let tree = store.tree(Tree::Replay).unwrap();
+        tasks.spawn(async move {
+            let nonce = Nonce {
+                expires_at: i64::from(n),
+            };
+            tree.put_durable(&[n], &nonce).await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let counts = store.writer_counts();
+    assert_eq!(counts.commits(), 100);
+    assert!(counts.batches() >= 1 && counts.batches() <= 100);
+    drop(store);
+    let reopened = Store::open(dir.path()).unwrap();
+    assert_eq!(reopened.tree(Tree::Replay).unwrap().len(), 100);
 }

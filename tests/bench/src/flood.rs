@@ -178,7 +178,8 @@ async fn join_as_member(
         let tier = victim
             .gateway
             .services()
-            .peer_record(attacker_peer)
+            .peers
+            .get(attacker_peer)
             .and_then(|record| record.tiers.get(field).copied());
         let verified_victim = attacker.services.peer_verified_in(victim.peer_id(), field);
         // Each side knows the other's subscription: the attacker's gossip goes to the victim.
@@ -307,7 +308,9 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
     let mut meter = Meter::start(1)?;
     let authorities = Authorities::new();
     let victim = Node::start(crate::governed::quiet).await;
-    victim.import_wallet(&authorities.tier2_wallet(&victim.did));
+    victim
+        .import_wallet(&authorities.tier2_wallet(&victim.did))
+        .await;
     let victim_key = victim.org_key();
     // The attacker sorts first, so that it opens the handshake: the victim never waits on it.
     let key = loop {

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tfc_gateway::localnet;
 use tfc_testkit::{Authorities, Node, top_tier};
 
 /// Every gateway quiet: a log line per handshake would cost more than the handshake at 50.
@@ -27,7 +26,8 @@ pub(crate) async fn start_field(
     let mut nodes = Vec::with_capacity(gateways);
     for _ in 0..gateways {
         let node = Node::start(configure).await;
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        node.import_wallet(&authorities.tier2_wallet(&node.did))
+            .await;
         nodes.push(node);
     }
     let keys: Vec<_> = nodes.iter().map(Node::org_key).collect();
@@ -64,7 +64,9 @@ pub(crate) async fn until_all_verified(nodes: &[Node], tier: u8) -> anyhow::Resu
         for (index, node) in nodes.iter().enumerate() {
             let services = node.gateway.services();
             for (other, peer) in peers.iter().enumerate() {
-                let verified = localnet::peer_record(services, *peer)
+                let verified = services
+                    .peers
+                    .get(*peer)
                     .is_some_and(|record| top_tier(&record) >= tier);
                 if other != index && !verified {
                     missing.push((index, other));

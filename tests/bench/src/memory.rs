@@ -16,7 +16,6 @@ use tfc_gateway::policy::{Category, ValueLevel};
 use tfc_gateway::services::PeerRecord;
 use tfc_gateway::services::threats::Origin;
 use tfc_gateway::spaces::Labels;
-use tfc_gateway::store::Tree;
 use tfc_testkit::{Authorities, Node};
 
 use crate::resources::{SETTLE, rss_bytes, rss_bytes_of};
@@ -184,7 +183,7 @@ pub(crate) async fn run(load: Load, gateway_bin: Option<PathBuf>) -> anyhow::Res
     };
 
     let began = Instant::now();
-    let peers = node.gateway.services().store.tree(Tree::Peers)?;
+    let peers = &node.gateway.services().peers;
     let mut members = Vec::with_capacity(load.members);
     for _ in 0..load.members {
         let member = KeyPair::generate(KeyAlgorithm::Ed25519);
@@ -197,7 +196,7 @@ pub(crate) async fn run(load: Load, gateway_bin: Option<PathBuf>) -> anyhow::Res
             corporate_number: None,
             name: None,
         };
-        peers.put(member.peer_id()?.to_bytes().as_slice(), &record)?;
+        peers.put(member.peer_id()?, &record)?;
         members.push(member.did());
     }
     stage("members", load.members, began)?;

@@ -10,7 +10,6 @@ use tfc_gateway::credential::{CredentialVerifier, now_unix, sign_message};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair, PublicKey};
 use tfc_gateway::services::PeerRecord;
 use tfc_gateway::services::threats::Origin;
-use tfc_gateway::store::Tree;
 use tfc_gateway::threats::Severity;
 use tfc_testkit::{Authorities, Node, block_address_indicator};
 
@@ -58,7 +57,7 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
     let reporters: Vec<KeyPair> = (0..REPORTERS)
         .map(|_| KeyPair::generate(KeyAlgorithm::Ed25519))
         .collect();
-    let peers = node.gateway.services().store.tree(Tree::Peers)?;
+    let peers = &node.gateway.services().peers;
     for reporter in &reporters {
         let record = PeerRecord {
             did: reporter.did(),
@@ -70,7 +69,7 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
             name: None,
         };
         let peer = reporter.peer_id().context("reporter peer id")?;
-        peers.put(peer.to_bytes().as_slice(), &record)?;
+        peers.put(peer, &record)?;
     }
     let envelopes: Vec<String> = (0..count)
         .map(|n| {

@@ -286,13 +286,13 @@ impl Node {
     /// The standing of `did` in the (only) field this gateway joined.
     pub fn standing(&self, did: &str) -> Option<tfc_gateway::governance::StandingKind> {
         let services = self.gateway.services();
-        let field = services.fields().first()?.charter.field_id();
+        let field = services.fields.all().first()?.charter.field_id();
         services.governance.standing(&field, did)
     }
 
     /// The id of the (only) field this gateway joined.
     pub fn field_id(&self) -> String {
-        self.gateway.services().fields()[0].charter.field_id()
+        self.gateway.services().fields.all()[0].charter.field_id()
     }
 
     /// A gateway with the default configuration.
@@ -306,11 +306,12 @@ impl Node {
     }
 
     /// Imports credentials into its wallet (as `tfcctl wallet import` does).
-    pub fn import_wallet(&self, tokens: &[String]) {
+    pub async fn import_wallet(&self, tokens: &[String]) {
         for token in tokens {
             self.gateway
                 .services()
                 .import_credential(token)
+                .await
                 .expect("credential imported");
         }
     }
@@ -335,7 +336,7 @@ impl Node {
             &format!("{} judges {peer}", self.did),
             Duration::from_millis(20),
             || {
-                last = services.peer_record(peer);
+                last = services.peers.get(peer);
                 let done = last.as_ref().is_some_and(&accept);
                 async move { done }
             },
@@ -413,7 +414,8 @@ async fn start_field_founded_by(
     let mut nodes = Vec::new();
     for configure in configs {
         let node = Node::start(configure).await;
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        node.import_wallet(&authorities.tier2_wallet(&node.did))
+            .await;
         nodes.push(node);
     }
     let keys: Vec<_> = nodes[..founders].iter().map(Node::org_key).collect();
@@ -499,7 +501,8 @@ pub async fn start_sole_admin(
     configure: impl FnOnce(String) -> String,
 ) -> Node {
     let node = Node::start(configure).await;
-    node.import_wallet(&authorities.tier2_wallet(&node.did));
+    node.import_wallet(&authorities.tier2_wallet(&node.did))
+        .await;
     let charter = authorities.write_governed_charter(
         "field",
         &[&node.org_key()],

@@ -123,16 +123,16 @@ impl Threats {
             countermeasure: group.countermeasure.clone(),
             severity,
         };
-        if let Ok(mut effects) = self.services.threat_effects.write() {
-            effects.insert(id, applied);
-        }
+        self.services
+            .threat_effects
+            .update(|effects| effects.insert(id, applied));
         self.gate(group, true);
     }
 
     pub(super) fn lift(&self, id: ActionId, group: &Group) {
-        if let Ok(mut effects) = self.services.threat_effects.write() {
-            effects.remove(&id, group.countermeasure.action);
-        }
+        self.services
+            .threat_effects
+            .update(|effects| effects.remove(&id, group.countermeasure.action));
         self.gate(group, false);
     }
 
@@ -210,7 +210,7 @@ impl Threats {
 
     /// [`Threats::sweep`] as of `now` (Unix seconds).
     pub fn sweep_at(&self, now: i64) -> Option<i64> {
-        let mut book = self.lock();
+        let mut book = self.lock().ok()?;
         let mut due = Vec::new();
         let mut expired = Vec::new();
         for (id, held) in &mut book.groups {
@@ -254,7 +254,9 @@ impl Threats {
     /// stop counting) or of the charter's admins.
     pub fn rejudge_all(&self) {
         let now = crate::credential::now_unix();
-        let mut book = self.lock();
+        let Ok(mut book) = self.lock() else {
+            return;
+        };
         book.reporters.clear();
         let ids: Vec<ActionId> = book.groups.keys().copied().collect();
         let mut events = Vec::new();
@@ -271,7 +273,7 @@ impl Threats {
         operator: &str,
     ) -> Result<ActionView, ThreatError> {
         let now = crate::credential::now_unix();
-        let mut book = self.lock();
+        let mut book = self.lock()?;
         let unknown =
             || ThreatError::new(ThreatCode::UnknownAction, format!("no live action {id}"));
         let id = ActionId::parse(id).ok_or_else(unknown)?;
@@ -281,8 +283,7 @@ impl Threats {
             .filter(|held| held.state != State::Inactive)
             .ok_or_else(unknown)?;
         held.verdict = Some(verdict);
-        self.actions
-            .put_durable(id.to_string().as_bytes(), &*held)?;
+        self.actions.put(id.to_string().as_bytes(), &*held)?;
         let mut events = vec![Event {
             actor: operator.to_owned(),
             action: match verdict {
@@ -331,7 +332,9 @@ impl Threats {
     /// Every action held, optionally only those in `state`, newest expiry first.
     pub fn actions(&self, state: Option<State>) -> Vec<ActionView> {
         let now = crate::credential::now_unix();
-        let mut book = self.lock();
+        let Ok(mut book) = self.lock() else {
+            return Vec::new();
+        };
         let ids: Vec<ActionId> = book.groups.keys().copied().collect();
         let mut views: Vec<ActionView> = ids
             .into_iter()
@@ -387,8 +390,8 @@ impl Threats {
 
     /// How many indicators and actions are held.
     pub fn counts(&self) -> (usize, usize) {
-        let book = self.lock();
-        (book.held.len(), book.groups.len())
+        self.lock()
+            .map_or((0, 0), |book| (book.held.len(), book.groups.len()))
     }
 }
 

@@ -226,16 +226,16 @@ impl Threats {
         let (addresses, address_changes) = mpsc::unbounded_channel();
         let threats = Self {
             address_changes: Mutex::new(Some(address_changes)),
-            indicators: services.store.tree(Tree::Indicators)?,
-            actions: services.store.tree(Tree::ThreatActions)?,
-            log: services.store.tree(Tree::ThreatLog)?,
+            indicators: services.store().tree(Tree::Indicators)?,
+            actions: services.store().tree(Tree::ThreatActions)?,
+            log: services.store().tree(Tree::ThreatLog)?,
             services,
             config,
             book: Mutex::new(Book::default()),
             addresses,
         };
         let now = crate::credential::now_unix();
-        let mut book = threats.lock();
+        let mut book = threats.lock()?;
         let indicators = &threats.indicators;
         // An entry that no longer reads is dropped with a log line: one bad entry must not
         // keep the gateway from starting, and an indicator is only ever a report.
@@ -294,10 +294,12 @@ impl Threats {
         Ok(threats)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+    /// The book, or an error if a panic left it half-changed: fails closed, nothing is
+    /// taken or applied from a book that may be inconsistent.
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Book>, ThreatError> {
         self.book
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map_err(|_| ThreatError::new(ThreatCode::Store, "the threat book's lock is poisoned"))
     }
 
     fn reparse(held: &HeldIndicator) -> Option<Indicator> {
@@ -317,19 +319,12 @@ impl Threats {
     /// The changes to the address blocks, from the first, for the network
     /// ([`crate::net::Command::GateAddresses`]); only the first caller gets them.
     pub fn take_address_changes(&self) -> Option<mpsc::UnboundedReceiver<AddressChange>> {
-        self.address_changes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        self.address_changes.lock().ok()?.take()
     }
 
     /// The addresses, networks and domains blocked now.
     pub fn address_blocks(&self) -> AddressBlocks {
-        self.services
-            .threat_effects
-            .read()
-            .map(|effects| effects.address_blocks())
-            .unwrap_or_default()
+        self.services.threat_effects.address_blocks()
     }
 
     /// Takes a report from `reporter` in `field`. The caller has checked the reporter's
@@ -341,7 +336,7 @@ impl Threats {
         body: &Value,
         origin: Origin,
     ) -> Result<ReportOutcome, ThreatError> {
-        if self.services.field(field).is_none() {
+        if self.services.fields.get(field).is_none() {
             return Err(ThreatError::new(
                 ThreatCode::WrongField,
                 "this gateway has not joined that field",
@@ -369,7 +364,7 @@ impl Threats {
             now,
         )?;
         self.check_marking(&bundle, &recipients, origin)?;
-        let mut book = self.lock();
+        let mut book = self.lock()?;
         if matches!(origin, Origin::Gossip | Origin::Direct) {
             self.within_rate(&mut book, reporter, bundle.indicators.len())?;
         }
@@ -429,10 +424,6 @@ impl Threats {
                 "every indicator is already held in this version or a newer one",
             ));
         }
-        if origin != Origin::Gossip {
-            indicators.flush()?;
-            log.flush()?;
-        }
         touched.sort();
         touched.dedup();
         let mut events = vec![Event {
@@ -452,12 +443,8 @@ impl Threats {
             .filter_map(|id| self.view(&mut book, *id, now))
             .collect();
         drop(book);
-        if origin == Origin::Gossip {
-            // Nobody waits on gossip: its audit entries reach the disk with the indicators.
-            self.services.audit.record_all_soon(events);
-        } else {
-            self.services.audit.record_all(events);
-        }
+        // On disk with the indicators, at the commit of whoever acknowledges the report.
+        self.services.audit.record_all(events);
         Ok(outcome)
     }
 
@@ -492,7 +479,7 @@ impl Threats {
     pub fn check_resharing(&self, field: &str, bundle: &Value) -> Result<(), ThreatError> {
         let now = crate::credential::now_unix();
         let bundle = parse_bundle(bundle, now)?;
-        let book = self.lock();
+        let book = self.lock()?;
         for indicator in &bundle.indicators {
             let restricted = book
                 .by_id
@@ -600,10 +587,7 @@ impl Threats {
     /// How `did` stands as a reporter in `field` now: remembered until a peer record or
     /// the governance state changes.
     fn reporter(&self, book: &mut Book, field: &str, did: &str) -> Reporter {
-        let generation = self
-            .services
-            .peers_generation
-            .load(std::sync::atomic::Ordering::Acquire);
+        let generation = self.services.peers.generation();
         if generation != book.reporters_generation {
             book.reporters.clear();
             book.reporters_generation = generation;
@@ -618,14 +602,8 @@ impl Threats {
     }
 
     fn look_up_reporter(&self, field: &str, did: &str) -> Reporter {
-        let record: Option<PeerRecord> = PublicKey::peer_id_of(did).and_then(|peer| {
-            self.services
-                .store
-                .tree(Tree::Peers)
-                .ok()?
-                .get(peer.to_bytes().as_slice())
-                .ok()?
-        });
+        let record: Option<PeerRecord> =
+            PublicKey::peer_id_of(did).and_then(|peer| self.services.peers.get(peer));
         let in_good_standing = if did == self.services.key.did() {
             !self.services.is_barred(field, did)
         } else {
@@ -634,7 +612,8 @@ impl Threats {
         // Admins are the charter's: governance amends issuers and quorum, not admins.
         let admin = self
             .services
-            .field(field)
+            .fields
+            .get(field)
             .is_some_and(|joined| joined.charter.admins.iter().any(|admin| admin == did));
         Reporter {
             in_good_standing,

@@ -271,14 +271,7 @@ fn an_address_report_blocks_at_once_and_a_replay_changes_nothing() {
     );
     let blocks = threats.address_blocks();
     assert_eq!(blocks.networks, vec!["198.51.100.0/24".parse().unwrap()]);
-    assert_eq!(
-        book.services
-            .threat_effects
-            .read()
-            .unwrap()
-            .threat_level(&book.field),
-        3
-    );
+    assert_eq!(book.services.threat_effects.threat_level(&book.field), 3);
     let replay = threats.receive(&book.field, &member, &body, Origin::Gossip);
     assert_eq!(replay.unwrap_err().code, ThreatCode::Replayed);
     let audited: Vec<String> = book
@@ -308,12 +301,21 @@ fn one_member_cannot_block_another_but_a_second_company_or_an_admin_can() {
         .receive(&book.field, &book.members[1].did(), &body(), Origin::Gossip)
         .unwrap();
     assert_eq!(same.actions[0].state, State::AwaitingCorroboration);
-    assert!(!book.services.threat_blocked(&book.field, &target));
+    assert!(
+        !book
+            .services
+            .threat_effects
+            .member_blocked(&book.field, &target)
+    );
     let admin = threats
         .receive(&book.field, &book.admin.did(), &body(), Origin::Gossip)
         .unwrap();
     assert_eq!(admin.actions[0].state, State::Applied);
-    assert!(book.services.threat_blocked(&book.field, &target));
+    assert!(
+        book.services
+            .threat_effects
+            .member_blocked(&book.field, &target)
+    );
 }
 
 #[test]
@@ -406,37 +408,17 @@ fn manual_actions_wait_for_the_operator_and_every_step_is_audited() {
     let action = &outcome.actions[0];
     assert_eq!(action.state, State::AwaitingOperator);
     assert_eq!(threats.actions(Some(State::AwaitingOperator)).len(), 1);
-    assert!(
-        !book
-            .services
-            .threat_effects
-            .read()
-            .unwrap()
-            .quarantined(&book.field, &hash)
-    );
+    assert!(!book.services.threat_effects.quarantined(&book.field, &hash));
     let applied = threats
         .decide(&action.id, Verdict::Apply, "admin:test")
         .unwrap();
     assert_eq!(applied.state, State::Applied);
-    assert!(
-        book.services
-            .threat_effects
-            .read()
-            .unwrap()
-            .quarantined(&book.field, &hash)
-    );
+    assert!(book.services.threat_effects.quarantined(&book.field, &hash));
     let rejected = threats
         .decide(&action.id, Verdict::Reject, "admin:test")
         .unwrap();
     assert_eq!(rejected.state, State::Rejected);
-    assert!(
-        !book
-            .services
-            .threat_effects
-            .read()
-            .unwrap()
-            .quarantined(&book.field, &hash)
-    );
+    assert!(!book.services.threat_effects.quarantined(&book.field, &hash));
     assert_eq!(
         threats
             .decide("nope", Verdict::Apply, "admin:test")
@@ -572,9 +554,18 @@ fn a_revoked_reporters_reports_stop_counting() {
             .receive(&book.field, &reporter.did(), &body, Origin::Gossip)
             .unwrap();
     }
-    assert_eq!(book.services.tier_cap(&book.field, &target), Some(1));
+    assert_eq!(
+        book.services.threat_effects.tier_cap(&book.field, &target),
+        Some(1)
+    );
     // Both reporters are revoked: neither is in good standing any more.
-    let charter = book.services.field(&book.field).unwrap().charter.clone();
+    let charter = book
+        .services
+        .fields
+        .get(&book.field)
+        .unwrap()
+        .charter
+        .clone();
     for reporter in [&book.members[0], &book.admin] {
         book.services
             .governance
@@ -591,7 +582,10 @@ fn a_revoked_reporters_reports_stop_counting() {
             .unwrap();
     }
     threats.rejudge_all();
-    assert_eq!(book.services.tier_cap(&book.field, &target), None);
+    assert_eq!(
+        book.services.threat_effects.tier_cap(&book.field, &target),
+        None
+    );
 }
 
 #[test]
@@ -631,14 +625,54 @@ fn a_suspended_credential_stops_counting_for_its_holder_only() {
     let tokens = [token];
     assert!(
         book.services
+            .threat_effects
             .counted_credentials(&book.field, &holder.did(), &tokens)
             .is_empty()
     );
     let other = book.members[0].did();
     assert_eq!(
         book.services
+            .threat_effects
             .counted_credentials(&book.field, &other, &tokens)
             .len(),
         1
     );
+}
+
+#[test]
+fn poisoned_locks_fail_closed() {
+    let book = book_fixture(None, None);
+    let services = &book.services;
+    let member = book.members[0].did();
+    let field = services.fields.get(&book.field).unwrap();
+    assert!(services.in_good_standing(&book.field, &member));
+    assert!(!services.effective_charter(&field).issuers.is_empty());
+
+    std::thread::scope(|scope| {
+        let _ = scope
+            .spawn(|| {
+                services
+                    .threat_effects
+                    .update(|_| -> () { panic!("the effects lock is poisoned for a test") })
+            })
+            .join();
+    });
+    let effects = &services.threat_effects;
+    assert!(effects.member_blocked(&book.field, &member));
+    assert_eq!(effects.tier_cap(&book.field, &member), Some(0));
+    assert!(effects.quarantined(&book.field, "00"));
+    assert!(
+        effects
+            .counted_credentials(&book.field, &member, &["token".into()])
+            .is_empty()
+    );
+    assert!(!services.in_good_standing(&book.field, &member));
+
+    let fresh = book_fixture(None, None);
+    fresh.services.governance.poison();
+    let field = fresh.services.fields.get(&fresh.field).unwrap();
+    let member = fresh.members[0].did();
+    assert!(fresh.services.is_barred(&fresh.field, &member));
+    assert!(!fresh.services.in_good_standing(&fresh.field, &member));
+    assert!(fresh.services.effective_charter(&field).issuers.is_empty());
 }

@@ -5,7 +5,7 @@
 //! The example organisations' keys are derived from their public names: they are for
 //! examples and tests only. `config/fields/*.toml` is generated from `charters.rs`; if a test
 //! says the file is out of date, run `TFC_REGENERATE_EXAMPLES=1 cargo test -p tfc-gateway
-//! --test scenarios` and commit the result.
+//! --test system scenarios::` and commit the result.
 
 mod charters;
 mod housing;

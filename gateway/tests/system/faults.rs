@@ -2,9 +2,9 @@
 //! on the other side, with revocations on one side while it lasts; and `tfc-gateway run`
 //! processes killed with SIGKILL under traffic, out of disk space, or with a skewed clock.
 //! Waits are on state or output with timeouts. Long variants are `#[ignore]`d:
-//! `cargo test -p tfc-gateway --test faults -- --ignored`.
+//! `cargo test -p tfc-gateway --test system faults:: -- --ignored`.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -174,7 +174,7 @@ async fn founded() -> Founded {
         .unwrap();
     let key = KeyPair::load(&dir.path().join(KEY_FILE)).unwrap();
     for token in authorities.tier2_wallet(&gateway.did()) {
-        gateway.services().import_credential(&token).unwrap();
+        gateway.services().import_credential(&token).await.unwrap();
     }
     let charter = authorities.write_governed_charter("field", &[&key], &[gateway.did()], "1", "");
     let field = gateway
@@ -459,7 +459,7 @@ async fn acknowledged_records_ops_and_reports_survive_kill_9_and_the_audit_chain
 
 /// The long form: ten kills in a row, more traffic each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long fault run: cargo test -p tfc-gateway --test faults -- --ignored"]
+#[ignore = "long fault run: cargo test -p tfc-gateway --test system faults:: -- --ignored"]
 async fn ten_kill_9_cycles_lose_nothing_acknowledged() {
     let founded = founded().await;
     tokio::task::spawn_blocking(move || kill_cycles(&founded, 10, 60))
@@ -566,7 +566,9 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
     tfc_testkit::init_logs();
     let authorities = Authorities::new();
     let honest = Node::start(quiet).await;
-    honest.import_wallet(&authorities.tier2_wallet(&honest.did));
+    honest
+        .import_wallet(&authorities.tier2_wallet(&honest.did))
+        .await;
     let charter = authorities.write_governed_charter(
         "field",
         &[&honest.org_key()],
@@ -584,7 +586,7 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
             .await
             .unwrap();
         for token in authorities.tier2_wallet(&gateway.did()) {
-            gateway.services().import_credential(&token).unwrap();
+            gateway.services().import_credential(&token).await.unwrap();
         }
         gateway.join_field(&charter).await.unwrap();
         gateway.shutdown().await.unwrap();
@@ -631,7 +633,11 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
     };
     eprintln!("skew {offset}: the {judge} member opened and refused: {message}");
     assert!(
-        tfc_gateway::localnet::peer_record(honest.gateway.services(), key.peer_id().unwrap())
+        honest
+            .gateway
+            .services()
+            .peers
+            .get(key.peer_id().unwrap())
             .is_none_or(|record| tfc_gateway::localnet::top_tier(&record) == 0),
         "the honest member must not have admitted the skewed one"
     );

@@ -35,7 +35,7 @@ fn draft(kind: OpKind, target: &str) -> OpDraft {
 
 /// Waits until `did` has `standing` at `party`.
 async fn until_standing(services: &Arc<Services>, did: &str, standing: Option<StandingKind>) {
-    let field = services.fields()[0].charter.field_id();
+    let field = services.fields.all()[0].charter.field_id();
     wait_until(&format!("{did} is {standing:?}"), || {
         let now = services.governance.standing(&field, did);
         async move { now == standing }
@@ -61,7 +61,8 @@ async fn start(
     let mut nodes = Vec::new();
     for _ in 0..count {
         let node = Node::start(configure).await;
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        node.import_wallet(&authorities.tier2_wallet(&node.did))
+            .await;
         nodes.push(node);
     }
     nodes
@@ -195,7 +196,7 @@ async fn admission_takes_two_of_three_and_an_admin_revoke_is_enforced_everywhere
     }
 
     // A replayed op and a forged one are refused with their codes and change nothing.
-    let charter_loaded = nodes[1].gateway.services().fields()[0].charter.clone();
+    let charter_loaded = nodes[1].gateway.services().fields.all()[0].charter.clone();
     let held = nodes[1]
         .gateway
         .services()

@@ -67,7 +67,8 @@ async fn tampering_is_detected_and_named_offline_and_exports_work_online() {
     let authorities = Authorities::new();
     let node = Node::start_default().await;
     let charter = authorities.write_charter("field", "");
-    node.import_wallet(&authorities.tier2_wallet(&node.did));
+    node.import_wallet(&authorities.tier2_wallet(&node.did))
+        .await;
     node.join(&charter).await;
     let gateway_args = vec![
         "--gateway".to_owned(),

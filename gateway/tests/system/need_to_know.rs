@@ -126,7 +126,8 @@ async fn probe(
     let screens = gateway
         .gateway
         .services()
-        .field(field)
+        .fields
+        .get(field)
         .is_some_and(|joined| gateway.gateway.services().screens_applicants(&joined));
     let text = heard.text();
     assert!(
@@ -229,7 +230,8 @@ async fn a_member_of_another_field_gets_nothing_of_this_one_even_from_a_gateway_
     let only_a = Node::start_default().await;
     let only_b = Node::start_default().await;
     for node in [&both, &only_a, &only_b] {
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        node.import_wallet(&authorities.tier2_wallet(&node.did))
+            .await;
     }
     let field_a = authorities.write_governed_charter(
         "a",
@@ -282,11 +284,7 @@ async fn a_member_of_another_field_gets_nothing_of_this_one_even_from_a_gateway_
     })
     .await;
     // The member of A alone was told nothing of B: no tier, no record, no disclosure.
-    let record = only_a
-        .gateway
-        .services()
-        .peer_record(both.peer_id())
-        .unwrap();
+    let record = only_a.gateway.services().peers.get(both.peer_id()).unwrap();
     assert_eq!(record.tiers.keys().collect::<Vec<_>>(), [&a]);
     let logged = only_a
         .gateway
@@ -365,7 +363,8 @@ async fn an_address_cycling_fresh_keys_is_throttled_but_members_still_get_in() {
             .await;
     let member = Node::start_default().await;
     for node in [&gateway, &member] {
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        node.import_wallet(&authorities.tier2_wallet(&node.did))
+            .await;
     }
     let charter = authorities.write_governed_charter(
         "field",

@@ -137,7 +137,8 @@ impl Gateway {
         wait_until(&format!("{} judges {peer}", self.did), || {
             found = self
                 .services
-                .peer_record(peer)
+                .peers
+                .get(peer)
                 .filter(|record| accept(record));
             let done = found.is_some();
             async move { done }
@@ -194,7 +195,7 @@ async fn qualified_members_reach_their_tier_at_each_other_and_persist_it() {
         assert!(used >= 2, "{} kept {used} used nonces", gateway.did);
     }
     // Each side was told the other's verdict and logged what it presented and received.
-    let field = a.services.fields()[0].charter.field_id();
+    let field = a.services.fields.all()[0].charter.field_id();
     for (gateway, peer) in [(&a, &b.did), (&b, &a.did)] {
         let logged = gateway
             .services

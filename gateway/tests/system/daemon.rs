@@ -1,7 +1,7 @@
 //! The daemon as an operator runs it: `init`, `run` until SIGTERM, and state that outlives a
 //! restart. Waits are on output lines and exits, each with a timeout.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -18,8 +18,6 @@ use tfc_gateway::credential::{
 use tfc_gateway::daemon::Gateway;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::init::{KEY_FILE, init};
-use tfc_gateway::services::UsedNonce;
-use tfc_gateway::store::Tree;
 
 /// A day-long credit rating from `bureau` about `subject`.
 fn credit_rating(bureau: &KeyPair, subject: &KeyPair) -> String {
@@ -115,16 +113,22 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
         let id = gateway
             .services()
             .join_field(&charter_path)
+            .await
             .unwrap()
             .charter
             .field_id();
-        gateway.services().import_credential(&ours).unwrap();
-        let refused = gateway.services().import_credential(&theirs).unwrap_err();
+        gateway.services().import_credential(&ours).await.unwrap();
+        let refused = gateway
+            .services()
+            .import_credential(&theirs)
+            .await
+            .unwrap_err();
         assert_eq!(refused.code(), "holder_mismatch");
         assert_eq!(
             gateway
                 .services()
                 .import_credential("garbage")
+                .await
                 .unwrap_err()
                 .code(),
             "malformed"
@@ -154,45 +158,35 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
             .await
             .unwrap_err();
         assert_eq!(refused.code(), "untrusted_issuer");
-        let replay = gateway.services().store.tree(Tree::Replay).unwrap();
-        replay
-            .put_durable(
-                b"live-nonce",
-                &UsedNonce {
-                    forget_after: now + 300,
-                },
-            )
-            .unwrap();
-        replay
-            .put_durable(
-                b"old-nonce",
-                &UsedNonce {
-                    forget_after: now - 1,
-                },
-            )
-            .unwrap();
+        let nonces = [
+            ("live-nonce".into(), now + 300),
+            ("old-nonce".into(), now - 1),
+        ];
+        gateway.services().peers.keep_nonces(&nonces).unwrap();
+        gateway.services().commit().await.unwrap();
         gateway.shutdown().await.unwrap();
         id
     };
     let (gateway, _) = Gateway::start(&config).await.unwrap();
     let fields: Vec<String> = gateway
         .services()
-        .fields()
+        .fields
+        .all()
         .iter()
         .map(|field| field.charter.field_id())
         .collect();
     assert_eq!(fields, [field_id]);
-    assert_eq!(gateway.services().wallet(), [ours]);
+    assert_eq!(gateway.services().wallet.all(), [ours]);
     assert!(
-        gateway.services().replay.contains("live-nonce"),
+        gateway.services().peers.replay().contains("live-nonce"),
         "used nonces survive a restart"
     );
-    assert!(!gateway.services().replay.contains("old-nonce"));
+    assert!(!gateway.services().peers.replay().contains("old-nonce"));
     let lists = gateway.services().status_list_summaries();
     assert_eq!(lists.len(), 1, "status lists survive a restart");
     assert_eq!(lists[0].id, "urn:list:1");
     assert_eq!(
-        gateway.services().store.tree(Tree::Replay).unwrap().len(),
+        gateway.services().peers.nonces_kept(),
         1,
         "expired nonces are forgotten"
     );

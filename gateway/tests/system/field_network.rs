@@ -34,7 +34,7 @@ async fn members_find_each_other_and_status_lists_reach_everyone() {
             80,
             Some((year, status)),
         );
-        node.import_wallet(&wallet);
+        node.import_wallet(&wallet).await;
     }
     // Only the first gateway is named in the charter; the others find each other through
     // the members they verified.
@@ -111,8 +111,12 @@ async fn a_member_sending_invalid_gossip_is_rejected_and_scored_down() {
     let authorities = Authorities::new();
     let honest = Node::start_default().await;
     let noisy = Node::start_default().await;
-    honest.import_wallet(&authorities.tier2_wallet(&honest.did));
-    noisy.import_wallet(&authorities.tier2_wallet(&noisy.did));
+    honest
+        .import_wallet(&authorities.tier2_wallet(&honest.did))
+        .await;
+    noisy
+        .import_wallet(&authorities.tier2_wallet(&noisy.did))
+        .await;
     let charter = authorities.write_governed_charter(
         "field",
         &[&honest.org_key(), &noisy.org_key()],
@@ -126,7 +130,7 @@ async fn a_member_sending_invalid_gossip_is_rejected_and_scored_down() {
         .verdict_where(noisy.peer_id(), |record| top_tier(record) == 2)
         .await;
 
-    let field = honest.gateway.services().fields()[0].charter.field_id();
+    let field = honest.gateway.services().fields.all()[0].charter.field_id();
     let topic = topic_name(&field, TopicKind::Status);
     let rejected = || {
         let services = honest.gateway.services();

@@ -295,7 +295,8 @@ async fn indicators_spread_apply_by_local_policy_and_cannot_be_turned_on_honest_
             !nodes[index]
                 .gateway
                 .services()
-                .threat_blocked(&nodes[index].field_id(), &target)
+                .threat_effects
+                .member_blocked(&nodes[index].field_id(), &target)
         );
     }
     publish(&nodes[4], accusation(), vec![]).await;
@@ -333,7 +334,8 @@ async fn a_vulnerable_software_indicator_costs_the_matching_supplier_its_very_hi
         (&exposed, "3.0.1"),
         (&patched, "3.0.12"),
     ] {
-        node.import_wallet(&authorities.tier2_wallet(&node.did));
+        node.import_wallet(&authorities.tier2_wallet(&node.did))
+            .await;
         let certificate = Authorities::issue(
             &certifier,
             &node.did,
@@ -350,7 +352,7 @@ async fn a_vulnerable_software_indicator_costs_the_matching_supplier_its_very_hi
             until,
             vec![],
         );
-        node.import_wallet(&[certificate, inventory]);
+        node.import_wallet(&[certificate, inventory]).await;
     }
     std::fs::copy(
         concat!(

@@ -43,7 +43,8 @@ async fn indicator(node: &Node, out: &Path, args: &[&str]) {
 async fn threats_are_published_queued_applied_and_served_over_taxii() {
     let authorities = Authorities::new();
     let node = Node::start_default().await;
-    node.import_wallet(&authorities.tier2_wallet(&node.did));
+    node.import_wallet(&authorities.tier2_wallet(&node.did))
+        .await;
     let key = node.org_key();
     let charter = authorities.write_governed_charter(
         "field",

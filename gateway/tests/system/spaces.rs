@@ -38,15 +38,20 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
     let city = Node::start_default().await;
     let reader = Node::start_default().await;
     let outsider = Node::start_default().await;
-    city.import_wallet(&authorities.tier2_wallet(&city.did));
-    reader.import_wallet(&authorities.tier2_wallet(&reader.did));
+    city.import_wallet(&authorities.tier2_wallet(&city.did))
+        .await;
+    reader
+        .import_wallet(&authorities.tier2_wallet(&reader.did))
+        .await;
     // The outsider has identity and credit (tier 1) but no licence.
-    outsider.import_wallet(&authorities.wallet(
-        &outsider.did,
-        &tfc_testkit::next_corporate_number(),
-        80,
-        None,
-    ));
+    outsider
+        .import_wallet(&authorities.wallet(
+            &outsider.did,
+            &tfc_testkit::next_corporate_number(),
+            80,
+            None,
+        ))
+        .await;
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),

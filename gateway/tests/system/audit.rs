@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tfc_gateway::audit::AuditEntry;
 use tfc_gateway::exchange::OpDraft;
 use tfc_gateway::governance::OpKind;
-use tfc_gateway::store::{Store, Tree};
+use tfc_gateway::store::Store;
 use tfc_testkit::{Authorities, Node, top_tier, wait_until};
 
 /// Rewrites every entry of a stopped gateway's chain: `edit` changes entry 0, then every hash
@@ -38,8 +38,8 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
     let authorities = Authorities::new();
     let a = Node::start_default().await;
     let b = Node::start_default().await;
-    a.import_wallet(&authorities.tier2_wallet(&a.did));
-    b.import_wallet(&authorities.tier2_wallet(&b.did));
+    a.import_wallet(&authorities.tier2_wallet(&a.did)).await;
+    b.import_wallet(&authorities.tier2_wallet(&b.did)).await;
     let keys = [a.org_key(), b.org_key()];
     let charter = authorities.write_governed_charter(
         "field",
@@ -106,7 +106,7 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
         .unwrap();
     let kept_at_b = Arc::clone(b.gateway.services());
     wait_until("B keeps A's checkpoint", || {
-        let kept = !kept_at_b.store.tree(Tree::Checkpoints).unwrap().is_empty();
+        let kept = !tfc_gateway::exchange::kept_checkpoints(&kept_at_b, &a.did).is_empty();
         async move { kept }
     })
     .await;

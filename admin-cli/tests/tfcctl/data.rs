@@ -36,8 +36,11 @@ async fn records_are_written_listed_asked_for_and_deleted_through_tfcctl() {
     let authorities = Authorities::new();
     let city = Node::start_default().await;
     let reader = Node::start_default().await;
-    city.import_wallet(&authorities.tier2_wallet(&city.did));
-    reader.import_wallet(&authorities.tier2_wallet(&reader.did));
+    city.import_wallet(&authorities.tier2_wallet(&city.did))
+        .await;
+    reader
+        .import_wallet(&authorities.tier2_wallet(&reader.did))
+        .await;
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),

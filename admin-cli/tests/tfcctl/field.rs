@@ -83,7 +83,8 @@ impl Org {
         let services = std::sync::Arc::clone(self.gateway.services());
         tfc_testkit::wait_until(&format!("{peer} reaches tier {tier}"), || {
             let reached = services
-                .peer_record(peer)
+                .peers
+                .get(peer)
                 .is_some_and(|record| top_tier(&record) == tier);
             async move { reached }
         })

@@ -1,0 +1,79 @@
+//! The wallet: the organisation's own credentials, kept in the `wallet` tree and read by the
+//! handshake when it presents. The charter's disclosure rules decide what leaves it
+//! (`charter::disclosure`, applied by the negotiation); the wallet hands out only the types
+//! asked for.
+
+use std::collections::BTreeSet;
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError, StoreTree, Stored, Tree};
+
+/// A credential in the `wallet` tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct WalletEntry {
+    token: String,
+}
+
+impl Stored for WalletEntry {
+    const VERSION: u8 = 1;
+}
+
+/// The organisation's credentials (compact vc+jwt), in memory and on disk.
+pub struct Wallet {
+    tree: StoreTree,
+    tokens: RwLock<Vec<String>>,
+}
+
+impl Wallet {
+    /// A wallet holding `tokens`, adding to the `wallet` tree of `store`.
+    pub fn new(store: &Store, tokens: Vec<String>) -> Result<Self, StoreError> {
+        Ok(Self {
+            tree: store.tree(Tree::Wallet)?,
+            tokens: RwLock::new(tokens),
+        })
+    }
+
+    /// The credentials kept in `store`'s `wallet` tree.
+    pub fn stored(store: &Store) -> Result<Vec<String>, StoreError> {
+        Ok(store
+            .tree(Tree::Wallet)?
+            .entries::<WalletEntry>()?
+            .into_iter()
+            .map(|(_, entry)| entry.token)
+            .collect())
+    }
+
+    /// Every credential, as of now. A poisoned lock reads as an empty wallet: nothing is
+    /// presented.
+    pub fn all(&self) -> Vec<String> {
+        self.tokens
+            .read()
+            .map(|tokens| tokens.clone())
+            .unwrap_or_default()
+    }
+
+    /// The credentials of `types`, as `(type, token)`.
+    pub fn credentials_of(&self, types: &BTreeSet<String>) -> Vec<(String, String)> {
+        self.all()
+            .into_iter()
+            .filter_map(|token| {
+                let type_name = crate::credential::credential_type(&token)?;
+                types.contains(&type_name).then_some((type_name, token))
+            })
+            .collect()
+    }
+
+    /// Keeps a checked credential under its id; it counts once it is on disk.
+    pub async fn add(&self, id: &str, token: &str) -> Result<(), StoreError> {
+        let entry = WalletEntry {
+            token: token.to_owned(),
+        };
+        self.tree.put_durable(id.as_bytes(), &entry).await?;
+        if let Ok(mut tokens) = self.tokens.write() {
+            tokens.push(entry.token);
+        }
+        Ok(())
+    }
+}
