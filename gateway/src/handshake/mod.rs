@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use crate::credential::CredentialVerifier;
 use crate::identity::PublicKey;
 use crate::lifecycle::ServiceTask;
-use crate::negotiation::{Direction, Refusal};
+use crate::negotiation::{Direction, Negotiation, Refusal};
 use crate::net::{Command, NetworkEvent};
 use crate::services::{PeerRecord, REFUSED, Services};
 use crate::store::StoreError;
@@ -188,6 +188,28 @@ impl Handshakes {
 impl Shared {
     fn view(&self) -> PartyView<'_> {
         PartyView::new(&self.services, &self.did, &self.verifier)
+    }
+
+    /// Runs a step that verifies what the peer sent (credential signatures: CPU-bound) on
+    /// the blocking pool, off the async workers. Returns the negotiation, the step's result
+    /// and what the step wants written.
+    async fn off_the_loop<T: Send + 'static>(
+        self: &Arc<Self>,
+        mut negotiation: Negotiation,
+        step: impl FnOnce(&PartyView<'_>, &mut Negotiation) -> T + Send + 'static,
+    ) -> Result<(Negotiation, T, StepWrites), Refusal> {
+        let shared = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let view = shared.view();
+            let out = step(&view, &mut negotiation);
+            let writes = view.take_writes();
+            (negotiation, out, writes)
+        })
+        .await
+        .map_err(|error| Refusal {
+            code: "internal".into(),
+            message: error.to_string(),
+        })
     }
 
     fn fresh_nonce() -> String {

@@ -38,7 +38,7 @@ impl Shared {
         let _ = finished.send((peer, ending)).await;
     }
 
-    pub(super) async fn initiate_steps(&self, peer: PeerId) -> Result<Ending, Refusal> {
+    pub(super) async fn initiate_steps(self: &Arc<Self>, peer: PeerId) -> Result<Ending, Refusal> {
         let Some(did) = PublicKey::did_of_peer(&peer) else {
             return Err(Refusal::protocol(
                 "the peer's key is not an organisation key",
@@ -78,10 +78,16 @@ impl Shared {
         let mut proof_of_key = Some(proof_of_key);
         let mut reported = Reported::default();
         for round in 0..=MAX_TURNS {
-            let view = self.view();
-            let taken = negotiation.take(&view, &incoming, now_unix());
-            let out = taken.and_then(|()| negotiation.next(&view, now_unix()));
-            pending.append(view.take_writes());
+            let (taken, out, writes) = self
+                .off_the_loop(negotiation, move |view, negotiation| {
+                    let now = now_unix();
+                    negotiation
+                        .take(view, &incoming, now)
+                        .and_then(|()| negotiation.next(view, now))
+                })
+                .await?;
+            negotiation = taken;
+            pending.append(writes);
             let mut out = match out {
                 Ok(out) => out,
                 Err(refusal) => {

@@ -304,22 +304,26 @@ impl Service {
         turn: &Turn,
     ) -> Result<HandshakeResponse, Refusal> {
         let shared = Arc::clone(&self.shared);
-        let Some(responding) = self.responding.get_mut(&peer) else {
+        let Some(mut responding) = self.responding.remove(&peer) else {
             return Err(Refusal::protocol("a turn before hello"));
         };
-        let view = shared.view();
-        let negotiation = &mut responding.negotiation;
-        if !negotiation.proven() {
-            let proof = turn
-                .proof
-                .as_deref()
-                .ok_or_else(|| Refusal::protocol("the first turn carries no proof of key"))?;
-            negotiation.take_proof(&view, proof)?;
-        }
-        let now = now_unix();
-        let taken = negotiation.take(&view, turn, now);
-        let out = taken.and_then(|()| negotiation.next(&view, now));
-        shared.persist(peer, view.take_writes()).await?;
+        let turn = turn.clone();
+        let (negotiation, out, writes) = shared
+            .off_the_loop(responding.negotiation, move |view, negotiation| {
+                if !negotiation.proven() {
+                    let proof = turn.proof.as_deref().ok_or_else(|| {
+                        Refusal::protocol("the first turn carries no proof of key")
+                    })?;
+                    negotiation.take_proof(view, proof)?;
+                }
+                let now = now_unix();
+                negotiation.take(view, &turn, now)?;
+                negotiation.next(view, now)
+            })
+            .await?;
+        responding.negotiation = negotiation;
+        self.responding.insert(peer, responding);
+        shared.persist(peer, writes).await?;
         Ok(HandshakeResponse::Turn(out?))
     }
 

@@ -3,17 +3,30 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::net::IpAddr;
 
 use std::task::{Context, Poll, Waker};
 
 use super::{AddressBlocks, AddressChange};
 use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
-use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::core::{Endpoint, Multiaddr, multiaddr::Protocol};
 use libp2p::swarm::{
     CloseConnection, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
     THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
 };
+
+/// The block that covers `address`, if any, for the log.
+fn covering(blocks: &AddressBlocks, address: &Multiaddr) -> Option<String> {
+    address.iter().find_map(|protocol| match protocol {
+        Protocol::Ip4(ip) => blocks.network_covering(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => blocks.network_covering(IpAddr::V6(ip)),
+        Protocol::Dns(host) | Protocol::Dns4(host) | Protocol::Dns6(host) => {
+            blocks.domain_covering(&host)
+        }
+        _ => None,
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("address blocked by a threat countermeasure ({0})")]
@@ -53,7 +66,7 @@ impl AddressGate {
             }
         };
         for (connection, (peer, address)) in &self.open {
-            if let Some(block) = new.covering(address) {
+            if let Some(block) = covering(&new, address) {
                 tracing::info!(%peer, %address, %block, "closing a connection from a blocked address");
                 self.to_close.push_back((*peer, *connection));
             }
@@ -64,7 +77,7 @@ impl AddressGate {
     }
 
     fn check(&self, address: &Multiaddr) -> Result<(), ConnectionDenied> {
-        match self.blocks.covering(address) {
+        match covering(&self.blocks, address) {
             Some(block) => Err(ConnectionDenied::new(Blocked(block))),
             None => Ok(()),
         }
@@ -181,7 +194,7 @@ mod tests {
             ],
             domains: vec!["evil.example".into()],
         };
-        let covered = |text: &str| blocks.covering(&text.parse().unwrap());
+        let covered = |text: &str| covering(&blocks, &text.parse().unwrap());
         assert_eq!(
             covered("/ip4/198.51.100.9/tcp/1").as_deref(),
             Some("198.51.100.0/24")

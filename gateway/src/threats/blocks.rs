@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use libp2p::core::{Multiaddr, multiaddr::Protocol};
 
 /// One change to what the gate refuses. Blocks count: a network blocked twice stays blocked
 /// until it is unblocked twice.
@@ -29,31 +28,25 @@ pub struct AddressBlocks {
 }
 
 impl AddressBlocks {
-    /// The block that covers `address`, if any, for the log.
-    pub fn covering(&self, address: &Multiaddr) -> Option<String> {
-        address.iter().find_map(|protocol| match protocol {
-            Protocol::Ip4(ip) => self.network_of(IpAddr::V4(ip)),
-            Protocol::Ip6(ip) => self.network_of(IpAddr::V6(ip)),
-            Protocol::Dns(host) | Protocol::Dns4(host) | Protocol::Dns6(host) => {
-                let host = host.trim_end_matches('.').to_ascii_lowercase();
-                self.domains
-                    .iter()
-                    .find(|domain| {
-                        host == **domain
-                            || host
-                                .strip_suffix(domain.as_str())
-                                .is_some_and(|prefix| prefix.ends_with('.'))
-                    })
-                    .cloned()
-            }
-            _ => None,
-        })
-    }
-
-    fn network_of(&self, ip: IpAddr) -> Option<String> {
+    /// The blocked network that covers `ip`, if any, for the log.
+    pub fn network_covering(&self, ip: IpAddr) -> Option<String> {
         self.networks
             .iter()
             .find(|net| net.contains(&ip))
             .map(ToString::to_string)
+    }
+
+    /// The blocked domain that covers `host` (itself or a parent), if any.
+    pub fn domain_covering(&self, host: &str) -> Option<String> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.domains
+            .iter()
+            .find(|domain| {
+                host == **domain
+                    || host
+                        .strip_suffix(domain.as_str())
+                        .is_some_and(|prefix| prefix.ends_with('.'))
+            })
+            .cloned()
     }
 }
