@@ -23,20 +23,21 @@ use crate::output::print_json;
 /// How to reach a gateway's admin API.
 #[derive(Args, Clone)]
 pub(crate) struct GatewayArgs {
-    /// The gateway's API, e.g. https://localhost:7443 (before the subcommand).
-    #[arg(long)]
+    /// The gateway's API, e.g. https://localhost:7443 (anywhere on the line).
+    #[arg(long, global = true, env = "TFC_GATEWAY")]
     gateway: Option<String>,
     /// The gateway's data directory, whose tls/ holds the admin certificate, key and CA.
-    #[arg(long, env = "TFC_DATA_DIR")]
+    #[arg(long, global = true, env = "TFC_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// The admin client certificate (default: <data-dir>/tls/admin-client.pem).
-    #[arg(long)]
+    #[arg(long, global = true, env = "TFC_ADMIN_CERT")]
     cert: Option<PathBuf>,
-    /// The admin client key (default: <data-dir>/tls/admin-client-key.pem).
-    #[arg(long)]
+    /// The admin client key (default: <data-dir>/tls/admin-client-key.pem). Before the
+    /// subcommand: some subcommands have a --key of their own.
+    #[arg(long, env = "TFC_ADMIN_KEY")]
     key: Option<PathBuf>,
     /// The admin CA certificate (default: <data-dir>/tls/admin-ca.pem).
-    #[arg(long)]
+    #[arg(long, global = true, env = "TFC_ADMIN_CA")]
     ca: Option<PathBuf>,
 }
 
@@ -77,12 +78,30 @@ pub(crate) struct Client {
     http: reqwest::blocking::Client,
 }
 
+/// A gateway URL the client can use: https, a host, nothing after the port.
+fn check_gateway_url(base: &str) -> anyhow::Result<()> {
+    let hint = "give the gateway's admin API as https://HOST:PORT (its [api] listen address, \
+                e.g. https://localhost:7443)";
+    let url = reqwest::Url::parse(base)
+        .map_err(|error| anyhow::anyhow!("--gateway {base:?} is not a URL ({error}): {hint}"))?;
+    if url.scheme() != "https" {
+        bail!(
+            "--gateway {base:?} uses {}: the admin API speaks only HTTPS with mutual TLS; {hint}",
+            url.scheme()
+        );
+    }
+    if url.host_str().is_none_or(str::is_empty) || !url.path().trim_matches('/').is_empty() {
+        bail!("--gateway {base:?} needs a host and nothing after the port: {hint}");
+    }
+    Ok(())
+}
+
 impl Client {
     pub(crate) fn connect(args: &GatewayArgs) -> anyhow::Result<Self> {
-        let base = args
-            .gateway
-            .clone()
-            .context("this command talks to a gateway: pass --gateway https://HOST:PORT")?;
+        let base = args.gateway.clone().context(
+            "this command talks to a gateway: pass --gateway https://HOST:PORT or set TFC_GATEWAY",
+        )?;
+        check_gateway_url(&base)?;
         let file = |given: &Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
             match (given, &args.data_dir) {
                 (Some(path), _) => Ok(path.clone()),
@@ -305,10 +324,18 @@ pub(crate) fn wallet(args: &GatewayArgs, command: WalletCommand) -> anyhow::Resu
             let credential = read_token(&file)?.trim().to_owned();
             match client.post::<_, WalletEntryView>("/v1/wallet", &WalletImport { credential })? {
                 Ok(entry) if json => print_json(&serde_json::to_value(&entry)?),
-                Ok(entry) => println!(
-                    "imported {} {} from {}",
-                    entry.type_name, entry.id, entry.issuer
-                ),
+                Ok(entry) => {
+                    println!(
+                        "imported {} {} from {}",
+                        entry.type_name, entry.id, entry.issuer
+                    );
+                    if entry.trusted_in.is_empty() {
+                        eprintln!(
+                            "warning: no joined field trusts {} for {}: the credential counts in no field yet",
+                            entry.issuer, entry.type_name
+                        );
+                    }
+                }
                 Err(error) => return Ok(refused(&error, json)),
             }
         }

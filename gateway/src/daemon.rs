@@ -8,7 +8,7 @@ use tokio::sync::broadcast;
 
 use crate::api::{ApiServer, ApiStartError};
 use crate::config::GatewayConfig;
-use crate::credential::{VerificationError, now_unix};
+use crate::credential::now_unix;
 use crate::exchange::{Exchange, ExchangeSettings};
 use crate::field::{Field, FieldError};
 use crate::handshake::{GatewayEvent, Handshakes};
@@ -48,22 +48,12 @@ pub enum DaemonError {
     /// The data spaces could not open (the data key file).
     #[error("data spaces: {0}")]
     Data(crate::spaces::DataError),
-    /// A credential offered to the wallet does not verify or is not ours.
-    #[error("wallet: {0}")]
-    Wallet(VerificationError),
+    /// A field could not be joined, or a credential not imported.
+    #[error(transparent)]
+    Holding(#[from] HoldingError),
     /// The threat book could not load.
     #[error("threats: {0}")]
     Threats(crate::threats::ThreatError),
-}
-
-impl From<HoldingError> for DaemonError {
-    fn from(error: HoldingError) -> Self {
-        match error {
-            HoldingError::Field { path, source } => DaemonError::Field { path, source },
-            HoldingError::Wallet(error) => DaemonError::Wallet(error),
-            HoldingError::Store(error) => DaemonError::Store(error),
-        }
-    }
 }
 
 impl DaemonError {
@@ -76,7 +66,7 @@ impl DaemonError {
             DaemonError::Net(_) => "network",
             DaemonError::Api(_) => "api",
             DaemonError::Data(error) => error.code.as_str(),
-            DaemonError::Wallet(error) => error.code.as_str(),
+            DaemonError::Holding(error) => error.code(),
             DaemonError::Threats(error) => error.code.as_str(),
         }
     }

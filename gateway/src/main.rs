@@ -195,8 +195,10 @@ fn run_daemon(config: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("log level {level:?} is not a tracing filter"))?;
+    // Colour codes only where a terminal shows them, never in a redirected log.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Human => builder.try_init(),

@@ -774,3 +774,39 @@ fn policy_check_decides_one_request() {
         ],
     );
 }
+
+#[test]
+fn gateway_flags_go_anywhere_and_bad_urls_say_what_to_do() {
+    let ws = Workspace::new();
+    let cases = [
+        ("http://localhost:7443", "speaks only HTTPS"),
+        ("localhost:7443", "https://HOST:PORT"),
+        ("https://localhost:7443/v1", "nothing after the port"),
+        ("https://", "is not a URL"),
+    ];
+    for (url, says) in cases {
+        // The flags after the subcommand.
+        let output = ws.tfcctl(&["status", "--gateway", url, "--data-dir", "."]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(stderr.contains("https://localhost:7443"), "{url}: {stderr}");
+    }
+    // The same from the environment.
+    let output = Command::new(env!("CARGO_BIN_EXE_tfcctl"))
+        .arg("peers")
+        .env("TFC_GATEWAY", "http://localhost:7443")
+        .env("TFC_DATA_DIR", ws.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("speaks only HTTPS"), "{stderr}");
+    // Without any, the error names both ways to give one.
+    let output = ws.tfcctl(&["peers"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--gateway") && stderr.contains("TFC_GATEWAY"),
+        "{stderr}"
+    );
+}

@@ -1,34 +1,12 @@
 //! `tfcctl --gateway … data …` against real gateways: an organisation writes, lists and
 //! deletes its records; another asks for one with a purpose and gets the holder's decision.
 
-use std::process::Command;
-
 use tfc_testkit::{Authorities, Node, top_tier};
 
 /// Runs `tfcctl` against `node`'s API from `work`; returns the exit code and all output.
 async fn tfcctl(node: &Node, work: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let mut full = vec![
-        "--gateway".to_owned(),
-        format!("https://localhost:{}", node.gateway.api_address().port()),
-        "--data-dir".to_owned(),
-        node.dir.path().display().to_string(),
-    ];
-    full.extend(args.iter().map(|arg| (*arg).to_owned()));
-    let work = work.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(env!("CARGO_BIN_EXE_tfcctl"))
-            .args(&full)
-            .current_dir(work)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
-    })
-    .await
-    .unwrap()
+    let run = crate::tfcctl_against(node, Some(work), args).await;
+    (run.code, run.all())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

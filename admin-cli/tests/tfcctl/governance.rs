@@ -2,7 +2,6 @@
 //! loopback: each prints the op id and its quorum progress, and the state they report is the
 //! gateways' own. Every wait has a timeout.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use tfc_gateway::governance::StandingKind;
@@ -10,28 +9,9 @@ use tfc_testkit::{Authorities, Node, start_governed_field, wait_until};
 
 /// Runs `tfcctl --gateway <node's API> --data-dir <node's dir> <args>`; returns stdout.
 async fn tfcctl(node: &Node, args: &[&str]) -> String {
-    let mut full = vec![
-        "--gateway".to_owned(),
-        format!("https://localhost:{}", node.gateway.api_address().port()),
-        "--data-dir".to_owned(),
-        node.dir.path().display().to_string(),
-    ];
-    full.extend(args.iter().map(|arg| (*arg).to_owned()));
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(env!("CARGO_BIN_EXE_tfcctl"))
-            .args(&full)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "tfcctl {full:?}\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    })
-    .await
-    .unwrap()
+    let run = crate::tfcctl_against(node, None, args).await;
+    assert_eq!(run.code, 0, "tfcctl {args:?}\n{}", run.all());
+    run.stdout
 }
 
 fn op_id(printed: &str) -> String {
@@ -109,6 +89,19 @@ async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
         .filter(|member| member["admission"] == "founder")
         .count();
     assert_eq!(founders, 3, "{list}");
+
+    // A mistyped or unknown DID is refused before anything is signed.
+    let stranger =
+        tfc_gateway::identity::KeyPair::generate(tfc_gateway::identity::KeyAlgorithm::Ed25519)
+            .did();
+    let args = [
+        "member", "revoke", &stranger, "--field", short, "--reason", "typo",
+    ];
+    let refused = crate::tfcctl_against(&nodes[0], None, &args).await;
+    assert_ne!(refused.code, 0, "{}", refused.all());
+    assert!(refused.all().contains("not_a_member"), "{}", refused.all());
+    let listed = tfcctl(&nodes[0], &["member", "list", "--field", short, "--json"]).await;
+    assert!(!listed.contains(&stranger), "{listed}");
 
     let revoked = tfcctl(
         &nodes[0],

@@ -8,26 +8,8 @@ use tfc_testkit::{Authorities, Node};
 
 /// Runs `tfcctl` against `node`'s API; returns the exit code and all output.
 async fn tfcctl(node: &Node, args: &[&str]) -> (i32, String) {
-    let mut full = vec![
-        "--gateway".to_owned(),
-        format!("https://localhost:{}", node.gateway.api_address().port()),
-        "--data-dir".to_owned(),
-        node.dir.path().display().to_string(),
-    ];
-    full.extend(args.iter().map(|arg| (*arg).to_owned()));
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(env!("CARGO_BIN_EXE_tfcctl"))
-            .args(&full)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
-    })
-    .await
-    .unwrap()
+    let run = crate::tfcctl_against(node, None, args).await;
+    (run.code, run.all())
 }
 
 /// Composes an indicator offline into `out`.

@@ -47,6 +47,9 @@ impl From<crate::services::holdings::HoldingError> for Failure {
     fn from(error: crate::services::holdings::HoldingError) -> Self {
         match error {
             crate::services::holdings::HoldingError::Store(error) => Failure::from(error),
+            error @ crate::services::holdings::HoldingError::Duplicate(_) => {
+                Failure::new(StatusCode::CONFLICT, error.code(), error.to_string())
+            }
             error => Failure::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 error.code(),

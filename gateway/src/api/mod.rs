@@ -32,7 +32,7 @@ use crate::spaces::Spaces;
 use data::actor;
 use error::Failure;
 use fields::resolve_field;
-use server::{AdminSession, audit_and_commit};
+use server::{AdminSession, audit_and_commit, require_certificate};
 use types::ApiError;
 
 /// Largest request body accepted.
@@ -88,6 +88,7 @@ fn router(state: ApiState) -> Router {
             audit_and_commit,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(require_certificate))
         .with_state(state)
 }
 

@@ -16,16 +16,32 @@ use utoipa_axum::routes;
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .routes(routes!(metrics))
         .routes(routes!(status))
         .routes(routes!(peers))
         .routes(routes!(dial))
 }
 
-/// Says the gateway is up.
+/// Says the gateway is up. Needs no client certificate (for load balancers and systemd),
+/// and says nothing else.
 #[utoipa::path(get, path = "/healthz", tag = "gateway", responses((status = 200, description = "The gateway is up")))]
 pub(super) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Says whether the gateway is ready to serve: its network runs and its store commits.
+/// Needs no client certificate, and says nothing else.
+#[utoipa::path(get, path = "/readyz", tag = "gateway", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
+pub(super) async fn readyz(State(state): State<ApiState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ready = !state.commands.is_closed() && state.services.commit().await.is_ok();
+    if ready {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        let body = Json(serde_json::json!({"status": "not_ready"}));
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
 }
 
 /// Metrics, in Prometheus text exposition.

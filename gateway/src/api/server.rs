@@ -135,8 +135,11 @@ pub(super) fn tls_config(config: &GatewayConfig) -> Result<rustls::ServerConfig,
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|error| failure(&key_path, error.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // A client may show no certificate: it then reaches the probes alone
+    // (`require_certificate`). One it shows must chain to the admin CA.
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .allow_unauthenticated()
             .build()
             .map_err(|error| failure(&ca_path, error.to_string()))?;
     rustls::ServerConfig::builder_with_provider(provider)
@@ -188,7 +191,10 @@ pub(super) async fn serve(
                     }
                 };
             let session = AdminSession::of(&tls);
-            state.services.audit.record(session.event("start", None));
+            // A probe without a certificate can do nothing worth an audit entry.
+            if session.authenticated {
+                state.services.audit.record(session.event("start", None));
+            }
             let service = TowerToHyperService::new(router.layer(axum::Extension(session.clone())));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(tls), service);
@@ -203,10 +209,12 @@ pub(super) async fn serve(
             if let Err(error) = served {
                 tracing::debug!(%remote, %error, "API connection ended with an error");
             }
-            state
-                .services
-                .audit
-                .record(session.event("end", Some(session.started.elapsed())));
+            if session.authenticated {
+                state
+                    .services
+                    .audit
+                    .record(session.event("end", Some(session.started.elapsed())));
+            }
         });
     }
     drop(listener);
@@ -217,6 +225,8 @@ pub(super) async fn serve(
 /// One admin's TLS session: who (the client certificate's fingerprint) and since when.
 #[derive(Clone)]
 pub(super) struct AdminSession {
+    /// Whether the client showed a certificate of the admin CA (TLS checked it).
+    pub(super) authenticated: bool,
     pub(super) actor: String,
     pub(super) started: std::time::Instant,
     pub(super) started_ms: i64,
@@ -225,11 +235,12 @@ pub(super) struct AdminSession {
 impl AdminSession {
     fn of(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Self {
         use sha2::Digest;
-        let fingerprint = tls
+        let certificate = tls
             .get_ref()
             .1
             .peer_certificates()
-            .and_then(|certificates| certificates.first())
+            .and_then(|certificates| certificates.first());
+        let fingerprint = certificate
             .map(|certificate| {
                 sha2::Sha256::digest(certificate.as_ref())
                     .iter()
@@ -239,6 +250,7 @@ impl AdminSession {
             })
             .unwrap_or_else(|| "unknown".into());
         Self {
+            authenticated: certificate.is_some(),
             actor: format!("admin:{fingerprint}"),
             started: std::time::Instant::now(),
             started_ms: crate::audit::now_ms(),
@@ -261,6 +273,29 @@ impl AdminSession {
             ..Event::default()
         }
     }
+}
+
+/// The paths a client without a certificate may reach: the probes, which say nothing
+/// sensitive.
+const PROBES: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Every route but the probes needs the admin CA's client certificate. TLS refuses one that
+/// does not chain to the CA; here a client that showed none is refused everything else.
+pub(super) async fn require_certificate(
+    session: Option<axum::Extension<AdminSession>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let authenticated = session.is_some_and(|session| session.authenticated);
+    if authenticated || PROBES.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    Failure::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "client_certificate_required",
+        "this route needs a client certificate of the gateway's admin CA",
+    )
+    .into_response()
 }
 
 /// Every request that changes something is an admin action: audited with the session's

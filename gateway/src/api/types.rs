@@ -68,6 +68,10 @@ pub struct WalletEntryView {
     pub issuer: String,
     /// Its end of validity (RFC 3339), if any.
     pub valid_until: Option<String>,
+    /// The joined fields whose charter trusts its issuer for its type; empty: it counts in
+    /// no field yet.
+    #[serde(default)]
+    pub trusted_in: Vec<String>,
 }
 
 /// `POST /v1/fields`.

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use super::types::{ApiError, StatusListImport, StatusListImported, WalletEntryView, WalletImport};
 use super::{ApiState, Failure};
 use crate::credential::format_rfc3339;
+use crate::services::Services;
 use crate::services::status::{Intake, StatusIntakeError, StatusListSummary};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,12 +28,12 @@ pub(super) async fn wallet(State(state): State<ApiState>) -> Json<Vec<WalletEntr
             .wallet
             .all()
             .iter()
-            .filter_map(|token| wallet_view(token))
+            .filter_map(|token| wallet_view(&state.services, token))
             .collect(),
     )
 }
 
-pub(super) fn wallet_view(token: &str) -> Option<WalletEntryView> {
+pub(super) fn wallet_view(services: &Services, token: &str) -> Option<WalletEntryView> {
     let payload = crate::credential::unverified_payload(token)?;
     let text = |name: &str| {
         payload
@@ -40,16 +41,19 @@ pub(super) fn wallet_view(token: &str) -> Option<WalletEntryView> {
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned)
     };
+    let type_name = payload.get("type")?.get(1)?.as_str()?.to_owned();
+    let issuer = text("issuer")?;
     Some(WalletEntryView {
         id: text("id")?,
-        type_name: payload.get("type")?.get(1)?.as_str()?.to_owned(),
-        issuer: text("issuer")?,
+        trusted_in: services.fields_trusting_for(&issuer, &type_name),
+        type_name,
+        issuer,
         valid_until: text("validUntil"),
     })
 }
 
 /// Imports a credential into the wallet; it must verify and name this gateway.
-#[utoipa::path(post, path = "/v1/wallet", tag = "wallet", request_body = WalletImport, responses((status = 200, body = WalletEntryView), (status = 422, description = "The credential does not verify or is not ours", body = ApiError)))]
+#[utoipa::path(post, path = "/v1/wallet", tag = "wallet", request_body = WalletImport, responses((status = 200, body = WalletEntryView), (status = 409, description = "The wallet already holds it", body = ApiError), (status = 422, description = "The credential does not verify or is not ours", body = ApiError)))]
 pub(super) async fn import_credential(
     State(state): State<ApiState>,
     Json(request): Json<WalletImport>,
@@ -59,6 +63,9 @@ pub(super) async fn import_credential(
         .import_credential(&request.credential)
         .await?;
     Ok(Json(WalletEntryView {
+        trusted_in: state
+            .services
+            .fields_trusting_for(&credential.issuer, &credential.type_name),
         id: credential.id,
         type_name: credential.type_name,
         issuer: credential.issuer,

@@ -258,6 +258,21 @@ impl Publisher {
     /// Proposes a governance op signed by this gateway, takes it, and gossips it.
     pub async fn propose(&self, field: &str, draft: OpDraft) -> Result<GovIntake, GovError> {
         let charter = self.charter(field)?;
+        if draft.kind.is_membership() && draft.kind != OpKind::Admit {
+            // An applicant this gateway judged in the field may be barred too.
+            let engaged = self
+                .services
+                .peers
+                .judged_tier(&draft.target, field)
+                .is_some()
+                || self
+                    .services
+                    .governance
+                    .admission_pending(field, &draft.target);
+            self.services
+                .governance
+                .check_target(field, draft.kind, &draft.target, engaged)?;
+        }
         let (signed, intake) = self.services.governance.propose(
             &charter,
             &self.services.key,

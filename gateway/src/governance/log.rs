@@ -270,6 +270,40 @@ impl Governance {
         !self.logs.is_poisoned()
     }
 
+    /// Refuses a revocation or suspension of `target` in `field` unless it names a member
+    /// (founder, admin or admitted) not already revoked, or a peer `engaged` in the field
+    /// here (an applicant this gateway judged); and a reinstatement unless `target` is
+    /// barred. A mistyped or unknown DID is refused before anything is signed. (Ops from
+    /// other gateways are judged by their signatures, not by this.)
+    pub fn check_target(
+        &self,
+        field: &str,
+        kind: OpKind,
+        target: &str,
+        engaged: bool,
+    ) -> Result<(), GovError> {
+        let standing = self.standing(field, target);
+        let refuse = |what: &str| {
+            Err(GovError::new(
+                GovCode::NotAMember,
+                format!(
+                    "{target} is {what} of this field: nothing to {kind} (check the DID with `tfcctl member list`)"
+                ),
+            ))
+        };
+        match (kind, standing) {
+            (OpKind::Revoke | OpKind::Suspend, None) if !engaged => refuse("not a member"),
+            (OpKind::Revoke | OpKind::Suspend, Some(StandingKind::Revoked)) => {
+                refuse("already a revoked member")
+            }
+            (OpKind::Reinstate, None) => refuse("not a member"),
+            (OpKind::Reinstate, Some(standing)) if standing.in_good_standing() => {
+                refuse("a member in good standing")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Poisons the logs' lock, as a panic while holding it would: for fail-closed tests.
     #[cfg(test)]
     pub(crate) fn poison(&self) {

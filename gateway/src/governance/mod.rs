@@ -296,6 +296,9 @@ pub enum GovCode {
     Replayed,
     /// The signer may not take part (not a member in good standing).
     NotMember,
+    /// A revocation, suspension or reinstatement proposed here names no member of the
+    /// field in a standing it can change (an unknown or mistyped DID, a stranger).
+    NotAMember,
     /// No such op.
     UnknownOp,
     /// The store failed.
@@ -315,6 +318,7 @@ impl GovCode {
             GovCode::Stale => "gov_stale",
             GovCode::Replayed => "gov_replayed",
             GovCode::NotMember => "not_member",
+            GovCode::NotAMember => "not_a_member",
             GovCode::UnknownOp => "unknown_op",
             GovCode::Store => "store",
             GovCode::StorageFull => "storage_full",

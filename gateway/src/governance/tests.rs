@@ -279,3 +279,51 @@ fn an_amended_policy_must_compile_and_match_its_hash() {
     assert_eq!(error.code, GovCode::Malformed);
     assert!(error.message.contains("amended policy"), "{error}");
 }
+
+#[test]
+fn revoking_suspending_or_reinstating_a_non_member_is_refused() {
+    let field = field();
+    let governance = field.governance();
+    let id = field.charter.field_id();
+    let propose = |kind: OpKind, target: &str| {
+        governance.propose(
+            &field.charter,
+            &field.admin,
+            kind,
+            target.to_owned(),
+            "test".into(),
+            vec![],
+            None,
+            NOW,
+        )
+    };
+    let stranger = newcomer();
+    for kind in [OpKind::Revoke, OpKind::Suspend, OpKind::Reinstate] {
+        let refused = governance
+            .check_target(&id, kind, &stranger, false)
+            .unwrap_err();
+        assert_eq!(refused.code, GovCode::NotAMember, "{kind}");
+        assert!(refused.message.contains(&stranger), "{}", refused.message);
+    }
+    // An applicant this gateway judged in the field may be barred, not reinstated.
+    governance
+        .check_target(&id, OpKind::Suspend, &stranger, true)
+        .unwrap();
+    assert!(
+        governance
+            .check_target(&id, OpKind::Reinstate, &stranger, true)
+            .is_err()
+    );
+    // A founder in good standing is no one to reinstate; once revoked, no one to revoke
+    // again, and someone to reinstate.
+    let member = field.founders[2].did();
+    let check = |kind| governance.check_target(&id, kind, &member, false);
+    assert_eq!(
+        check(OpKind::Reinstate).unwrap_err().code,
+        GovCode::NotAMember
+    );
+    check(OpKind::Suspend).unwrap();
+    propose(OpKind::Revoke, &member).unwrap();
+    assert_eq!(check(OpKind::Revoke).unwrap_err().code, GovCode::NotAMember);
+    check(OpKind::Reinstate).unwrap();
+}

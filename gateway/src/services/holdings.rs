@@ -31,6 +31,9 @@ pub enum HoldingError {
     /// A credential offered to the wallet does not verify or is not ours.
     #[error("wallet: {0}")]
     Wallet(VerificationError),
+    /// The wallet already holds a credential with this id.
+    #[error("wallet: credential {0} is already in the wallet")]
+    Duplicate(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -42,6 +45,7 @@ impl HoldingError {
         match self {
             HoldingError::Field { source, .. } => source.code(),
             HoldingError::Wallet(error) => error.code.as_str(),
+            HoldingError::Duplicate(_) => "duplicate_credential",
             HoldingError::Store(error) => error.code(),
         }
     }
@@ -105,7 +109,25 @@ impl Services {
                 ),
             )));
         }
+        if self.wallet.holds(&credential.id) {
+            return Err(HoldingError::Duplicate(credential.id));
+        }
         self.wallet.add(&credential.id, token.trim()).await?;
         Ok(credential)
+    }
+
+    /// The joined fields whose charter (as governance amended it) trusts `issuer` for
+    /// `type_name`: where a credential of ours from that issuer counts. Empty: nowhere.
+    pub fn fields_trusting_for(&self, issuer: &str, type_name: &str) -> Vec<String> {
+        self.fields
+            .all()
+            .iter()
+            .filter(|field| {
+                self.effective_charter(field)
+                    .issuer_trust()
+                    .is_trusted(issuer, type_name)
+            })
+            .map(|field| field.charter.field_id())
+            .collect()
     }
 }

@@ -65,6 +65,13 @@ impl Wallet {
             .collect()
     }
 
+    /// Whether the wallet holds a credential with this id.
+    pub fn holds(&self, id: &str) -> bool {
+        self.all()
+            .iter()
+            .any(|token| crate::threats::effects::credential_id(token).as_deref() == Some(id))
+    }
+
     /// Keeps a checked credential under its id; it counts once it is on disk.
     pub async fn add(&self, id: &str, token: &str) -> Result<(), StoreError> {
         let entry = WalletEntry {

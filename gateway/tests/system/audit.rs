@@ -64,7 +64,7 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
         .propose(
             &field,
             OpDraft {
-                kind: OpKind::Suspend,
+                kind: OpKind::Admit,
                 target: stranger,
                 reason: "audit test".into(),
                 types: vec![],
@@ -83,8 +83,7 @@ async fn peers_keep_checkpoints_that_catch_a_rewritten_history() {
     assert!(
         entries
             .iter()
-            .any(|entry| entry.action == "governance.suspend"
-                && entry.decision == "commit-emergency")
+            .any(|entry| entry.action == "governance.admit" && entry.decision == "pending")
     );
     assert!(
         a.gateway

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 
 use common::{WAIT, client, data_dir};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tfc_gateway::charter::Charter;
 use tfc_gateway::config::GatewayConfig;
 use tfc_gateway::credential::{
@@ -36,14 +36,15 @@ fn credit_rating(bureau: &KeyPair, subject: &KeyPair) -> String {
     issue_credential(bureau, &draft, now).unwrap()
 }
 
-#[test]
-fn run_stops_cleanly_on_sigterm() {
+/// Runs the daemon with logs in `format` on a pipe until "gateway started", stops it with
+/// SIGTERM; returns the start line.
+fn run_and_stop(format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = data_dir(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_tfc-gateway"))
         .args(["run", "--config"])
         .arg(&config)
-        .args(["--log-format", "json"])
+        .args(["--log-format", format])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -68,8 +69,6 @@ fn run_stops_cleanly_on_sigterm() {
         }
     };
     let started = wait_line("gateway started");
-    let log: serde_json::Value = serde_json::from_str(&started).expect("json logs");
-    assert_eq!(log["fields"]["message"], "gateway started");
     assert!(!started.contains("PRIVATE KEY"));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -86,6 +85,21 @@ fn run_stops_cleanly_on_sigterm() {
         .expect("the daemon did not exit")
         .unwrap();
     assert!(status.success(), "{status}");
+    started
+}
+
+#[test]
+fn run_stops_cleanly_on_sigterm() {
+    let started = run_and_stop("json");
+    let log: serde_json::Value = serde_json::from_str(&started).expect("json logs");
+    assert_eq!(log["fields"]["message"], "gateway started");
+    // Human logs on a pipe carry no colour codes.
+    let started = run_and_stop("human");
+    assert!(started.contains("gateway started"), "{started}");
+    assert!(
+        !started.contains('\u{1b}'),
+        "colour codes in a redirected log: {started:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,6 +132,23 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
             .charter
             .field_id();
         gateway.services().import_credential(&ours).await.unwrap();
+        let again = gateway
+            .services()
+            .import_credential(&ours)
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), "duplicate_credential");
+        // Where a credential of ours counts: the field trusts the bureau for ratings only.
+        let services = gateway.services();
+        assert_eq!(
+            services.fields_trusting_for(&bureau.did(), "CreditRatingCredential"),
+            std::slice::from_ref(&id)
+        );
+        assert!(
+            services
+                .fields_trusting_for(&bureau.did(), "OrganizationIdentityCredential")
+                .is_empty()
+        );
         let refused = gateway
             .services()
             .import_credential(&theirs)
@@ -320,13 +351,39 @@ async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
                 }
             }
         }
-        // No client certificate, or one from another gateway's CA: refused during TLS.
-        assert!(
-            client(&tls.ca_cert, None)
-                .get(format!("{base}/healthz"))
-                .send()
-                .is_err()
-        );
+        // No client certificate: the probes answer, saying nothing else; every other
+        // route is refused, reads and writes alike.
+        let anonymous = client(&tls.ca_cert, None);
+        for probe in ["healthz", "readyz"] {
+            let answer = anonymous.get(format!("{base}/{probe}")).send().unwrap();
+            assert_eq!(answer.status(), 200, "{probe}");
+            let body: Value = answer.json().unwrap();
+            assert_eq!(
+                body.as_object().map(|object| object.len()),
+                Some(1),
+                "{body}"
+            );
+        }
+        for path in [
+            "v1/status",
+            "v1/peers",
+            "metrics",
+            "openapi.json",
+            "v1/audit",
+            "taxii2/",
+        ] {
+            let answer = anonymous.get(format!("{base}/{path}")).send().unwrap();
+            assert_eq!(answer.status(), 401, "{path}");
+            let body: Value = answer.json().unwrap();
+            assert_eq!(body["code"], "client_certificate_required", "{path}");
+        }
+        let refused = anonymous
+            .post(format!("{base}/v1/dial"))
+            .json(&json!({"address": "/ip4/127.0.0.1/tcp/1"}))
+            .send()
+            .unwrap();
+        assert_eq!(refused.status(), 401);
+        // A certificate from another gateway's CA: refused during TLS.
         let foreign = client(
             &tls.ca_cert,
             Some((&stranger_tls.client_cert, &stranger_tls.client_key)),

@@ -297,8 +297,9 @@ impl Traffic {
                 Ok(format!("{} {n}", record["id"].as_str().unwrap()))
             }
             Traffic::Op => {
+                // An admission can name a newcomer (a suspension must name a member).
                 let target = KeyPair::generate(KeyAlgorithm::Ed25519).did();
-                let body = json!({"kind": "suspend", "target": target, "reason": "fault test"});
+                let body = json!({"kind": "admit", "target": target, "reason": "fault test"});
                 let op = api
                     .post(&format!("/v1/fields/{field}/ops"), &body)
                     .map_err(refused)?;

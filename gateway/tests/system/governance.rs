@@ -10,7 +10,7 @@ use tfc_gateway::governance::{GovCode, OpKind, SignedOp, StandingKind};
 use tfc_gateway::handshake::GatewayEvent;
 use tfc_gateway::metrics;
 use tfc_gateway::net::Command;
-use tfc_gateway::services::Services;
+use tfc_gateway::services::{PeerRecord, Services};
 use tfc_testkit::{
     Authorities, Node, connected_peers, top_tier, until_verified, wait_event, wait_until,
 };
@@ -323,6 +323,22 @@ async fn the_two_sides_of_a_partition_merge_into_one_state() {
     }
     let field = nodes[0].field_id();
     let (x, y) = (nodes[4].did.clone(), nodes[5].did.clone());
+    // Side B judged X as an applicant once (so it may bar X; a stranger it could not).
+    let judged_x = PeerRecord {
+        did: x.clone(),
+        tiers: [(field.clone(), 2)].into(),
+        presented: Default::default(),
+        evaluated_at: tfc_gateway::credential::now_unix(),
+        next_change: None,
+        corporate_number: None,
+        name: None,
+    };
+    nodes[2]
+        .gateway
+        .services()
+        .peers
+        .put(nodes[4].peer_id(), &judged_x)
+        .unwrap();
     // Side A admits X; side B, unaware, revokes X at the same epoch and admits Y.
     let admit_x = nodes[0]
         .gateway
