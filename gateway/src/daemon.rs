@@ -236,8 +236,24 @@ impl Gateway {
         self.exchange.shutdown().await;
         self.handshakes.shutdown().await;
         self.network.shutdown().await;
+        let_go(&self.services, &self.spaces).await;
         self.store.commit().await?;
         tracing::info!("gateway stopped");
         Ok(())
+    }
+}
+
+/// Waits (at most [`crate::lifecycle::DRAIN`]) until no task holds the services or the
+/// spaces but the gateway itself. A blocking task (a verification, a data decision) cannot
+/// be aborted and may still be finishing; once it is done, dropping the gateway closes the
+/// store at once, and another process may open it.
+async fn let_go(services: &Arc<Services>, spaces: &Arc<Spaces>) {
+    let deadline = tokio::time::Instant::now() + crate::lifecycle::DRAIN;
+    while Arc::strong_count(services) > 1 || Arc::strong_count(spaces) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::info!("the services are still held: the store closes when they are let go");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
