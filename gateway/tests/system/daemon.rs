@@ -225,7 +225,7 @@ async fn joined_fields_and_the_wallet_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_serves_admins_and_refuses_everyone_else_at_the_tls_layer() {
+async fn the_api_serves_admins_and_refuses_everyone_else() {
     let dir = tempfile::tempdir().unwrap();
     let config = GatewayConfig::load(&data_dir(dir.path())).unwrap();
     let stranger = tempfile::tempdir().unwrap();
