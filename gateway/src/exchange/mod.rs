@@ -30,7 +30,7 @@ use crate::handshake::GatewayEvent;
 use crate::lifecycle::ServiceTask;
 use crate::metrics;
 use crate::net::{
-    Command, ContentEvent, DataResponse, SyncRequest, TopicKind, Verdict, parse_topic,
+    Command, ContentEvent, DataResponse, SyncRequest, SyncResponse, TopicKind, Verdict, parse_topic,
 };
 use crate::services::Services;
 use crate::services::threats::Threats;
@@ -298,7 +298,16 @@ impl Service {
                 request,
                 channel,
             } => {
-                let response = self.answer_sync(peer, request);
+                let mut response = self.answer_sync(peer, request);
+                // A report sent by name is acknowledged only once it is on disk.
+                if matches!(response, SyncResponse::Report { .. })
+                    && let Err(error) = self.services.commit().await
+                {
+                    response = SyncResponse::Refused {
+                        code: error.code().into(),
+                        message: "the report was not recorded".into(),
+                    };
+                }
                 let _ = self
                     .commands
                     .send(Command::SyncRespond { channel, response })
