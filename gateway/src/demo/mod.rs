@@ -119,6 +119,50 @@ pub struct Story {
     figures: BTreeMap<String, f64>,
 }
 
+/// The width the narration keeps to.
+const COLUMNS: usize = 100;
+
+/// How many terminal columns `text` takes: East Asian wide characters take two.
+fn columns(text: &str) -> usize {
+    text.chars()
+        .map(|c| {
+            let wide = matches!(u32::from(c),
+                0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF
+                | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x20000..=0x3FFFD);
+            if wide { 2 } else { 1 }
+        })
+        .sum()
+}
+
+/// Wraps each line of `text` at spaces to `width` columns; a continuation of an indented
+/// line is indented two more. A word longer than the width stays whole.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        if columns(line) <= width {
+            out.push(line.to_owned());
+            continue;
+        }
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let continuation = " ".repeat(if indent > 0 { indent + 2 } else { 0 });
+        let mut current = " ".repeat(indent);
+        let mut fresh = true;
+        for word in line.split(' ').filter(|word| !word.is_empty()) {
+            if !fresh && columns(&current) + 1 + columns(word) > width {
+                out.push(std::mem::replace(&mut current, continuation.clone()));
+                fresh = true;
+            }
+            if !fresh {
+                current.push(' ');
+            }
+            current.push_str(word);
+            fresh = false;
+        }
+        out.push(current);
+    }
+    out.join("\n")
+}
+
 impl Story {
     fn new(quiet: bool) -> Self {
         Self {
@@ -135,10 +179,10 @@ impl Story {
         self.say(&format!("\n{}. {title}", self.chapter));
     }
 
-    /// A line of narration (nothing under `--json`).
+    /// A line of narration (nothing under `--json`), wrapped to [`COLUMNS`].
     fn say(&self, text: &str) {
         if !self.quiet {
-            println!("{text}");
+            println!("{}", wrap(text, COLUMNS));
         }
     }
 
@@ -265,5 +309,40 @@ fn print_summary(report: &Report) {
         println!("\nEvery step went as expected.");
     } else {
         println!("\n{failed} step(s) did not go as expected.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{columns, wrap};
+
+    #[test]
+    fn narration_is_wrapped_to_the_width_keeping_words_and_indentation() {
+        let detail = format!(
+            "       certification not reached: {} BusinessLicenseCredential.trades contains '建築工事業'",
+            "no BusinessLicenseCredential was presented; ".repeat(4)
+        );
+        let wrapped = wrap(&format!("   ✓ a step: done\n{detail}"), 100);
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert_eq!(lines[0], "   ✓ a step: done");
+        assert!(lines.len() > 3, "{wrapped}");
+        for line in &lines {
+            assert!(columns(line) <= 100, "{} columns: {line}", columns(line));
+        }
+        assert!(lines[1].starts_with("       certification"));
+        assert!(lines[2].starts_with("         ") && !lines[2].starts_with("          "));
+        let words = |text: &str| {
+            text.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            words(&wrapped),
+            words(&format!("   ✓ a step: done\n{detail}"))
+        );
+        // Wide characters count double; a word longer than the width stays whole.
+        assert_eq!(columns("建築"), 4);
+        let long = "x".repeat(120);
+        assert_eq!(wrap(&long, 100), long);
     }
 }
