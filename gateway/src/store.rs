@@ -461,11 +461,6 @@ impl StoreTree {
         Ok(())
     }
 
-    /// Waits until what was put is on disk (see [`Store::commit`]).
-    pub async fn commit(&self) -> Result<(), StoreError> {
-        self.writer.commit().await
-    }
-
     /// Up to `limit` entries whose keys start with `prefix` and sort after `after`, in key
     /// order.
     pub fn scan<T: Stored>(

@@ -83,14 +83,4 @@ impl ThreatEffects {
     pub fn address_blocks(&self) -> AddressBlocks {
         self.read(AddressBlocks::default(), Effects::address_blocks)
     }
-
-    /// How many countermeasures are in force.
-    pub fn len(&self) -> usize {
-        self.read(0, Effects::len)
-    }
-
-    /// Whether none is in force.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
