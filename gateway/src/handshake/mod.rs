@@ -227,27 +227,29 @@ impl Shared {
         if writes.is_empty() {
             return Ok(());
         }
+        self.write_step(peer, writes)
+            .await
+            .inspect_err(|error| tracing::error!(%peer, %error, "a handshake step not written"))
+            .map_err(Refusal::from)
+    }
+
+    async fn write_step(&self, peer: PeerId, writes: StepWrites) -> Result<(), StoreError> {
         let services = &self.services;
-        async {
-            services.peers.keep_nonces(&writes.nonces)?;
-            let name = services.peers.get(peer).and_then(|record| record.name);
-            let at_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-            let at_ms = i64::try_from(at_ms).unwrap_or(i64::MAX);
-            let presents = writes
-                .disclosures
-                .iter()
-                .any(|disclosure| disclosure.direction == Direction::Sent);
-            services
-                .disclosures
-                .record(writes.disclosures, name.as_deref(), at_ms)?;
-            if presents {
-                services.commit().await?;
-            }
-            Ok::<(), StoreError>(())
+        services.peers.keep_nonces(&writes.nonces)?;
+        let name = services.peers.get(peer).and_then(|record| record.name);
+        let at_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let at_ms = i64::try_from(at_ms).unwrap_or(i64::MAX);
+        let presents = writes
+            .disclosures
+            .iter()
+            .any(|disclosure| disclosure.direction == Direction::Sent);
+        services
+            .disclosures
+            .record(writes.disclosures, name.as_deref(), at_ms)?;
+        if presents {
+            services.commit().await?;
         }
-        .await
-        .inspect_err(|error| tracing::error!(%peer, %error, "a handshake step not written"))
-        .map_err(Refusal::from)
+        Ok(())
     }
 
     /// Tells the swarm which peers are members of our fields: a stranger's address may be

@@ -109,10 +109,9 @@ impl Services {
                 ),
             )));
         }
-        if self.wallet.holds(&credential.id) {
+        if !self.wallet.add(&credential.id, token.trim()).await? {
             return Err(HoldingError::Duplicate(credential.id));
         }
-        self.wallet.add(&credential.id, token.trim()).await?;
         Ok(credential)
     }
 

@@ -65,22 +65,27 @@ impl Wallet {
             .collect()
     }
 
-    /// Whether the wallet holds a credential with this id.
-    pub fn holds(&self, id: &str) -> bool {
-        self.all()
-            .iter()
-            .any(|token| crate::threats::effects::credential_id(token).as_deref() == Some(id))
-    }
-
-    /// Keeps a checked credential under its id; it counts once it is on disk.
-    pub async fn add(&self, id: &str, token: &str) -> Result<(), StoreError> {
+    /// Keeps a checked credential under its id; it counts once it is on disk. `false`: the
+    /// wallet already holds a credential with this id, and nothing changed.
+    pub async fn add(&self, id: &str, token: &str) -> Result<bool, StoreError> {
+        let holds = |tokens: &[String]| {
+            tokens
+                .iter()
+                .any(|held| crate::threats::effects::credential_id(held).as_deref() == Some(id))
+        };
+        if holds(&self.all()) {
+            return Ok(false);
+        }
         let entry = WalletEntry {
             token: token.to_owned(),
         };
         self.tree.put_durable(id.as_bytes(), &entry).await?;
-        if let Ok(mut tokens) = self.tokens.write() {
+        // Two imports of one credential may both get here: it is kept once.
+        if let Ok(mut tokens) = self.tokens.write()
+            && !holds(&tokens)
+        {
             tokens.push(entry.token);
         }
-        Ok(())
+        Ok(true)
     }
 }
