@@ -11,6 +11,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tfc_gateway::api::approvals::PendingApproval;
 use tfc_gateway::api::types::{
     ApiError, Dial, FieldView, JoinField, PeerView, StatusListImport, StatusListImported,
     StatusResponse, WalletEntryView, WalletImport,
@@ -252,6 +253,19 @@ fn answer<T: DeserializeOwned>(
             "cannot reach the gateway at {base} (is it running, and is this its admin certificate?)"
         )
     })?;
+    if response.status() == reqwest::StatusCode::ACCEPTED {
+        let held: PendingApproval = response
+            .json()
+            .context("the gateway's answer is not the expected JSON")?;
+        return Ok(Err(ApiError {
+            code: HELD.into(),
+            message: format!(
+                "{} waits for a second operator's approval; another operator runs \
+                 `tfcctl approvals approve {}`",
+                held.kind, held.id
+            ),
+        }));
+    }
     if response.status().is_success() {
         return Ok(Ok(response
             .json()
@@ -264,7 +278,22 @@ fn answer<T: DeserializeOwned>(
     })))
 }
 
+/// The code `tfcctl` reports for an action the gateway held for a second operator.
+pub(crate) const HELD: &str = "held_for_approval";
+
+/// Reports an answer that is not a success: refused (exit 1), or held for a second
+/// operator (exit 3).
 pub(crate) fn refused(error: &ApiError, json: bool) -> Outcome {
+    if error.code == HELD {
+        if json {
+            print_json(
+                &serde_json::json!({"ok": false, "held": true, "code": error.code, "message": error.message}),
+            );
+        } else {
+            eprintln!("HELD     {}", error.message);
+        }
+        return Outcome::Held;
+    }
     if json {
         print_json(&serde_json::json!({"ok": false, "code": error.code, "message": error.message}));
     } else {

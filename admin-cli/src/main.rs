@@ -1,6 +1,7 @@
 //! `tfcctl`: offline credential tools and the admin client of a TFC gateway.
 //!
-//! Exit status: 0 for success or valid, 1 for invalid or denied, 2 for usage or I/O errors.
+//! Exit status: 0 for success or valid, 1 for invalid or denied, 2 for usage or I/O errors,
+//! 3 when nothing was done yet (held for a second operator, or not confirmed).
 
 mod audit;
 mod client;
@@ -11,6 +12,7 @@ mod field;
 mod governance;
 mod input;
 mod key;
+mod operators;
 mod output;
 mod status_list;
 mod threat;
@@ -93,6 +95,12 @@ enum Command {
     /// Presentations of credentials sent and received: who has seen what, when, and why
     /// (needs --gateway).
     Disclosures(disclosures::DisclosuresArgs),
+    /// Operators' client certificates, each with a name and a role (needs --data-dir).
+    #[command(subcommand, name = "admin-cert")]
+    AdminCert(operators::AdminCertCommand),
+    /// Actions waiting for a second operator's approval (four eyes; needs --gateway).
+    #[command(subcommand)]
+    Approvals(operators::ApprovalsCommand),
 }
 
 #[derive(Subcommand)]
@@ -244,6 +252,8 @@ enum Outcome {
     Success,
     /// The input is invalid or the request is denied.
     Invalid,
+    /// Nothing was done yet: the action waits for a second operator, or was not confirmed.
+    Held,
 }
 
 fn main() -> ExitCode {
@@ -283,6 +293,8 @@ fn main() -> ExitCode {
         Command::Data(command) => data::run(&gateway, command),
         Command::Threat(command) => threat::run(&gateway, command),
         Command::Disclosures(args) => disclosures::run(&gateway, args),
+        Command::AdminCert(command) => operators::admin_cert(&gateway, command),
+        Command::Approvals(command) => operators::approvals(&gateway, command),
         Command::Field(FieldCommand::Governance(command)) => governance::issuers(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),
@@ -295,6 +307,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Invalid) => ExitCode::from(1),
+        Ok(Outcome::Held) => ExitCode::from(3),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)

@@ -59,7 +59,7 @@ macro_rules! credential_type {
     };
 }
 
-/// Every credential type of DESIGN §4, in tier order.
+/// Every credential type (the list in docs/CHARTER.md), in tier order.
 pub const CREDENTIAL_TYPES: &[CredentialType] = &[
     credential_type!(
         "OrganizationIdentityCredential",

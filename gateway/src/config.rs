@@ -250,6 +250,20 @@ impl Default for NetworkConfig {
     }
 }
 
+/// The actions `api.four_eyes` may name: every governance op kind, and applying a manual
+/// countermeasure.
+pub const FOUR_EYES_ACTIONS: [&str; 9] = [
+    "admit",
+    "revoke",
+    "suspend",
+    "reinstate",
+    "trust-issuer",
+    "distrust-issuer",
+    "set-quorum",
+    "amend-policy",
+    "countermeasure",
+];
+
 /// `[api]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -263,6 +277,10 @@ pub struct ApiConfig {
     pub server_cert: PathBuf,
     /// The server key (mode 0600). Default `tls/server-key.pem`.
     pub server_key: PathBuf,
+    /// Actions one operator proposes and a second, differently named operator approves
+    /// (four eyes): governance op kinds (`revoke`, `suspend`, …) and `countermeasure`.
+    /// Default: none.
+    pub four_eyes: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -272,6 +290,7 @@ impl Default for ApiConfig {
             ca_cert: "tls/admin-ca.pem".into(),
             server_cert: "tls/server.pem".into(),
             server_key: "tls/server-key.pem".into(),
+            four_eyes: Vec::new(),
         }
     }
 }
@@ -370,6 +389,17 @@ impl GatewayConfig {
         if self.network.listen.is_empty() {
             return Err("network.listen needs at least one address".into());
         }
+        if let Some(unknown) = self
+            .api
+            .four_eyes
+            .iter()
+            .find(|action| !FOUR_EYES_ACTIONS.contains(&action.as_str()))
+        {
+            return Err(format!(
+                "api.four_eyes: unknown action {unknown:?}; allowed: {}",
+                FOUR_EYES_ACTIONS.join(", ")
+            ));
+        }
         let threats = &self.threats;
         if threats.reporter_burst == 0
             || !(threats.reporter_rate > 0.0 && threats.reporter_rate <= 1e6)
@@ -431,6 +461,8 @@ listen = "127.0.0.1:7443"
 ca_cert = "tls/admin-ca.pem"
 server_cert = "tls/server.pem"
 server_key = "tls/server-key.pem"
+# Actions that need a second operator's approval, e.g. ["revoke", "suspend", "countermeasure"].
+four_eyes = []
 
 [log]
 # "human" or "json".

@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod negotiation;
 pub mod net;
 pub mod policy;
+pub mod roles;
 pub mod secret_file;
 pub mod services;
 pub mod spaces;

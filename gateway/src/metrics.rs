@@ -22,7 +22,7 @@ pub const HANDSHAKES: Family = Family {
     label: "outcome",
     help: "Handshakes by outcome (verified or the refusal code).",
 };
-/// Presentations and credentials verified, by result code (`ok` or a DESIGN §6 code).
+/// Presentations and credentials verified, by result code (`ok` or a code of docs/ERRORS.md).
 pub const VERIFICATIONS: Family = Family {
     name: "tfc_verifications_total",
     label: "code",

@@ -1,4 +1,4 @@
-//! Staged, mutual disclosure in one handshake (DESIGN §4, Disclosure), as pure logic: no
+//! Staged, mutual disclosure in one handshake (docs/PROTOCOL.md, "Handshake"), as pure logic: no
 //! network, no disk. The handshake service drives it with the messages of
 //! `/tfc/handshake/2`; the property test drives two of them against each other in memory.
 //!

@@ -69,11 +69,13 @@ pub enum Tree {
     /// `disclosure`: every presentation sent or received, by time (ms, big-endian) and a
     /// sequence number.
     Disclosures,
+    /// `api`: actions waiting for a second operator's approval (four eyes), by id.
+    Approvals,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 15] = [
+    pub const ALL: [Tree; 16] = [
         Tree::Meta,
         Tree::Replay,
         Tree::Peers,
@@ -89,6 +91,7 @@ impl Tree {
         Tree::ThreatActions,
         Tree::ThreatLog,
         Tree::Disclosures,
+        Tree::Approvals,
     ];
 
     fn name(self) -> &'static str {
@@ -108,6 +111,7 @@ impl Tree {
             Tree::ThreatActions => "threat_actions",
             Tree::ThreatLog => "threat_log",
             Tree::Disclosures => "disclosures",
+            Tree::Approvals => "approvals",
         }
     }
 }
@@ -459,6 +463,11 @@ impl StoreTree {
     pub fn remove(&self, key: &[u8]) -> Result<(), StoreError> {
         self.tree.remove(key)?;
         Ok(())
+    }
+
+    /// Removes a value; true if this call removed it (of two racing calls, one wins).
+    pub fn take(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.tree.remove(key)?.is_some())
     }
 
     /// Up to `limit` entries whose keys start with `prefix` and sort after `after`, in key

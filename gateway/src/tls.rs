@@ -8,6 +8,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
+use crate::roles::Role;
 use crate::secret_file::create_private;
 
 /// Validity of the certificates made at init, in days.
@@ -121,12 +122,8 @@ pub fn provision(files: &TlsFiles, organisation: &str) -> Result<Provisioned, Tl
     )?
     .signed_by(&server_key, &ca)?;
     let client_key = KeyPair::generate()?;
-    let client_cert = leaf_params(
-        organisation,
-        "TFC gateway admin",
-        ExtendedKeyUsagePurpose::ClientAuth,
-    )?
-    .signed_by(&client_key, &ca)?;
+    let client_cert =
+        operator_params(organisation, Role::Admin, FIRST_ADMIN)?.signed_by(&client_key, &ca)?;
     let write = |path: &PathBuf, text: &str, private: bool| {
         let result = if private {
             create_private(path, text.as_bytes())
@@ -145,6 +142,62 @@ pub fn provision(files: &TlsFiles, organisation: &str) -> Result<Provisioned, Tl
     write(&files.server_cert, &server_cert.pem(), false)?;
     write(&files.client_cert, &client_cert.pem(), false)?;
     Ok(Provisioned::Created)
+}
+
+/// The name in the admin certificate that `init` makes.
+pub const FIRST_ADMIN: &str = "TFC gateway admin";
+
+/// A new operator's client certificate and key, as PEM.
+pub struct OperatorCertificate {
+    /// The certificate, signed by the admin CA.
+    pub certificate: String,
+    /// Its private key (write it 0600).
+    pub key: String,
+}
+
+/// Issues a client certificate for the operator `name` with `role`, signed by the admin CA
+/// in `files` (which `init` made).
+pub fn issue_operator(
+    files: &TlsFiles,
+    role: Role,
+    name: &str,
+) -> Result<OperatorCertificate, TlsError> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|source| TlsError::Io {
+            path: path.clone(),
+            source,
+        })
+    };
+    let ca_pem = read(&files.ca_cert)?;
+    let organisation = organisation_of(&ca_pem).unwrap_or_default();
+    let ca = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&read(&files.ca_key)?)?)?;
+    let key = KeyPair::generate()?;
+    let certificate = operator_params(&organisation, role, name)?.signed_by(&key, &ca)?;
+    Ok(OperatorCertificate {
+        certificate: certificate.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// The organisation named in a certificate's subject.
+fn organisation_of(pem: &str) -> Option<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let certificate = pem.parse_x509().ok()?;
+    let organisation = certificate.subject().iter_organization().next()?;
+    organisation.as_str().ok().map(str::to_owned)
+}
+
+/// A client certificate's parameters: the operator's name and role in its subject.
+fn operator_params(
+    organisation: &str,
+    role: Role,
+    operator: &str,
+) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = leaf_params(organisation, operator, ExtendedKeyUsagePurpose::ClientAuth)?;
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, role.unit());
+    Ok(params)
 }
 
 fn name(organisation: &str, common_name: &str) -> DistinguishedName {

@@ -19,7 +19,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 }
 
 /// Verifies the audit chain, and compares it with the checkpoints members keep.
-#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, body = AuditVerification), (status = 500, description = "The store failed", body = ApiError)))]
+#[utoipa::path(get, path = "/v1/audit/verify", extensions(("x-tfc-role" = json!("auditor"))), tag = "audit", responses((status = 200, body = AuditVerification), (status = 500, description = "The store failed", body = ApiError)))]
 pub(super) async fn verify_audit(
     State(state): State<ApiState>,
 ) -> Result<Json<AuditVerification>, Failure> {
@@ -40,7 +40,7 @@ pub(super) struct ExportQuery {
 }
 
 /// Exports the audit log as JSON lines.
-#[utoipa::path(get, path = "/v1/audit/export", tag = "audit", params(ExportQuery), responses((status = 200, description = "One JSON entry per line", content_type = "application/x-ndjson"), (status = 422, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/audit/export", extensions(("x-tfc-role" = json!("auditor"))), tag = "audit", params(ExportQuery), responses((status = 200, description = "One JSON entry per line", content_type = "application/x-ndjson"), (status = 422, body = ApiError)))]
 pub(super) async fn export_audit(
     State(state): State<ApiState>,
     axum::extract::Query(query): axum::extract::Query<ExportQuery>,
@@ -75,7 +75,7 @@ pub(super) async fn export_audit(
 }
 
 /// Publishes the audit chain's head to the members now.
-#[utoipa::path(post, path = "/v1/audit/checkpoint", tag = "audit", responses((status = 200, description = "The head published ({seq, head}), or null for an empty log"), (status = 500, description = "The store failed", body = ApiError)))]
+#[utoipa::path(post, path = "/v1/audit/checkpoint", extensions(("x-tfc-role" = json!("admin"))), tag = "audit", responses((status = 200, description = "The head published ({seq, head}), or null for an empty log"), (status = 500, description = "The store failed", body = ApiError)))]
 pub(super) async fn publish_checkpoint(
     State(state): State<ApiState>,
 ) -> Result<Json<serde_json::Value>, Failure> {

@@ -50,7 +50,7 @@ pub(super) fn actor(session: &Option<axum::Extension<AdminSession>>) -> String {
 }
 
 /// Stores a record in a tier of a field's data space.
-#[utoipa::path(post, path = "/v1/data/{field}/{tier}", tag = "data", request_body = PutRecord, responses((status = 200, body = crate::spaces::Record), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/data/{field}/{tier}", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", request_body = PutRecord, responses((status = 200, body = crate::spaces::Record), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
 pub(super) async fn put_record(
     State(state): State<ApiState>,
     session: Option<axum::Extension<AdminSession>>,
@@ -87,7 +87,7 @@ pub(super) async fn put_record(
 }
 
 /// Lists the records of a tier, without their contents.
-#[utoipa::path(get, path = "/v1/data/{field}/{tier}", tag = "data", params(crate::spaces::LabelFilter), responses((status = 200, body = Vec<RecordSummary>), (status = 400, description = "The tier is not a number"), (status = 404, description = "No joined field has that id or prefix", body = ApiError)))]
+#[utoipa::path(get, path = "/v1/data/{field}/{tier}", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", params(crate::spaces::LabelFilter), responses((status = 200, body = Vec<RecordSummary>), (status = 400, description = "The tier is not a number"), (status = 404, description = "No joined field has that id or prefix", body = ApiError)))]
 pub(super) async fn list_records(
     State(state): State<ApiState>,
     axum::extract::Path((field, tier)): axum::extract::Path<(String, u8)>,
@@ -121,7 +121,7 @@ pub(super) async fn list_records(
 }
 
 /// Reads one record.
-#[utoipa::path(get, path = "/v1/data/{field}/{tier}/{id}", tag = "data", responses((status = 200, body = crate::spaces::Record), (status = 404, body = ApiError), (status = 409, description = "Tampered at rest", body = ApiError)))]
+#[utoipa::path(get, path = "/v1/data/{field}/{tier}/{id}", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", responses((status = 200, body = crate::spaces::Record), (status = 404, body = ApiError), (status = 409, description = "Tampered at rest", body = ApiError)))]
 pub(super) async fn get_record(
     State(state): State<ApiState>,
     axum::extract::Path((field, tier, id)): axum::extract::Path<(String, u8, String)>,
@@ -131,7 +131,7 @@ pub(super) async fn get_record(
 }
 
 /// Deletes one record.
-#[utoipa::path(delete, path = "/v1/data/{field}/{tier}/{id}", tag = "data", responses((status = 200, description = "Deleted"), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+#[utoipa::path(delete, path = "/v1/data/{field}/{tier}/{id}", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", responses((status = 200, description = "Deleted"), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(super) async fn delete_record(
     State(state): State<ApiState>,
     session: Option<axum::Extension<AdminSession>>,
@@ -177,7 +177,7 @@ pub(super) async fn ask(
 }
 
 /// Submits a record to another gateway, which decides on it.
-#[utoipa::path(post, path = "/v1/data/{field}/{tier}/{id}/submit", tag = "data", request_body = SubmitRecord, responses((status = 200, body = DataAnswer), (status = 502, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/data/{field}/{tier}/{id}/submit", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", request_body = SubmitRecord, responses((status = 200, body = DataAnswer), (status = 502, body = ApiError)))]
 pub(super) async fn submit_record(
     State(state): State<ApiState>,
     axum::extract::Path((field, tier, id)): axum::extract::Path<(String, u8, String)>,
@@ -197,7 +197,7 @@ pub(super) async fn submit_record(
 }
 
 /// Asks another gateway for a record or an attachment, for a purpose.
-#[utoipa::path(post, path = "/v1/data/ask", tag = "data", request_body = AskData, responses((status = 200, body = DataAnswer, description = "The decision (for `attachment`: the file, application/octet-stream)"), (status = 403, description = "An attachment transfer was refused or stopped", body = ApiError), (status = 502, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/data/ask", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", request_body = AskData, responses((status = 200, body = DataAnswer, description = "The decision (for `attachment`: the file, application/octet-stream)"), (status = 403, description = "An attachment transfer was refused or stopped", body = ApiError), (status = 502, body = ApiError)))]
 pub(super) async fn ask_data(
     State(state): State<ApiState>,
     Json(request): Json<AskData>,
@@ -343,7 +343,7 @@ pub(super) async fn fetch_attachment(
 }
 
 /// Stores an attachment; records refer to it by its hash.
-#[utoipa::path(post, path = "/v1/attachments", tag = "data", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, body = crate::spaces::AttachmentRef), (status = 422, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/attachments", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, body = crate::spaces::AttachmentRef), (status = 422, body = ApiError)))]
 pub(super) async fn upload_attachment(
     State(state): State<ApiState>,
     body: axum::body::Body,
@@ -370,7 +370,7 @@ pub(super) async fn upload_attachment(
 }
 
 /// Reads an attachment by its hash.
-#[utoipa::path(get, path = "/v1/attachments/{sha256}", tag = "data", responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/attachments/{sha256}", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
 pub(super) async fn download_attachment(
     State(state): State<ApiState>,
     axum::extract::Path(sha256): axum::extract::Path<String>,

@@ -104,7 +104,7 @@ impl DisclosureQuery {
 }
 
 /// Lists the presentations this gateway sent and received.
-#[utoipa::path(get, path = "/v1/disclosures", tag = "disclosures", params(DisclosureQuery), responses((status = 200, body = Vec<DisclosureEntry>, description = "Presentations sent and received, oldest first"), (status = 422, body = super::types::ApiError)))]
+#[utoipa::path(get, path = "/v1/disclosures", extensions(("x-tfc-role" = json!("auditor"))), tag = "disclosures", params(DisclosureQuery), responses((status = 200, body = Vec<DisclosureEntry>, description = "Presentations sent and received, oldest first"), (status = 422, body = super::types::ApiError)))]
 async fn list(
     State(state): State<ApiState>,
     Query(query): Query<DisclosureQuery>,
@@ -113,7 +113,7 @@ async fn list(
 }
 
 /// Exports the disclosure log as JSON lines.
-#[utoipa::path(get, path = "/v1/disclosures/export", tag = "disclosures", params(DisclosureQuery), responses((status = 200, description = "One JSON entry per line", content_type = "application/x-ndjson"), (status = 422, body = super::types::ApiError)))]
+#[utoipa::path(get, path = "/v1/disclosures/export", extensions(("x-tfc-role" = json!("auditor"))), tag = "disclosures", params(DisclosureQuery), responses((status = 200, description = "One JSON entry per line", content_type = "application/x-ndjson"), (status = 422, body = super::types::ApiError)))]
 async fn export(
     State(state): State<ApiState>,
     Query(query): Query<DisclosureQuery>,

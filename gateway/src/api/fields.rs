@@ -36,7 +36,7 @@ pub(super) fn field_view(field: &crate::field::Field) -> FieldView {
 }
 
 /// Lists the fields this gateway has joined.
-#[utoipa::path(get, path = "/v1/fields", tag = "fields", responses((status = 200, body = Vec<FieldView>)))]
+#[utoipa::path(get, path = "/v1/fields", extensions(("x-tfc-role" = json!("viewer"))), tag = "fields", responses((status = 200, body = Vec<FieldView>)))]
 pub(super) async fn fields(State(state): State<ApiState>) -> Json<Vec<FieldView>> {
     Json(
         state
@@ -50,7 +50,7 @@ pub(super) async fn fields(State(state): State<ApiState>) -> Json<Vec<FieldView>
 }
 
 /// Joins a field from its signed charter.
-#[utoipa::path(post, path = "/v1/fields", tag = "fields", request_body = JoinField, responses((status = 200, body = FieldView), (status = 422, description = "The charter does not load or is not fully signed", body = ApiError)))]
+#[utoipa::path(post, path = "/v1/fields", extensions(("x-tfc-role" = json!("admin"))), tag = "fields", request_body = JoinField, responses((status = 200, body = FieldView), (status = 422, description = "The charter does not load or is not fully signed", body = ApiError)))]
 pub(super) async fn join_field(
     State(state): State<ApiState>,
     Json(request): Json<JoinField>,
@@ -88,7 +88,7 @@ pub(super) fn resolve_field(
 }
 
 /// Lists a field's members, with their standing.
-#[utoipa::path(get, path = "/v1/fields/{field}/members", tag = "fields", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<MemberView>), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/fields/{field}/members", extensions(("x-tfc-role" = json!("viewer"))), tag = "fields", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<MemberView>), (status = 404, body = ApiError)))]
 pub(super) async fn members(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -142,7 +142,7 @@ pub(super) async fn members(
 }
 
 /// Lists the issuers a field trusts, and for which credential types.
-#[utoipa::path(get, path = "/v1/fields/{field}/issuers", tag = "fields", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<IssuerView>), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/fields/{field}/issuers", extensions(("x-tfc-role" = json!("viewer"))), tag = "fields", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<IssuerView>), (status = 404, body = ApiError)))]
 pub(super) async fn issuers(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,

@@ -2,11 +2,13 @@
 //! without a certificate the admin CA signed is refused during the TLS handshake, before any
 //! HTTP is read.
 
+pub mod approvals;
 mod audit;
 mod data;
 pub mod disclosures;
 mod error;
 mod fields;
+mod guard;
 mod node;
 mod ops;
 mod server;
@@ -45,6 +47,7 @@ struct ApiState {
     peer_id: PeerId,
     publisher: Publisher,
     spaces: Arc<Spaces>,
+    approvals: Arc<approvals::Approvals>,
 }
 
 /// The OpenAPI description of this API, served at `/openapi.json`. The paths come from the
@@ -57,7 +60,7 @@ struct ApiState {
 pub struct ApiDoc;
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "gateway", responses((status = 200, description = "This document")))]
+#[utoipa::path(get, path = "/openapi.json", extensions(("x-tfc-role" = json!("viewer"))), tag = "gateway", responses((status = 200, description = "This document")))]
 async fn openapi(
     Extension(document): Extension<Arc<utoipa::openapi::OpenApi>>,
 ) -> Json<utoipa::openapi::OpenApi> {
@@ -76,12 +79,16 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .merge(audit::routes())
         .merge(threats::routes())
         .merge(disclosures::routes())
+        .merge(approvals::routes())
         .split_for_parts()
 }
 
 fn router(state: ApiState) -> Router {
     let (routes, document) = routes();
+    let roles = Arc::new(guard::RoleTable::of(&document));
     routes
+        .route_layer(axum::middleware::from_fn(guard::require_role))
+        .layer(Extension(roles))
         .layer(Extension(Arc::new(document)))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -94,6 +101,35 @@ fn router(state: ApiState) -> Router {
 
 #[cfg(test)]
 mod tests {
+    use crate::roles::Role;
+
+    /// Every route declares the least role it needs, and the name is one we know: a route
+    /// without one would be refused to everyone.
+    #[test]
+    fn every_route_declares_a_known_role() {
+        let (_, document) = super::routes();
+        let table = super::guard::RoleTable::of(&document);
+        let mut routes = 0;
+        for (path, item) in &document.paths.paths {
+            for (method, operation) in [
+                (axum::http::Method::GET, &item.get),
+                (axum::http::Method::POST, &item.post),
+                (axum::http::Method::DELETE, &item.delete),
+            ] {
+                if operation.is_some() {
+                    routes += 1;
+                    assert!(
+                        table.need(&method, path).is_some(),
+                        "{method} {path} declares no known role"
+                    );
+                }
+            }
+        }
+        assert!(routes > 30, "only {routes} routes found");
+        let siem = super::guard::Need::Role(Role::Siem);
+        assert_eq!(table.need(&axum::http::Method::GET, "/taxii2/"), Some(siem));
+    }
+
     /// A route added with axum's own `.route` would be served but not documented: every
     /// route goes through `routes!`, which takes its path and method from the handler's
     /// `#[utoipa::path]`. (The daemon test checks the served router against the document.)

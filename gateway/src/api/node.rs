@@ -25,14 +25,14 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 
 /// Says the gateway is up. Needs no client certificate (for load balancers and systemd),
 /// and says nothing else.
-#[utoipa::path(get, path = "/healthz", tag = "gateway", responses((status = 200, description = "The gateway is up")))]
+#[utoipa::path(get, path = "/healthz", extensions(("x-tfc-role" = json!("none"))), tag = "gateway", responses((status = 200, description = "The gateway is up")))]
 pub(super) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
 /// Says whether the gateway is ready to serve: its network runs and its store commits.
 /// Needs no client certificate, and says nothing else.
-#[utoipa::path(get, path = "/readyz", tag = "gateway", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
+#[utoipa::path(get, path = "/readyz", extensions(("x-tfc-role" = json!("none"))), tag = "gateway", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 pub(super) async fn readyz(State(state): State<ApiState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let ready = !state.commands.is_closed() && state.services.commit().await.is_ok();
@@ -45,7 +45,7 @@ pub(super) async fn readyz(State(state): State<ApiState>) -> axum::response::Res
 }
 
 /// Metrics, in Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "gateway", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", extensions(("x-tfc-role" = json!("viewer"))), tag = "gateway", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<String, Failure> {
     let peers = state.services.peers.len();
     let mut text = format!(
@@ -64,7 +64,7 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Result<String, Fai
 }
 
 /// The gateway's identity, addresses, fields and counts.
-#[utoipa::path(get, path = "/v1/status", tag = "gateway", responses((status = 200, body = StatusResponse), (status = 500, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/status", extensions(("x-tfc-role" = json!("viewer"))), tag = "gateway", responses((status = 200, body = StatusResponse), (status = 500, body = ApiError)))]
 pub(super) async fn status(State(state): State<ApiState>) -> Result<Json<StatusResponse>, Failure> {
     let (reply, answer) = oneshot::channel();
     let listen = match state.commands.send(Command::ListenAddresses(reply)).await {
@@ -93,7 +93,7 @@ pub(super) async fn status(State(state): State<ApiState>) -> Result<Json<StatusR
 }
 
 /// Peers this gateway has handshaken with, and their tiers.
-#[utoipa::path(get, path = "/v1/peers", tag = "gateway", responses((status = 200, body = Vec<PeerView>), (status = 500, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/peers", extensions(("x-tfc-role" = json!("viewer"))), tag = "gateway", responses((status = 200, body = Vec<PeerView>), (status = 500, body = ApiError)))]
 pub(super) async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<PeerView>>, Failure> {
     let records = state.services.peers.all()?;
     Ok(Json(
@@ -111,7 +111,7 @@ pub(super) async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<Peer
 }
 
 /// Dials another gateway.
-#[utoipa::path(post, path = "/v1/dial", tag = "gateway", request_body = Dial, responses((status = 200, description = "Dialing"), (status = 422, body = ApiError)))]
+#[utoipa::path(post, path = "/v1/dial", extensions(("x-tfc-role" = json!("operator"))), tag = "gateway", request_body = Dial, responses((status = 200, description = "Dialing"), (status = 422, body = ApiError)))]
 pub(super) async fn dial(
     State(state): State<ApiState>,
     Json(request): Json<Dial>,

@@ -4,12 +4,19 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use axum::response::{IntoResponse, Response};
+
+use super::approvals::HeldAction;
+use super::guard::require;
+use super::server::AdminSession;
 use super::types::{ApiError, OpView, ProposeOp};
 use super::{ApiState, Failure, resolve_field};
 use crate::credential::format_rfc3339;
 use crate::exchange::OpDraft;
+use crate::governance::OpKind;
 use crate::governance::state::Progress;
 use crate::governance::{GovCode, GovError, GovIntake, SignedOp};
+use crate::roles::Role;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -57,7 +64,7 @@ pub(super) fn intake_view(
 }
 
 /// Lists a field's governance ops, with their signatures.
-#[utoipa::path(get, path = "/v1/fields/{field}/ops", tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<OpView>), (status = 404, body = ApiError)))]
+#[utoipa::path(get, path = "/v1/fields/{field}/ops", extensions(("x-tfc-role" = json!("viewer"))), tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, body = Vec<OpView>), (status = 404, body = ApiError)))]
 pub(super) async fn list_ops(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -71,14 +78,44 @@ pub(super) async fn list_ops(
     ))
 }
 
-/// Proposes a governance op (admit, revoke, suspend, …), signed by this gateway.
-#[utoipa::path(post, path = "/v1/fields/{field}/ops", tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ProposeOp, responses((status = 200, body = OpView), (status = 422, body = ApiError)))]
+/// Proposes a governance op (admit, revoke, suspend, …), signed by this gateway. A clerk
+/// may propose an admission; every other kind needs an admin. A kind `api.four_eyes` names
+/// is held (202) until a second operator approves it.
+#[utoipa::path(post, path = "/v1/fields/{field}/ops", extensions(("x-tfc-role" = json!("clerk"))), tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ProposeOp, responses((status = 200, body = OpView), (status = 202, description = "Held for a second operator", body = super::approvals::PendingApproval), (status = 403, body = ApiError), (status = 422, body = ApiError)))]
 pub(super) async fn propose_op(
     State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
     axum::extract::Path(field): axum::extract::Path<String>,
     Json(request): Json<ProposeOp>,
-) -> Result<Json<OpView>, Failure> {
+) -> Result<Response, Failure> {
     let field = resolve_field(&state, &field)?.charter.field_id();
+    let least = least_role(&request.kind);
+    require(&session, least)?;
+    let held = HeldAction::Op {
+        field: field.clone(),
+        op: request.clone(),
+    };
+    if let Some(held) = state.approvals.hold(&state, &session, held, least)? {
+        return Ok(held);
+    }
+    Ok(Json(propose(&state, &field, request).await?).into_response())
+}
+
+/// The least role that may propose or endorse an op of `kind`: admitting is a clerk's work.
+fn least_role(kind: &str) -> Role {
+    if kind == OpKind::Admit.as_str() {
+        Role::Clerk
+    } else {
+        Role::Admin
+    }
+}
+
+/// Proposes `request` in `field` (already resolved), signed by this gateway.
+pub(super) async fn propose(
+    state: &ApiState,
+    field: &str,
+    request: ProposeOp,
+) -> Result<OpView, Failure> {
     let kind = request.kind.parse().map_err(|message: String| {
         Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "gov_malformed", message)
     })?;
@@ -89,21 +126,23 @@ pub(super) async fn propose_op(
         types: request.types,
         policy: request.policy,
     };
-    let intake = state.publisher.propose(&field, draft).await?;
-    Ok(Json(intake_view(&state, &field, &intake)?))
+    let intake = state.publisher.propose(field, draft).await?;
+    intake_view(state, field, &intake)
 }
 
 /// Endorses a pending governance op.
-#[utoipa::path(post, path = "/v1/fields/{field}/ops/{op}/endorse", tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("op" = String, Path, description = "Op id or unambiguous prefix")), responses((status = 200, body = OpView), (status = 404, body = ApiError), (status = 409, description = "Already signed", body = ApiError)))]
+#[utoipa::path(post, path = "/v1/fields/{field}/ops/{op}/endorse", extensions(("x-tfc-role" = json!("clerk"))), tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("op" = String, Path, description = "Op id or unambiguous prefix")), responses((status = 200, body = OpView), (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, description = "Already signed", body = ApiError)))]
 pub(super) async fn endorse_op(
     State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
     axum::extract::Path((field, op)): axum::extract::Path<(String, String)>,
 ) -> Result<Json<OpView>, Failure> {
     let field = resolve_field(&state, &field)?.charter.field_id();
-    let id = state
-        .services
-        .governance
-        .op(&field, &op)
+    let signed = state.services.governance.op(&field, &op);
+    if let Some(signed) = &signed {
+        require(&session, least_role(signed.op.kind.as_str()))?;
+    }
+    let id = signed
         .map(|signed| signed.op.id())
         .transpose()?
         .ok_or_else(|| {

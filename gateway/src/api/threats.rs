@@ -10,8 +10,10 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::approvals::HeldAction;
 use super::{AdminSession, ApiState, Failure, actor, resolve_field};
 use crate::exchange::ThreatPublication;
+use crate::roles::Role;
 use crate::services::threats::taxii::{self, TAXII_MEDIA_TYPE};
 use crate::services::threats::{ActionView, ReportOutcome};
 use crate::threats::engine::{State as ActionState, Verdict};
@@ -86,7 +88,7 @@ pub struct IndicatorView {
 }
 
 /// Publishes a threat report (STIX 2.1 bundle) to a field.
-#[utoipa::path(post, path = "/v1/fields/{field}/threats", tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = PublishThreat, responses((status = 200, body = ThreatPublication), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
+#[utoipa::path(post, path = "/v1/fields/{field}/threats", extensions(("x-tfc-role" = json!("operator"))), tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = PublishThreat, responses((status = 200, body = ThreatPublication), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
 pub(super) async fn publish(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -101,7 +103,7 @@ pub(super) async fn publish(
 }
 
 /// Takes a threat report into the local book without publishing it.
-#[utoipa::path(post, path = "/v1/fields/{field}/threats/import", tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ImportThreat, responses((status = 200, body = ReportOutcome), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
+#[utoipa::path(post, path = "/v1/fields/{field}/threats/import", extensions(("x-tfc-role" = json!("operator"))), tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix")), request_body = ImportThreat, responses((status = 200, body = ReportOutcome), (status = 403, body = super::ApiError), (status = 422, body = super::ApiError)))]
 pub(super) async fn import(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -120,7 +122,7 @@ pub(super) struct Limit {
 }
 
 /// Lists the indicators held for a field.
-#[utoipa::path(get, path = "/v1/fields/{field}/threats", tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("limit" = Option<usize>, Query, description = "At most this many (default 500)")), responses((status = 200, body = Vec<IndicatorView>), (status = 404, description = "No joined field has that id or prefix", body = super::ApiError)))]
+#[utoipa::path(get, path = "/v1/fields/{field}/threats", extensions(("x-tfc-role" = json!("operator"))), tag = "threats", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("limit" = Option<usize>, Query, description = "At most this many (default 500)")), responses((status = 200, body = Vec<IndicatorView>), (status = 404, description = "No joined field has that id or prefix", body = super::ApiError)))]
 pub(super) async fn list_indicators(
     State(state): State<ApiState>,
     axum::extract::Path(field): axum::extract::Path<String>,
@@ -151,7 +153,7 @@ pub(super) struct StateFilter {
 }
 
 /// Lists countermeasures, by state.
-#[utoipa::path(get, path = "/v1/threats/actions", tag = "threats", params(("state" = Option<String>, Query, description = "applied, awaiting_corroboration, awaiting_operator, rejected or inactive")), responses((status = 200, body = Vec<ActionView>)))]
+#[utoipa::path(get, path = "/v1/threats/actions", extensions(("x-tfc-role" = json!("operator"))), tag = "threats", params(("state" = Option<String>, Query, description = "applied, awaiting_corroboration, awaiting_operator, rejected or inactive")), responses((status = 200, body = Vec<ActionView>)))]
 pub(super) async fn list_actions(
     State(state): State<ApiState>,
     Query(filter): Query<StateFilter>,
@@ -160,12 +162,12 @@ pub(super) async fn list_actions(
 }
 
 /// Applies or rejects a countermeasure that waits for an operator.
-#[utoipa::path(post, path = "/v1/threats/actions/{action}/{verdict}", tag = "threats", params(("action" = String, Path, description = "Action id or unambiguous prefix"), ("verdict" = String, Path, description = "apply or reject")), responses((status = 200, body = ActionView), (status = 404, body = super::ApiError)))]
+#[utoipa::path(post, path = "/v1/threats/actions/{action}/{verdict}", extensions(("x-tfc-role" = json!("operator"))), tag = "threats", params(("action" = String, Path, description = "Action id or unambiguous prefix"), ("verdict" = String, Path, description = "apply or reject")), responses((status = 200, body = ActionView), (status = 202, description = "Held for a second operator", body = super::approvals::PendingApproval), (status = 404, body = super::ApiError)))]
 pub(super) async fn decide(
     State(state): State<ApiState>,
     session: Option<axum::Extension<AdminSession>>,
     axum::extract::Path((action, verdict)): axum::extract::Path<(String, String)>,
-) -> Result<Json<ActionView>, Failure> {
+) -> Result<Response, Failure> {
     let verdict = match verdict.as_str() {
         "apply" => Verdict::Apply,
         "reject" => Verdict::Reject,
@@ -193,8 +195,35 @@ pub(super) async fn decide(
             ),
         )));
     };
-    let threats = std::sync::Arc::clone(threats);
-    let (id, operator) = (id.clone(), actor(&session));
+    let id = id.clone();
+    if verdict == Verdict::Apply {
+        let held = HeldAction::Countermeasure { action: id.clone() };
+        if let Some(held) = state
+            .approvals
+            .hold(&state, &session, held, Role::Operator)?
+        {
+            return Ok(held);
+        }
+    }
+    Ok(Json(decide_now(&state, id, verdict, actor(&session)).await?).into_response())
+}
+
+/// Applies the countermeasure `id` now, as `operator` (after a four-eyes approval).
+pub(super) async fn apply(
+    state: &ApiState,
+    id: String,
+    operator: String,
+) -> Result<ActionView, Failure> {
+    decide_now(state, id, Verdict::Apply, operator).await
+}
+
+async fn decide_now(
+    state: &ApiState,
+    id: String,
+    verdict: Verdict,
+    operator: String,
+) -> Result<ActionView, Failure> {
+    let threats = std::sync::Arc::clone(state.publisher.threats());
     let view = tokio::task::spawn_blocking(move || threats.decide(&id, verdict, &operator))
         .await
         .map_err(|_| {
@@ -204,7 +233,7 @@ pub(super) async fn decide(
                 "the decision failed",
             )
         })??;
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// A TAXII response: its media type, and a 406 when the client accepts neither it nor JSON.
@@ -250,19 +279,19 @@ fn taxii_error(status: StatusCode, title: &str) -> Response {
 }
 
 /// TAXII 2.1 server discovery.
-#[utoipa::path(get, path = "/taxii2/", tag = "taxii", responses((status = 200, description = "The discovery resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
+#[utoipa::path(get, path = "/taxii2/", extensions(("x-tfc-role" = json!("siem"))), tag = "taxii", responses((status = 200, description = "The discovery resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn discovery(headers: HeaderMap) -> Response {
     taxii_response(&headers, taxii::discovery(), HeaderMap::new())
 }
 
 /// The TAXII 2.1 API root.
-#[utoipa::path(get, path = "/taxii2/tfc/", tag = "taxii", responses((status = 200, description = "The API root resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
+#[utoipa::path(get, path = "/taxii2/tfc/", extensions(("x-tfc-role" = json!("siem"))), tag = "taxii", responses((status = 200, description = "The API root resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn api_root(headers: HeaderMap) -> Response {
     taxii_response(&headers, taxii::api_root(), HeaderMap::new())
 }
 
 /// The TAXII collections: one per joined field.
-#[utoipa::path(get, path = "/taxii2/tfc/collections/", tag = "taxii", responses((status = 200, description = "The collections resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
+#[utoipa::path(get, path = "/taxii2/tfc/collections/", extensions(("x-tfc-role" = json!("siem"))), tag = "taxii", responses((status = 200, description = "The collections resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn collections(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let collections: Vec<Value> = state
         .services
@@ -288,7 +317,7 @@ fn field_of(state: &ApiState, collection: &str) -> Option<std::sync::Arc<crate::
 }
 
 /// One TAXII collection.
-#[utoipa::path(get, path = "/taxii2/tfc/collections/{collection}/", tag = "taxii", params(("collection" = String, Path, description = "Collection id")), responses((status = 200, description = "The collection resource", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such collection", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
+#[utoipa::path(get, path = "/taxii2/tfc/collections/{collection}/", extensions(("x-tfc-role" = json!("siem"))), tag = "taxii", params(("collection" = String, Path, description = "Collection id")), responses((status = 200, description = "The collection resource", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such collection", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn collection(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -309,7 +338,7 @@ struct ObjectsQuery {
 }
 
 /// The STIX objects of a collection, a page at a time.
-#[utoipa::path(get, path = "/taxii2/tfc/collections/{collection}/objects/", tag = "taxii", params(("collection" = String, Path, description = "Collection id"), ("added_after" = Option<String>, Query, description = "Only objects added after this instant"), ("limit" = Option<usize>, Query, description = "At most this many"), ("next" = Option<String>, Query, description = "The page after this one")), responses((status = 200, description = "An envelope of STIX objects", content_type = "application/taxii+json;version=2.1"), (status = 400, description = "Unreadable query parameters", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such collection", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
+#[utoipa::path(get, path = "/taxii2/tfc/collections/{collection}/objects/", extensions(("x-tfc-role" = json!("siem"))), tag = "taxii", params(("collection" = String, Path, description = "Collection id"), ("added_after" = Option<String>, Query, description = "Only objects added after this instant"), ("limit" = Option<usize>, Query, description = "At most this many"), ("next" = Option<String>, Query, description = "The page after this one")), responses((status = 200, description = "An envelope of STIX objects", content_type = "application/taxii+json;version=2.1"), (status = 400, description = "Unreadable query parameters", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such collection", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn objects(
     State(state): State<ApiState>,
     headers: HeaderMap,

@@ -20,7 +20,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 }
 
 /// Lists this gateway's own credentials (types, issuers, expiry; no claims).
-#[utoipa::path(get, path = "/v1/wallet", tag = "wallet", responses((status = 200, body = Vec<WalletEntryView>)))]
+#[utoipa::path(get, path = "/v1/wallet", extensions(("x-tfc-role" = json!("clerk"))), tag = "wallet", responses((status = 200, body = Vec<WalletEntryView>)))]
 pub(super) async fn wallet(State(state): State<ApiState>) -> Json<Vec<WalletEntryView>> {
     Json(
         state
@@ -53,7 +53,7 @@ pub(super) fn wallet_view(services: &Services, token: &str) -> Option<WalletEntr
 }
 
 /// Imports a credential into the wallet; it must verify and name this gateway.
-#[utoipa::path(post, path = "/v1/wallet", tag = "wallet", request_body = WalletImport, responses((status = 200, body = WalletEntryView), (status = 409, description = "The wallet already holds it", body = ApiError), (status = 422, description = "The credential does not verify or is not ours", body = ApiError)))]
+#[utoipa::path(post, path = "/v1/wallet", extensions(("x-tfc-role" = json!("operator"))), tag = "wallet", request_body = WalletImport, responses((status = 200, body = WalletEntryView), (status = 409, description = "The wallet already holds it", body = ApiError), (status = 422, description = "The credential does not verify or is not ours", body = ApiError)))]
 pub(super) async fn import_credential(
     State(state): State<ApiState>,
     Json(request): Json<WalletImport>,
@@ -74,13 +74,13 @@ pub(super) async fn import_credential(
 }
 
 /// Lists the status lists held.
-#[utoipa::path(get, path = "/v1/status-lists", tag = "wallet", responses((status = 200, body = Vec<StatusListSummary>)))]
+#[utoipa::path(get, path = "/v1/status-lists", extensions(("x-tfc-role" = json!("viewer"))), tag = "wallet", responses((status = 200, body = Vec<StatusListSummary>)))]
 pub(super) async fn status_lists(State(state): State<ApiState>) -> Json<Vec<StatusListSummary>> {
     Json(state.services.status_list_summaries())
 }
 
 /// Imports a status list from an issuer a joined field trusts.
-#[utoipa::path(post, path = "/v1/status-lists", tag = "wallet", request_body = StatusListImport, responses((status = 200, body = StatusListImported), (status = 422, description = "The list does not verify or no joined field trusts its issuer", body = ApiError)))]
+#[utoipa::path(post, path = "/v1/status-lists", extensions(("x-tfc-role" = json!("operator"))), tag = "wallet", request_body = StatusListImport, responses((status = 200, body = StatusListImported), (status = 422, description = "The list does not verify or no joined field trusts its issuer", body = ApiError)))]
 pub(super) async fn import_status_list(
     State(state): State<ApiState>,
     Json(request): Json<StatusListImport>,

@@ -1,4 +1,4 @@
-//! The tamper-evident audit log (DESIGN §5.5): every decision, governance op, countermeasure,
+//! The tamper-evident audit log: every decision, governance op, countermeasure,
 //! admin login and admin action is appended to a SHA-256 hash chain in the `audit` tree.
 //!
 //! Entry `n` carries the hash of entry `n − 1`; its own hash is the SHA-256 of its canonical

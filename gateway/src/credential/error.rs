@@ -1,4 +1,4 @@
-//! Verification error codes (DESIGN §6, contract).
+//! Verification error codes (the contract: docs/ERRORS.md, "Credentials and presentations").
 
 use std::fmt;
 

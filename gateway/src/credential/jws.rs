@@ -1,7 +1,7 @@
 //! JWS compact serialisation: parsing with precise error codes, and signing.
 //!
 //! Verification is done here rather than by `jsonwebtoken::decode`: that call re-parses the
-//! key on every call and parses the claims twice (about 10 µs per token, MEASUREMENTS.md),
+//! key on every call and parses the claims twice (about 10 µs per token, as measured),
 //! and it cannot report the contract's error codes in the contract's order. Signing is done
 //! here too, with the key already held: `jsonwebtoken::encode` takes the key as PKCS#8 DER
 //! and parses it (deriving the public key again) on every call, which made each signature

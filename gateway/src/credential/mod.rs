@@ -1,5 +1,5 @@
-//! Verifiable credentials and presentations as JWTs (DESIGN §4), status lists, replay
-//! protection, and the error codes of DESIGN §6.
+//! Verifiable credentials and presentations as JWTs (docs/FORMATS.md), status lists, replay
+//! protection, and the error codes of docs/ERRORS.md.
 //!
 //! Checks run in the contract's order and stop at the first failure, so every rejection
 //! carries exactly one stable code.

@@ -54,7 +54,8 @@ pub struct VerifiedPresentation {
     pub credentials: Vec<VerifiedCredential>,
 }
 
-/// The `id` prefix of an enveloped credential (VCDM 2.0 §4.13, VC-JOSE-COSE).
+/// The `id` prefix of an enveloped credential (VCDM 2.0 "Enveloped Verifiable Credentials",
+/// VC-JOSE-COSE).
 const ENVELOPED_PREFIX: &str = "data:application/vc+jwt,";
 /// The `type` of an enveloped credential.
 const ENVELOPED_TYPE: &str = "EnvelopedVerifiableCredential";

@@ -1,4 +1,4 @@
-//! Distributed governance (DESIGN §4 Governance ops, §5.3): signed ops, endorsements,
+//! Distributed governance (docs/CHARTER.md, "Governance"): signed ops, endorsements,
 //! quorum, and the replicated op log whose state is a CRDT.
 //!
 //! An op is canonical JSON (RFC 8785). Its id is the SHA-256 of that JSON; its proposer and

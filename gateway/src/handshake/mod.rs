@@ -1,4 +1,4 @@
-//! The mutual handshake (DESIGN §4 Disclosure, §5.1), `/tfc/handshake/2`. On every new
+//! The mutual handshake (docs/PROTOCOL.md, "Handshake"), `/tfc/handshake/2`. On every new
 //! connection the side whose PeerId sorts first (the opener) says hello with its DID and a
 //! nonce; the other side answers with its own and a proof of key. Neither hello lists a
 //! field. Then the two disclose in stages ([`negotiation`]): each names only fields where the

@@ -1,10 +1,10 @@
 //! Gossipsub settings and topic names. Each field runs its own gossipsub on a protocol of its
-//! own, among its verified members only (`mesh.rs`).
+//! own, among its verified members only (`mesh/`).
 //!
 //! Messages are published anonymously (no libp2p author or signature) and identified by the
 //! SHA-256 of their bytes: every payload carries its own organisation signature, which the
 //! application checks once per message after deduplication, instead of gossipsub checking a
-//! second signature on every copy (MEASUREMENTS.md). Validation is left to the application
+//! second signature on every copy, which measured slower. Validation is left to the application
 //! (`validate_messages`), and the score parameters only punish invalid messages: a quiet
 //! field must not push honest members out, and members behind one address (NAT, loopback
 //! tests) are not penalised for sharing it.
@@ -17,7 +17,7 @@ use libp2p::gossipsub::{
 };
 use sha2::{Digest, Sha256};
 
-/// The kinds of topic every field has (DESIGN §4, Wire).
+/// The kinds of topic every field has (docs/PROTOCOL.md, "Wire protocol").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TopicKind {
     /// Governance ops and endorsements.
@@ -26,7 +26,7 @@ pub enum TopicKind {
     Threat,
     /// Status list credentials.
     Status,
-    /// Audit checkpoints (an extension of DESIGN §4's three topics).
+    /// Audit checkpoints (an extension of the three original topics).
     Audit,
 }
 
@@ -80,7 +80,7 @@ pub(super) fn behaviour(max_bytes: usize, protocol: &str) -> Result<gossipsub::B
         .validate_messages()
         .message_id_fn(|message| MessageId::new(&Sha256::digest(&message.data)))
         .max_transmit_size(max_bytes)
-        // The default 5 s delays mesh formation after start-up (MEASUREMENTS.md).
+        // The default 5 s delays mesh formation after start-up.
         .heartbeat_initial_delay(Duration::from_millis(100))
         .heartbeat_interval(Duration::from_millis(500))
         .build()

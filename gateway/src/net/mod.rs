@@ -1,6 +1,6 @@
 //! The libp2p swarm: TCP + Noise + Yamux, identify, ping, connection gating and limits
 //! (threat address blocks, throttled strangers), one gossipsub per field among the peers
-//! verified in it (`mesh.rs`) with application validation and peer scoring, and
+//! verified in it (`mesh/`) with application validation and peer scoring, and
 //! request-response for `/tfc/handshake/2`, `/tfc/sync/2` and `/tfc/data/1`.
 //!
 //! One task owns the `Swarm` (`swarm.rs`). The rest of the daemon talks to it with
@@ -30,11 +30,11 @@ pub use protocol::{
 };
 pub use strangers::{STRANGER_BURST, STRANGER_REFILL};
 
-/// The handshake protocol name (DESIGN §4, Wire): staged disclosure since version 2.
+/// The handshake protocol name (docs/PROTOCOL.md): staged disclosure since version 2.
 pub const HANDSHAKE_PROTOCOL: &str = "/tfc/handshake/2";
-/// The anti-entropy protocol name (DESIGN §4, Wire): member addresses since version 2.
+/// The anti-entropy protocol name (docs/PROTOCOL.md): member addresses since version 2.
 pub const SYNC_PROTOCOL: &str = "/tfc/sync/2";
-/// The data protocol name (DESIGN §4, Wire).
+/// The data protocol name (docs/PROTOCOL.md).
 pub const DATA_PROTOCOL: &str = "/tfc/data/1";
 
 /// What went wrong at the network boundary: starting the swarm, or one request or

@@ -1,7 +1,7 @@
 //! Typed Cedar entities built from verified facts.
 //!
-//! Typed construction costs about a fifth of building the same entities from JSON
-//! (MEASUREMENTS.md), and keeps the attribute names in one place, next to the schema.
+//! Typed construction costs about a fifth of building the same entities from JSON (as
+//! measured when it was chosen), and keeps the attribute names in one place, next to the schema.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};

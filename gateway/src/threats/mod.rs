@@ -1,4 +1,4 @@
-//! Threat indicators and the countermeasures they propose (DESIGN §4 Indicators, §5.4).
+//! Threat indicators and the countermeasures they propose.
 //!
 //! A report is a STIX 2.1 bundle in a signed envelope (`tfc-msg+jwt`, `iss` = the reporter).
 //! Its indicators carry `x_tfc_severity` (the 危険度) and `x_tfc_countermeasure`, one action

@@ -561,8 +561,9 @@ fn rating(authorities: &Authorities, holder: &str, from: i64, until: i64) -> Str
 }
 
 /// One member's clock is `skew` seconds off (`faketime`): it judges credentials by its own
-/// clock with DESIGN §4's 60 s tolerance; its handshakes fall outside that tolerance and are
-/// refused with a code that names the clock; its API, store and audit chain work on.
+/// clock with the 60 s skew tolerance (docs/SECURITY.md, "Known limits"); its handshakes fall
+/// outside that tolerance and are refused with a code that names the clock; its API, store and
+/// audit chain work on.
 async fn one_clock_off_by(offset: &str, skew: i64) {
     tfc_testkit::init_logs();
     let authorities = Authorities::new();

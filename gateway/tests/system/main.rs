@@ -13,6 +13,8 @@ mod field_network;
 mod governance;
 mod handshake;
 mod need_to_know;
+mod operators;
+mod references;
 mod robustness;
 mod scenarios;
 mod spaces;

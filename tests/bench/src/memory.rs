@@ -20,7 +20,7 @@ use tfc_testkit::{Authorities, Node};
 
 use crate::resources::{SETTLE, rss_bytes, rss_bytes_of};
 
-/// The idle target (DESIGN §8), in MB.
+/// The idle target (docs/PERFORMANCE.md), in MB.
 const IDLE_TARGET_MB: f64 = 50.0;
 /// The loaded target, in MB.
 const LOADED_TARGET_MB: f64 = 300.0;
