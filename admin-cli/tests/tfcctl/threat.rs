@@ -188,32 +188,38 @@ async fn threats_are_published_queued_applied_and_served_over_taxii() {
     let (_, listed) = tfcctl(&node, &["threat", "list", "--field", &field]).await;
     assert!(listed.contains("5 indicators"), "{listed}");
 
-    // The OASIS client pulls the collection page by page; every object validates.
+    // The OASIS client pulls the collection page by page, with a siem operator's
+    // certificate (TAXII reads and nothing else); every object validates.
+    let data_dir = node.dir.path().display().to_string();
+    let siem_out = file("siem").display().to_string();
+    let (code, output) = tfcctl(
+        &node,
+        &[
+            "admin-cert",
+            "issue",
+            "--role",
+            "siem",
+            "--name",
+            "SOC feed",
+            "--out",
+            &siem_out,
+            "--data-dir",
+            &data_dir,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{output}");
     let tls = node.dir.path().join("tls");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/taxii_interop.py");
     let url = format!(
         "https://localhost:{}/taxii2/",
         node.gateway.api_address().port()
     );
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(url)
-            .arg(tls.join("admin-ca.pem"))
-            .arg(tls.join("admin-client.pem"))
-            .arg(tls.join("admin-client-key.pem"))
-            .arg(added_after)
-            .output()
-            .expect("python3 is needed: install it and run `pip install -r tests/requirements.txt`")
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let siem = (file("siem.pem"), file("siem-key.pem"));
+    let admin = (
+        tls.join("admin-client.pem"),
+        tls.join("admin-client-key.pem"),
     );
-    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let summary = taxii_client(&[], &url, &tls, &siem, &added_after).await;
     eprintln!("TAXII interop: {summary}");
     assert_eq!(summary["api_roots"], 1, "{summary}");
     assert_eq!(
@@ -227,4 +233,87 @@ async fn threats_are_published_queued_applied_and_served_over_taxii() {
     assert_eq!(summary["added_after"], 2, "{summary}");
     assert_eq!(summary["invalid"], serde_json::json!([]), "{summary}");
     assert_eq!(summary["not_acceptable"], 406, "{summary}");
+
+    // A feed pushes intel in with add_objects: an operator's certificate may, the siem's
+    // may not (the collection says it cannot write, and the route refuses it).
+    indicator(
+        &node,
+        &file("pushed.json"),
+        &[
+            "--pattern",
+            "[ipv4-addr:value = '192.0.2.77']",
+            "--severity",
+            "high",
+            "--action",
+            "block-address",
+        ],
+    )
+    .await;
+    let pushed = file("pushed.json").display().to_string();
+    let summary = taxii_client(&["push"], &url, &tls, &admin, &pushed).await;
+    assert_eq!(summary["can_write"], true, "{summary}");
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(
+        (
+            summary["success_count"].as_u64(),
+            summary["failure_count"].as_u64()
+        ),
+        (Some(3), Some(0)),
+        "{summary}"
+    );
+    assert_eq!(summary["status_again"], "complete", "{summary}");
+    let (_, listed) = tfcctl(&node, &["threat", "list", "--field", &field]).await;
+    assert!(listed.contains("6 indicators"), "{listed}");
+    // The same objects again: the book's replay check refuses them, as it refuses gossip.
+    let summary = taxii_client(&["push"], &url, &tls, &admin, &pushed).await;
+    assert_eq!(summary["failure_count"], 3, "{summary}");
+    assert!(
+        summary["failures"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("replayed"),
+        "{summary}"
+    );
+    let summary = taxii_client(&["push"], &url, &tls, &siem, &pushed).await;
+    assert_eq!(summary["can_write"], false, "{summary}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("AccessError")),
+        "{summary}"
+    );
+}
+
+/// Runs tests/interop/taxii_interop.py (`mode` first, if any) against the gateway at `url`
+/// with one operator's certificate and key; its JSON summary.
+async fn taxii_client(
+    mode: &[&str],
+    url: &str,
+    tls: &Path,
+    (certificate, key): &(std::path::PathBuf, std::path::PathBuf),
+    last: &str,
+) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/taxii_interop.py");
+    let mut command = Command::new("python3");
+    command
+        .arg(script)
+        .args(mode)
+        .arg(url)
+        .arg(tls.join("admin-ca.pem"))
+        .arg(certificate)
+        .arg(key)
+        .arg(last);
+    let output = tokio::task::spawn_blocking(move || {
+        command
+            .output()
+            .expect("python3 is needed: install it and run `pip install -r tests/requirements.txt`")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }

@@ -48,6 +48,7 @@ struct ApiState {
     publisher: Publisher,
     spaces: Arc<Spaces>,
     approvals: Arc<approvals::Approvals>,
+    taxii_statuses: Arc<threats::TaxiiStatuses>,
 }
 
 /// The OpenAPI description of this API, served at `/openapi.json`. The paths come from the

@@ -90,6 +90,7 @@ impl ApiServer {
         let approvals = super::approvals::Approvals::open(services.store(), &config.api.four_eyes)?;
         let state = ApiState {
             approvals: Arc::new(approvals),
+            taxii_statuses: Arc::default(),
             services,
             commands,
             peer_id,

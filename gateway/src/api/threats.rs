@@ -30,7 +30,45 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(api_root))
         .routes(routes!(collections))
         .routes(routes!(collection))
-        .routes(routes!(objects))
+        .routes(routes!(objects, add_objects))
+        .routes(routes!(add_status))
+}
+
+/// The status resources of recent TAXII add requests, newest last; the oldest are dropped.
+#[derive(Default)]
+pub(super) struct TaxiiStatuses {
+    recent: std::sync::Mutex<std::collections::VecDeque<(String, Value)>>,
+}
+
+/// How many add statuses are kept.
+const KEPT_STATUSES: usize = 256;
+
+impl TaxiiStatuses {
+    fn keep(&self, id: String, status: Value) {
+        // A poisoned lock loses the status, never the objects: they are in the book.
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == KEPT_STATUSES {
+                recent.pop_front();
+            }
+            recent.push_back((id, status));
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Value> {
+        let recent = self.recent.lock().ok()?;
+        recent
+            .iter()
+            .find(|(kept, _)| kept == id)
+            .map(|(_, status)| status.clone())
+    }
+}
+
+/// Whether the caller may add objects to a collection (the route's own least role).
+fn can_write(session: &Option<axum::Extension<AdminSession>>) -> bool {
+    session
+        .as_ref()
+        .and_then(|session| session.role)
+        .is_some_and(|role| role.satisfies(Role::Operator))
 }
 
 impl From<ThreatError> for Failure {
@@ -292,13 +330,18 @@ async fn api_root(headers: HeaderMap) -> Response {
 
 /// The TAXII collections: one per joined field.
 #[utoipa::path(get, path = "/taxii2/tfc/collections/", extensions(("x-tfc-role" = json!("siem"))), tag = "taxii", responses((status = 200, description = "The collections resource", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
-async fn collections(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+async fn collections(
+    State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
+    headers: HeaderMap,
+) -> Response {
+    let writable = can_write(&session);
     let collections: Vec<Value> = state
         .services
         .fields
         .all()
         .iter()
-        .map(|field| taxii::collection(field))
+        .map(|field| taxii::collection(field, writable))
         .collect();
     taxii_response(
         &headers,
@@ -320,11 +363,16 @@ fn field_of(state: &ApiState, collection: &str) -> Option<std::sync::Arc<crate::
 #[utoipa::path(get, path = "/taxii2/tfc/collections/{collection}/", extensions(("x-tfc-role" = json!("siem"))), tag = "taxii", params(("collection" = String, Path, description = "Collection id")), responses((status = 200, description = "The collection resource", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such collection", content_type = "application/taxii+json;version=2.1"), (status = 406, description = "The Accept header names no TAXII 2.1 media type")))]
 async fn collection(
     State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
     headers: HeaderMap,
     axum::extract::Path(collection): axum::extract::Path<String>,
 ) -> Response {
     match field_of(&state, &collection) {
-        Some(field) => taxii_response(&headers, taxii::collection(&field), HeaderMap::new()),
+        Some(field) => taxii_response(
+            &headers,
+            taxii::collection(&field, can_write(&session)),
+            HeaderMap::new(),
+        ),
         None => taxii_error(StatusCode::NOT_FOUND, "no such collection"),
     }
 }
@@ -385,5 +433,65 @@ async fn objects(
         }
         Ok(Err(error)) => taxii_error(StatusCode::BAD_REQUEST, &error.message),
         Err(_) => taxii_error(StatusCode::INTERNAL_SERVER_ERROR, "the listing failed"),
+    }
+}
+
+/// Adds STIX objects to a collection (TAXII 2.1 "Add Objects"): the envelope's objects are
+/// checked as one report, as gossip is, and taken into this gateway's book with this
+/// gateway as reporter; they are not published to the field. Answers the status resource.
+#[utoipa::path(post, path = "/taxii2/tfc/collections/{collection}/objects/", extensions(("x-tfc-role" = json!("operator"))), tag = "taxii", params(("collection" = String, Path, description = "Collection id")), request_body(content = Object, description = "A TAXII envelope of STIX objects", content_type = "application/taxii+json;version=2.1"), responses((status = 202, description = "The status resource", content_type = "application/taxii+json;version=2.1"), (status = 400, description = "Not a TAXII envelope", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such collection", content_type = "application/taxii+json;version=2.1"), (status = 415, description = "Not application/taxii+json")))]
+async fn add_objects(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    axum::extract::Path(collection): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/taxii+json") {
+        return taxii_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send a TAXII envelope as application/taxii+json;version=2.1",
+        );
+    }
+    let Some(field) = field_of(&state, &collection) else {
+        return taxii_error(StatusCode::NOT_FOUND, "no such collection");
+    };
+    let bundle = match serde_json::from_slice::<Value>(&body)
+        .map_err(|error| ThreatError::new(ThreatCode::Malformed, error.to_string()))
+        .and_then(|envelope| taxii::bundle_of_envelope(&envelope))
+    {
+        Ok(bundle) => bundle,
+        Err(error) => return taxii_error(StatusCode::BAD_REQUEST, &error.message),
+    };
+    let requested_ms = crate::audit::now_ms();
+    let id = uuid::Uuid::new_v4().to_string();
+    let outcome = state
+        .publisher
+        .import_threats(&field.charter.field_id(), &bundle);
+    let failure = outcome
+        .err()
+        .map(|error| format!("{}: {}", error.code.as_str(), error.message));
+    let status = taxii::add_status(&id, requested_ms, &bundle, failure.as_deref());
+    state.taxii_statuses.keep(id, status.clone());
+    let mut response = taxii_response(&headers, status, HeaderMap::new());
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::ACCEPTED;
+    }
+    response
+}
+
+/// The status of an add request (kept for the last 256 requests).
+#[utoipa::path(get, path = "/taxii2/tfc/status/{status}/", extensions(("x-tfc-role" = json!("operator"))), tag = "taxii", params(("status" = String, Path, description = "Status id")), responses((status = 200, description = "The status resource", content_type = "application/taxii+json;version=2.1"), (status = 404, description = "No such status", content_type = "application/taxii+json;version=2.1")))]
+async fn add_status(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    axum::extract::Path(status): axum::extract::Path<String>,
+) -> Response {
+    match state.taxii_statuses.get(&status) {
+        Some(status) => taxii_response(&headers, status, HeaderMap::new()),
+        None => taxii_error(StatusCode::NOT_FOUND, "no such status"),
     }
 }

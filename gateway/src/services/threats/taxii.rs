@@ -1,5 +1,6 @@
-//! TAXII 2.1 (read): discovery, one API root, one collection per joined field, and the
-//! collection's objects with `added_after` and pagination. The HTTP side is in `api`.
+//! TAXII 2.1: discovery, one API root, one collection per joined field, the collection's
+//! objects with `added_after` and pagination, and adding objects (with the status resource).
+//! The HTTP side is in `api`.
 
 use serde_json::{Value, json};
 
@@ -52,16 +53,77 @@ pub fn collection_id(field_id: &str) -> String {
     )
 }
 
-/// A field's collection resource.
-pub fn collection(field: &Field) -> Value {
+/// A field's collection resource; `can_write` says whether this caller may add objects.
+pub fn collection(field: &Field, can_write: bool) -> Value {
     let field_id = field.charter.field_id();
     json!({
         "id": collection_id(&field_id),
         "title": field.charter.name,
         "description": format!("Indicators of trust field {field_id}"),
         "can_read": true,
-        "can_write": false,
+        "can_write": can_write,
         "media_types": [STIX_MEDIA_TYPE],
+    })
+}
+
+/// The most objects one add request may carry.
+pub const MAX_ADD_OBJECTS: usize = 1_000;
+
+/// The objects of a TAXII envelope posted to a collection, as one STIX bundle for the
+/// threat book (which checks it as it checks gossip).
+pub fn bundle_of_envelope(envelope: &Value) -> Result<Value, ThreatError> {
+    let malformed = |message: &str| ThreatError::new(ThreatCode::Malformed, message.to_owned());
+    let objects = envelope
+        .get("objects")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("a TAXII envelope needs an \"objects\" array"))?;
+    if objects.is_empty() || objects.len() > MAX_ADD_OBJECTS {
+        return Err(malformed(&format!(
+            "an envelope carries 1 to {MAX_ADD_OBJECTS} objects"
+        )));
+    }
+    Ok(json!({
+        "type": "bundle",
+        "id": format!("bundle--{}", uuid::Uuid::new_v4()),
+        "objects": objects,
+    }))
+}
+
+/// The status resource of an add request that is finished: every object succeeded, or
+/// every one failed with `failure` (the book takes a bundle whole or not at all).
+pub fn add_status(id: &str, requested_ms: i64, bundle: &Value, failure: Option<&str>) -> Value {
+    let objects: Vec<Value> = bundle
+        .get("objects")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|object| {
+            let mut entry = json!({
+                "id": object.get("id").cloned().unwrap_or(Value::Null),
+                "version": object.get("modified").cloned().unwrap_or(Value::Null),
+            });
+            if let (Some(message), Some(entry)) = (failure, entry.as_object_mut()) {
+                entry.insert("message".into(), Value::String(message.to_owned()));
+            }
+            entry
+        })
+        .collect();
+    let total = objects.len();
+    let (successes, failures) = match failure {
+        None => (objects, Vec::new()),
+        Some(_) => (Vec::new(), objects),
+    };
+    json!({
+        "id": id,
+        "status": "complete",
+        "request_timestamp": timestamp(requested_ms),
+        "total_count": total,
+        "success_count": successes.len(),
+        "successes": successes,
+        "failure_count": failures.len(),
+        "failures": failures,
+        "pending_count": 0,
+        "pendings": [],
     })
 }
 
