@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use tfc_gateway::api::types::AuditVerification;
+use tfc_gateway::api::types::{AuditEntries, AuditVerification};
 use tfc_gateway::audit::{AuditLog, ChainReport};
 use tfc_gateway::store::Store;
 
@@ -21,38 +21,158 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print audit entries for a SIEM (needs --gateway).
-    Export {
-        /// Entries at or after this instant (RFC 3339).
+    /// Audit entries that match, oldest first, under the chain's verification status
+    /// (needs --gateway).
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Print one JSON object (entries keep `timeMs` beside `time`).
         #[arg(long)]
-        since: Option<String>,
-        /// Output format; `jsonl` (one JSON entry per line) is the only one.
-        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
-        format: String,
+        json: bool,
     },
+    /// Audit entries for a SIEM, one per line: JSON lines or CEF (needs --gateway).
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// `jsonl` (JSON with `time` in RFC 3339 beside `timeMs`) or `cef` (ArcSight).
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "cef"])]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+/// Which entries: every criterion given must match.
+#[derive(clap::Args)]
+pub(crate) struct FilterArgs {
+    /// Entries at or after this instant (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Entries before this instant (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// The actor's DID, operator or name contains this.
+    #[arg(long)]
+    actor: Option<String>,
+    /// The subject's DID or name, or the object, contains this.
+    #[arg(long)]
+    subject: Option<String>,
+    /// The action starts with this (e.g. governance., data.get).
+    #[arg(long)]
+    action: Option<String>,
+    /// The decision is this (allow, deny, commit, …).
+    #[arg(long)]
+    decision: Option<String>,
+    /// The field id starts with this.
+    #[arg(long)]
+    field: Option<String>,
+    /// At most this many, the latest.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl FilterArgs {
+    /// The query string, with `extra` pairs.
+    fn query(&self, extra: &[(&str, &str)]) -> String {
+        let limit = self.limit.map(|limit| limit.to_string());
+        let pairs = [
+            ("since", self.since.as_deref()),
+            ("until", self.until.as_deref()),
+            ("actor", self.actor.as_deref()),
+            ("subject", self.subject.as_deref()),
+            ("action", self.action.as_deref()),
+            ("decision", self.decision.as_deref()),
+            ("field", self.field.as_deref()),
+            ("limit", limit.as_deref()),
+        ];
+        let mut url = reqwest::Url::parse("https://query.invalid/").expect("a fixed URL");
+        {
+            let mut query = url.query_pairs_mut();
+            for (key, value) in pairs {
+                if let Some(value) = value {
+                    query.append_pair(key, value);
+                }
+            }
+            for (key, value) in extra {
+                query.append_pair(key, value);
+            }
+        }
+        url.query()
+            .map(|query| format!("?{query}"))
+            .unwrap_or_default()
+    }
 }
 
 pub(crate) fn run(gateway: &GatewayArgs, command: AuditCommand) -> anyhow::Result<Outcome> {
     match command {
         AuditCommand::Verify { json } if gateway.url().is_some() => online(gateway, json),
         AuditCommand::Verify { json } => offline(gateway, json),
-        AuditCommand::Export { since, .. } => {
+        AuditCommand::Export {
+            filter,
+            format,
+            out,
+        } => {
             let client = Client::connect(gateway)?;
-            let path = match since {
-                Some(since) => format!("/v1/audit/export?since={}", encode(&since)),
-                None => "/v1/audit/export".to_owned(),
-            };
+            let path = format!("/v1/audit/export{}", filter.query(&[("format", &format)]));
             match client.get_text(&path)? {
-                Ok(body) => print!("{body}"),
+                Ok(body) => match out {
+                    Some(out) => std::fs::write(&out, body)
+                        .with_context(|| format!("cannot write {}", out.display()))?,
+                    None => print!("{body}"),
+                },
                 Err(error) => return Ok(refused(&error, false)),
             }
             Ok(Outcome::Success)
         }
+        AuditCommand::List { filter, json } => list(gateway, &filter, json),
     }
 }
 
-fn encode(text: &str) -> String {
-    text.replace('+', "%2B").replace(':', "%3A")
+fn list(gateway: &GatewayArgs, filter: &FilterArgs, json: bool) -> anyhow::Result<Outcome> {
+    let client = Client::connect(gateway)?;
+    let answer: AuditEntries =
+        match client.get(&format!("/v1/audit/entries{}", filter.query(&[])))? {
+            Ok(answer) => answer,
+            Err(error) => return Ok(refused(&error, json)),
+        };
+    if json {
+        print_json(&serde_json::to_value(&answer)?);
+    } else {
+        print_chain(&answer.chain);
+        println!("matching    {} entries", answer.entries.len());
+        for entry in &answer.entries {
+            let text = |key: &str| entry[key].as_str().unwrap_or("").to_owned();
+            let named = |name: &str, id: &str| match (entry[name].as_str(), entry[id].as_str()) {
+                (Some(name), _) => name.to_owned(),
+                (None, Some(id)) => short(id),
+                (None, None) => "-".to_owned(),
+            };
+            println!(
+                "{}  {:<24} {:<26} {:<24} {:<10} {}",
+                text("time"),
+                named("actorName", "actor"),
+                text("action"),
+                named("subjectName", "subject"),
+                text("decision"),
+                text("reason")
+            );
+        }
+    }
+    Ok(if answer.chain.broken.is_none() {
+        Outcome::Success
+    } else {
+        Outcome::Invalid
+    })
+}
+
+/// A DID or long id cut for a table; `--json` keeps it whole.
+fn short(id: &str) -> String {
+    if id.chars().count() <= 24 {
+        return id.to_owned();
+    }
+    let head: String = id.chars().take(20).collect();
+    format!("{head}…")
 }
 
 fn online(gateway: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> {

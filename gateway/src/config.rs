@@ -85,6 +85,75 @@ pub struct GatewayConfig {
     /// Threat countermeasures.
     #[serde(default)]
     pub threats: ThreatsConfig,
+    /// Where to send audit events as they happen (`[[webhooks]]`, any number).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// The audit events a webhook may ask for.
+pub const WEBHOOK_EVENTS: [&str; 3] = ["revocation", "countermeasure", "refused_access"];
+
+/// `[[webhooks]]`: one receiver of audit events, signed with HMAC-SHA256 and retried with
+/// backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The receiver: `https://…`, or `http://` to a loopback address only.
+    pub url: String,
+    /// A file (mode 0600) holding the HMAC key, at least 16 bytes.
+    pub secret_file: PathBuf,
+    /// The CA certificates (PEM) that may vouch for the receiver. Default: the system
+    /// bundle `/etc/ssl/certs/ca-certificates.crt`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Which events: `revocation`, `countermeasure`, `refused_access`. Default: all.
+    #[serde(default = "all_webhook_events")]
+    pub events: Vec<String>,
+}
+
+fn all_webhook_events() -> Vec<String> {
+    WEBHOOK_EVENTS
+        .iter()
+        .map(|event| (*event).to_owned())
+        .collect()
+}
+
+impl WebhookConfig {
+    /// Checks the URL and the events.
+    fn check(&self) -> Result<(), String> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|error| format!("webhooks.url {:?}: {error}", self.url))?;
+        let loopback = match url.host_str() {
+            Some("localhost") => true,
+            Some(host) => host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback()),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(format!(
+                    "webhooks.url {:?}: use https (plain http only to a loopback address): the \
+                     events name members and decisions",
+                    self.url
+                ));
+            }
+        }
+        if let Some(unknown) = self
+            .events
+            .iter()
+            .find(|event| !WEBHOOK_EVENTS.contains(&event.as_str()))
+        {
+            return Err(format!(
+                "webhooks.events: unknown event {unknown:?}; allowed: {}",
+                WEBHOOK_EVENTS.join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[threats]`: how this organisation applies the countermeasures members propose, and how
@@ -337,6 +406,7 @@ impl GatewayConfig {
             governance: GovernanceConfig::default(),
             spaces: SpacesConfig::default(),
             threats: ThreatsConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 
@@ -399,6 +469,9 @@ impl GatewayConfig {
                 "api.four_eyes: unknown action {unknown:?}; allowed: {}",
                 FOUR_EYES_ACTIONS.join(", ")
             ));
+        }
+        for webhook in &self.webhooks {
+            webhook.check()?;
         }
         let threats = &self.threats;
         if threats.reporter_burst == 0

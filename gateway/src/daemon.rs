@@ -21,6 +21,7 @@ use crate::services::threats::Threats;
 use crate::services::{FieldBook, Services, Wallet};
 use crate::spaces::Spaces;
 use crate::store::{Store, StoreError};
+use crate::webhooks::Webhooks;
 
 /// The gateway could not start, or refused a change.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,9 @@ pub enum DaemonError {
     /// The threat book could not load.
     #[error("threats: {0}")]
     Threats(crate::threats::ThreatError),
+    /// A webhook's secret or CA file is unusable.
+    #[error(transparent)]
+    Webhook(#[from] crate::webhooks::WebhookError),
 }
 
 impl DaemonError {
@@ -68,6 +72,7 @@ impl DaemonError {
             DaemonError::Data(error) => error.code.as_str(),
             DaemonError::Holding(error) => error.code(),
             DaemonError::Threats(error) => error.code.as_str(),
+            DaemonError::Webhook(_) => "webhook_setup",
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct Gateway {
     handshakes: Handshakes,
     exchange: Exchange,
     api: ApiServer,
+    webhooks: Webhooks,
     store: Store,
     spaces: Arc<Spaces>,
 }
@@ -108,6 +114,12 @@ impl Gateway {
         let wallet = Wallet::stored(&store)?;
         let grace = u64::try_from(config.handshake_grace_secs()).unwrap_or(10);
         let services = Arc::new(Services::new(key, fields, wallet, store.clone(), grace)?);
+        // A weak handle: the audit log is part of the services it asks.
+        let namer = Arc::downgrade(&services);
+        services
+            .audit
+            .name_with(Box::new(move |did| namer.upgrade()?.name_of(did)));
+        let webhooks = Webhooks::start(config, &services.audit)?;
         services.peers.restore_nonces(now_unix())?;
         let lists = services.restore_status_lists()?;
         let spaces = Arc::new(
@@ -164,6 +176,7 @@ impl Gateway {
             network.peer_id(),
             exchange.publisher(),
             Arc::clone(&spaces),
+            webhooks.status(),
         )
         .await?;
         tracing::info!(did = %services.key.did(), peer_id = %network.peer_id(), api = %api.address(), status_lists = lists, "gateway started");
@@ -174,6 +187,7 @@ impl Gateway {
                 handshakes,
                 exchange,
                 api,
+                webhooks,
                 store,
                 spaces,
             },
@@ -236,6 +250,7 @@ impl Gateway {
         self.exchange.shutdown().await;
         self.handshakes.shutdown().await;
         self.network.shutdown().await;
+        self.webhooks.shutdown().await;
         let_go(&self.services, &self.spaces).await;
         self.store.commit().await?;
         tracing::info!("gateway stopped");

@@ -58,3 +58,4 @@ pub mod store;
 pub mod threats;
 pub mod tier;
 pub mod tls;
+pub mod webhooks;

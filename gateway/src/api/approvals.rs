@@ -145,6 +145,7 @@ impl Approvals {
         self.held.put(pending.id.as_bytes(), &pending)?;
         state.services.audit.record(Event {
             actor: session.actor.clone(),
+            actor_name: Some(session.name.clone()),
             action: "four_eyes.file".into(),
             object: pending.action.summary(),
             decision: "held".into(),
@@ -203,6 +204,7 @@ pub(super) async fn approve(
     state.approvals.take(&pending)?;
     state.services.audit.record(Event {
         actor: actor_of(&session),
+        actor_name: name_of(&session),
         action: "four_eyes.approve".into(),
         object: pending.action.summary(),
         decision: "allow".into(),
@@ -238,6 +240,7 @@ pub(super) async fn reject(
     state.approvals.take(&pending)?;
     state.services.audit.record(Event {
         actor: actor_of(&session),
+        actor_name: name_of(&session),
         action: "four_eyes.reject".into(),
         object: pending.action.summary(),
         decision: "refuse".into(),
@@ -252,6 +255,10 @@ fn actor_of(session: &Option<axum::Extension<AdminSession>>) -> String {
     session
         .as_ref()
         .map_or_else(|| "admin:unknown".into(), |session| session.actor.clone())
+}
+
+fn name_of(session: &Option<axum::Extension<AdminSession>>) -> Option<String> {
+    session.as_ref().map(|session| session.name.clone())
 }
 
 /// The waiting action `id`, if this caller may decide it: another operator than its

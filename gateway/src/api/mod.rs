@@ -49,6 +49,8 @@ struct ApiState {
     spaces: Arc<Spaces>,
     approvals: Arc<approvals::Approvals>,
     taxii_statuses: Arc<threats::TaxiiStatuses>,
+    sessions: Arc<server::SessionTally>,
+    webhooks: Arc<crate::webhooks::WebhookStatus>,
 }
 
 /// The OpenAPI description of this API, served at `/openapi.json`. The paths come from the

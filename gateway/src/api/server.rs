@@ -73,6 +73,7 @@ impl ApiServer {
         peer_id: PeerId,
         publisher: Publisher,
         spaces: Arc<Spaces>,
+        webhooks: Arc<crate::webhooks::WebhookStatus>,
     ) -> Result<Self, ApiStartError> {
         let acceptor = TlsAcceptor::from(Arc::new(tls_config(config)?));
         let listener = TcpListener::bind(config.api.listen)
@@ -91,6 +92,8 @@ impl ApiServer {
         let state = ApiState {
             approvals: Arc::new(approvals),
             taxii_statuses: Arc::default(),
+            sessions: Arc::default(),
+            webhooks,
             services,
             commands,
             peer_id,
@@ -200,7 +203,7 @@ pub(super) async fn serve(
             let session = AdminSession::of(&tls);
             // A probe without a certificate can do nothing worth an audit entry.
             if session.authenticated {
-                state.services.audit.record(session.event("start", None));
+                state.sessions.connected(&session, &state.services.audit);
             }
             let service = TowerToHyperService::new(router.layer(axum::Extension(session.clone())));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -216,17 +219,12 @@ pub(super) async fn serve(
             if let Err(error) = served {
                 tracing::debug!(%remote, %error, "API connection ended with an error");
             }
-            if session.authenticated {
-                state
-                    .services
-                    .audit
-                    .record(session.event("end", Some(session.started.elapsed())));
-            }
         });
     }
     drop(listener);
     let _ = closing.send(true);
     crate::lifecycle::drain(&mut connections).await;
+    state.sessions.flush_all(&state.services.audit);
 }
 
 /// One operator's TLS session: who (the name and role in the client certificate, and its
@@ -241,8 +239,6 @@ pub(super) struct AdminSession {
     pub(super) name: String,
     /// How the audit names the operator: name, role and certificate fingerprint.
     pub(super) actor: String,
-    pub(super) started: std::time::Instant,
-    pub(super) started_ms: i64,
 }
 
 impl AdminSession {
@@ -259,8 +255,6 @@ impl AdminSession {
                 role: None,
                 name: String::new(),
                 actor: "admin:unknown".into(),
-                started: std::time::Instant::now(),
-                started_ms: crate::audit::now_ms(),
             },
         }
     }
@@ -280,25 +274,6 @@ impl AdminSession {
             role,
             actor: format!("operator:{name} ({role_text}, cert {fingerprint})"),
             name,
-            started: std::time::Instant::now(),
-            started_ms: crate::audit::now_ms(),
-        }
-    }
-
-    fn event(&self, decision: &str, duration: Option<Duration>) -> Event {
-        Event {
-            actor: self.actor.clone(),
-            action: "api.session".into(),
-            object: "admin-api".into(),
-            decision: decision.into(),
-            reason: "mutual_tls".into(),
-            session: duration.map(|duration| {
-                (
-                    self.started_ms,
-                    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-                )
-            }),
-            ..Event::default()
         }
     }
 }
@@ -353,6 +328,98 @@ pub(super) async fn require_certificate(
     .into_response()
 }
 
+/// Operators' connections and requests, summed per operator: one audit entry per operator
+/// and window (or at shutdown) instead of two per TLS connection. What changes something is
+/// audited on its own as well ([`audit_and_commit`]).
+#[derive(Default)]
+pub(super) struct SessionTally {
+    open: std::sync::Mutex<std::collections::HashMap<String, Tally>>,
+}
+
+/// One operator's use of the API in the current window.
+struct Tally {
+    name: String,
+    connections: u64,
+    requests: u64,
+    changes: u64,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+/// How long a summary window lasts.
+const SESSION_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+impl SessionTally {
+    /// Counts a connection; summarises the windows that have ended.
+    fn connected(&self, session: &AdminSession, audit: &crate::audit::AuditLog) {
+        let now = crate::audit::now_ms();
+        let ended = {
+            let Ok(mut open) = self.open.lock() else {
+                return;
+            };
+            let tally = open.entry(session.actor.clone()).or_insert_with(|| Tally {
+                name: session.name.clone(),
+                connections: 0,
+                requests: 0,
+                changes: 0,
+                first_ms: now,
+                last_ms: now,
+            });
+            tally.connections += 1;
+            tally.last_ms = now;
+            let ended: Vec<String> = open
+                .iter()
+                .filter(|(_, tally)| now - tally.first_ms >= SESSION_WINDOW_MS)
+                .map(|(actor, _)| actor.clone())
+                .collect();
+            ended
+                .into_iter()
+                .filter_map(|actor| open.remove_entry(&actor))
+                .collect::<Vec<_>>()
+        };
+        audit.record_all(ended.into_iter().map(summary).collect());
+    }
+
+    /// Counts a request (`change`: it was not a read).
+    fn requested(&self, actor: &str, change: bool) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(tally) = open.get_mut(actor)
+        {
+            tally.requests += 1;
+            tally.changes += u64::from(change);
+            tally.last_ms = crate::audit::now_ms();
+        }
+    }
+
+    /// Summarises every open window (at shutdown).
+    fn flush_all(&self, audit: &crate::audit::AuditLog) {
+        let all: Vec<(String, Tally)> = match self.open.lock() {
+            Ok(mut open) => open.drain().collect(),
+            Err(_) => return,
+        };
+        audit.record_all(all.into_iter().map(summary).collect());
+    }
+}
+
+fn summary((actor, tally): (String, Tally)) -> Event {
+    Event {
+        actor,
+        actor_name: Some(tally.name),
+        action: "api.sessions".into(),
+        object: "admin-api".into(),
+        decision: "summary".into(),
+        reason: format!(
+            "{} connections, {} requests ({} changes, each audited)",
+            tally.connections, tally.requests, tally.changes
+        ),
+        session: Some((
+            tally.first_ms,
+            u64::try_from(tally.last_ms - tally.first_ms).unwrap_or(0),
+        )),
+        ..Event::default()
+    }
+}
+
 /// Every request that changes something is an admin action: audited with the session's
 /// actor, the method and path, and the outcome. Its answer waits until what it wrote (the
 /// change and the audit entry) is on disk: one commit of the store writer, shared with
@@ -363,14 +430,21 @@ pub(super) async fn audit_and_commit(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if request.method() == axum::http::Method::GET {
+    let change = request.method() != axum::http::Method::GET;
+    if let Some(session) = &session {
+        state.sessions.requested(&session.actor, change);
+    }
+    if !change {
         return next.run(request).await;
     }
     let action = format!("api.{} {}", request.method(), request.uri().path());
     let response = next.run(request).await;
     let status = response.status();
     state.services.audit.record(Event {
-        actor: session.map_or_else(|| "admin:unknown".into(), |session| session.actor.clone()),
+        actor: session
+            .as_ref()
+            .map_or_else(|| "admin:unknown".into(), |session| session.actor.clone()),
+        actor_name: session.map(|session| session.name.clone()),
         action,
         object: "admin-api".into(),
         decision: if status.is_success() {

@@ -204,6 +204,16 @@ pub struct AuditVerification {
     pub peers: crate::exchange::PeerCheckpoints,
 }
 
+/// `GET /v1/audit/entries`: the entries asked for, and whether the chain verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntries {
+    /// The whole chain's verification.
+    pub chain: crate::audit::ChainReport,
+    /// The matching entries, each with `time` (RFC 3339) beside `timeMs`.
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<serde_json::Value>,
+}
+
 /// `POST /v1/data/{field}/{tier}`: write one of this organisation's records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -45,6 +45,19 @@ pub struct AuditEntry {
     /// For sessions: how long it lasted (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The actor's verified legal name (from its identity credential), or the operator's
+    /// name, when known at the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
+    /// The organisation the action is about (a DID), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The subject's verified legal name, when known at the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_name: Option<String>,
+    /// The field the action belongs to, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// The previous entry's hash ([`GENESIS`] for the first).
     pub prev: String,
     /// This entry's hash.
@@ -87,7 +100,17 @@ pub struct Event {
     pub purpose: Option<String>,
     /// Session start and duration, for sessions.
     pub session: Option<(i64, u64)>,
+    /// The actor's name, when the caller knows it (an operator); else the log looks a DID
+    /// up (see [`AuditLog::name_with`]).
+    pub actor_name: Option<String>,
+    /// The organisation the action is about (a DID).
+    pub subject: Option<String>,
+    /// The field the action belongs to.
+    pub field: Option<String>,
 }
+
+/// Looks up the verified legal name of a DID.
+pub type Namer = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// An audit operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +155,13 @@ struct Head {
 pub struct AuditLog {
     tree: StoreTree,
     head: Mutex<Head>,
+    namer: std::sync::OnceLock<Namer>,
+    appended: tokio::sync::broadcast::Sender<AuditEntry>,
 }
+
+/// How many appended entries a slow subscriber may fall behind before it misses some (it
+/// is told how many).
+const SUBSCRIBER_BACKLOG: usize = 4_096;
 
 impl AuditLog {
     /// Opens the log in `store`, resuming after its last entry.
@@ -151,7 +180,25 @@ impl AuditLog {
         Ok(Self {
             tree,
             head: Mutex::new(head),
+            namer: std::sync::OnceLock::new(),
+            appended: tokio::sync::broadcast::channel(SUBSCRIBER_BACKLOG).0,
         })
+    }
+
+    /// Every entry appended from now on (for webhooks).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<AuditEntry> {
+        self.appended.subscribe()
+    }
+
+    /// Names the DIDs of entries from now on with `namer` (set once, when the services
+    /// that know the names exist).
+    pub fn name_with(&self, namer: Namer) {
+        let _ = self.namer.set(namer);
+    }
+
+    fn name_of(&self, did: Option<&str>) -> Option<String> {
+        let did = did.filter(|did| did.starts_with("did:"))?;
+        (self.namer.get()?)(did)
     }
 
     /// Appends an event and returns its entry. A caller that cannot audit must not act: the
@@ -174,6 +221,18 @@ impl AuditLog {
     /// Appends events in order (see [`AuditLog::append`]). Fails closed: after a panic
     /// under the head's lock, nothing more is appended.
     pub fn append_all(&self, events: Vec<Event>) -> Result<Vec<AuditEntry>, AuditError> {
+        // Names are looked up before the head's lock is taken: the lookup reads the store.
+        let named: Vec<(Event, Option<String>, Option<String>)> = events
+            .into_iter()
+            .map(|event| {
+                let actor_name = event
+                    .actor_name
+                    .clone()
+                    .or_else(|| self.name_of(Some(&event.actor)));
+                let subject_name = self.name_of(event.subject.as_deref());
+                (event, actor_name, subject_name)
+            })
+            .collect();
         let mut head = self.head.lock().map_err(|_| {
             AuditError::Store(StoreError::Corrupt {
                 key: "audit".into(),
@@ -181,8 +240,8 @@ impl AuditLog {
             })
         })?;
         let (mut next, mut hash) = (head.next, head.hash.clone());
-        let mut entries = Vec::with_capacity(events.len());
-        for event in events {
+        let mut entries = Vec::with_capacity(named.len());
+        for (event, actor_name, subject_name) in named {
             let mut entry = AuditEntry {
                 seq: next,
                 time_ms: now_ms(),
@@ -194,6 +253,10 @@ impl AuditLog {
                 purpose: event.purpose,
                 session_start_ms: event.session.map(|(start, _)| start),
                 duration_ms: event.session.map(|(_, duration)| duration),
+                actor_name,
+                subject: event.subject,
+                subject_name,
+                field: event.field,
                 prev: std::mem::take(&mut hash),
                 hash: String::new(),
             };
@@ -205,6 +268,12 @@ impl AuditLog {
         }
         head.next = next;
         head.hash = hash;
+        drop(head);
+        if self.appended.receiver_count() > 0 {
+            for entry in &entries {
+                let _ = self.appended.send(entry.clone());
+            }
+        }
         Ok(entries)
     }
 
@@ -338,6 +407,19 @@ pub fn verify_entries(entries: Vec<LossyEntry<AuditEntry>>) -> ChainReport {
     }
 }
 
+/// Unix milliseconds as RFC 3339 UTC with milliseconds, e.g. `2026-12-06T22:11:18.000Z`.
+pub fn format_time_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// Milliseconds since the Unix epoch (UTC).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -348,6 +430,8 @@ pub fn now_ms() -> i64 {
 }
 
 use crate::hex::encode as hex;
+
+pub mod query;
 
 #[cfg(test)]
 mod tests;

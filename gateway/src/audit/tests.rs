@@ -8,7 +8,8 @@ fn event(index: usize) -> Event {
         decision: "allow".into(),
         reason: "policy:read-own".into(),
         purpose: Some("screening".into()),
-        session: None,
+        field: Some("f00d".into()),
+        ..Event::default()
     }
 }
 

@@ -40,9 +40,15 @@ pub(super) fn enforce(
         object: signed.op.target.clone(),
         decision: decision.into(),
         reason: format!(
-            "op:{} signatures:{}/{}",
+            "op:{} signatures:{} of {} needed",
             intake.id, intake.progress.signatures, intake.progress.required
         ),
+        subject: signed
+            .op
+            .kind
+            .is_membership()
+            .then(|| signed.op.target.clone()),
+        field: Some(signed.op.field.clone()),
         ..Event::default()
     });
     if intake.progress.committed == Some(Via::Admin) {
@@ -189,6 +195,7 @@ impl Service {
                 object: field.to_owned(),
                 decision: "refused".into(),
                 reason: error.code.as_str().into(),
+                field: Some(field.to_owned()),
                 ..Event::default()
             });
         }

@@ -241,7 +241,8 @@ impl Shared {
             .count(metrics::DECISIONS, "admission:deny");
         // Soon, not flushed: a stranger must not buy a disk flush with every fresh key.
         self.services.audit.record(Event {
-            actor: peer.to_string(),
+            actor: crate::identity::PublicKey::did_of_peer(&peer)
+                .unwrap_or_else(|| peer.to_string()),
             action: "handshake".into(),
             object: peer.to_string(),
             decision: "deny".into(),

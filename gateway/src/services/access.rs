@@ -61,12 +61,13 @@ pub fn answer(
     // member) reads one refusal, whether or not this gateway belongs to the field.
     if !services.peer_verified_in(peer, field) {
         services.audit.record(Event {
-            actor: principal_did(services, peer).unwrap_or_else(|| peer.to_string()),
+            actor: principal_did(services, peer),
             action: format!("data.{}", action.as_str()),
             object,
             decision: "deny".into(),
             reason: "not_verified".into(),
             purpose: Some(purpose.clone()),
+            field: Some(field.clone()),
             ..Event::default()
         });
         return DataResponse::Refused {
@@ -86,7 +87,7 @@ pub fn answer(
         ),
     };
     services.audit.record(Event {
-        actor: principal_did(services, peer).unwrap_or_else(|| peer.to_string()),
+        actor: principal_did(services, peer),
         action: format!("data.{}", action.as_str()),
         object,
         decision: decision.into(),
@@ -96,6 +97,7 @@ pub fn answer(
             code.clone()
         },
         purpose: Some(purpose.clone()),
+        field: Some(field.clone()),
         ..Event::default()
     });
     match outcome {
@@ -134,8 +136,14 @@ fn chunk(spaces: &Spaces, request: &DataRequest, reason: String) -> DataResponse
     }
 }
 
-fn principal_did(services: &Services, peer: PeerId) -> Option<String> {
-    services.peers.get(peer).map(|record| record.did)
+/// The DID behind `peer`: its record's, else the one its key spells (a stranger's).
+fn principal_did(services: &Services, peer: PeerId) -> String {
+    services
+        .peers
+        .get(peer)
+        .map(|record| record.did)
+        .or_else(|| crate::identity::PublicKey::did_of_peer(&peer))
+        .unwrap_or_else(|| peer.to_string())
 }
 
 #[allow(clippy::too_many_arguments)]

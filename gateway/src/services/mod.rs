@@ -96,6 +96,26 @@ impl Services {
         })
     }
 
+    /// The verified legal name of the organisation `did`: ours from our wallet's identity
+    /// credential; a peer's from the identity credential it presented, counted only from an
+    /// issuer a shared field trusts. `None` for an organisation we have not verified.
+    pub fn name_of(&self, did: &str) -> Option<String> {
+        if did == self.key.did() {
+            return self.wallet.own_name();
+        }
+        self.peers.of_did(did)?.name
+    }
+
+    /// The names of those of `dids` we know, by DID.
+    pub fn names_of<'a>(
+        &self,
+        dids: impl IntoIterator<Item = &'a String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        dids.into_iter()
+            .filter_map(|did| Some((did.clone(), self.name_of(did)?)))
+            .collect()
+    }
+
     /// The store, for the services that own trees of their own (the threat book, the
     /// checkpoints kept): the peer, wallet and field trees belong to their books.
     pub(crate) fn store(&self) -> &Store {

@@ -65,6 +65,20 @@ impl Wallet {
             .collect()
     }
 
+    /// The organisation's legal name, from the identity credential it holds, if any.
+    pub fn own_name(&self) -> Option<String> {
+        self.all().iter().find_map(|token| {
+            let payload = crate::credential::unverified_payload(token)?;
+            let identity =
+                payload.get("type")?.get(1)?.as_str()? == crate::charter::disclosure::IDENTITY_TYPE;
+            let name = payload
+                .get("credentialSubject")?
+                .get("legalName")?
+                .as_str()?;
+            identity.then(|| name.to_owned())
+        })
+    }
+
     /// Keeps a checked credential under its id; it counts once it is on disk. `false`: the
     /// wallet already holds a credential with this id, and nothing changed.
     pub async fn add(&self, id: &str, token: &str) -> Result<bool, StoreError> {

@@ -681,15 +681,7 @@ pub fn compose(draft: &IndicatorDraft, now: i64) -> Result<Value, ThreatError> {
     Ok(bundle)
 }
 
-/// Formats Unix milliseconds as a STIX/TAXII timestamp.
+/// Formats Unix milliseconds as a STIX/TAXII timestamp (RFC 3339 UTC, milliseconds).
 pub fn format_timestamp_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|at| {
-            at.format(time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-            ))
-            .ok()
-        })
-        .unwrap_or_default()
+    crate::audit::format_time_ms(ms)
 }

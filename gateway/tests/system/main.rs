@@ -17,5 +17,6 @@ mod operators;
 mod references;
 mod robustness;
 mod scenarios;
+mod siem;
 mod spaces;
 mod threats;

@@ -435,6 +435,7 @@ impl Threats {
                 "{} indicators taken, {} unchanged, by {origin:?}",
                 outcome.taken, outcome.unchanged
             ),
+            field: Some(field.to_owned()),
             ..Event::default()
         }];
         self.rejudge(&mut book, touched.clone(), now, &mut events);
