@@ -16,10 +16,12 @@ use tfc_gateway::api::types::{
     ApiError, Dial, FieldView, JoinField, PeerView, StatusListImport, StatusListImported,
     StatusResponse, WalletEntryView, WalletImport,
 };
+use tfc_gateway::services::inbox::InboxItem;
 
 use crate::Outcome;
 use crate::input::read_token;
 use crate::output::print_json;
+use tfc_gateway::text::fit;
 
 /// How to reach a gateway's admin API.
 #[derive(Args, Clone)]
@@ -283,6 +285,9 @@ pub(crate) const HELD: &str = "held_for_approval";
 
 /// Reports an answer that is not a success: refused (exit 1), or held for a second
 /// operator (exit 3).
+/// What the tables show for an organisation whose identity this gateway has not verified.
+pub(crate) const UNVERIFIED_NAME: &str = "(name not verified)";
+
 pub(crate) fn refused(error: &ApiError, json: bool) -> Outcome {
     if error.code == HELD {
         if json {
@@ -332,12 +337,17 @@ pub(crate) fn peers(args: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> {
         print_json(&serde_json::to_value(&peers)?);
         return Ok(Outcome::Success);
     }
-    println!("{:<54} {:<58} {:<6} next change", "peer id", "did", "tier");
+    println!(
+        "{} {:<58} {:<6} next change",
+        fit("organisation", 28),
+        "did",
+        "tier"
+    );
     for peer in &peers {
         let tier = peer.tiers.values().copied().max().unwrap_or(0);
         println!(
-            "{:<54} {:<58} {:<6} {}",
-            peer.peer_id,
+            "{} {:<58} {:<6} {}",
+            fit(peer.name.as_deref().unwrap_or(UNVERIFIED_NAME), 28),
             peer.did,
             tier,
             peer.next_change.as_deref().unwrap_or("-")
@@ -506,6 +516,79 @@ pub(crate) fn status_lists(args: &GatewayArgs, json: bool) -> anyhow::Result<Out
             tfc_gateway::credential::format_rfc3339(list.issued_at),
             list.issuer
         );
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn explain_tier(
+    args: &GatewayArgs,
+    did: &str,
+    field: &str,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let client = Client::connect(args)?;
+    let path = format!("/v1/fields/{field}/tier/{}", crate::data::encode(did));
+    let explanation: serde_json::Value = match client.get(&path)? {
+        Ok(explanation) => explanation,
+        Err(error) => return Ok(refused(&error, json)),
+    };
+    let tier = explanation["tier"].as_u64().unwrap_or_default();
+    if json {
+        print_json(&explanation);
+    } else {
+        let name = explanation["name"].as_str().unwrap_or(UNVERIFIED_NAME);
+        println!("{name}  {did}");
+        if let Some(barred) = explanation["barred"].as_str() {
+            println!("  BARRED   {barred}: tier 0 whatever it presents");
+        }
+        if let Some(cap) = explanation["cap"].as_u64() {
+            println!("  CAPPED   at tier {cap} by a threat countermeasure");
+        }
+        if explanation["withheld"].as_u64().unwrap_or_default() > 0 {
+            println!(
+                "  WITHHELD {} credential(s) suspended by a countermeasure",
+                explanation["withheld"]
+            );
+        }
+        println!("  tier now {tier}");
+        let field_name = explanation["field"].as_str().unwrap_or(field).to_owned();
+        crate::field::print_tier_report(&format!("field {field_name}"), &explanation["report"]);
+        let unmet = explanation["unmet"].as_array().cloned().unwrap_or_default();
+        if !unmet.is_empty() {
+            println!("\nFor the next tier:");
+            for line in &unmet {
+                println!("  - {}", line.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(if tier >= 1 {
+        Outcome::Success
+    } else {
+        Outcome::Invalid
+    })
+}
+
+pub(crate) fn inbox(args: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> {
+    let items: Vec<InboxItem> = match Client::connect(args)?.get("/v1/inbox")? {
+        Ok(items) => items,
+        Err(error) => return Ok(refused(&error, json)),
+    };
+    if json {
+        print_json(&serde_json::to_value(&items)?);
+        return Ok(Outcome::Success);
+    }
+    if items.is_empty() {
+        println!("nothing waits for you");
+    }
+    for item in &items {
+        let about = match (&item.subject_name, &item.subject) {
+            (Some(name), Some(did)) => format!("{name} ({did})"),
+            (None, Some(did)) => did.clone(),
+            _ => String::new(),
+        };
+        println!("{}  {:<20} {about}", item.since, item.kind);
+        println!("    {}", item.summary);
+        println!("    → {}", item.act);
     }
     Ok(Outcome::Success)
 }

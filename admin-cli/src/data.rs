@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tfc_gateway::api::types::{
-    AskData, AttachmentInput, DataAnswer, PutRecord, RecordSummary, SubmitRecord,
+    AskData, AttachmentInput, DataAnswer, PutRecord, RecordSummary, SubmitRecord, WhyRequest,
 };
 use tfc_gateway::spaces::{AttachmentRef, LabelFilter, Labels, MAX_ATTACHMENT_BYTES, Record};
 
@@ -76,7 +76,7 @@ impl FilterArgs {
 }
 
 /// Percent-encodes a query value.
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|byte| match byte {
@@ -171,6 +171,25 @@ pub(crate) enum DataCommand {
         #[arg(long)]
         to: String,
         /// The declared purpose.
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Why this gateway decides another organisation's request for our data as it does:
+    /// the policies that decide, and the facts, labels and purpose they were judged on.
+    /// Exit 1 when it would be refused.
+    Why {
+        #[command(flatten)]
+        space: SpaceArgs,
+        /// The asking organisation's DID.
+        #[arg(long)]
+        peer: String,
+        /// A record id; without it, the space.
+        #[arg(long)]
+        id: Option<String>,
+        /// read, list, write, submit or delete.
+        #[arg(long, default_value = "read")]
+        action: String,
+        /// The purpose it declares.
         #[arg(long)]
         purpose: String,
     },
@@ -325,7 +344,57 @@ pub(crate) fn run(gateway: &GatewayArgs, command: DataCommand) -> anyhow::Result
                 client.post::<_, DataAnswer>(&format!("{}/{id}/submit", base(&space)), &request)?;
             print_answer(answer, space.json)
         }
+        DataCommand::Why {
+            space,
+            peer,
+            id,
+            action,
+            purpose,
+        } => {
+            let request = WhyRequest {
+                peer,
+                field: space.field.clone(),
+                tier: space.tier,
+                id,
+                action,
+                purpose,
+            };
+            let answer: serde_json::Value = match client.post("/v1/data/why", &request)? {
+                Ok(answer) => answer,
+                Err(error) => return Ok(refused(&error, space.json)),
+            };
+            print_why(&answer, space.json)
+        }
     }
+}
+
+fn print_why(answer: &serde_json::Value, json: bool) -> anyhow::Result<Outcome> {
+    let allowed = answer["allowed"] == true;
+    if json {
+        print_json(answer);
+    } else {
+        let verdict = if allowed { "ALLOWED" } else { "DENIED " };
+        println!(
+            "{verdict}  {}: {}",
+            answer["code"].as_str().unwrap_or_default(),
+            answer["reason"].as_str().unwrap_or_default()
+        );
+        let request = &answer["request"];
+        if request.is_object() {
+            println!("policies that decided: {}", answer["policies"]);
+            println!("decided on:");
+            println!("  principal  {}", request["principal"]);
+            println!("  action     {}", request["action"]);
+            println!("  resource   {}", request["resource"]);
+            println!("  purpose    {}", request["purpose"]);
+            println!("  threat     level {}", request["threatLevel"]);
+        }
+    }
+    Ok(if allowed {
+        Outcome::Success
+    } else {
+        Outcome::Invalid
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -15,7 +15,7 @@ use tfc_gateway::credential::{
 use tfc_gateway::field::{Field, FieldError};
 use tfc_gateway::identity::KeyPair;
 use tfc_gateway::policy::AccessRequest;
-use tfc_gateway::tier::{RequirementStatus, TierContext, TierReport, evaluate};
+use tfc_gateway::tier::{TierContext, evaluate};
 
 use crate::Outcome;
 use crate::input::{TrustSettings, read_json_object, read_token};
@@ -253,7 +253,7 @@ pub(crate) fn tier(args: TierArgs) -> anyhow::Result<Outcome> {
     if args.trust.json {
         print_json(&json!({"fieldId": charter.field_id(), "report": report}));
     } else {
-        print_tier_report(&charter, &report);
+        print_tier_report(&charter.name, &serde_json::to_value(&report)?);
     }
     Ok(if report.tier >= 1 {
         Outcome::Success
@@ -300,47 +300,64 @@ fn collect_credentials(files: &[PathBuf]) -> anyhow::Result<(Vec<String>, Option
     Ok((tokens, holder))
 }
 
-fn print_tier_report(charter: &Charter, report: &TierReport) {
-    let tier_title = |tier: u8| match tier {
+/// Prints a tier report (as the offline evaluation and the gateway's explanation both
+/// serialise it) under the field's name.
+pub(crate) fn print_tier_report(field_name: &str, report: &Value) {
+    let tier_title = |tier: u64| match tier {
         1 => "pre-screening (事前審査)",
         2 => "certification (認定)",
         3 => "transaction (取引・監査)",
         _ => "none",
     };
-    println!("{}", charter.name);
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    println!("{field_name}");
     println!(
         "  holder   {}",
-        report
-            .holder
-            .as_deref()
+        report["holder"]
+            .as_str()
             .unwrap_or("(no credential verified)")
     );
-    println!("  as of    {}", format_rfc3339(report.at));
-    println!("  TIER {}: {}\n", report.tier, tier_title(report.tier));
-    for tier in &report.tiers {
-        let verdict = if tier.satisfied { "met" } else { "not met" };
-        println!("Tier {} {}: {verdict}", tier.tier, tier_title(tier.tier));
-        if tier.requirements.is_empty() {
+    println!(
+        "  as of    {}",
+        format_rfc3339(report["at"].as_i64().unwrap_or_default())
+    );
+    let reached = report["tier"].as_u64().unwrap_or_default();
+    println!("  TIER {reached}: {}\n", tier_title(reached));
+    for tier in report["tiers"].as_array().into_iter().flatten() {
+        let number = tier["tier"].as_u64().unwrap_or_default();
+        let verdict = if tier["satisfied"] == true {
+            "met"
+        } else {
+            "not met"
+        };
+        println!("Tier {number} {}: {verdict}", tier_title(number));
+        let requirements = tier["requirements"].as_array().cloned().unwrap_or_default();
+        if requirements.is_empty() {
             println!(
                 "    (this field defines no requirements for this tier, so it cannot be reached)"
             );
         }
-        for outcome in &tier.requirements {
-            let mark = match outcome.status {
-                RequirementStatus::Satisfied => "✓",
-                RequirementStatus::Missing | RequirementStatus::Failed => "✗",
+        for outcome in &requirements {
+            let mark = if outcome["status"] == "satisfied" {
+                "✓"
+            } else {
+                "✗"
             };
-            let code = outcome
-                .code
+            let code = outcome["code"]
+                .as_str()
                 .map(|code| format!(" [{code}]"))
                 .unwrap_or_default();
             println!(
                 "  {mark} {}: {}{code}",
-                outcome.requirement, outcome.explanation
+                text(&outcome["requirement"]),
+                text(&outcome["explanation"])
             );
         }
     }
-    match (report.next_change, &report.next_change_reason) {
+    match (
+        report["nextChange"].as_i64(),
+        report["nextChangeReason"].as_str(),
+    ) {
         (Some(instant), Some(reason)) => println!(
             "\nThis may change at {} ({reason}).",
             format_rfc3339(instant)

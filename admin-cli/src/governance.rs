@@ -3,12 +3,15 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use tfc_gateway::api::types::{IssuerView, MemberView, OpView, ProposeOp};
+use tfc_gateway::api::types::{IssuerView, MemberImpact, MemberView, OpView, ProposeOp};
+use tfc_gateway::exchange::Holder;
 
 use crate::Outcome;
-use crate::client::{Client, GatewayArgs, refused};
+use crate::client::{Client, GatewayArgs, UNVERIFIED_NAME, refused};
 use crate::output::print_json;
+use tfc_gateway::text::fit;
 
 /// The field an op belongs to, and output.
 #[derive(Args)]
@@ -33,6 +36,27 @@ pub(crate) struct MemberOpArgs {
     field: FieldArgs,
 }
 
+/// Revoking or suspending: whom, why, and how sure.
+#[derive(Args)]
+pub(crate) struct BarArgs {
+    /// The members' DIDs.
+    dids: Vec<String>,
+    /// Also every DID in this file, one per line (blank lines and `#` comments skipped).
+    #[arg(long)]
+    from_file: Option<PathBuf>,
+    /// Why (recorded in each op).
+    #[arg(long)]
+    reason: String,
+    /// Show the impact and stop: nothing is proposed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation (for scripts; without a terminal it is required).
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    field: FieldArgs,
+}
+
 /// `tfcctl --gateway URL member …`.
 #[derive(Subcommand)]
 pub(crate) enum MemberCommand {
@@ -46,10 +70,19 @@ pub(crate) enum MemberCommand {
         #[command(flatten)]
         field: FieldArgs,
     },
-    /// Revoke a member (an admin's signature alone commits it).
-    Revoke(MemberOpArgs),
-    /// Suspend a member (an admin's signature alone commits it).
-    Suspend(MemberOpArgs),
+    /// Revoke members (an admin's signature alone commits it): shows the impact first, then
+    /// asks for confirmation.
+    Revoke(BarArgs),
+    /// Suspend members (an admin's signature alone commits it): shows the impact first,
+    /// then asks for confirmation.
+    Suspend(BarArgs),
+    /// Which members' gateways hold an op (a revocation, say), asked now.
+    RevocationStatus {
+        /// The op id (a prefix is enough).
+        op: String,
+        #[command(flatten)]
+        field: FieldArgs,
+    },
     /// Lift a revocation or suspension (needs a quorum).
     Reinstate(MemberOpArgs),
     /// Members, candidates and peers of a field, with admission and tier.
@@ -130,8 +163,9 @@ pub(crate) fn member(gateway: &GatewayArgs, command: MemberCommand) -> anyhow::R
     };
     match command {
         MemberCommand::ProposeAdmit(args) => member_op("admit", args),
-        MemberCommand::Revoke(args) => member_op("revoke", args),
-        MemberCommand::Suspend(args) => member_op("suspend", args),
+        MemberCommand::Revoke(args) => bar(&client, "revoke", args),
+        MemberCommand::Suspend(args) => bar(&client, "suspend", args),
+        MemberCommand::RevocationStatus { op, field } => revocation_status(&client, &op, &field),
         MemberCommand::Reinstate(args) => member_op("reinstate", args),
         MemberCommand::Endorse { op, field } => {
             let path = format!("/v1/fields/{}/ops/{op}/endorse", field.field);
@@ -237,7 +271,7 @@ fn print_op(
     if json {
         print_json(&serde_json::to_value(&op)?);
     } else {
-        println!("op {}  {} {}", op.id, op.kind, op.target);
+        println!("op {}  {} {}", op.id, op.kind, named(&op, &op.target));
         println!("{}", progress(&op));
     }
     Ok(Outcome::Success)
@@ -249,7 +283,23 @@ fn progress(op: &OpView) -> String {
         Some(_) => "committed".to_owned(),
         None => "pending".to_owned(),
     };
-    format!("{}/{} signatures, {state}", op.signatures, op.required)
+    let noun = if op.signatures == 1 {
+        "signature"
+    } else {
+        "signatures"
+    };
+    format!(
+        "{} {noun} from members in good standing ({} needed): {state}",
+        op.signatures, op.required
+    )
+}
+
+/// `did` with its verified name, if the op's view knows it.
+fn named(op: &OpView, did: &str) -> String {
+    match op.names.get(did) {
+        Some(name) => format!("{did} ({name})"),
+        None => did.to_owned(),
+    }
 }
 
 fn list_members(client: &Client, field: &FieldArgs, only: Option<&str>) -> anyhow::Result<Outcome> {
@@ -275,14 +325,22 @@ fn list_members(client: &Client, field: &FieldArgs, only: Option<&str>) -> anyho
         print_json(&serde_json::to_value(&selected)?);
     } else {
         println!(
-            "{:<58} {:<13} {:>5} {:>4}",
-            "did", "admission", "epoch", "tier"
+            "{} {:<58} {:<13} {:>5} {:>4}",
+            fit("organisation", 28),
+            "did",
+            "admission",
+            "epoch",
+            "tier"
         );
         for member in &selected {
             let tier = member.tier.map_or("-".to_owned(), |tier| tier.to_string());
             println!(
-                "{:<58} {:<13} {:>5} {:>4}",
-                member.did, member.admission, member.epoch, tier
+                "{} {:<58} {:<13} {:>5} {:>4}",
+                fit(member.name.as_deref().unwrap_or(UNVERIFIED_NAME), 28),
+                member.did,
+                member.admission,
+                member.epoch,
+                tier
             );
         }
     }
@@ -313,8 +371,195 @@ fn list_ops(client: &Client, field: &FieldArgs, about: Option<&str>) -> anyhow::
             op.id,
             op.epoch,
             op.kind,
-            op.target,
+            named(op, &op.target),
             progress(op)
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+/// Revokes or suspends every DID given, after one preview of the impact and a confirmation.
+fn bar(client: &Client, kind: &str, args: BarArgs) -> anyhow::Result<Outcome> {
+    let mut dids = args.dids.clone();
+    if let Some(file) = &args.from_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        dids.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    dids.retain(|did| seen.insert(did.clone()));
+    anyhow::ensure!(
+        !dids.is_empty(),
+        "name the members: DIDs, or --from-file FILE"
+    );
+    let json = args.field.json;
+    let mut impacts = Vec::new();
+    for did in &dids {
+        let path = format!(
+            "/v1/fields/{}/members/{}/impact",
+            args.field.field,
+            crate::data::encode(did)
+        );
+        match client.get::<MemberImpact>(&path)? {
+            Ok(impact) => impacts.push(impact),
+            Err(error) => return Ok(refused(&error, json)),
+        }
+    }
+    print_impacts(kind, &impacts, json)?;
+    if let Some(impact) = impacts.iter().find(|impact| impact.refusal.is_some()) {
+        let error = tfc_gateway::api::types::ApiError {
+            code: "not_a_member".into(),
+            message: format!(
+                "{}; nothing was proposed (fix the list and run again)",
+                impact.refusal.clone().unwrap_or_default()
+            ),
+        };
+        return Ok(refused(&error, json));
+    }
+    if args.dry_run {
+        if !json {
+            println!("dry run: nothing was proposed");
+        }
+        return Ok(Outcome::Success);
+    }
+    if !args.yes && !confirmed(kind, impacts.len())? {
+        return Ok(Outcome::Held);
+    }
+    let mut outcome = Outcome::Success;
+    for did in dids {
+        let done = propose(
+            client,
+            &args.field,
+            kind,
+            did,
+            args.reason.clone(),
+            vec![],
+            None,
+        )?;
+        if !matches!(done, Outcome::Success) {
+            outcome = done;
+        }
+    }
+    Ok(outcome)
+}
+
+fn print_impacts(kind: &str, impacts: &[MemberImpact], json: bool) -> anyhow::Result<()> {
+    if json {
+        eprintln!("{}", serde_json::to_string(impacts)?);
+        return Ok(());
+    }
+    let plural = if impacts.len() == 1 { "" } else { "s" };
+    println!("{kind}: {} organisation{plural}", impacts.len());
+    for impact in impacts {
+        let tiers: Vec<String> = impact
+            .tiers
+            .iter()
+            .map(|(field, tier)| format!("tier {tier} in {:.12}", field))
+            .collect();
+        println!(
+            "  {}  {}",
+            impact.name.as_deref().unwrap_or(UNVERIFIED_NAME),
+            impact.did
+        );
+        println!(
+            "    standing {}; {}; {}",
+            impact.standing,
+            if tiers.is_empty() {
+                "no tier judged here".to_owned()
+            } else {
+                tiers.join(", ")
+            },
+            if impact.connected {
+                "connected now (the session closes)"
+            } else {
+                "not connected"
+            }
+        );
+        println!(
+            "    records in this field: {} owned, {} disclosed to it, {} with its rights",
+            impact.records.owned, impact.records.disclosed, impact.records.rights
+        );
+        let list = |items: &[String]| {
+            if items.is_empty() {
+                "none".to_owned()
+            } else {
+                items.join("; ")
+            }
+        };
+        println!(
+            "    countermeasures: {}; pending ops: {}",
+            list(&impact.countermeasures),
+            list(&impact.pending_ops)
+        );
+        if !impact.other_fields.is_empty() {
+            println!(
+                "    still a member of {} other field(s) here (not affected)",
+                impact.other_fields.len()
+            );
+        }
+        if let Some(refusal) = &impact.refusal {
+            println!("    CANNOT {kind}: {refusal}");
+        }
+    }
+    Ok(())
+}
+
+/// Asks on the terminal; without one, refuses (scripts pass --yes).
+fn confirmed(kind: &str, count: usize) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "HELD     confirmation_required: no terminal to confirm on; pass --yes to {kind} \
+             from a script, or --dry-run to preview"
+        );
+        return Ok(false);
+    }
+    print!("Type {kind} to {kind} {count} organisation(s), anything else to stop: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() == kind {
+        Ok(true)
+    } else {
+        eprintln!("HELD     not confirmed: nothing was proposed");
+        Ok(false)
+    }
+}
+
+fn revocation_status(client: &Client, op: &str, field: &FieldArgs) -> anyhow::Result<Outcome> {
+    let holders: Vec<Holder> =
+        match client.get(&format!("/v1/fields/{}/ops/{op}/holders", field.field))? {
+            Ok(holders) => holders,
+            Err(error) => return Ok(refused(&error, field.json)),
+        };
+    if field.json {
+        print_json(&serde_json::to_value(&holders)?);
+        return Ok(Outcome::Success);
+    }
+    let held = holders
+        .iter()
+        .filter(|holder| holder.status == "holds")
+        .count();
+    println!(
+        "{held} of {} members' gateways confirm they hold op {op}",
+        holders.len()
+    );
+    for holder in &holders {
+        println!(
+            "  {:<13} {} {}{}",
+            holder.status,
+            fit(holder.name.as_deref().unwrap_or(UNVERIFIED_NAME), 28),
+            holder.did,
+            holder
+                .detail
+                .as_deref()
+                .map(|detail| format!(" ({detail})"))
+                .unwrap_or_default()
         );
     }
     Ok(Outcome::Success)

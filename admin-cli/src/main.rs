@@ -66,6 +66,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What needs this operator's action, oldest first: ops to sign, countermeasures,
+    /// applicants, expiring credentials, stale status lists, approvals (needs --gateway).
+    Inbox {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The peers the gateway has verified, with their tiers (needs --gateway).
     Peers {
         /// Print JSON.
@@ -138,6 +145,19 @@ enum FieldCommand {
 enum TierCommand {
     /// Compute the tier a holder reaches in a field, and explain it (exit 1 at tier 0).
     Evaluate(field::TierArgs),
+    /// Explain a peer's tier in a joined field as of now, from the credentials it presented
+    /// there: what counts, what is missing or failed, bars, countermeasures, and when it next
+    /// changes (needs --gateway; exit 1 at tier 0).
+    Explain {
+        /// The peer's DID.
+        did: String,
+        /// The field id (a prefix is enough).
+        #[arg(long)]
+        field: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -286,6 +306,7 @@ fn main() -> ExitCode {
         }
         Command::Status { json } => client::status(&gateway, json),
         Command::Peers { json } => client::peers(&gateway, json),
+        Command::Inbox { json } => client::inbox(&gateway, json),
         Command::Dial { address } => client::dial(&gateway, &address),
         Command::Wallet(command) => client::wallet(&gateway, command),
         Command::Member(command) => governance::member(&gateway, command),
@@ -297,6 +318,9 @@ fn main() -> ExitCode {
         Command::Approvals(command) => operators::approvals(&gateway, command),
         Command::Field(FieldCommand::Governance(command)) => governance::issuers(&gateway, command),
         Command::Tier(TierCommand::Evaluate(args)) => field::tier(args),
+        Command::Tier(TierCommand::Explain { did, field, json }) => {
+            client::explain_tier(&gateway, &did, &field, json)
+        }
         Command::Policy(PolicyCommand::Check(args)) => field::policy_check(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -55,6 +55,7 @@ pub mod secret_file;
 pub mod services;
 pub mod spaces;
 pub mod store;
+pub mod text;
 pub mod threats;
 pub mod tier;
 pub mod tls;

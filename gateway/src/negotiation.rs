@@ -131,6 +131,8 @@ pub struct Judgement {
     pub counted: BTreeSet<String>,
     /// When the tier is next due to change (Unix seconds), if ever.
     pub next_change: Option<i64>,
+    /// What is missing or failed for the next tier, one line each.
+    pub unmet: Vec<String>,
 }
 
 /// Which way a presentation went.

@@ -46,7 +46,10 @@ async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
     )
     .await;
     assert!(proposed.contains("admit"), "{proposed}");
-    assert!(proposed.contains("1/2 signatures, pending"), "{proposed}");
+    assert!(
+        proposed.contains("1 signature from members in good standing (2 needed): pending"),
+        "{proposed}"
+    );
     let id = op_id(&proposed);
     let second = Arc::clone(nodes[1].gateway.services());
     let field_id = field.clone();
@@ -61,7 +64,10 @@ async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
         &["member", "endorse", &id[..16], "--field", short],
     )
     .await;
-    assert!(endorsed.contains("2/2 signatures, committed"), "{endorsed}");
+    assert!(
+        endorsed.contains("2 signatures from members in good standing (2 needed): committed"),
+        "{endorsed}"
+    );
 
     let first = Arc::clone(nodes[0].gateway.services());
     let (field_id, member) = (field.clone(), newcomer.clone());
@@ -103,20 +109,121 @@ async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
     let listed = tfcctl(&nodes[0], &["member", "list", "--field", short, "--json"]).await;
     assert!(!listed.contains(&stranger), "{listed}");
 
-    let revoked = tfcctl(
+    // The preview: who, standing, tiers, connection, records, countermeasures. A dry run
+    // stops there; without a terminal and without --yes nothing is done either (exit 3).
+    let bar = [
+        "member",
+        "revoke",
+        newcomer.as_str(),
+        "--field",
+        short,
+        "--reason",
+        "misconduct",
+    ];
+    let dry = crate::tfcctl_against(&nodes[0], None, &[&bar[..], &["--dry-run"]].concat()).await;
+    assert_eq!(dry.code, 0, "{}", dry.all());
+    assert!(
+        dry.stdout.contains("revoke: 1 organisation"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("株式会社テスト") && dry.stdout.contains("standing member"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("records in this field") && dry.stdout.contains("dry run: nothing"),
+        "{}",
+        dry.stdout
+    );
+    let unconfirmed = crate::tfcctl_against(&nodes[0], None, &bar).await;
+    assert_eq!(unconfirmed.code, 3, "{}", unconfirmed.all());
+    assert!(
+        unconfirmed.stderr.contains("confirmation_required"),
+        "{}",
+        unconfirmed.all()
+    );
+    assert_eq!(
+        nodes[0]
+            .gateway
+            .services()
+            .governance
+            .standing(&field, &newcomer),
+        Some(StandingKind::Member),
+        "nothing was proposed"
+    );
+    // A bulk list with one stranger in it: one preview, the whole batch refused.
+    let list_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        list_file.path(),
+        format!("# to revoke\n{newcomer}\n\n{stranger}\n"),
+    )
+    .unwrap();
+    let list_path = list_file.path().display().to_string();
+    let bulk = crate::tfcctl_against(
         &nodes[0],
+        None,
         &[
             "member",
             "revoke",
-            &newcomer,
+            "--from-file",
+            &list_path,
             "--field",
             short,
             "--reason",
-            "misconduct",
+            "batch",
+            "--yes",
         ],
     )
     .await;
+    assert_eq!(bulk.code, 1, "{}", bulk.all());
+    assert!(
+        bulk.stdout.contains("revoke: 2 organisations") && bulk.stdout.contains("CANNOT revoke"),
+        "{}",
+        bulk.stdout
+    );
+    assert!(
+        bulk.all().contains("nothing was proposed"),
+        "{}",
+        bulk.all()
+    );
+
+    let revoked = tfcctl(&nodes[0], &[&bar[..], &["--yes"]].concat()).await;
     assert!(revoked.contains("committed (emergency path"), "{revoked}");
+    // Every other member's gateway confirms it holds the revocation.
+    let revocation = op_id(
+        revoked
+            .lines()
+            .find(|line| line.starts_with("op "))
+            .unwrap(),
+    );
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = tfcctl(
+            &nodes[0],
+            &[
+                "member",
+                "revocation-status",
+                &revocation[..16],
+                "--field",
+                short,
+            ],
+        )
+        .await;
+        if status.starts_with("2 of 2 members' gateways confirm") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        status.starts_with("2 of 2 members' gateways confirm"),
+        "{status}"
+    );
+    assert!(
+        status.contains("holds") && status.contains(&nodes[1].did),
+        "{status}"
+    );
     let shown = tfcctl(&nodes[0], &["member", "show", &newcomer, "--field", short]).await;
     assert!(shown.contains("revoked"), "{shown}");
     assert!(
@@ -145,7 +252,7 @@ async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
     )
     .await;
     assert!(
-        trusted.contains("trust-issuer") && trusted.contains("1/2 signatures, pending"),
+        trusted.contains("trust-issuer") && trusted.contains("(2 needed): pending"),
         "{trusted}"
     );
     for node in nodes {

@@ -3,6 +3,7 @@
 //! tfcctl <module>::`.
 
 mod audit;
+mod clerk;
 mod cli;
 mod data;
 mod field;

@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use libp2p::PeerId;
 
-use super::types::{ApiError, AskData, DataAnswer, PutRecord, RecordSummary, SubmitRecord};
+use super::types::{
+    ApiError, AskData, DataAnswer, PutRecord, RecordSummary, SubmitRecord, WhyRequest,
+};
 use super::{AdminSession, ApiState, Failure, resolve_field};
 use crate::audit::Event;
 use crate::spaces::{DataCode, DataError};
@@ -22,6 +24,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(ask_data))
         .routes(routes!(upload_attachment))
         .routes(routes!(download_attachment))
+        .routes(routes!(why))
 }
 
 /// Raises the bulk-change guard's alert in the audit log and metrics.
@@ -390,4 +393,51 @@ pub(super) async fn download_attachment(
         bytes,
     )
         .into_response())
+}
+
+/// Explains how this gateway decides a request another organisation makes (or would make)
+/// for its data, as of now: the policies that decide, and the asker's verified facts, the
+/// resource's labels and the purpose they were judged on. Nothing is read or served.
+#[utoipa::path(post, path = "/v1/data/why", extensions(("x-tfc-role" = json!("clerk"))), tag = "data", request_body = WhyRequest, responses((status = 200, body = crate::services::access::WhyAnswer), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
+pub(super) async fn why(
+    State(state): State<ApiState>,
+    Json(request): Json<WhyRequest>,
+) -> Result<Json<crate::services::access::WhyAnswer>, Failure> {
+    let field = resolve_field(&state, &request.field)?.charter.field_id();
+    let action: crate::policy::Action = request.action.parse().map_err(|_| {
+        Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_action",
+            format!(
+                "{:?}: use read, list, write, submit or delete",
+                request.action
+            ),
+        )
+    })?;
+    let (services, spaces) = (
+        std::sync::Arc::clone(&state.services),
+        std::sync::Arc::clone(&state.spaces),
+    );
+    // Verifying the asker's credentials again is CPU work: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || {
+        crate::services::access::why(
+            &services,
+            &spaces,
+            &request.peer,
+            &field,
+            request.tier,
+            request.id.as_deref(),
+            action,
+            &request.purpose,
+        )
+    })
+    .await
+    .map_err(|_| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the decision failed",
+        )
+    })?;
+    Ok(Json(answer))
 }

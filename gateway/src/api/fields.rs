@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 
 use super::types::{ApiError, FieldView, IssuerView, JoinField, MemberView};
 use super::{ApiState, Failure};
-use crate::governance::{GovCode, GovError, StandingKind};
+use crate::governance::{GovCode, GovError};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,6 +19,55 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(fields, join_field))
         .routes(routes!(members))
         .routes(routes!(issuers))
+        .routes(routes!(explain_tier))
+}
+
+/// Explains a peer's tier in a field as of now: every requirement of every tier, what is
+/// missing or failed (by credential type and constraint), bars and countermeasures, and
+/// when the answer next changes. Judged from the credentials the peer presented here.
+#[utoipa::path(get, path = "/v1/fields/{field}/tier/{did}", extensions(("x-tfc-role" = json!("clerk"))), tag = "fields", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("did" = String, Path, description = "The peer's DID")), responses((status = 200, description = "The explanation", body = Object), (status = 404, body = ApiError)))]
+pub(super) async fn explain_tier(
+    State(state): State<ApiState>,
+    axum::extract::Path((field, did)): axum::extract::Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    let field = resolve_field(&state, &field)?;
+    let record = state
+        .services
+        .peers
+        .of_did(&did)
+        .filter(|record| record.presented.contains_key(&field.charter.field_id()))
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                "unknown_peer",
+                format!(
+                    "this gateway has not judged {did} in this field: it has presented nothing \
+                     here yet (tfcctl dial its address, then ask again)"
+                ),
+            )
+        })?;
+    let services = std::sync::Arc::clone(&state.services);
+    // Verifying credentials is CPU work: off the async workers.
+    let explanation = tokio::task::spawn_blocking(move || {
+        let verifier = crate::credential::CredentialVerifier::new();
+        let tokens = record.credentials_in(&field.charter.field_id()).to_vec();
+        services.explain_tier(
+            &verifier,
+            &field,
+            &record.did,
+            &tokens,
+            crate::credential::now_unix(),
+        )
+    })
+    .await
+    .map_err(|_| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the explanation failed",
+        )
+    })?;
+    Ok(Json(serde_json::to_value(explanation).unwrap_or_default()))
 }
 
 pub(super) fn field_view(field: &crate::field::Field) -> FieldView {
@@ -102,12 +151,7 @@ pub(super) async fn members(
     })?;
     let mut view: BTreeMap<String, MemberView> = BTreeMap::new();
     for (did, standing) in &governance.members {
-        let admission = match standing.kind {
-            StandingKind::Founder => "founder",
-            StandingKind::Member => "member",
-            StandingKind::Suspended => "suspended",
-            StandingKind::Revoked => "revoked",
-        };
+        let admission = standing.kind.as_str();
         view.insert(
             did.clone(),
             MemberView {
@@ -115,6 +159,8 @@ pub(super) async fn members(
                 admission: admission.into(),
                 epoch: standing.epoch,
                 tier: None,
+                name: None,
+                unmet: Vec::new(),
             },
         );
     }
@@ -125,6 +171,8 @@ pub(super) async fn members(
                 admission: "pending".into(),
                 epoch: signed.op.epoch,
                 tier: None,
+                name: None,
+                unmet: Vec::new(),
             });
         }
     }
@@ -135,8 +183,20 @@ pub(super) async fn members(
             admission: "not_admitted".into(),
             epoch: 0,
             tier: None,
+            name: None,
+            unmet: Vec::new(),
         });
         entry.tier = tier;
+    }
+    for entry in view.values_mut() {
+        entry.name = state.services.name_of(&entry.did);
+    }
+    for (_, record) in state.services.peers.all()? {
+        if let (Some(entry), Some(presented)) =
+            (view.get_mut(&record.did), record.presented.get(&field))
+        {
+            entry.unmet.clone_from(&presented.unmet);
+        }
     }
     Ok(Json(view.into_values().collect()))
 }

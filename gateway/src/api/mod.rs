@@ -9,6 +9,7 @@ pub mod disclosures;
 mod error;
 mod fields;
 mod guard;
+mod inbox;
 mod node;
 mod ops;
 mod server;
@@ -83,6 +84,7 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .merge(threats::routes())
         .merge(disclosures::routes())
         .merge(approvals::routes())
+        .merge(inbox::routes())
         .split_for_parts()
 }
 

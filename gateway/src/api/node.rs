@@ -102,6 +102,12 @@ pub(super) async fn peers(State(state): State<ApiState>) -> Result<Json<Vec<Peer
             .map(|(peer, record)| PeerView {
                 peer_id: peer.to_string(),
                 did: record.did,
+                name: record.name,
+                unmet: record
+                    .presented
+                    .iter()
+                    .map(|(field, presented)| (field.clone(), presented.unmet.clone()))
+                    .collect(),
                 tiers: record.tiers,
                 evaluated_at: format_rfc3339(record.evaluated_at),
                 next_change: record.next_change.map(format_rfc3339),

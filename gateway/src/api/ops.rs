@@ -9,13 +9,14 @@ use axum::response::{IntoResponse, Response};
 use super::approvals::HeldAction;
 use super::guard::require;
 use super::server::AdminSession;
-use super::types::{ApiError, OpView, ProposeOp};
+use super::types::{ApiError, MemberImpact, OpView, ProposeOp, RecordsAffected};
 use super::{ApiState, Failure, resolve_field};
 use crate::credential::format_rfc3339;
 use crate::exchange::OpDraft;
 use crate::governance::OpKind;
 use crate::governance::state::Progress;
 use crate::governance::{GovCode, GovError, GovIntake, SignedOp};
+use crate::identity::PublicKey;
 use crate::roles::Role;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,11 +26,24 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_ops, propose_op))
         .routes(routes!(endorse_op))
+        .routes(routes!(member_impact))
+        .routes(routes!(op_holders))
 }
 
-pub(super) fn op_view(id: &str, signed: &SignedOp, progress: &Progress) -> OpView {
+pub(super) fn op_view(
+    services: &crate::services::Services,
+    id: &str,
+    signed: &SignedOp,
+    progress: &Progress,
+) -> OpView {
     let op = &signed.op;
+    let names = services.names_of(
+        [&op.target, &op.proposer]
+            .into_iter()
+            .chain(signed.signatures.keys()),
+    );
     OpView {
+        names,
         id: id.to_owned(),
         kind: op.kind.to_string(),
         target: op.target.clone(),
@@ -60,7 +74,12 @@ pub(super) fn intake_view(
         .governance
         .op(field, &intake.id)
         .ok_or_else(|| Failure::from(GovError::new(GovCode::UnknownOp, "the op vanished")))?;
-    Ok(op_view(&intake.id, &signed, &intake.progress))
+    Ok(op_view(
+        &state.services,
+        &intake.id,
+        &signed,
+        &intake.progress,
+    ))
 }
 
 /// Lists a field's governance ops, with their signatures.
@@ -73,7 +92,7 @@ pub(super) async fn list_ops(
     let ops = state.services.governance.ops(&field.charter.field_id());
     Ok(Json(
         ops.iter()
-            .map(|(id, signed, progress)| op_view(id, signed, progress))
+            .map(|(id, signed, progress)| op_view(&state.services, id, signed, progress))
             .collect(),
     ))
 }
@@ -153,4 +172,111 @@ pub(super) async fn endorse_op(
         })?;
     let intake = state.publisher.endorse(&field, &id).await?;
     Ok(Json(intake_view(&state, &field, &intake)?))
+}
+
+/// Shows what revoking or suspending `did` in a field would touch: name, standing, tiers,
+/// connection, records, countermeasures and pending ops. Changes nothing.
+#[utoipa::path(get, path = "/v1/fields/{field}/members/{did}/impact", extensions(("x-tfc-role" = json!("admin"))), tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("did" = String, Path, description = "The member's DID")), responses((status = 200, body = MemberImpact), (status = 404, body = ApiError)))]
+pub(super) async fn member_impact(
+    State(state): State<ApiState>,
+    axum::extract::Path((field, did)): axum::extract::Path<(String, String)>,
+) -> Result<Json<MemberImpact>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let services = &state.services;
+    let standing = services.governance.standing(&field, &did);
+    let engaged = services.peers.judged_tier(&did, &field).is_some()
+        || services.governance.admission_pending(&field, &did);
+    let refusal = services
+        .governance
+        .check_target(&field, OpKind::Revoke, &did, engaged)
+        .err()
+        .map(|error| format!("{}: {}", error.code.as_str(), error.message));
+    let record = services.peers.of_did(&did);
+    let connected = match PublicKey::peer_id_named(&did) {
+        Some(peer) => {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            state
+                .commands
+                .send(crate::net::Command::ConnectedPeers(reply))
+                .await
+                .is_ok()
+                && answer.await.is_ok_and(|peers| peers.contains(&peer))
+        }
+        None => false,
+    };
+    let mut records = RecordsAffected::default();
+    for tier in 1..=3 {
+        for id in state.spaces.ids(&field, tier).unwrap_or_default() {
+            let Ok(stored) = state.spaces.get(&field, tier, &id) else {
+                continue;
+            };
+            records.owned += usize::from(stored.owner == did);
+            records.disclosed += usize::from(stored.labels.disclosure.contains(&did));
+            records.rights += usize::from(stored.labels.rights_holders.contains(&did));
+        }
+    }
+    let countermeasures = state
+        .publisher
+        .threats()
+        .actions(None)
+        .into_iter()
+        .filter(|action| action.field == field && action.target.to_string().contains(&did))
+        .map(|action| {
+            format!(
+                "{} {} ({:?})",
+                action.id,
+                action.action.as_str(),
+                action.state
+            )
+        })
+        .collect();
+    let pending_ops = services
+        .governance
+        .ops(&field)
+        .into_iter()
+        .filter(|(_, signed, progress)| signed.op.target == did && progress.committed.is_none())
+        .map(|(id, signed, _)| format!("{id} {}", signed.op.kind))
+        .collect();
+    let other_fields = services
+        .fields
+        .all()
+        .iter()
+        .map(|joined| joined.charter.field_id())
+        .filter(|other| *other != field && services.in_good_standing(other, &did))
+        .collect();
+    Ok(Json(MemberImpact {
+        name: services.name_of(&did),
+        standing: standing.map_or("none".to_owned(), |kind| kind.as_str().to_owned()),
+        refusal,
+        tiers: record.map(|record| record.tiers).unwrap_or_default(),
+        connected,
+        records,
+        countermeasures,
+        pending_ops,
+        other_fields,
+        field,
+        did,
+    }))
+}
+
+/// Which members' gateways hold an op: each connected member is asked now.
+#[utoipa::path(get, path = "/v1/fields/{field}/ops/{op}/holders", extensions(("x-tfc-role" = json!("viewer"))), tag = "governance", params(("field" = String, Path, description = "Field id or unambiguous prefix"), ("op" = String, Path, description = "Op id or unambiguous prefix")), responses((status = 200, body = Vec<crate::exchange::Holder>), (status = 404, body = ApiError)))]
+pub(super) async fn op_holders(
+    State(state): State<ApiState>,
+    axum::extract::Path((field, op)): axum::extract::Path<(String, String)>,
+) -> Result<Json<Vec<crate::exchange::Holder>>, Failure> {
+    let field = resolve_field(&state, &field)?.charter.field_id();
+    let signed = state.services.governance.op(&field, &op).ok_or_else(|| {
+        Failure::from(GovError::new(
+            GovCode::UnknownOp,
+            format!("no op {op} in this field (see tfcctl member ops)"),
+        ))
+    })?;
+    let id = signed.op.id()?;
+    Ok(Json(
+        state
+            .publisher
+            .op_holders(&field, &id, &signed.op.target)
+            .await,
+    ))
 }

@@ -39,8 +39,14 @@ pub struct PeerView {
     pub peer_id: String,
     /// Its DID.
     pub did: String,
+    /// Its verified legal name (from an identity credential a shared field trusts).
+    pub name: Option<String>,
     /// Field id → tier.
     pub tiers: BTreeMap<String, u8>,
+    /// Field id → what it lacked for its next tier at the last judgement
+    /// (`GET /v1/fields/{field}/tier/{did}` explains it in full).
+    #[serde(default)]
+    pub unmet: BTreeMap<String, Vec<String>>,
     /// When the tiers were computed (RFC 3339).
     pub evaluated_at: String,
     /// When they are next due to change (RFC 3339), if ever.
@@ -167,6 +173,9 @@ pub struct OpView {
     pub required: usize,
     /// `quorum` or `admin` (the emergency path) once committed.
     pub committed: Option<String>,
+    /// The verified legal names of the target, proposer and signers we know, by DID.
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
 }
 
 /// One member or candidate of a field.
@@ -175,6 +184,12 @@ pub struct OpView {
 pub struct MemberView {
     /// The DID.
     pub did: String,
+    /// Its verified legal name, once this gateway has verified it.
+    pub name: Option<String>,
+    /// What it lacked for its next tier at this gateway's last judgement
+    /// (`GET /v1/fields/{field}/tier/{did}` explains it in full).
+    #[serde(default)]
+    pub unmet: Vec<String>,
     /// `founder`, `member`, `suspended`, `revoked`, `pending` (an admission is proposed)
     /// or `not_admitted`.
     pub admission: String,
@@ -182,6 +197,48 @@ pub struct MemberView {
     pub epoch: u64,
     /// The tier this gateway's last judgement gave it in the field, if it has met it.
     pub tier: Option<u8>,
+}
+
+/// What revoking or suspending a member would touch, shown before it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberImpact {
+    /// The DID.
+    pub did: String,
+    /// Its verified legal name, if known.
+    pub name: Option<String>,
+    /// The field id.
+    pub field: String,
+    /// `founder`, `member`, `suspended`, `revoked`, or `none` (not in the registry).
+    pub standing: String,
+    /// Whether it can be revoked or suspended here; else why not (the code the op would be
+    /// refused with).
+    pub refusal: Option<String>,
+    /// Tiers this gateway's last judgement gave it, by field.
+    pub tiers: BTreeMap<String, u8>,
+    /// Whether its gateway is connected to this one now (the connection closes).
+    pub connected: bool,
+    /// Records in this field's spaces it owns, may read (disclosure) or holds rights in:
+    /// each loses that access.
+    pub records: RecordsAffected,
+    /// Countermeasures whose target names it.
+    pub countermeasures: Vec<String>,
+    /// Governance ops about it not committed yet.
+    pub pending_ops: Vec<String>,
+    /// Other joined fields where it is a member (not affected).
+    pub other_fields: Vec<String>,
+}
+
+/// Records a member's revocation touches, counted over the field's three spaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordsAffected {
+    /// Records it owns (held here as custodian).
+    pub owned: usize,
+    /// Records disclosed to it.
+    pub disclosed: usize,
+    /// Records it holds rights in.
+    pub rights: usize,
 }
 
 /// One trusted issuer of a field, as governance has it now.
@@ -289,6 +346,25 @@ pub struct AskData {
     /// For `list`: only records whose labels match.
     #[serde(default)]
     pub filter: crate::spaces::LabelFilter,
+    /// The declared purpose.
+    pub purpose: String,
+}
+
+/// `POST /v1/data/why`: a request to explain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhyRequest {
+    /// The asking organisation's DID.
+    pub peer: String,
+    /// The field id or unambiguous prefix.
+    pub field: String,
+    /// The space's tier.
+    pub tier: u8,
+    /// A record id; without it, the space.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `read`, `list`, `write`, `submit` or `delete`.
+    pub action: String,
     /// The declared purpose.
     pub purpose: String,
 }

@@ -122,24 +122,12 @@ pub struct Story {
 /// The width the narration keeps to.
 const COLUMNS: usize = 100;
 
-/// How many terminal columns `text` takes: East Asian wide characters take two.
-fn columns(text: &str) -> usize {
-    text.chars()
-        .map(|c| {
-            let wide = matches!(u32::from(c),
-                0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF
-                | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x20000..=0x3FFFD);
-            if wide { 2 } else { 1 }
-        })
-        .sum()
-}
-
 /// Wraps each line of `text` at spaces to `width` columns; a continuation of an indented
 /// line is indented two more. A word longer than the width stays whole.
 fn wrap(text: &str, width: usize) -> String {
     let mut out = Vec::new();
     for line in text.split('\n') {
-        if columns(line) <= width {
+        if crate::text::columns(line) <= width {
             out.push(line.to_owned());
             continue;
         }
@@ -148,7 +136,7 @@ fn wrap(text: &str, width: usize) -> String {
         let mut current = " ".repeat(indent);
         let mut fresh = true;
         for word in line.split(' ').filter(|word| !word.is_empty()) {
-            if !fresh && columns(&current) + 1 + columns(word) > width {
+            if !fresh && crate::text::columns(&current) + 1 + crate::text::columns(word) > width {
                 out.push(std::mem::replace(&mut current, continuation.clone()));
                 fresh = true;
             }
@@ -314,7 +302,8 @@ fn print_summary(report: &Report) {
 
 #[cfg(test)]
 mod tests {
-    use super::{columns, wrap};
+    use super::wrap;
+    use crate::text::columns;
 
     #[test]
     fn narration_is_wrapped_to_the_width_keeping_words_and_indentation() {

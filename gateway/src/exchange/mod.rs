@@ -38,6 +38,7 @@ use crate::services::threats::Threats;
 mod checkpoints;
 mod envelope;
 mod gossip;
+mod holders;
 mod publisher;
 mod sync;
 #[cfg(test)]
@@ -45,6 +46,7 @@ mod tests;
 
 pub use checkpoints::{Checkpoint, CheckpointMismatch, PeerCheckpoints, kept_checkpoints};
 pub use envelope::{Envelope, EnvelopeRejection, open_envelope};
+pub use holders::Holder;
 pub use publisher::{Delivery, OpDraft, Publisher, ThreatPublication};
 
 use checkpoints::{

@@ -36,6 +36,16 @@ impl StandingKind {
     pub fn in_good_standing(self) -> bool {
         matches!(self, StandingKind::Founder | StandingKind::Member)
     }
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StandingKind::Founder => "founder",
+            StandingKind::Member => "member",
+            StandingKind::Suspended => "suspended",
+            StandingKind::Revoked => "revoked",
+        }
+    }
 }
 
 /// How an op committed.

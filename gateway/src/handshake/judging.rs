@@ -88,6 +88,7 @@ impl Shared {
                 Presented {
                     credentials,
                     counted: judgement.counted,
+                    unmet: judgement.unmet,
                 },
             );
         }
@@ -298,6 +299,7 @@ impl Shared {
                 .min();
             if let Some(presented) = record.presented.get_mut(field) {
                 presented.counted = judgement.counted;
+                presented.unmet = judgement.unmet;
             }
         }
         // Most changes touch one member: a write per unchanged peer cost a field of N

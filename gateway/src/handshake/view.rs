@@ -15,7 +15,6 @@ use crate::credential::{
 };
 use crate::field::Field;
 use crate::negotiation::{AskClaims, Disclosure, Judgement, Party, Refusal};
-use crate::tier::{TierContext, evaluate};
 
 /// Presentations made in a handshake live this long.
 pub(super) const PRESENTATION_LIFETIME_SECS: i64 = 60;
@@ -213,8 +212,8 @@ impl Party for PartyView<'_> {
     }
 }
 
-/// The tier `did`'s `tokens` reach in `field` as of `now`: none while it is barred; less
-/// the credentials a countermeasure suspended; under a countermeasure's ceiling.
+/// The tier `did`'s `tokens` reach in `field` as of `now` (see
+/// [`Services::explain_tier`]).
 pub(super) fn judge_in(
     services: &Services,
     verifier: &CredentialVerifier,
@@ -223,33 +222,7 @@ pub(super) fn judge_in(
     tokens: &[String],
     now: i64,
 ) -> Judgement {
-    let charter = services.effective_charter(field);
-    let id = charter.field_id();
-    if services.is_barred(&id, did) || services.threat_effects.member_blocked(&id, did) {
-        return Judgement::default();
-    }
-    let counted = services
-        .threat_effects
-        .counted_credentials(&id, did, tokens);
-    let report = services.with_status_lists(|status_lists| {
-        evaluate(
-            &charter,
-            verifier,
-            &counted,
-            TierContext {
-                at: now,
-                status_lists,
-                holder: Some(did),
-            },
-        )
-    });
-    let cap = services
-        .threat_effects
-        .tier_cap(&id, did)
-        .unwrap_or(u8::MAX);
-    Judgement {
-        tier: report.tier.min(cap),
-        counted: report.counted,
-        next_change: report.next_change,
-    }
+    services
+        .explain_tier(verifier, field, did, tokens, now)
+        .judgement()
 }

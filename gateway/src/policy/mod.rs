@@ -114,6 +114,40 @@ pub struct AccessRequest {
     pub threat_level: u8,
 }
 
+impl AccessRequest {
+    /// The attributes a decision rested on that the asker may see: its own verified facts,
+    /// the action, the purpose and the field's threat level (not the resource's labels).
+    pub fn asker_trace(&self) -> String {
+        let facts = &self.principal;
+        let list = |items: &std::collections::BTreeSet<String>| {
+            if items.is_empty() {
+                "none".to_owned()
+            } else {
+                items.iter().cloned().collect::<Vec<_>>().join(", ")
+            }
+        };
+        format!(
+            "you: tier {}, credit {}, licences [{}], certifications [{}], programmes [{}]{}; \
+             action {}; purpose {:?}; threat level {}",
+            facts.tier,
+            facts
+                .credit_grade
+                .as_deref()
+                .map_or("unverified".to_owned(), |grade| format!(
+                    "{grade} ({})",
+                    facts.credit_score.unwrap_or_default()
+                )),
+            list(&facts.licences),
+            list(&facts.certifications),
+            list(&facts.programs),
+            if facts.suspended { ", suspended" } else { "" },
+            self.action.as_str(),
+            self.purpose,
+            self.threat_level,
+        )
+    }
+}
+
 /// A decision and its reasons.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
@@ -126,6 +160,23 @@ pub struct Decision {
     /// Policies that could not be evaluated (they are skipped, which can only deny more).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+}
+
+impl Decision {
+    /// The rule trace of a refusal, as the asker may read it: the reason, the policies that
+    /// decided, and the asker's attributes and purpose.
+    pub fn refusal_trace(&self, request: &AccessRequest) -> String {
+        let policies = if self.policies.is_empty() {
+            "none permits it".to_owned()
+        } else {
+            self.policies.join(", ")
+        };
+        format!(
+            "{}; policies: {policies}; {}",
+            self.reason,
+            request.asker_trace()
+        )
+    }
 }
 
 /// A field's validated policies, indexed for fast decisions.

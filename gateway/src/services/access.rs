@@ -94,7 +94,7 @@ pub fn answer(
         reason: if code == "ok" {
             reason.clone()
         } else {
-            code.clone()
+            format!("{code}: {reason}")
         },
         purpose: Some(purpose.clone()),
         field: Some(field.clone()),
@@ -208,13 +208,14 @@ fn decide(
                 "the field has no policy: every access is denied".into(),
             ));
         };
-        let decision = engine.decide(&AccessRequest {
+        let request = AccessRequest {
             principal: principal.clone(),
             action,
             resource,
             purpose: purpose.to_owned(),
             threat_level,
-        });
+        };
+        let decision = engine.decide(&request);
         services.metrics.count(
             crate::metrics::DECISIONS,
             &format!("data:{}", if decision.allowed { "allow" } else { "deny" }),
@@ -222,7 +223,7 @@ fn decide(
         if decision.allowed {
             Ok(decision.reason)
         } else {
-            Err(denied(decision.reason))
+            Err(denied(decision.refusal_trace(&request)))
         }
     };
     match request {
@@ -333,4 +334,105 @@ fn facts(
         record.credentials_in(&charter.field_id()),
     );
     Ok(facts)
+}
+
+/// Why this gateway would decide a request from `did` as it would, now: for the operator
+/// (`tfcctl data why`), who may see everything the decision rests on, labels included.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhyAnswer {
+    /// Whether the request would be allowed.
+    pub allowed: bool,
+    /// `ok`, or the refusal code.
+    pub code: String,
+    /// The reason, with the policies that decided.
+    pub reason: String,
+    /// The `@id`s of the policies that decided (empty when none permits it, or before Cedar).
+    pub policies: Vec<String>,
+    /// The request as Cedar saw it: the asker's verified facts, the action, the resource and
+    /// its labels, the purpose and the threat level; absent when refused before Cedar.
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<AccessRequest>,
+}
+
+/// Decides, without acting or answering anyone, the request `did` would make: `action` on
+/// record `id` (or on the space) of `field`'s tier-`tier` space, for `purpose`.
+#[allow(clippy::too_many_arguments)]
+pub fn why(
+    services: &Services,
+    spaces: &Spaces,
+    did: &str,
+    field_id: &str,
+    tier: u8,
+    id: Option<&str>,
+    action: Action,
+    purpose: &str,
+) -> WhyAnswer {
+    let refused = |code: &str, reason: String| WhyAnswer {
+        allowed: false,
+        code: code.to_owned(),
+        reason,
+        policies: Vec::new(),
+        request: None,
+    };
+    let Some(record) = services.peers.of_did(did) else {
+        return refused(
+            "not_verified",
+            format!("this gateway has not verified {did}"),
+        );
+    };
+    if !services.verified_in(&record, field_id) {
+        return refused(
+            "not_verified",
+            format!(
+                "{did} is not verified in this field: its peers get one refusal, whatever they ask"
+            ),
+        );
+    }
+    let Some(field) = services.fields.get(field_id) else {
+        return refused("denied", "this gateway has not joined that field".into());
+    };
+    let principal = match facts(services, &field, &record) {
+        Ok(principal) => principal,
+        Err(error) => return refused(error.code.as_str(), error.message),
+    };
+    let Some(engine) = services.policy_engine(&field) else {
+        return refused(
+            "denied",
+            "the field has no policy: every access is denied".into(),
+        );
+    };
+    let space = SpaceRef {
+        field: field_id.to_owned(),
+        tier,
+    };
+    let resource = match id {
+        Some(id) => match spaces.get(field_id, tier, id) {
+            Ok(stored) => Resource::Record {
+                space,
+                labels: stored.policy_labels(),
+            },
+            Err(error) => return refused(error.code.as_str(), error.message),
+        },
+        None => Resource::Space { space },
+    };
+    let request = AccessRequest {
+        principal,
+        action,
+        resource,
+        purpose: purpose.to_owned(),
+        threat_level: services.threat_effects.threat_level(field_id),
+    };
+    let decision = engine.decide(&request);
+    WhyAnswer {
+        allowed: decision.allowed,
+        code: if decision.allowed { "ok" } else { "denied" }.to_owned(),
+        reason: if decision.allowed {
+            decision.reason.clone()
+        } else {
+            decision.refusal_trace(&request)
+        },
+        policies: decision.policies,
+        request: Some(request),
+    }
 }

@@ -4,9 +4,11 @@
 
 pub mod access;
 mod effects;
+pub mod explain;
 mod facts;
 mod fields;
 pub mod holdings;
+pub mod inbox;
 mod peers;
 mod standing;
 pub mod status;

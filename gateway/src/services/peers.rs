@@ -123,6 +123,9 @@ pub struct Presented {
     /// The types that verified and counted at the last judgement.
     #[serde(default)]
     pub counted: BTreeSet<String>,
+    /// What was missing or failed for the next tier at the last judgement.
+    #[serde(default)]
+    pub unmet: Vec<String>,
 }
 
 /// What this gateway knows about a peer after a handshake.
@@ -175,6 +178,7 @@ impl Stored for PeerRecord {
                 let presented = Presented {
                     credentials: old.credentials.clone(),
                     counted: BTreeSet::new(),
+                    unmet: Vec::new(),
                 };
                 (field.clone(), presented)
             })

@@ -321,6 +321,7 @@ impl Threats {
             reporters: judgement.reporters,
             admin_reported: judgement.admin_reported,
             expires: judgement.expires,
+            since: group.contributions.iter().map(|c| c.valid_from).min(),
             indicators: group
                 .contributions
                 .iter()

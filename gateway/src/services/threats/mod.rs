@@ -122,6 +122,9 @@ pub struct ActionView {
     pub admin_reported: bool,
     /// When it ends (Unix seconds).
     pub expires: Option<i64>,
+    /// When its earliest report started to apply (Unix seconds).
+    #[serde(default)]
+    pub since: Option<i64>,
     /// The indicators behind it.
     pub indicators: Vec<String>,
 }
