@@ -445,13 +445,59 @@ pub(crate) fn list_fields(
         return Ok(Outcome::Success);
     }
     for field in selected {
+        if let Some(problem) = &field.problem {
+            println!("{}  DISABLED  {problem}", field.id);
+            continue;
+        }
         println!("{}  {}", field.id, field.name);
         if show.is_some() {
-            println!("  founders  {}", field.founders.join(", "));
-            for (tier, require) in field.tiers.iter().enumerate() {
-                println!("  tier {}    {}", tier + 1, require.join(", "));
-            }
+            print_field(field);
         }
+    }
+    Ok(Outcome::Success)
+}
+
+fn print_field(field: &FieldView) {
+    let named = |did: &String| match field.names.get(did) {
+        Some(name) => format!("{name} ({did})"),
+        None => did.clone(),
+    };
+    for founder in &field.founders {
+        println!("  founder   {}", named(founder));
+    }
+    for admin in &field.admins {
+        println!("  admin     {}", named(admin));
+    }
+    println!(
+        "  quorum    {} signatures from members in good standing",
+        field.quorum
+    );
+    for issuer in &field.issuers {
+        println!(
+            "  issuer    {} ({}) for {}",
+            issuer.name,
+            issuer.did,
+            issuer.types.join(", ")
+        );
+    }
+    for (tier, require) in field.tiers.iter().enumerate() {
+        println!("  tier {}    needs {}", tier + 1, require.join(", "));
+    }
+}
+
+pub(crate) fn leave_field(args: &GatewayArgs, id: &str, json: bool) -> anyhow::Result<Outcome> {
+    let answer: serde_json::Value =
+        match Client::connect(args)?.delete(&format!("/v1/fields/{id}"))? {
+            Ok(answer) => answer,
+            Err(error) => return Ok(refused(&error, json)),
+        };
+    if json {
+        print_json(&answer);
+    } else {
+        println!(
+            "left     field {}: no more gossip, answers or judgements there",
+            answer["left"].as_str().unwrap_or(id)
+        );
     }
     Ok(Outcome::Success)
 }

@@ -279,10 +279,11 @@ pub(crate) fn run(gateway: &GatewayArgs, command: DataCommand) -> anyhow::Result
                 } else {
                     for record in &records {
                         println!(
-                            "{:<38} {:<16} v{}",
+                            "{:<38} {:<16} v{:<4} owner {}",
                             record.id,
                             record.status,
-                            record.version.unwrap_or(0)
+                            record.version.unwrap_or(0),
+                            record.owner.as_deref().unwrap_or("-")
                         );
                     }
                 }

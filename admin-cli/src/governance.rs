@@ -374,6 +374,12 @@ fn list_ops(client: &Client, field: &FieldArgs, about: Option<&str>) -> anyhow::
             named(op, &op.target),
             progress(op)
         );
+        println!(
+            "    proposed by {} at {}: {}",
+            named(op, &op.proposer),
+            op.created,
+            op.reason
+        );
     }
     Ok(Outcome::Success)
 }

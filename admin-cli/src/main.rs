@@ -129,6 +129,15 @@ enum FieldCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Leave a joined field (active or disabled): no more gossip, answers or judgements
+    /// there; its governance ops and records stay in the store (needs --gateway).
+    Leave {
+        /// The field id (a prefix is enough).
+        id: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// One joined field, by id or id prefix (needs --gateway).
     Show {
         /// The field id (a prefix is enough).
@@ -303,6 +312,9 @@ fn main() -> ExitCode {
         Command::Field(FieldCommand::List { json }) => client::list_fields(&gateway, None, json),
         Command::Field(FieldCommand::Show { id, json }) => {
             client::list_fields(&gateway, Some(&id), json)
+        }
+        Command::Field(FieldCommand::Leave { id, json }) => {
+            client::leave_field(&gateway, &id, json)
         }
         Command::Status { json } => client::status(&gateway, json),
         Command::Peers { json } => client::peers(&gateway, json),

@@ -1,7 +1,7 @@
 //! The running gateway: wires the store, the fields, the wallet, the network and the
 //! handshake together, and takes them down in order.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
@@ -10,7 +10,7 @@ use crate::api::{ApiServer, ApiStartError};
 use crate::config::GatewayConfig;
 use crate::credential::now_unix;
 use crate::exchange::{Exchange, ExchangeSettings};
-use crate::field::{Field, FieldError};
+use crate::field::Field;
 use crate::handshake::{GatewayEvent, Handshakes};
 use crate::identity::{IdentityError, KeyPair};
 use crate::init::STORE_DIR;
@@ -18,7 +18,7 @@ use crate::net::{Command, NetError, Network, NetworkSettings};
 use crate::services::holdings::{HoldingError, announce_field};
 use crate::services::status::{Intake, StatusIntakeError};
 use crate::services::threats::Threats;
-use crate::services::{FieldBook, Services, Wallet};
+use crate::services::{DisabledField, FieldBook, Services, Wallet};
 use crate::spaces::Spaces;
 use crate::store::{Store, StoreError};
 use crate::webhooks::Webhooks;
@@ -32,14 +32,6 @@ pub enum DaemonError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A joined field no longer loads.
-    #[error("field {path}: {source}")]
-    Field {
-        /// The charter file.
-        path: PathBuf,
-        /// Why.
-        source: FieldError,
-    },
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -66,7 +58,6 @@ impl DaemonError {
         match self {
             DaemonError::Identity(error) => error.code(),
             DaemonError::Store(error) => error.code(),
-            DaemonError::Field { source, .. } => source.code(),
             DaemonError::Net(_) => "network",
             DaemonError::Api(_) => "api",
             DaemonError::Data(error) => error.code.as_str(),
@@ -102,18 +93,27 @@ impl Gateway {
         let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
             .await
             .map_err(|_| StoreError::Stopped)??;
-        let fields = FieldBook::stored(&store)?
-            .into_iter()
-            .map(|charter| {
-                Field::load(&charter).map_err(|source| DaemonError::Field {
-                    path: charter,
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // A field whose charter cannot be loaded is disabled alone; the others run.
+        let mut fields = Vec::new();
+        let mut disabled = Vec::new();
+        for (id, charter) in FieldBook::stored(&store)? {
+            match Field::load(&charter) {
+                Ok(field) => fields.push(field),
+                Err(error) => {
+                    tracing::error!(field = %id, charter = %charter.display(), code = error.code(), %error, "field disabled: its charter cannot be loaded (restore it and restart, or tfcctl field leave)");
+                    disabled.push(DisabledField {
+                        id,
+                        charter,
+                        code: error.code().to_owned(),
+                        message: error.to_string(),
+                    });
+                }
+            }
+        }
         let wallet = Wallet::stored(&store)?;
         let grace = u64::try_from(config.handshake_grace_secs()).unwrap_or(10);
         let services = Arc::new(Services::new(key, fields, wallet, store.clone(), grace)?);
+        services.fields.set_disabled(disabled);
         // A weak handle: the audit log is part of the services it asks.
         let namer = Arc::downgrade(&services);
         services

@@ -179,6 +179,7 @@ fn the_tour_runs_against_a_kept_running_demo() {
     }
     let dir = tempfile::tempdir().unwrap();
     let output = run(dir.path(), &blocks()["tour"], &exports);
+    let claims = tour_claims(dir.path(), &blocks()["tour"], &exports);
     let stopped = Command::new("kill")
         .args(["-INT", &demo.id().to_string()])
         .status()
@@ -186,6 +187,11 @@ fn the_tour_runs_against_a_kept_running_demo() {
     assert!(stopped.success());
     let status = demo.wait().unwrap();
     assert_success("the tour", &output);
+    assert_eq!(
+        claims,
+        Vec::<String>::new(),
+        "tour lines that do not print what they claim"
+    );
     let printed = String::from_utf8_lossy(&output.stdout);
     let city = exports.iter().find(|(key, _)| key == "CITY").unwrap();
     assert!(
@@ -196,6 +202,85 @@ fn the_tour_runs_against_a_kept_running_demo() {
         status.success(),
         "the demo stops cleanly on SIGINT: {status}"
     );
+}
+
+/// What each tour line must print, by the command after `tfcctl --gateway $G `: the words
+/// its README comment promises. Every tour line has an entry.
+const TOUR_CLAIMS: [(&str, &[&str]); 15] = [
+    (
+        "status",
+        &[
+            "organisation",
+            "peer id",
+            "listening",
+            "fields",
+            "wallet",
+            "peers",
+        ],
+    ),
+    ("peers", &["organisation", "tier", "株式会社"]),
+    ("inbox", &["countermeasure", "tfcctl threat apply"]),
+    (
+        "field show $FIELD",
+        &["founder", "admin", "quorum", "issuer", "tier 1"],
+    ),
+    (
+        "member list --field $FIELD",
+        &["organisation", "admission", "tier", "revoked", "株式会社"],
+    ),
+    (
+        "member show $CONTRACTOR_C --field $FIELD",
+        &["revoked", "revoke", "proposed by"],
+    ),
+    (
+        "tier explain $CONTRACTOR_A --field $FIELD",
+        &["tier now", "✓", "TIER"],
+    ),
+    ("wallet list", &["OrganizationIdentityCredential"]),
+    (
+        "disclosures --type CreditRatingCredential",
+        &["sent to", "from", "CreditRating"],
+    ),
+    ("data list --field $FIELD --tier 3", &["owner did:key:"]),
+    (
+        "threat list --field $FIELD",
+        &["2 indicators", "x-tfc-member:did"],
+    ),
+    ("threat pending", &["awaiting_operator"]),
+    ("audit verify", &["entries intact", "members"]),
+    (
+        "audit list --action governance.",
+        &["chain", "governance.revoke"],
+    ),
+    ("status --json", &["\"did\""]),
+];
+
+/// Runs each tour line on its own and returns the ones whose output lacks a claimed word.
+fn tour_claims(dir: &Path, block: &str, env: &[(String, String)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for line in block.lines() {
+        let command = line.split(" #").next().unwrap_or(line).trim();
+        let rest = command
+            .strip_prefix("tfcctl --gateway $G ")
+            .unwrap_or_else(|| panic!("a tour line that is not `tfcctl --gateway $G …`: {line}"));
+        let claims = TOUR_CLAIMS
+            .iter()
+            .find(|(claimed, _)| *claimed == rest)
+            .unwrap_or_else(|| panic!("no claims listed for the tour line {line:?}"))
+            .1;
+        let output = run(dir, command, env);
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for claim in claims {
+            if !printed.contains(claim) {
+                failures.push(format!("{rest}: no {claim:?} in\n{printed}"));
+            }
+        }
+    }
+    failures
 }
 
 /// Reads the demo's narration until it has printed the `export` lines of its tour; a thread

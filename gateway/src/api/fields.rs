@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(fields, join_field))
+        .routes(routes!(leave_field))
         .routes(routes!(members))
         .routes(routes!(issuers))
         .routes(routes!(explain_tier))
@@ -70,17 +71,55 @@ pub(super) async fn explain_tier(
     Ok(Json(serde_json::to_value(explanation).unwrap_or_default()))
 }
 
-pub(super) fn field_view(field: &crate::field::Field) -> FieldView {
+pub(super) fn field_view(
+    services: &crate::services::Services,
+    field: &crate::field::Field,
+) -> FieldView {
+    let charter = services.effective_charter(field);
     FieldView {
-        id: field.charter.field_id(),
-        name: field.charter.name.clone(),
-        founders: field.charter.founders.clone(),
-        tiers: field
-            .charter
+        id: charter.field_id(),
+        name: charter.name.clone(),
+        status: "active".into(),
+        problem: None,
+        names: services.names_of(charter.founders.iter().chain(&charter.admins)),
+        founders: charter.founders.clone(),
+        admins: charter.admins.clone(),
+        quorum: charter.quorum.to_string(),
+        issuers: charter
+            .issuers
+            .iter()
+            .map(|issuer| IssuerView {
+                did: issuer.did.clone(),
+                name: issuer.name.clone(),
+                types: issuer.types.clone(),
+            })
+            .collect(),
+        tiers: charter
             .tiers
             .iter()
             .map(|tier| tier.require.clone())
             .collect(),
+    }
+}
+
+/// A field whose charter could not be loaded, as `GET /v1/fields` lists it.
+fn disabled_view(disabled: crate::services::DisabledField) -> FieldView {
+    FieldView {
+        id: disabled.id,
+        name: String::new(),
+        status: "disabled".into(),
+        problem: Some(format!(
+            "{}: {} (charter {}; restore it and restart the gateway, or tfcctl field leave)",
+            disabled.code,
+            disabled.message,
+            disabled.charter.display()
+        )),
+        names: BTreeMap::new(),
+        founders: Vec::new(),
+        admins: Vec::new(),
+        quorum: String::new(),
+        issuers: Vec::new(),
+        tiers: Vec::new(),
     }
 }
 
@@ -93,7 +132,15 @@ pub(super) async fn fields(State(state): State<ApiState>) -> Json<Vec<FieldView>
             .fields
             .all()
             .iter()
-            .map(|field| field_view(field))
+            .map(|field| field_view(&state.services, field))
+            .chain(
+                state
+                    .services
+                    .fields
+                    .disabled()
+                    .into_iter()
+                    .map(disabled_view),
+            )
             .collect(),
     )
 }
@@ -109,7 +156,7 @@ pub(super) async fn join_field(
         .join_field(Path::new(&request.charter))
         .await?;
     crate::services::holdings::announce_field(&state.commands, &field, state.peer_id).await;
-    Ok(Json(field_view(&field)))
+    Ok(Json(field_view(&state.services, &field)))
 }
 
 /// The joined field whose id is `id` or starts with it (unambiguously).
@@ -220,4 +267,25 @@ pub(super) async fn issuers(
             })
             .collect(),
     ))
+}
+
+/// Leaves a field (active or disabled): this gateway stops gossiping, answering and judging
+/// peers there at once. Its governance ops and records stay in the store.
+#[utoipa::path(delete, path = "/v1/fields/{field}", extensions(("x-tfc-role" = json!("admin"))), tag = "fields", params(("field" = String, Path, description = "Field id or unambiguous prefix")), responses((status = 200, description = "Left: {\"left\": <field id>}"), (status = 404, body = ApiError)))]
+pub(super) async fn leave_field(
+    State(state): State<ApiState>,
+    axum::extract::Path(field): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    let left = state.services.leave_field(&field)?.ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            "unknown_field",
+            format!("no joined field has the id or prefix {field:?} (tfcctl field list)"),
+        )
+    })?;
+    let _ = state
+        .commands
+        .send(crate::net::Command::LeaveField(left.clone()))
+        .await;
+    Ok(Json(serde_json::json!({ "left": left })))
 }

@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::error::Failure;
-use super::server::AdminSession;
+use super::session::AdminSession;
 use crate::roles::Role;
 
 /// The OpenAPI extension that carries a route's least role.
@@ -67,6 +67,12 @@ impl RoleTable {
     pub(super) fn need(&self, method: &Method, path: &str) -> Option<Need> {
         self.needs.get(&(method.clone(), path.to_owned())).copied()
     }
+
+    /// Whether some method of `path` is a declared route: another method on it is the
+    /// router's 405, not a refusal.
+    fn declares_path(&self, path: &str) -> bool {
+        self.needs.keys().any(|(_, declared)| declared == path)
+    }
 }
 
 /// Refuses a caller whose role does not reach the route's declared least role.
@@ -77,7 +83,14 @@ pub(super) async fn require_role(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let need = matched.and_then(|path| table.need(request.method(), path.as_str()));
+    let path = matched
+        .as_ref()
+        .map(MatchedPath::as_str)
+        .unwrap_or_default();
+    let need = table.need(request.method(), path);
+    if need.is_none() && table.declares_path(path) {
+        return next.run(request).await;
+    }
     let role = session.and_then(|session| session.role);
     match (need, role) {
         (Some(Need::Nobody), _) => next.run(request).await,

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::server::AdminSession;
+use super::session::AdminSession;
 use super::{ApiState, Failure};
 use crate::credential::now_unix;
 use crate::roles::Role;

@@ -8,11 +8,13 @@ mod data;
 pub mod disclosures;
 mod error;
 mod fields;
+mod four_eyes;
 mod guard;
 mod inbox;
 mod node;
 mod ops;
 mod server;
+mod session;
 pub mod threats;
 pub mod types;
 mod wallet;
@@ -35,7 +37,8 @@ use crate::spaces::Spaces;
 use data::actor;
 use error::Failure;
 use fields::resolve_field;
-use server::{AdminSession, audit_and_commit, require_certificate};
+use server::{audit_and_commit, require_certificate};
+use session::AdminSession;
 use types::ApiError;
 
 /// Largest request body accepted.
@@ -83,7 +86,7 @@ fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .merge(audit::routes())
         .merge(threats::routes())
         .merge(disclosures::routes())
-        .merge(approvals::routes())
+        .merge(four_eyes::routes())
         .merge(inbox::routes())
         .split_for_parts()
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::approvals::HeldAction;
 use super::guard::require;
-use super::server::AdminSession;
+use super::session::AdminSession;
 use super::types::{ApiError, MemberImpact, OpView, ProposeOp, RecordsAffected};
 use super::{ApiState, Failure, resolve_field};
 use crate::credential::format_rfc3339;

@@ -96,8 +96,20 @@ pub struct FieldView {
     pub id: String,
     /// Its name.
     pub name: String,
+    /// `active`, or `disabled` (its charter could not be loaded at start).
+    pub status: String,
+    /// Why it is disabled, and what to do.
+    pub problem: Option<String>,
     /// Its founders.
     pub founders: Vec<String>,
+    /// Its admins (who may revoke and suspend alone).
+    pub admins: Vec<String>,
+    /// The quorum in force (`3` or `2/3`), as governance has it now.
+    pub quorum: String,
+    /// The issuers trusted now, and for which types.
+    pub issuers: Vec<IssuerView>,
+    /// The verified legal names of founders and admins we know, by DID.
+    pub names: BTreeMap<String, String>,
     /// The credential types each tier requires.
     pub tiers: Vec<Vec<String>>,
 }

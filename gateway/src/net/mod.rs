@@ -209,6 +209,8 @@ pub enum Command {
     },
     /// Take part in a field: start its gossip among the peers allowed in it.
     JoinField(String),
+    /// Stop taking part in a field: its gossip ends on every connection.
+    LeaveField(String),
     /// Publish on a topic.
     Publish {
         /// The topic name.

@@ -381,6 +381,7 @@ impl SwarmTask {
                     tracing::warn!(%field, %error, "the field's gossip did not start");
                 }
             }
+            Command::LeaveField(field) => behaviour.meshes.leave(&field),
             Command::Publish { topic, data, reply } => {
                 let published = match parse_topic(&topic) {
                     Some((field, _)) => behaviour.meshes.publish(&field, &topic, data),

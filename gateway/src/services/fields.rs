@@ -21,10 +21,27 @@ impl Stored for JoinedField {
     const VERSION: u8 = 1;
 }
 
+/// A joined field whose charter could not be loaded at start: disabled, alone, until its
+/// charter is back (and the gateway restarted) or the field is left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DisabledField {
+    /// The field id.
+    pub id: String,
+    /// Where its charter should be.
+    #[schema(value_type = String)]
+    pub charter: PathBuf,
+    /// The loading error's code.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
 /// The fields this gateway takes part in.
 pub struct FieldBook {
     tree: StoreTree,
     fields: RwLock<Vec<Arc<Field>>>,
+    disabled: RwLock<Vec<DisabledField>>,
     /// Policies amended by governance, compiled, by SHA-256 of their text.
     amended_policies: Mutex<HashMap<String, Arc<PolicyEngine>>>,
 }
@@ -35,18 +52,49 @@ impl FieldBook {
         Ok(Self {
             tree: store.tree(Tree::Fields)?,
             fields: RwLock::new(fields.into_iter().map(Arc::new).collect()),
+            disabled: RwLock::new(Vec::new()),
             amended_policies: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The charter files of the fields kept in `store`.
-    pub fn stored(store: &Store) -> Result<Vec<PathBuf>, StoreError> {
+    /// The fields kept in `store`: each id with its charter file.
+    pub fn stored(store: &Store) -> Result<Vec<(String, PathBuf)>, StoreError> {
         Ok(store
             .tree(Tree::Fields)?
             .entries::<JoinedField>()?
             .into_iter()
-            .map(|(_, joined)| joined.charter)
+            .map(|(id, joined)| (String::from_utf8_lossy(&id).into_owned(), joined.charter))
             .collect())
+    }
+
+    /// Records the joined fields whose charter could not be loaded at start.
+    pub fn set_disabled(&self, disabled: Vec<DisabledField>) {
+        if let Ok(mut held) = self.disabled.write() {
+            *held = disabled;
+        }
+    }
+
+    /// The joined fields whose charter could not be loaded.
+    pub fn disabled(&self) -> Vec<DisabledField> {
+        self.disabled
+            .read()
+            .map(|disabled| disabled.clone())
+            .unwrap_or_default()
+    }
+
+    /// Leaves the field `id` (active or disabled); whoever acknowledges it commits the store
+    /// first. `false` if no joined field has that id.
+    pub fn leave(&self, id: &str) -> Result<bool, StoreError> {
+        if !self.tree.take(id.as_bytes())? {
+            return Ok(false);
+        }
+        if let Ok(mut fields) = self.fields.write() {
+            fields.retain(|field| field.charter.field_id() != id);
+        }
+        if let Ok(mut disabled) = self.disabled.write() {
+            disabled.retain(|field| field.id != id);
+        }
+        Ok(true)
     }
 
     /// The fields joined, as of now (none if the lock is poisoned: nothing is shared).
@@ -74,6 +122,9 @@ impl FieldBook {
         if let Ok(mut fields) = self.fields.write() {
             fields.retain(|known| known.charter.field_id() != id);
             fields.push(Arc::clone(&field));
+        }
+        if let Ok(mut disabled) = self.disabled.write() {
+            disabled.retain(|known| known.id != id);
         }
         Ok(field)
     }

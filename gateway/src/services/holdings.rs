@@ -79,6 +79,29 @@ impl Services {
         Ok(field)
     }
 
+    /// Leaves the field `id` (or an unambiguous prefix, among active and disabled fields):
+    /// this gateway stops gossiping, answering and judging peers there. Governance ops and
+    /// records it held stay in the store, should it join again. `None` if no field matches.
+    pub fn leave_field(&self, id: &str) -> Result<Option<String>, HoldingError> {
+        let mut ids: Vec<String> = self
+            .fields
+            .all()
+            .iter()
+            .map(|field| field.charter.field_id())
+            .chain(self.fields.disabled().into_iter().map(|field| field.id))
+            .filter(|known| !id.is_empty() && known.starts_with(id))
+            .collect();
+        ids.dedup();
+        let [id] = ids.as_slice() else {
+            return Ok(None);
+        };
+        if !self.fields.leave(id)? {
+            return Ok(None);
+        }
+        self.facts_changed.fields();
+        Ok(Some(id.clone()))
+    }
+
     /// Adds one of the organisation's own credentials to the wallet after checking it: it
     /// must verify and name this organisation as its subject. A credential whose status list
     /// is not held yet is taken (verifiers judge its status with their own lists); a revoked

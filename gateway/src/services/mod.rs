@@ -17,7 +17,7 @@ mod wallet;
 
 pub use effects::ThreatEffects;
 pub use facts::{FactsChanged, Scope};
-pub use fields::FieldBook;
+pub use fields::{DisabledField, FieldBook};
 pub use peers::{PeerBook, PeerRecord, Presented, UsedNonce};
 pub use wallet::Wallet;
 

@@ -271,3 +271,103 @@ async fn four_eyes_hold_an_action_until_a_second_operator_approves() {
     assert!(approval.reason.contains("Aiko Admin"), "{approval:?}");
     node.gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_charter_disables_its_field_alone_and_a_field_can_be_left() {
+    let authorities = Authorities::new();
+    let node = Node::start_default().await;
+    node.import_wallet(&authorities.tier2_wallet(&node.did))
+        .await;
+    let kept = authorities.write_charter("kept", "");
+    let key = node.org_key();
+    let moved = authorities.write_governed_charter(
+        "moved",
+        &[&key],
+        std::slice::from_ref(&node.did),
+        "1",
+        "",
+    );
+    node.join(&kept).await;
+    node.join(&moved).await;
+    let ids: Vec<String> = node
+        .gateway
+        .services()
+        .fields
+        .all()
+        .iter()
+        .map(|field| field.charter.field_id())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let dir = node.stop().await;
+    std::fs::rename(&moved, moved.with_extension("away")).unwrap();
+    let node = Node::resume(dir).await;
+    let base = format!("https://localhost:{}", node.gateway.api_address().port());
+    let tls = TlsFiles::under(node.dir.path());
+    let kept_id = tfc_gateway::charter::Charter::load(&kept)
+        .unwrap()
+        .field_id();
+    tokio::task::spawn_blocking(move || {
+        let admin = client(&tls.ca_cert, Some((&tls.client_cert, &tls.client_key)));
+        let fields: Value = admin
+            .get(format!("{base}/v1/fields"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let listed = fields.as_array().unwrap();
+        assert_eq!(listed.len(), 2, "{fields}");
+        let active = listed
+            .iter()
+            .find(|field| field["status"] == "active")
+            .unwrap();
+        assert_eq!(active["id"], kept_id.as_str());
+        assert_eq!(active["quorum"], "1", "{active}");
+        let disabled = listed
+            .iter()
+            .find(|field| field["status"] == "disabled")
+            .unwrap();
+        assert!(
+            disabled["problem"].as_str().unwrap().contains("moved.toml"),
+            "{disabled}"
+        );
+        let disabled_id = disabled["id"].as_str().unwrap().to_owned();
+        // The active field still works.
+        let members = admin
+            .get(format!("{base}/v1/fields/{kept_id}/members"))
+            .send()
+            .unwrap();
+        assert_eq!(members.status(), 200);
+        // Leave the disabled one, then the active one.
+        for id in [&disabled_id, &kept_id] {
+            let left = admin
+                .delete(format!("{base}/v1/fields/{}", &id[..12]))
+                .send()
+                .unwrap();
+            assert_eq!(left.status(), 200);
+            let body: Value = left.json().unwrap();
+            assert_eq!(body["left"], id.as_str());
+        }
+        let again = admin
+            .delete(format!("{base}/v1/fields/{kept_id}"))
+            .send()
+            .unwrap();
+        assert_eq!(again.status(), 404);
+        let fields: Value = admin
+            .get(format!("{base}/v1/fields"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(fields, json!([]));
+    })
+    .await
+    .unwrap();
+    let dir = node.stop().await;
+    let node = Node::resume(dir).await;
+    assert!(
+        node.gateway.services().fields.all().is_empty(),
+        "left for good"
+    );
+    assert!(node.gateway.services().fields.disabled().is_empty());
+    node.gateway.shutdown().await.unwrap();
+}

@@ -178,6 +178,18 @@ impl FieldMeshes {
         Ok(())
     }
 
+    /// Ends `field`'s gossip: every connection leaves its mesh, and no peer is allowed in it.
+    pub(super) fn leave(&mut self, field: &str) {
+        let connections: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        for id in connections {
+            self.deactivate(field, id);
+        }
+        self.meshes.remove(field);
+        for fields in self.allowed.values_mut() {
+            fields.remove(field);
+        }
+    }
+
     /// Allows `peer` in exactly `fields`: its connections enter the gossip of fields newly
     /// allowed and leave that of fields no longer allowed, at once.
     pub(super) fn allow(&mut self, peer: PeerId, fields: BTreeSet<String>) {

@@ -1,0 +1,143 @@
+//! Four eyes, the decisions: listing the actions filed, and approving (carrying out) or
+//! rejecting one, by an operator other than the one who filed it.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::approvals::{HeldAction, PendingApproval};
+use super::guard::require;
+use super::session::AdminSession;
+use super::types::ApiError;
+use super::{ApiState, Failure};
+use crate::audit::Event;
+use crate::roles::Role;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The approval routes.
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_approvals))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+}
+
+/// Actions waiting for a second operator, oldest first.
+#[utoipa::path(get, path = "/v1/approvals", extensions(("x-tfc-role" = json!("clerk"))), tag = "approvals", responses((status = 200, body = Vec<PendingApproval>)))]
+pub(super) async fn list_approvals(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<PendingApproval>>, Failure> {
+    Ok(Json(state.approvals.all()?))
+}
+
+/// Approves and carries out an action another operator filed. The approver must have
+/// another name than the proposer, and the role the action needs.
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", extensions(("x-tfc-role" = json!("clerk"))), tag = "approvals", params(("id" = String, Path, description = "Approval id or unambiguous prefix")), responses((status = 200, description = "The action's own answer"), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub(super) async fn approve(
+    State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, Failure> {
+    let pending = decidable(&state, &session, &id)?;
+    state.approvals.take(&pending)?;
+    state.services.audit.record(Event {
+        actor: actor_of(&session),
+        actor_name: name_of(&session),
+        action: "four_eyes.approve".into(),
+        object: pending.action.summary(),
+        decision: "allow".into(),
+        reason: format!("filed by {}", pending.proposer_actor),
+        ..Event::default()
+    });
+    match pending.action {
+        HeldAction::Op { field, op } => {
+            let view = super::ops::propose(&state, &field, op).await?;
+            Ok(Json(view).into_response())
+        }
+        HeldAction::Countermeasure { action } => {
+            let view = super::threats::apply(
+                &state,
+                action,
+                format!("{} and {}", pending.proposer_actor, actor_of(&session)),
+            )
+            .await?;
+            Ok(Json(view).into_response())
+        }
+    }
+}
+
+/// Drops an action another operator filed, without carrying it out.
+#[utoipa::path(post, path = "/v1/approvals/{id}/reject", extensions(("x-tfc-role" = json!("clerk"))), tag = "approvals", params(("id" = String, Path, description = "Approval id or unambiguous prefix")), responses((status = 200, body = PendingApproval), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub(super) async fn reject(
+    State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<PendingApproval>, Failure> {
+    let pending = decidable(&state, &session, &id)?;
+    let mut pending = pending;
+    state.approvals.take(&pending)?;
+    state.services.audit.record(Event {
+        actor: actor_of(&session),
+        actor_name: name_of(&session),
+        action: "four_eyes.reject".into(),
+        object: pending.action.summary(),
+        decision: "refuse".into(),
+        reason: format!("filed by {}", pending.proposer_actor),
+        ..Event::default()
+    });
+    pending.status = "rejected".into();
+    Ok(Json(pending))
+}
+
+fn actor_of(session: &Option<axum::Extension<AdminSession>>) -> String {
+    session
+        .as_ref()
+        .map_or_else(|| "admin:unknown".into(), |session| session.actor.clone())
+}
+
+fn name_of(session: &Option<axum::Extension<AdminSession>>) -> Option<String> {
+    session.as_ref().map(|session| session.name.clone())
+}
+
+/// The waiting action `id`, if this caller may decide it: another operator than its
+/// proposer, with the role it needs.
+fn decidable(
+    state: &ApiState,
+    session: &Option<axum::Extension<AdminSession>>,
+    id: &str,
+) -> Result<PendingApproval, Failure> {
+    let matching: Vec<PendingApproval> = state
+        .approvals
+        .all()?
+        .into_iter()
+        .filter(|pending| !id.is_empty() && pending.id.starts_with(id))
+        .collect();
+    let [pending] = matching.as_slice() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "unknown_approval",
+            format!(
+                "{id} names {} waiting actions (see tfcctl approvals)",
+                matching.len()
+            ),
+        ));
+    };
+    let least: Role = pending.approver_role.parse().unwrap_or(Role::Admin);
+    require(session, least)?;
+    let name = session
+        .as_ref()
+        .map(|session| session.name.as_str())
+        .unwrap_or_default();
+    if name == pending.proposer {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "four_eyes_same_operator",
+            format!(
+                "{name} filed this action; a second operator, with another certificate name, must approve it"
+            ),
+        ));
+    }
+    Ok(pending.clone())
+}
