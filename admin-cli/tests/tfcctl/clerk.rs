@@ -175,7 +175,7 @@ async fn a_clerk_screens_explains_and_admits_an_applicant() {
     assert_eq!(asked.code, 1, "{}", asked.all());
     let trace = asked.all();
     assert!(
-        trace.contains("policies: none permits it") && trace.contains("you: tier 1"),
+        trace.contains("no policy permits this request") && trace.contains("you: tier 1"),
         "{trace}"
     );
     assert!(trace.contains("purpose \"screening\""), "{trace}");

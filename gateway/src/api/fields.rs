@@ -68,6 +68,8 @@ pub(super) async fn explain_tier(
             "the explanation failed",
         )
     })?;
+    let mut explanation = explanation;
+    explanation.name = state.services.name_of(&explanation.did);
     Ok(Json(serde_json::to_value(explanation).unwrap_or_default()))
 }
 

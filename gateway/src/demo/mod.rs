@@ -174,15 +174,17 @@ impl Story {
         }
     }
 
-    /// Records a step: its outcome is as expected if `actual` reads as `expected`.
+    /// Records a step: its outcome is as expected if `actual` reads as `expected`. The line
+    /// says so in words: a refusal the story expects is no failure, and a tick beside
+    /// "refused" read as one.
     fn check(&mut self, step: &str, expected: impl Display, actual: impl Display, detail: &str) {
         let (expected, actual) = (expected.to_string(), actual.to_string());
         let ok = expected == actual;
-        let mark = if ok { "✓" } else { "✗" };
-        let mut line = format!("   {mark} {step}: {actual}");
-        if !ok {
-            line.push_str(&format!(" (expected {expected})"));
-        }
+        let mut line = if ok {
+            format!("   - {step}: {actual}, as expected")
+        } else {
+            format!("   ! {step}: {actual}, but {expected} was expected")
+        };
         if !detail.is_empty() {
             line.push_str(&format!("\n       {detail}"));
         }
@@ -250,7 +252,7 @@ pub async fn run(options: Options) -> Result<Report, DemoError> {
         .map_err(|error| DemoError::failed("making a temporary directory", error.to_string()))?;
     let mut story = Story::new(options.json);
     story.say(&format!(
-        "TFC gateway demo: {}. Every gateway below is a real one on 127.0.0.1,\nwith its data under {}.",
+        "TFC gateway demo: {}. Every gateway below is a real one on 127.0.0.1, with its data under {}.",
         options.scenario.summary(),
         root.path().display()
     ));
@@ -311,9 +313,9 @@ mod tests {
             "       certification not reached: {} BusinessLicenseCredential.trades contains '建築工事業'",
             "no BusinessLicenseCredential was presented; ".repeat(4)
         );
-        let wrapped = wrap(&format!("   ✓ a step: done\n{detail}"), 100);
+        let wrapped = wrap(&format!("   - a step: done, as expected\n{detail}"), 100);
         let lines: Vec<&str> = wrapped.lines().collect();
-        assert_eq!(lines[0], "   ✓ a step: done");
+        assert_eq!(lines[0], "   - a step: done, as expected");
         assert!(lines.len() > 3, "{wrapped}");
         for line in &lines {
             assert!(columns(line) <= 100, "{} columns: {line}", columns(line));
@@ -327,7 +329,7 @@ mod tests {
         };
         assert_eq!(
             words(&wrapped),
-            words(&format!("   ✓ a step: done\n{detail}"))
+            words(&format!("   - a step: done, as expected\n{detail}"))
         );
         // Wide characters count double; a word longer than the width stays whole.
         assert_eq!(columns("建築"), 4);

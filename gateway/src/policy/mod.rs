@@ -166,16 +166,13 @@ impl Decision {
     /// The rule trace of a refusal, as the asker may read it: the reason, the policies that
     /// decided, and the asker's attributes and purpose.
     pub fn refusal_trace(&self, request: &AccessRequest) -> String {
+        // With no policy named, the reason already says that none permits it.
         let policies = if self.policies.is_empty() {
-            "none permits it".to_owned()
+            String::new()
         } else {
-            self.policies.join(", ")
+            format!("; policies: {}", self.policies.join(", "))
         };
-        format!(
-            "{}; policies: {policies}; {}",
-            self.reason,
-            request.asker_trace()
-        )
+        format!("{}{policies}; {}", self.reason, request.asker_trace())
     }
 }
 

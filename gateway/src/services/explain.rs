@@ -18,7 +18,7 @@ pub struct TierExplanation {
     pub field: String,
     /// The peer's DID.
     pub did: String,
-    /// Its verified legal name, if known.
+    /// Its verified legal name, if known (filled in by whoever shows the explanation).
     pub name: Option<String>,
     /// The tier it has, after bars and countermeasures.
     pub tier: u8,
@@ -93,7 +93,7 @@ impl Services {
         TierExplanation {
             field: id,
             did: did.to_owned(),
-            name: self.name_of(did),
+            name: None,
             tier,
             barred,
             cap,

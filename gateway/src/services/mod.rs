@@ -105,7 +105,7 @@ impl Services {
         if did == self.key.did() {
             return self.wallet.own_name();
         }
-        self.peers.of_did(did)?.name
+        self.peers.name_of(did)
     }
 
     /// The names of those of `dids` we know, by DID.

@@ -1,7 +1,8 @@
 //! The peer book: what a gateway keeps about each peer after a handshake, and the nonces
 //! it has seen. It owns the `peers` and `replay` trees; nothing else reads them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use libp2p::PeerId;
@@ -17,17 +18,32 @@ pub struct PeerBook {
     nonces: StoreTree,
     replay: ReplayCache,
     generation: AtomicU64,
+    /// Verified legal names by DID, kept beside the records: the audit names every entry's
+    /// actor, and a record is far larger than its name.
+    names: RwLock<HashMap<String, String>>,
 }
 
 impl PeerBook {
     /// The book kept in `store`.
     pub fn open(store: &Store) -> Result<Self, StoreError> {
+        let records = store.tree(Tree::Peers)?;
+        let names = records
+            .entries::<PeerRecord>()?
+            .into_iter()
+            .filter_map(|(_, record)| Some((record.did, record.name?)))
+            .collect();
         Ok(Self {
-            records: store.tree(Tree::Peers)?,
+            records,
             nonces: store.tree(Tree::Replay)?,
             replay: ReplayCache::default(),
             generation: AtomicU64::new(0),
+            names: RwLock::new(names),
         })
+    }
+
+    /// The verified legal name of the peer `did`, if a record of it carries one.
+    pub fn name_of(&self, did: &str) -> Option<String> {
+        self.names.read().ok()?.get(did).cloned()
     }
 
     /// Our record of `peer`, if it ever completed a handshake with us.
@@ -50,6 +66,9 @@ impl PeerBook {
     /// is made again by the next handshake, and sled writes it out within half a second.
     pub fn put(&self, peer: PeerId, record: &PeerRecord) -> Result<(), StoreError> {
         self.records.put(peer.to_bytes().as_slice(), record)?;
+        if let (Some(name), Ok(mut names)) = (&record.name, self.names.write()) {
+            names.insert(record.did.clone(), name.clone());
+        }
         self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
