@@ -12,6 +12,7 @@ mod faults;
 mod field_network;
 mod governance;
 mod handshake;
+mod inbox;
 mod need_to_know;
 mod operators;
 mod references;
