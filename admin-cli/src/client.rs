@@ -502,13 +502,14 @@ pub(crate) fn leave_field(args: &GatewayArgs, id: &str, json: bool) -> anyhow::R
     Ok(Outcome::Success)
 }
 
-pub(crate) fn dial(args: &GatewayArgs, address: &str) -> anyhow::Result<Outcome> {
+pub(crate) fn dial(args: &GatewayArgs, address: &str, json: bool) -> anyhow::Result<Outcome> {
     let request = Dial {
         address: address.to_owned(),
     };
     match Client::connect(args)?.post::<_, serde_json::Value>("/v1/dial", &request)? {
+        Ok(_) if json => print_json(&serde_json::json!({"ok": true, "dialing": address})),
         Ok(_) => println!("dialing {address}; `tfcctl peers` shows the outcome"),
-        Err(error) => return Ok(refused(&error, false)),
+        Err(error) => return Ok(refused(&error, json)),
     }
     Ok(Outcome::Success)
 }

@@ -83,6 +83,9 @@ enum Command {
     Dial {
         /// The peer's multiaddr, e.g. /ip4/192.0.2.10/tcp/7400/p2p/12D3KooW….
         address: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// The gateway's own credentials (needs --gateway).
     #[command(subcommand)]
@@ -319,7 +322,7 @@ fn main() -> ExitCode {
         Command::Status { json } => client::status(&gateway, json),
         Command::Peers { json } => client::peers(&gateway, json),
         Command::Inbox { json } => client::inbox(&gateway, json),
-        Command::Dial { address } => client::dial(&gateway, &address),
+        Command::Dial { address, json } => client::dial(&gateway, &address, json),
         Command::Wallet(command) => client::wallet(&gateway, command),
         Command::Member(command) => governance::member(&gateway, command),
         Command::Audit(command) => audit::run(&gateway, command),

@@ -29,6 +29,9 @@ pub(crate) enum AdminCertCommand {
         /// Where to write: OUT.pem and OUT-key.pem (never overwritten).
         #[arg(long)]
         out: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -63,7 +66,12 @@ pub(crate) fn admin_cert(
     gateway: &GatewayArgs,
     command: AdminCertCommand,
 ) -> anyhow::Result<Outcome> {
-    let AdminCertCommand::Issue { role, name, out } = command;
+    let AdminCertCommand::Issue {
+        role,
+        name,
+        out,
+        json,
+    } = command;
     let name = name.trim();
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         bail!("--name must be 1 to 128 printable characters: the audit records it");
@@ -84,6 +92,13 @@ pub(crate) fn admin_cert(
         .with_context(|| format!("cannot write {}", key_path.display()))?;
     std::fs::write(&certificate_path, issued.certificate)
         .with_context(|| format!("cannot write {}", certificate_path.display()))?;
+    if json {
+        print_json(&serde_json::json!({
+            "ok": true, "name": name, "role": role.as_str(),
+            "certificate": certificate_path, "key": key_path,
+        }));
+        return Ok(Outcome::Success);
+    }
     println!(
         "issued   {name} ({role}): {} and {}",
         certificate_path.display(),

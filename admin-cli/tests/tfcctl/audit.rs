@@ -86,15 +86,15 @@ async fn tampering_is_detected_and_named_offline_and_exports_work_online() {
         let (code, out) = run(&["status"]).await.unwrap();
         assert_eq!(code, 0, "{out}");
     }
-    for _ in 0..6 {
-        let (code, out) = run(&[
-            "dial",
-            "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
-        ])
-        .await
-        .unwrap();
+    let address = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    for _ in 0..5 {
+        let (code, out) = run(&["dial", address]).await.unwrap();
         assert_eq!(code, 0, "{out}");
     }
+    let (code, out) = run(&["dial", address, "--json"]).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    let dialed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(dialed["dialing"], address, "{out}");
     let (code, out) = run(&["audit", "verify"]).await.unwrap();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("entries intact"), "{out}");
