@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use libp2p::PeerId;
 
+use super::error::off_the_loop;
 use super::types::{
     ApiError, AskData, DataAnswer, PutRecord, RecordSummary, SubmitRecord, WhyRequest,
 };
@@ -379,15 +380,8 @@ pub(super) async fn download_attachment(
     axum::extract::Path(sha256): axum::extract::Path<String>,
 ) -> Result<Response, Failure> {
     let spaces = std::sync::Arc::clone(&state.spaces);
-    let bytes = tokio::task::spawn_blocking(move || spaces.attachment(&sha256))
-        .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "reading the attachment failed",
-            )
-        })??;
+    let bytes =
+        off_the_loop("reading the attachment", move || spaces.attachment(&sha256)).await??;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
         bytes,
@@ -419,7 +413,7 @@ pub(super) async fn why(
         std::sync::Arc::clone(&state.spaces),
     );
     // Verifying the asker's credentials again is CPU work: off the async workers.
-    let answer = tokio::task::spawn_blocking(move || {
+    let answer = off_the_loop("the decision", move || {
         crate::services::access::why(
             &services,
             &spaces,
@@ -431,13 +425,6 @@ pub(super) async fn why(
             &request.purpose,
         )
     })
-    .await
-    .map_err(|_| {
-        Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the decision failed",
-        )
-    })?;
+    .await?;
     Ok(Json(answer))
 }

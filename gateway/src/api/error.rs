@@ -26,6 +26,21 @@ impl Failure {
     }
 }
 
+/// Runs CPU or disk work (`what`, for the error) on the blocking pool, off the async
+/// workers; a task that panicked answers `internal`.
+pub(super) async fn off_the_loop<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{what} failed"),
+        )
+    })
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use super::error::off_the_loop;
 use super::types::{ApiError, FieldView, IssuerView, JoinField, MemberView};
 use super::{ApiState, Failure};
 use crate::governance::{GovCode, GovError};
@@ -49,7 +50,7 @@ pub(super) async fn explain_tier(
         })?;
     let services = std::sync::Arc::clone(&state.services);
     // Verifying credentials is CPU work: off the async workers.
-    let explanation = tokio::task::spawn_blocking(move || {
+    let mut explanation = off_the_loop("the explanation", move || {
         let verifier = crate::credential::CredentialVerifier::new();
         let tokens = record.credentials_in(&field.charter.field_id()).to_vec();
         services.explain_tier(
@@ -60,15 +61,7 @@ pub(super) async fn explain_tier(
             crate::credential::now_unix(),
         )
     })
-    .await
-    .map_err(|_| {
-        Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the explanation failed",
-        )
-    })?;
-    let mut explanation = explanation;
+    .await?;
     explanation.name = state.services.name_of(&explanation.did);
     Ok(Json(serde_json::to_value(explanation).unwrap_or_default()))
 }

@@ -10,7 +10,7 @@ use super::approvals::{HeldAction, PendingApproval};
 use super::guard::require;
 use super::session::AdminSession;
 use super::types::ApiError;
-use super::{ApiState, Failure};
+use super::{ApiState, Failure, actor};
 use crate::audit::Event;
 use crate::roles::Role;
 use utoipa_axum::router::OpenApiRouter;
@@ -40,17 +40,7 @@ pub(super) async fn approve(
     session: Option<axum::Extension<AdminSession>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Response, Failure> {
-    let pending = decidable(&state, &session, &id)?;
-    state.approvals.take(&pending)?;
-    state.services.audit.record(Event {
-        actor: actor_of(&session),
-        actor_name: name_of(&session),
-        action: "four_eyes.approve".into(),
-        object: pending.action.summary(),
-        decision: "allow".into(),
-        reason: format!("filed by {}", pending.proposer_actor),
-        ..Event::default()
-    });
+    let pending = settle(&state, &session, &id, "approve", "allow")?;
     match pending.action {
         HeldAction::Op { field, op } => {
             let view = super::ops::propose(&state, &field, op).await?;
@@ -60,7 +50,7 @@ pub(super) async fn approve(
             let view = super::threats::apply(
                 &state,
                 action,
-                format!("{} and {}", pending.proposer_actor, actor_of(&session)),
+                format!("{} and {}", pending.proposer_actor, actor(&session)),
             )
             .await?;
             Ok(Json(view).into_response())
@@ -75,30 +65,32 @@ pub(super) async fn reject(
     session: Option<axum::Extension<AdminSession>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<PendingApproval>, Failure> {
-    let pending = decidable(&state, &session, &id)?;
-    let mut pending = pending;
-    state.approvals.take(&pending)?;
-    state.services.audit.record(Event {
-        actor: actor_of(&session),
-        actor_name: name_of(&session),
-        action: "four_eyes.reject".into(),
-        object: pending.action.summary(),
-        decision: "refuse".into(),
-        reason: format!("filed by {}", pending.proposer_actor),
-        ..Event::default()
-    });
+    let mut pending = settle(&state, &session, &id, "reject", "refuse")?;
     pending.status = "rejected".into();
     Ok(Json(pending))
 }
 
-fn actor_of(session: &Option<axum::Extension<AdminSession>>) -> String {
-    session
-        .as_ref()
-        .map_or_else(|| "admin:unknown".into(), |session| session.actor.clone())
-}
-
-fn name_of(session: &Option<axum::Extension<AdminSession>>) -> Option<String> {
-    session.as_ref().map(|session| session.name.clone())
+/// Takes the waiting action `id` out of the queue for this caller, and audits the
+/// `verb` (approve or reject) with both operators.
+fn settle(
+    state: &ApiState,
+    session: &Option<axum::Extension<AdminSession>>,
+    id: &str,
+    verb: &str,
+    decision: &str,
+) -> Result<PendingApproval, Failure> {
+    let pending = decidable(state, session, id)?;
+    state.approvals.take(&pending)?;
+    state.services.audit.record(Event {
+        actor: actor(session),
+        actor_name: session.as_ref().map(|session| session.name.clone()),
+        action: format!("four_eyes.{verb}"),
+        object: pending.action.summary(),
+        decision: decision.into(),
+        reason: format!("filed by {}", pending.proposer_actor),
+        ..Event::default()
+    });
+    Ok(pending)
 }
 
 /// The waiting action `id`, if this caller may decide it: another operator than its

@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::approvals::HeldAction;
+use super::error::off_the_loop;
 use super::{AdminSession, ApiState, Failure, actor, resolve_field};
 use crate::exchange::ThreatPublication;
 use crate::roles::Role;
@@ -262,15 +263,10 @@ async fn decide_now(
     operator: String,
 ) -> Result<ActionView, Failure> {
     let threats = std::sync::Arc::clone(state.publisher.threats());
-    let view = tokio::task::spawn_blocking(move || threats.decide(&id, verdict, &operator))
-        .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the decision failed",
-            )
-        })??;
+    let view = off_the_loop("the decision", move || {
+        threats.decide(&id, verdict, &operator)
+    })
+    .await??;
     Ok(view)
 }
 
