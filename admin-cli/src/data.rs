@@ -382,7 +382,20 @@ fn print_why(answer: &serde_json::Value, json: bool) -> anyhow::Result<Outcome> 
         );
         let request = &answer["request"];
         if request.is_object() {
-            println!("policies that decided: {}", answer["policies"]);
+            let policies: Vec<&str> = answer["policies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+                .collect();
+            println!(
+                "policies that decided: {}",
+                if policies.is_empty() {
+                    "none (no policy permits it)".to_owned()
+                } else {
+                    policies.join(", ")
+                }
+            );
             println!("decided on:");
             println!("  principal  {}", request["principal"]);
             println!("  action     {}", request["action"]);

@@ -84,6 +84,8 @@ async fn a_clerk_screens_explains_and_admits_an_applicant() {
     // 1. The inbox: one applicant to screen, named.
     let inbox: Run = clerk(&["inbox"]).await;
     assert_eq!(inbox.code, 0, "{}", inbox.all());
+    // The session, as the clerk saw it (shown with --nocapture).
+    eprintln!("$ tfcctl inbox\n{}", inbox.stdout);
     assert!(inbox.stdout.contains("application"), "{}", inbox.stdout);
     assert!(inbox.stdout.contains(&legal_name), "{}", inbox.stdout);
     assert!(
@@ -95,6 +97,7 @@ async fn a_clerk_screens_explains_and_admits_an_applicant() {
     // 2. Why tier 1: the licence is missing for tier 2, and nothing else.
     let explained = clerk(&["tier", "explain", &contractor.did, "--field", &field]).await;
     assert_eq!(explained.code, 0, "{}", explained.all());
+    eprintln!("$ tfcctl tier explain DID --field F\n{}", explained.stdout);
     let text = &explained.stdout;
     assert!(
         text.contains(&legal_name) && text.contains("tier now 1"),
@@ -174,6 +177,7 @@ async fn a_clerk_screens_explains_and_admits_an_applicant() {
     .await;
     assert_eq!(asked.code, 1, "{}", asked.all());
     let trace = asked.all();
+    eprintln!("$ tfcctl data get ID --from CITY (as the contractor)\n{trace}");
     assert!(
         trace.contains("no policy permits this request") && trace.contains("you: tier 1"),
         "{trace}"
@@ -199,6 +203,10 @@ async fn a_clerk_screens_explains_and_admits_an_applicant() {
     ])
     .await;
     assert_eq!(why.code, 1, "{}", why.all());
+    eprintln!(
+        "$ tfcctl data why --peer DID --tier 2 --id ID --purpose screening\n{}",
+        why.stdout
+    );
     assert!(
         why.stdout.starts_with("DENIED") && why.stdout.contains("\"tier\":1"),
         "{}",
@@ -243,12 +251,17 @@ async fn a_clerk_screens_explains_and_admits_an_applicant() {
     ])
     .await;
     assert_eq!(admitted.code, 0, "{}", admitted.all());
+    eprintln!(
+        "$ tfcctl member propose-admit DID --field F --reason …\n{}",
+        admitted.stdout
+    );
     assert!(
         admitted.stdout.contains("committed") && admitted.stdout.contains(&legal_name),
         "{}",
         admitted.stdout
     );
     let members = clerk(&["member", "list", "--field", &field]).await;
+    eprintln!("$ tfcctl member list --field F\n{}", members.stdout);
     let line = members
         .stdout
         .lines()
@@ -277,6 +290,10 @@ async fn a_clerk_screens_explains_and_admits_an_applicant() {
     ])
     .await;
     assert_eq!(revoke.code, 1, "{}", revoke.all());
+    eprintln!(
+        "$ tfcctl member revoke DID … --yes (as the clerk)\n{}",
+        revoke.all()
+    );
     assert!(
         revoke.stderr.contains("role_insufficient"),
         "{}",

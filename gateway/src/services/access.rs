@@ -390,7 +390,10 @@ pub fn why(
         );
     }
     let Some(field) = services.fields.get(field_id) else {
-        return refused("denied", "this gateway has not joined that field".into());
+        return refused(
+            DataCode::Denied.as_str(),
+            "this gateway has not joined that field".into(),
+        );
     };
     let principal = match facts(services, &field, &record) {
         Ok(principal) => principal,
@@ -398,7 +401,7 @@ pub fn why(
     };
     let Some(engine) = services.policy_engine(&field) else {
         return refused(
-            "denied",
+            DataCode::Denied.as_str(),
             "the field has no policy: every access is denied".into(),
         );
     };
@@ -426,7 +429,12 @@ pub fn why(
     let decision = engine.decide(&request);
     WhyAnswer {
         allowed: decision.allowed,
-        code: if decision.allowed { "ok" } else { "denied" }.to_owned(),
+        code: if decision.allowed {
+            "ok"
+        } else {
+            DataCode::Denied.as_str()
+        }
+        .to_owned(),
         reason: if decision.allowed {
             decision.reason.clone()
         } else {
