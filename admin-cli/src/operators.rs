@@ -138,7 +138,7 @@ pub(crate) fn approvals(
                 for pending in &waiting {
                     println!(
                         "{}  {}  {:<14} filed by {}  (approver needs {})",
-                        &pending.id[..12.min(pending.id.len())],
+                        pending.id.get(..12).unwrap_or(&pending.id),
                         pending.filed,
                         pending.kind,
                         pending.proposer,

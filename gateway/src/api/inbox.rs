@@ -47,7 +47,7 @@ pub(super) async fn inbox(
             ),
             format!(
                 "tfcctl threat apply {} (or reject)",
-                &action.id[..12.min(action.id.len())]
+                action.id.get(..12).unwrap_or(&action.id)
             ),
             "operator",
         ));
@@ -66,7 +66,10 @@ pub(super) async fn inbox(
                 "{} filed by {} waits for a second operator",
                 pending.kind, pending.proposer
             ),
-            format!("tfcctl approvals approve {} (or reject)", &pending.id[..12]),
+            format!(
+                "tfcctl approvals approve {} (or reject)",
+                pending.id.get(..12).unwrap_or(&pending.id)
+            ),
             &pending.approver_role,
         ));
     }

@@ -133,7 +133,7 @@ impl Services {
                     summary,
                     format!(
                         "tfcctl member endorse {} --field {id}",
-                        &op_id[..16.min(op_id.len())]
+                        op_id.get(..16).unwrap_or(&op_id)
                     ),
                     role,
                 ));
