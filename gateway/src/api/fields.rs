@@ -70,23 +70,32 @@ pub(super) fn field_view(
     services: &crate::services::Services,
     field: &crate::field::Field,
 ) -> FieldView {
-    let charter = services.effective_charter(field);
+    let charter = &field.charter;
+    let id = charter.field_id();
+    // What governance amended (issuers, quorum), without copying the whole charter.
+    let (issuers, quorum) = if services.governance.readable() {
+        services
+            .governance
+            .trust(&id)
+            .unwrap_or_else(|| (charter.issuers.clone(), charter.quorum))
+    } else {
+        // Fails closed, as `Services::effective_charter` does: no issuer is trusted.
+        (Vec::new(), charter.quorum)
+    };
     FieldView {
-        id: charter.field_id(),
         name: charter.name.clone(),
         status: "active".into(),
         problem: None,
         names: services.names_of(charter.founders.iter().chain(&charter.admins)),
         founders: charter.founders.clone(),
         admins: charter.admins.clone(),
-        quorum: charter.quorum.to_string(),
-        issuers: charter
-            .issuers
-            .iter()
+        quorum: quorum.to_string(),
+        issuers: issuers
+            .into_iter()
             .map(|issuer| IssuerView {
-                did: issuer.did.clone(),
-                name: issuer.name.clone(),
-                types: issuer.types.clone(),
+                did: issuer.did,
+                name: issuer.name,
+                types: issuer.types,
             })
             .collect(),
         tiers: charter
@@ -94,6 +103,7 @@ pub(super) fn field_view(
             .iter()
             .map(|tier| tier.require.clone())
             .collect(),
+        id,
     }
 }
 

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::error::Failure;
-use super::session::AdminSession;
+use super::session::{AdminSession, RequestCounts};
 use super::{ApiState, router};
 use crate::audit::Event;
 use crate::config::GatewayConfig;
@@ -206,6 +206,7 @@ pub(super) async fn serve(
                 state.sessions.connected(&session, &state.services.audit);
             }
             let service = TowerToHyperService::new(router.layer(axum::Extension(session.clone())));
+            let counts = std::sync::Arc::clone(&session.counts);
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection(TokioIo::new(tls), service);
             tokio::pin!(connection);
@@ -218,6 +219,9 @@ pub(super) async fn serve(
             };
             if let Err(error) = served {
                 tracing::debug!(%remote, %error, "API connection ended with an error");
+            }
+            if session.authenticated {
+                state.sessions.ended(&session.actor, &counts);
             }
         });
     }
@@ -302,13 +306,13 @@ impl SessionTally {
         audit.record_all(ended.into_iter().map(summary).collect());
     }
 
-    /// Counts a request (`change`: it was not a read).
-    fn requested(&self, actor: &str, change: bool) {
+    /// Adds a finished connection's requests (counted on the connection, without a lock).
+    fn ended(&self, actor: &str, counts: &RequestCounts) {
         if let Ok(mut open) = self.open.lock()
             && let Some(tally) = open.get_mut(actor)
         {
-            tally.requests += 1;
-            tally.changes += u64::from(change);
+            tally.requests += counts.requests.load(std::sync::atomic::Ordering::Relaxed);
+            tally.changes += counts.changes.load(std::sync::atomic::Ordering::Relaxed);
             tally.last_ms = crate::audit::now_ms();
         }
     }
@@ -354,7 +358,7 @@ pub(super) async fn audit_and_commit(
 ) -> Response {
     let change = request.method() != axum::http::Method::GET;
     if let Some(session) = &session {
-        state.sessions.requested(&session.actor, change);
+        session.counts.count(change);
     }
     if !change {
         return next.run(request).await;

@@ -14,6 +14,8 @@ pub(super) struct AdminSession {
     pub(super) name: String,
     /// How the audit names the operator: name, role and certificate fingerprint.
     pub(super) actor: String,
+    /// The connection's requests so far.
+    pub(super) counts: std::sync::Arc<RequestCounts>,
 }
 
 impl AdminSession {
@@ -30,6 +32,7 @@ impl AdminSession {
                 role: None,
                 name: String::new(),
                 actor: "admin:unknown".into(),
+                counts: Default::default(),
             },
         }
     }
@@ -49,6 +52,7 @@ impl AdminSession {
             role,
             actor: format!("operator:{name} ({role_text}, cert {fingerprint})"),
             name,
+            counts: Default::default(),
         }
     }
 }
@@ -78,4 +82,22 @@ fn subject_of(der: &[u8]) -> (String, Option<Role>) {
         _ => None,
     };
     (name, role)
+}
+
+/// One connection's requests, counted without a lock and summed into the tally when it
+/// ends.
+#[derive(Debug, Default)]
+pub(super) struct RequestCounts {
+    pub(super) requests: std::sync::atomic::AtomicU64,
+    pub(super) changes: std::sync::atomic::AtomicU64,
+}
+
+impl RequestCounts {
+    pub(super) fn count(&self, change: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(1, Relaxed);
+        if change {
+            self.changes.fetch_add(1, Relaxed);
+        }
+    }
 }

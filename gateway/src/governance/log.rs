@@ -255,6 +255,17 @@ impl Governance {
         })
     }
 
+    /// The trusted issuers and the quorum in force in `field`: what an amended charter
+    /// needs, without a copy of the whole state.
+    pub fn trust(
+        &self,
+        field: &str,
+    ) -> Option<(Vec<crate::charter::IssuerEntry>, crate::charter::Quorum)> {
+        let logs = self.logs.read().ok()?;
+        let state = &logs.get(field)?.state;
+        Some((state.issuers.clone(), state.quorum))
+    }
+
     /// The field's state.
     pub fn state(&self, field: &str) -> Option<FieldState> {
         self.logs

@@ -63,6 +63,8 @@ pub struct Services {
     pub metrics: Metrics,
     /// Seconds an unknown peer may take to finish the handshake.
     pub grace_secs: u64,
+    /// Our DID, spelled once (base58 of the key costs a microsecond each time).
+    did: String,
     store: Store,
     status_lists: RwLock<StatusLists>,
 }
@@ -82,6 +84,7 @@ impl Services {
         let audit = AuditLog::open(&store).map_err(|AuditError::Store(error)| error)?;
         let disclosures = DisclosureLog::open(&store)?;
         Ok(Self {
+            did: key.did(),
             fields: FieldBook::new(&store, fields)?,
             wallet: Wallet::new(&store, wallet)?,
             peers: PeerBook::open(&store)?,
@@ -102,7 +105,7 @@ impl Services {
     /// credential; a peer's from the identity credential it presented, counted only from an
     /// issuer a shared field trusts. `None` for an organisation we have not verified.
     pub fn name_of(&self, did: &str) -> Option<String> {
-        if did == self.key.did() {
+        if did == self.did {
             return self.wallet.own_name();
         }
         self.peers.name_of(did)
@@ -136,9 +139,9 @@ impl Services {
         if !self.governance.readable() {
             // Fails closed: no issuer is trusted while the amendments cannot be read.
             charter.issuers.clear();
-        } else if let Some(state) = self.governance.state(&charter.field_id()) {
-            charter.issuers = state.issuers;
-            charter.quorum = state.quorum;
+        } else if let Some((issuers, quorum)) = self.governance.trust(&charter.field_id()) {
+            charter.issuers = issuers;
+            charter.quorum = quorum;
         }
         charter
     }

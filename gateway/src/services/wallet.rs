@@ -24,6 +24,9 @@ impl Stored for WalletEntry {
 pub struct Wallet {
     tree: StoreTree,
     tokens: RwLock<Vec<String>>,
+    /// The legal name in our identity credential, read once per change: the audit and the
+    /// API name us often.
+    own_name: RwLock<Option<String>>,
 }
 
 impl Wallet {
@@ -31,6 +34,7 @@ impl Wallet {
     pub fn new(store: &Store, tokens: Vec<String>) -> Result<Self, StoreError> {
         Ok(Self {
             tree: store.tree(Tree::Wallet)?,
+            own_name: RwLock::new(legal_name(&tokens)),
             tokens: RwLock::new(tokens),
         })
     }
@@ -67,16 +71,7 @@ impl Wallet {
 
     /// The organisation's legal name, from the identity credential it holds, if any.
     pub fn own_name(&self) -> Option<String> {
-        self.all().iter().find_map(|token| {
-            let payload = crate::credential::unverified_payload(token)?;
-            let identity =
-                payload.get("type")?.get(1)?.as_str()? == crate::charter::disclosure::IDENTITY_TYPE;
-            let name = payload
-                .get("credentialSubject")?
-                .get("legalName")?
-                .as_str()?;
-            identity.then(|| name.to_owned())
-        })
+        self.own_name.read().ok()?.clone()
     }
 
     /// Keeps a checked credential under its id; it counts once it is on disk. `false`: the
@@ -99,7 +94,24 @@ impl Wallet {
             && !holds(&tokens)
         {
             tokens.push(entry.token);
+            if let Ok(mut name) = self.own_name.write() {
+                *name = legal_name(&tokens);
+            }
         }
         Ok(true)
     }
+}
+
+/// The legal name in the first identity credential among `tokens`.
+fn legal_name(tokens: &[String]) -> Option<String> {
+    tokens.iter().find_map(|token| {
+        let payload = crate::credential::unverified_payload(token)?;
+        let identity =
+            payload.get("type")?.get(1)?.as_str()? == crate::charter::disclosure::IDENTITY_TYPE;
+        let name = payload
+            .get("credentialSubject")?
+            .get("legalName")?
+            .as_str()?;
+        identity.then(|| name.to_owned())
+    })
 }
