@@ -316,7 +316,10 @@ pub(crate) fn status(args: &GatewayArgs, json: bool) -> anyhow::Result<Outcome> 
     if json {
         print_json(&serde_json::to_value(&status)?);
     } else {
-        println!("organisation  {}", status.did);
+        match &status.name {
+            Some(name) => println!("organisation  {name} ({})", status.did),
+            None => println!("organisation  {}", status.did),
+        }
         println!("peer id       {}", status.peer_id);
         for address in &status.listen {
             println!("listening     {address}/p2p/{}", status.peer_id);
@@ -366,7 +369,9 @@ pub(crate) fn wallet(args: &GatewayArgs, command: WalletCommand) -> anyhow::Resu
                 Ok(entry) => {
                     println!(
                         "imported {} {} from {}",
-                        entry.type_name, entry.id, entry.issuer
+                        entry.type_name,
+                        entry.id,
+                        issuer_named(&entry)
                     );
                     if entry.trusted_in.is_empty() {
                         eprintln!(
@@ -388,16 +393,25 @@ pub(crate) fn wallet(args: &GatewayArgs, command: WalletCommand) -> anyhow::Resu
             } else {
                 for entry in &entries {
                     println!(
-                        "{:<38} {:<48} {}",
+                        "{:<38} {:<48} {:<22} {}",
                         entry.type_name,
                         entry.id,
-                        entry.valid_until.as_deref().unwrap_or("no expiry")
+                        entry.valid_until.as_deref().unwrap_or("no expiry"),
+                        issuer_named(entry)
                     );
                 }
             }
         }
     }
     Ok(Outcome::Success)
+}
+
+/// A credential's issuer with the name a joined field's charter gives it.
+fn issuer_named(entry: &WalletEntryView) -> String {
+    match &entry.issuer_name {
+        Some(name) => format!("{name} ({})", entry.issuer),
+        None => entry.issuer.clone(),
+    }
 }
 
 pub(crate) fn join_field(

@@ -211,6 +211,7 @@ const TOUR_CLAIMS: [(&str, &[&str]); 15] = [
         "status",
         &[
             "organisation",
+            "株式会社",
             "peer id",
             "listening",
             "fields",
@@ -236,7 +237,10 @@ const TOUR_CLAIMS: [(&str, &[&str]); 15] = [
         "tier explain $CONTRACTOR_A --field $FIELD",
         &["tier now", "✓", "TIER"],
     ),
-    ("wallet list", &["OrganizationIdentityCredential"]),
+    (
+        "wallet list",
+        &["OrganizationIdentityCredential", "(did:key:"],
+    ),
     (
         "disclosures --type CreditRatingCredential",
         &["sent to", "from", "CreditRating"],

@@ -78,6 +78,7 @@ pub(super) async fn status(State(state): State<ApiState>) -> Result<Json<StatusR
     };
     Ok(Json(StatusResponse {
         did: state.services.key.did(),
+        name: state.services.wallet.own_name(),
         peer_id: state.peer_id.to_string(),
         listen,
         fields: state

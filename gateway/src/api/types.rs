@@ -19,6 +19,9 @@ pub struct ApiError {
 pub struct StatusResponse {
     /// The organisation's DID.
     pub did: String,
+    /// Its legal name, from the identity credential in its wallet.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Its libp2p PeerId.
     pub peer_id: String,
     /// The libp2p listen addresses.
@@ -72,6 +75,9 @@ pub struct WalletEntryView {
     pub type_name: String,
     /// Its issuer.
     pub issuer: String,
+    /// The issuer's name, as a joined field's charter (or governance) trusts it.
+    #[serde(default)]
+    pub issuer_name: Option<String>,
     /// Its end of validity (RFC 3339), if any.
     pub valid_until: Option<String>,
     /// The joined fields whose charter trusts its issuer for its type; empty: it counts in

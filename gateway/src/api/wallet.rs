@@ -44,6 +44,7 @@ pub(super) fn wallet_view(services: &Services, token: &str) -> Option<WalletEntr
     let type_name = payload.get("type")?.get(1)?.as_str()?.to_owned();
     let issuer = text("issuer")?;
     Some(WalletEntryView {
+        issuer_name: services.issuer_name(&issuer),
         id: text("id")?,
         trusted_in: services.fields_trusting_for(&issuer, &type_name),
         type_name,
@@ -66,6 +67,7 @@ pub(super) async fn import_credential(
         trusted_in: state
             .services
             .fields_trusting_for(&credential.issuer, &credential.type_name),
+        issuer_name: state.services.issuer_name(&credential.issuer),
         id: credential.id,
         type_name: credential.type_name,
         issuer: credential.issuer,

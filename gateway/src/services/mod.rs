@@ -111,6 +111,17 @@ impl Services {
         self.peers.name_of(did)
     }
 
+    /// The name a joined field's trusted issuers give `did`, if any trusts it.
+    pub fn issuer_name(&self, did: &str) -> Option<String> {
+        self.fields.all().iter().find_map(|field| {
+            self.effective_charter(field)
+                .issuers
+                .into_iter()
+                .find(|issuer| issuer.did == did)
+                .map(|issuer| issuer.name)
+        })
+    }
+
     /// The names of those of `dids` we know, by DID.
     pub fn names_of<'a>(
         &self,
