@@ -198,24 +198,27 @@ async fn members_are_admitted_listed_and_revoked_through_tfcctl() {
             .find(|line| line.starts_with("op "))
             .unwrap(),
     );
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = tfcctl(
-            &nodes[0],
-            &[
-                "member",
-                "revocation-status",
-                &revocation[..16],
-                "--field",
-                short,
-            ],
-        )
+    // The other members hold it once its gossip reached them; then each confirms it.
+    for member in &nodes[1..3] {
+        let services = Arc::clone(member.gateway.services());
+        let (field_id, op) = (field.clone(), revocation.clone());
+        wait_until("a member holds the revocation", || {
+            let held = services.governance.op(&field_id, &op).is_some();
+            async move { held }
+        })
         .await;
-        if status.starts_with("2 of 2 members' gateways confirm") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let status = tfcctl(
+        &nodes[0],
+        &[
+            "member",
+            "revocation-status",
+            &revocation[..16],
+            "--field",
+            short,
+        ],
+    )
+    .await;
     assert!(
         status.starts_with("2 of 2 members' gateways confirm"),
         "{status}"

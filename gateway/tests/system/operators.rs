@@ -235,6 +235,14 @@ async fn four_eyes_hold_an_action_until_a_second_operator_approves() {
         let (status, held) = propose(&aiko, &base, &field_id, "revoke", &target);
         assert_eq!(status, 202, "{held}");
         let id = held["id"].as_str().unwrap().to_owned();
+        // A clerk is not shown an admin's revocation waiting for approval.
+        let listed: Value = kenji
+            .get(format!("{base}/v1/approvals"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(listed, json!([]), "a clerk sees no revocation filing");
         let (status, body) = decide(&kenji, &base, &id, "approve");
         assert_eq!(
             (status, body["code"].as_str()),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
 use tfc_gateway::tls::TlsFiles;
-use tfc_testkit::{Authorities, start_sole_admin};
+use tfc_testkit::{Authorities, start_sole_admin, wait_until};
 
 use crate::common::client;
 
@@ -200,24 +200,40 @@ async fn a_revocation_reaches_the_webhook_signed_after_retries_and_the_audit_ans
     assert_eq!(delivered["entry"]["field"], field.as_str());
     assert!(delivered["entry"]["time"].as_str().unwrap().ends_with('Z'));
 
+    // The receiver has answered the third attempt; the gateway counts it once it has read
+    // that answer.
+    let webhooks = format!("{base}/v1/webhooks");
+    wait_until("the delivery is counted", || {
+        let (admin, url) = (admin.clone(), webhooks.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let status: Value = admin.get(url).send().unwrap().json().unwrap();
+                status[0]["delivered"] == 1
+            })
+            .await
+            .unwrap()
+        }
+    })
+    .await;
     let (api, subject) = (base.clone(), member.clone());
     tokio::task::spawn_blocking(move || {
         // The delivery status shows the three attempts and no secret.
-        let status = loop {
-            let status: Value = admin
-                .get(format!("{api}/v1/webhooks"))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            if status[0]["delivered"] == 1 {
-                break status;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status: Value = admin
+            .get(format!("{api}/v1/webhooks"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(status[0]["delivered"], 1, "{status}");
         assert_eq!(status[0]["recent"][0]["attempts"], 3, "{status}");
         assert_eq!(status[0]["recent"][0]["status"], "delivered", "{status}");
         assert!(!status.to_string().contains("a-webhook-secret"), "{status}");
+        // Nor the receiver's path, which may hold a token: the origin alone.
+        assert_eq!(
+            status[0]["url"],
+            format!("https://localhost:{port}"),
+            "{status}"
+        );
         // Filters: by subject and action; both ops are about the member, one revokes.
         let answer: Value = admin
             .get(format!(

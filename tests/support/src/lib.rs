@@ -419,6 +419,13 @@ async fn start_field_founded_by(
             .await;
         nodes.push(node);
     }
+    let charter = found_field(authorities, &nodes, founders).await;
+    (nodes, charter)
+}
+
+/// Writes a charter founded by the first `founders` of `nodes` (the first one its admin,
+/// quorum 2, bootstrapping from it), and has every node join it; returns its path.
+pub async fn found_field(authorities: &Authorities, nodes: &[Node], founders: usize) -> PathBuf {
     let keys: Vec<_> = nodes[..founders].iter().map(Node::org_key).collect();
     let charter = authorities.write_governed_charter(
         "field",
@@ -427,10 +434,10 @@ async fn start_field_founded_by(
         "2",
         &Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address)),
     );
-    for node in &nodes {
+    for node in nodes {
         node.join(&charter).await;
     }
-    (nodes, charter)
+    charter
 }
 
 /// Waits until `node` has verified `peer` with a tier (its peer record says so): for
