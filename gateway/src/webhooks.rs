@@ -82,7 +82,7 @@ pub struct DeliveryView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
-    /// The receiver.
+    /// The receiver's origin (scheme, host, port): its path may hold a token.
     pub url: String,
     /// The events it takes.
     pub events: Vec<String>,
@@ -169,7 +169,7 @@ impl Webhooks {
 impl Receiver {
     fn new(config: &GatewayConfig, webhook: &WebhookConfig) -> Result<Self, WebhookError> {
         let setup = |reason: String| WebhookError::Setup {
-            url: webhook.url.clone(),
+            url: origin(&webhook.url),
             reason,
         };
         let secret_path = config.resolve(&webhook.secret_file);
@@ -190,7 +190,7 @@ impl Receiver {
             .map_or_else(|| SYSTEM_CA_BUNDLE.into(), |path| config.resolve(path));
         let http = client(&ca).map_err(setup)?;
         let view = WebhookView {
-            url: webhook.url.clone(),
+            url: origin(&webhook.url),
             events: webhook.events.clone(),
             delivered: 0,
             failed: 0,
@@ -249,7 +249,7 @@ impl Receiver {
                     return;
                 }
                 Err(error) => {
-                    tracing::info!(url = %self.config.url, attempt = delivery.attempts, %error, "webhook delivery failed");
+                    tracing::info!(url = %origin(&self.config.url), attempt = delivery.attempts, %error, "webhook delivery failed");
                     delivery.last_error = Some(error);
                     self.record(&delivery);
                 }
@@ -262,7 +262,7 @@ impl Receiver {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        tracing::warn!(url = %self.config.url, seq = entry.seq, "webhook delivery given up");
+        tracing::warn!(url = %origin(&self.config.url), seq = entry.seq, "webhook delivery given up");
         delivery.status = "failed".into();
         self.record(&delivery);
         self.update(|view| {
@@ -292,6 +292,15 @@ impl Receiver {
             Err(format!("HTTP {}", response.status()))
         }
     }
+}
+
+/// The receiver as logs and the API show it: scheme, host and port. A webhook's path or
+/// query often holds a token of its own (`https://hooks.example/T0/B1/secret`).
+fn origin(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(
+        |_| "(unparsable webhook URL)".to_owned(),
+        |url| url.origin().ascii_serialization(),
+    )
 }
 
 /// The hex HMAC-SHA256 of `<timestamp>.<body>` under `secret`: what a receiver recomputes.

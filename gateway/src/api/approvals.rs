@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::guard::role_missing;
 use super::session::AdminSession;
 use super::types::ProposeOp;
 use super::{ApiState, Failure};
@@ -111,13 +112,7 @@ impl Approvals {
         if !self.needed(action.kind()) {
             return Ok(None);
         }
-        let session = session.as_ref().ok_or_else(|| {
-            Failure::new(
-                StatusCode::FORBIDDEN,
-                "role_missing",
-                "four-eyes actions need a named operator's certificate",
-            )
-        })?;
+        let session = session.as_ref().ok_or_else(role_missing)?;
         let filed_secs = crate::audit::now_ms() / 1000;
         let pending = PendingApproval {
             id: uuid::Uuid::new_v4().simple().to_string(),

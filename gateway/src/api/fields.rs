@@ -73,15 +73,7 @@ pub(super) fn field_view(
     let charter = &field.charter;
     let id = charter.field_id();
     // What governance amended (issuers, quorum), without copying the whole charter.
-    let (issuers, quorum) = if services.governance.readable() {
-        services
-            .governance
-            .trust(&id)
-            .unwrap_or_else(|| (charter.issuers.clone(), charter.quorum))
-    } else {
-        // Fails closed, as `Services::effective_charter` does: no issuer is trusted.
-        (Vec::new(), charter.quorum)
-    };
+    let (issuers, quorum) = services.amended_trust(field);
     FieldView {
         name: charter.name.clone(),
         status: "active".into(),
@@ -90,14 +82,7 @@ pub(super) fn field_view(
         founders: charter.founders.clone(),
         admins: charter.admins.clone(),
         quorum: quorum.to_string(),
-        issuers: issuers
-            .into_iter()
-            .map(|issuer| IssuerView {
-                did: issuer.did,
-                name: issuer.name,
-                types: issuer.types,
-            })
-            .collect(),
+        issuers: issuers.into_iter().map(IssuerView::from).collect(),
         tiers: charter
             .tiers
             .iter()
@@ -260,18 +245,8 @@ pub(super) async fn issuers(
     axum::extract::Path(field): axum::extract::Path<String>,
 ) -> Result<Json<Vec<IssuerView>>, Failure> {
     let field = resolve_field(&state, &field)?;
-    let charter = state.services.effective_charter(&field);
-    Ok(Json(
-        charter
-            .issuers
-            .into_iter()
-            .map(|issuer| IssuerView {
-                did: issuer.did,
-                name: issuer.name,
-                types: issuer.types,
-            })
-            .collect(),
-    ))
+    let (issuers, _) = state.services.amended_trust(&field);
+    Ok(Json(issuers.into_iter().map(IssuerView::from).collect()))
 }
 
 /// Leaves a field (active or disabled): this gateway stops gossiping, answering and judging

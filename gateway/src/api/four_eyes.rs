@@ -24,12 +24,21 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(reject))
 }
 
-/// Actions waiting for a second operator, oldest first.
+/// Actions waiting for a second operator that this operator's role may decide, oldest
+/// first: a clerk does not see an admin's revocation.
 #[utoipa::path(get, path = "/v1/approvals", extensions(("x-tfc-role" = json!("clerk"))), tag = "approvals", responses((status = 200, body = Vec<PendingApproval>)))]
 pub(super) async fn list_approvals(
     State(state): State<ApiState>,
+    session: Option<axum::Extension<AdminSession>>,
 ) -> Result<Json<Vec<PendingApproval>>, Failure> {
-    Ok(Json(state.approvals.all()?))
+    let mut waiting = state.approvals.all()?;
+    waiting.retain(|pending| require(&session, approver_role(pending)).is_ok());
+    Ok(Json(waiting))
+}
+
+/// The least role that may decide `pending` (an unreadable one: only an admin).
+fn approver_role(pending: &PendingApproval) -> Role {
+    pending.approver_role.parse().unwrap_or(Role::Admin)
 }
 
 /// Approves and carries out an action another operator filed. The approver must have
@@ -116,8 +125,7 @@ fn decidable(
             ),
         ));
     };
-    let least: Role = pending.approver_role.parse().unwrap_or(Role::Admin);
-    require(session, least)?;
+    require(session, approver_role(pending))?;
     let name = session
         .as_ref()
         .map(|session| session.name.as_str())

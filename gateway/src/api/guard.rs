@@ -91,23 +91,13 @@ pub(super) async fn require_role(
     if need.is_none() && table.declares_path(path) {
         return next.run(request).await;
     }
-    let role = session.and_then(|session| session.role);
-    match (need, role) {
-        (Some(Need::Nobody), _) => next.run(request).await,
-        (Some(Need::Role(least)), Some(role)) if role.satisfies(least) => next.run(request).await,
-        (Some(Need::Role(least)), Some(role)) => Failure::new(
-            StatusCode::FORBIDDEN,
-            "role_insufficient",
-            format!("this route needs the {least} role or one above it; your certificate carries {role}"),
-        )
-        .into_response(),
-        (Some(Need::Role(_)), None) => Failure::new(
-            StatusCode::FORBIDDEN,
-            "role_missing",
-            "your client certificate carries no role this gateway knows; ask an admin for one (tfcctl admin-cert issue --role R --name NAME)",
-        )
-        .into_response(),
-        (None, _) => Failure::new(
+    match need {
+        Some(Need::Nobody) => next.run(request).await,
+        Some(Need::Role(least)) => match require(&session, least) {
+            Ok(()) => next.run(request).await,
+            Err(refusal) => refusal.into_response(),
+        },
+        None => Failure::new(
             StatusCode::FORBIDDEN,
             "route_undeclared",
             "this route declares no role, so it is refused to everyone",
@@ -116,8 +106,9 @@ pub(super) async fn require_role(
     }
 }
 
-/// Refuses the request unless the caller's role reaches `least`: for a route whose least
-/// role depends on what is asked (a clerk may propose an admission, not a revocation).
+/// Refuses the request unless the caller's role reaches `least`: every route's declared
+/// role, and again where the least role depends on what is asked (a clerk may propose an
+/// admission, not a revocation).
 pub(super) fn require(
     session: &Option<axum::Extension<AdminSession>>,
     least: Role,
@@ -128,14 +119,18 @@ pub(super) fn require(
         Some(role) => Err(Failure::new(
             StatusCode::FORBIDDEN,
             "role_insufficient",
-            format!(
-                "this action needs the {least} role or one above it; your certificate carries {role}"
-            ),
+            format!("this needs the {least} role or one above it; your certificate carries {role}"),
         )),
-        None => Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            "role_missing",
-            "your client certificate carries no role this gateway knows",
-        )),
+        None => Err(role_missing()),
     }
+}
+
+/// The refusal of a certificate that carries no role this gateway knows.
+pub(super) fn role_missing() -> Failure {
+    Failure::new(
+        StatusCode::FORBIDDEN,
+        "role_missing",
+        "your client certificate carries no role this gateway knows; ask an admin for one \
+         (tfcctl admin-cert issue --role R --name NAME)",
+    )
 }

@@ -270,6 +270,16 @@ pub struct IssuerView {
     pub types: Vec<String>,
 }
 
+impl From<crate::charter::IssuerEntry> for IssuerView {
+    fn from(issuer: crate::charter::IssuerEntry) -> Self {
+        Self {
+            did: issuer.did,
+            name: issuer.name,
+            types: issuer.types,
+        }
+    }
+}
+
 /// `GET /v1/audit/verify`: the chain, and what the members hold of its checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditVerification {

@@ -27,7 +27,7 @@ pub const REFUSED: &str = "refused";
 use std::sync::{Arc, RwLock};
 
 use crate::audit::{AuditError, AuditLog};
-use crate::charter::Charter;
+use crate::charter::{Charter, IssuerEntry, Quorum};
 use crate::credential::StatusLists;
 use crate::disclosure::DisclosureLog;
 use crate::field::Field;
@@ -114,8 +114,8 @@ impl Services {
     /// The name a joined field's trusted issuers give `did`, if any trusts it.
     pub fn issuer_name(&self, did: &str) -> Option<String> {
         self.fields.all().iter().find_map(|field| {
-            self.effective_charter(field)
-                .issuers
+            self.amended_trust(field)
+                .0
                 .into_iter()
                 .find(|issuer| issuer.did == did)
                 .map(|issuer| issuer.name)
@@ -147,14 +147,21 @@ impl Services {
     /// judged against.
     pub fn effective_charter(&self, field: &Field) -> Charter {
         let mut charter = field.charter.clone();
+        (charter.issuers, charter.quorum) = self.amended_trust(field);
+        charter
+    }
+
+    /// The issuers `field` trusts and the quorum in force, as governance amended the
+    /// charter: what most readers need of [`Services::effective_charter`], without a copy
+    /// of the charter.
+    pub fn amended_trust(&self, field: &Field) -> (Vec<IssuerEntry>, Quorum) {
         if !self.governance.readable() {
             // Fails closed: no issuer is trusted while the amendments cannot be read.
-            charter.issuers.clear();
-        } else if let Some((issuers, quorum)) = self.governance.trust(&charter.field_id()) {
-            charter.issuers = issuers;
-            charter.quorum = quorum;
+            return (Vec::new(), field.charter.quorum);
         }
-        charter
+        self.governance
+            .trust(&field.charter.field_id())
+            .unwrap_or_else(|| (field.charter.issuers.clone(), field.charter.quorum))
     }
 
     /// The policy data requests in `field` are decided by: the latest committed
