@@ -215,16 +215,25 @@ pub(super) async fn ask_data(
                 "attachment needs id and sha256",
             ));
         };
-        let bytes = fetch_attachment(
-            &state,
-            &request.from,
+        let wanted = crate::exchange::AttachmentWanted {
             field,
-            request.tier,
+            tier: request.tier,
             id,
             sha256,
-            request.purpose,
-        )
-        .await?;
+            purpose: request.purpose,
+        };
+        let bytes = state
+            .publisher
+            .fetch_attachment(peer_of(&request.from)?, wanted)
+            .await
+            .map_err(|failure| {
+                let status = if failure.refused {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                Failure::new(status, &failure.code, failure.message)
+            })?;
         return Ok((
             [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
             bytes,
@@ -255,95 +264,6 @@ pub(super) async fn ask_data(
     Ok(ask(&state, &request.from, data_request)
         .await?
         .into_response())
-}
-
-/// Pulls an attachment chunk by chunk from its holder, each chunk decided anew, and checks
-/// the whole against its hash.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn fetch_attachment(
-    state: &ApiState,
-    from: &str,
-    field: String,
-    tier: u8,
-    id: String,
-    sha256: String,
-    purpose: String,
-) -> Result<Vec<u8>, Failure> {
-    use base64::Engine;
-    use sha2::Digest;
-    let peer = peer_of(from)?;
-    let mut content = Vec::new();
-    for index in 0u32.. {
-        let request = crate::net::DataRequest::Chunk {
-            field: field.clone(),
-            tier,
-            id: id.clone(),
-            sha256: sha256.clone(),
-            index,
-            purpose: purpose.clone(),
-        };
-        let response = state
-            .publisher
-            .request_data(peer, request)
-            .await
-            .map_err(|reason| {
-                Failure::new(
-                    StatusCode::BAD_GATEWAY,
-                    "unreachable",
-                    format!("{from} stopped answering at chunk {index}: {reason}"),
-                )
-            })?;
-        match response {
-            crate::net::DataResponse::Chunk { data, last, .. } => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .map_err(|_| {
-                        Failure::new(
-                            StatusCode::BAD_GATEWAY,
-                            "data_malformed",
-                            format!("chunk {index} is not base64"),
-                        )
-                    })?;
-                content.extend_from_slice(&bytes);
-                if content.len() as u64 > crate::spaces::MAX_ATTACHMENT_BYTES {
-                    return Err(Failure::new(
-                        StatusCode::BAD_GATEWAY,
-                        "data_malformed",
-                        "the attachment is larger than allowed",
-                    ));
-                }
-                if last {
-                    break;
-                }
-            }
-            crate::net::DataResponse::Refused { code, reason } => {
-                return Err(Failure::new(
-                    StatusCode::FORBIDDEN,
-                    &code,
-                    format!("transfer stopped at chunk {index}: {reason}"),
-                ));
-            }
-            crate::net::DataResponse::Allowed { .. } => {
-                return Err(Failure::new(
-                    StatusCode::BAD_GATEWAY,
-                    "protocol",
-                    "the holder answered a chunk request with records",
-                ));
-            }
-        }
-    }
-    let digest: String = sha2::Sha256::digest(&content)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    if digest != sha256 {
-        return Err(Failure::new(
-            StatusCode::BAD_GATEWAY,
-            "record_tampered",
-            "the attachment received does not match the record's hash",
-        ));
-    }
-    Ok(content)
 }
 
 /// Stores an attachment; records refer to it by its hash.

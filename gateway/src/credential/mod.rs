@@ -22,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 
 pub use error::{ErrorCode, VerificationError};
 pub use jws::SignError;
-pub use message::{MESSAGE_TYP, sign_message};
+pub use message::{MESSAGE_TYP, Opened, sign_message};
 pub use presentation::{
     Challenge, IdentityBindings, OpenedPresentation, VerifiedPresentation, create_presentation,
 };

@@ -51,13 +51,50 @@ pub fn open_envelope(
     max_bytes: usize,
     now: i64,
 ) -> Result<(String, Envelope), EnvelopeRejection> {
+    let opened = verifier.open_message(token, max_bytes);
+    check_envelope(opened, field, kind, now)
+}
+
+/// A gossip message to open: its token and the field and topic it came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed<'a> {
+    /// The compact JWS.
+    pub token: &'a str,
+    /// The field whose topic carried it.
+    pub field: &'a str,
+    /// The topic's kind.
+    pub kind: TopicKind,
+}
+
+/// Opens several envelopes, each as [`open_envelope`] would, in order; their Ed25519
+/// signatures are checked in one batch.
+pub fn open_envelopes(
+    verifier: &CredentialVerifier,
+    sealed: &[Sealed<'_>],
+    max_bytes: usize,
+    now: i64,
+) -> Vec<Result<(String, Envelope), EnvelopeRejection>> {
+    let tokens: Vec<&str> = sealed.iter().map(|message| message.token).collect();
+    verifier
+        .open_messages(&tokens, max_bytes)
+        .into_iter()
+        .zip(sealed)
+        .map(|(opened, message)| check_envelope(opened, message.field, message.kind, now))
+        .collect()
+}
+
+fn check_envelope(
+    opened: crate::credential::Opened,
+    field: &str,
+    kind: TopicKind,
+    now: i64,
+) -> Result<(String, Envelope), EnvelopeRejection> {
     let reject = |code: &str, message: String| EnvelopeRejection {
         code: code.to_owned(),
         message,
     };
-    let (publisher, payload) = verifier
-        .open_message(token, max_bytes)
-        .map_err(|error| reject(error.code.as_str(), error.message.clone()))?;
+    let (publisher, payload) =
+        opened.map_err(|error| reject(error.code.as_str(), error.message.clone()))?;
     let envelope: Envelope = serde_json::from_value(Value::Object(payload))
         .map_err(|error| reject("malformed", format!("not an envelope: {error}")))?;
     if envelope.field != field || envelope.kind != kind.as_str() {

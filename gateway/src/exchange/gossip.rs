@@ -7,10 +7,10 @@ use tokio::time::Instant;
 use super::{
     Bucket, RATE_BURST, REFUSAL_AUDIT_INTERVAL, Rejection, Service, intrinsic, keep_checkpoint,
 };
-use super::{Checkpoint, open_envelope};
+use super::{Checkpoint, Envelope, Sealed, open_envelopes};
 use crate::audit::Event;
 use crate::config::EndorseMode;
-use crate::credential::now_unix;
+use crate::credential::{CredentialVerifier, now_unix};
 use crate::governance::state::Via;
 use crate::governance::{GovCode, GovIntake, OpKind, SignedOp};
 use crate::identity::PublicKey;
@@ -18,7 +18,7 @@ use crate::metrics;
 use crate::net::{Command, MessageId, TopicKind, Verdict, parse_topic};
 use crate::services::Services;
 use crate::services::status::Intake;
-use crate::services::threats::{Origin, Threats};
+use crate::services::threats::{Origin, PreparedReport, ReportOutcome, Threats};
 use crate::threats::{ThreatCode, ThreatError};
 
 /// Puts a taken op into force: a change of standing or of the rules makes the handshake
@@ -92,7 +92,9 @@ impl Service {
     }
 
     /// Judges a gossip message that `field`'s gossip carried, in the order of the module
-    /// doc.
+    /// doc: the service's batch path (`Service::gossip_batch`) for one message, on this
+    /// thread, for the tests.
+    #[cfg(test)]
     pub(super) fn judge_gossip(
         &mut self,
         source: PeerId,
@@ -100,13 +102,46 @@ impl Service {
         topic: &str,
         data: &[u8],
     ) -> Result<Verdict, Rejection> {
+        let Some(admitted) = self.admit_gossip(source, mesh, topic, data.to_vec())? else {
+            return Ok(Verdict::Ignore);
+        };
+        let opening = open_admitted(
+            &self.verifier,
+            &self.threats,
+            std::slice::from_ref(&admitted),
+            self.max_message_bytes,
+            now_unix(),
+        )
+        .pop()
+        .ok_or_else(|| Rejection("malformed".into()))?;
+        match self.judge_opened(source, &admitted, opening) {
+            Judged::Done(verdict) => verdict,
+            Judged::Threat(pending) => {
+                let report = (pending.publisher.clone(), pending.report);
+                let outcome = self.threats.take(vec![report]).pop();
+                let outcome = outcome
+                    .unwrap_or_else(|| Err(ThreatError::new(ThreatCode::Store, "no outcome")));
+                self.threat_verdict(&pending.field, &pending.publisher, pending.relayed, outcome)
+            }
+        }
+    }
+
+    /// The checks before a message is opened: its topic is the mesh's field's, the field is
+    /// joined (else `None`: ignored), and the peer that forwarded it gossips there.
+    pub(super) fn admit_gossip(
+        &self,
+        source: PeerId,
+        mesh: &str,
+        topic: &str,
+        data: Vec<u8>,
+    ) -> Result<Option<Admitted>, Rejection> {
         let reject = |code: &str| Rejection(code.to_owned());
         let (field, kind) = parse_topic(topic).ok_or_else(|| reject("unknown_topic"))?;
         if field != mesh {
             return Err(reject("wrong_topic"));
         }
         if self.services.fields.get(&field).is_none() {
-            return Ok(Verdict::Ignore);
+            return Ok(None);
         }
         // The mesh lets in only peers verified in the field; a peer that lost its standing
         // since is refused here before its mesh slot is taken back.
@@ -118,66 +153,87 @@ impl Service {
         if !source_gossips {
             return Err(reject("not_member"));
         }
-        let token = std::str::from_utf8(data).map_err(|_| reject("malformed"))?;
-        let (publisher, envelope) = open_envelope(
-            &self.verifier,
-            token,
-            &field,
-            kind,
-            self.max_message_bytes,
-            now_unix(),
-        )
-        .map_err(|rejection| reject(&rejection.code))?;
-        let publisher_peer =
-            PublicKey::peer_id_of(&publisher).ok_or_else(|| reject("malformed"))?;
+        let token = String::from_utf8(data).map_err(|_| reject("malformed"))?;
+        Ok(Some(Admitted { field, kind, token }))
+    }
+
+    /// The checks after a message is opened, in the module doc's order. A threat report
+    /// comes back to be taken with others ([`Threats::take`]).
+    pub(super) fn judge_opened(
+        &mut self,
+        source: PeerId,
+        admitted: &Admitted,
+        opening: Opening,
+    ) -> Judged {
+        let reject = |code: &str| Rejection(code.to_owned());
+        let (field, kind) = (admitted.field.as_str(), admitted.kind);
+        let (publisher, envelope, report) = match opening {
+            Ok(opened) => opened,
+            Err(rejection) => return Judged::Done(Err(rejection)),
+        };
+        let Some(publisher_peer) = PublicKey::peer_id_of(&publisher) else {
+            return Judged::Done(Err(reject("malformed")));
+        };
         // What only this gateway's own state can refuse (a standing it learnt of first, a
         // rate, a quota) punishes the publisher, never a relay: the relay judged by its own
         // state, and a penalised relay would be cut off from every later alert.
         let relayed = source != publisher_peer;
         let refuse = |code: &str| {
-            if relayed {
+            Judged::Done(if relayed {
                 Ok(Verdict::Ignore)
             } else {
                 Err(reject(code))
-            }
+            })
         };
-        if !self.services.in_good_standing(&field, &publisher)
-            || (kind == TopicKind::Gov && !self.votes(&field, &publisher))
+        if !self.services.in_good_standing(field, &publisher)
+            || (kind == TopicKind::Gov && !self.votes(field, &publisher))
         {
             return refuse("not_member");
         }
         if !self.within_rate(&publisher) {
             return refuse("rate_limited");
         }
-        let verdict = match kind {
-            TopicKind::Status => self.status_message(&envelope.body),
-            TopicKind::Gov => self.governance_message(&field, envelope.body),
-            TopicKind::Audit => self.checkpoint_message(&publisher, &envelope.body, token),
-            TopicKind::Threat => self.threat_message(&field, &publisher, &envelope.body),
+        let verdict = match (kind, report) {
+            (TopicKind::Threat, Some(Ok(report))) => {
+                return Judged::Threat(PendingThreat {
+                    field: field.to_owned(),
+                    publisher,
+                    relayed,
+                    report,
+                });
+            }
+            (TopicKind::Threat, Some(Err(error))) => {
+                self.threat_verdict(field, &publisher, relayed, Err(error))
+            }
+            (TopicKind::Threat, None) => Err(reject("malformed")),
+            (TopicKind::Status, _) => self.status_message(&envelope.body),
+            (TopicKind::Gov, _) => self.governance_message(field, envelope.body),
+            (TopicKind::Audit, _) => {
+                self.checkpoint_message(&publisher, &envelope.body, &admitted.token)
+            }
         };
-        match verdict {
-            Err(Rejection(code)) if relayed && !intrinsic(&code) => Ok(Verdict::Ignore),
-            verdict => verdict,
-        }
+        Judged::Done(unless_relayed(verdict, relayed))
     }
 
-    /// Takes a member's threat report; a refused one is also reported locally. A report
-    /// over its publisher's rate or quota here penalises only the publisher: a relay that
-    /// forwarded it could not know.
-    pub(super) fn threat_message(
+    /// The verdict on a threat report once the book took it or refused it; a refused one is
+    /// also reported locally. A report over its publisher's rate or quota here penalises
+    /// only the publisher: a relay that forwarded it could not know.
+    pub(super) fn threat_verdict(
         &mut self,
         field: &str,
         publisher: &str,
-        body: &Value,
+        relayed: bool,
+        outcome: Result<ReportOutcome, ThreatError>,
     ) -> Result<Verdict, Rejection> {
-        match self.threats.receive(field, publisher, body, Origin::Gossip) {
+        let verdict = match outcome {
             Ok(_) => Ok(Verdict::Accept),
             Err(error) if error.code == ThreatCode::Replayed => Ok(Verdict::Ignore),
             Err(error) => {
                 self.report_refusal(field, publisher, &error);
                 Err(Rejection(error.code.as_str().to_owned()))
             }
-        }
+        };
+        unless_relayed(verdict, relayed)
     }
 
     pub(super) fn report_refusal(&mut self, field: &str, publisher: &str, error: &ThreatError) {
@@ -319,4 +375,78 @@ impl Service {
             })
             .take(now)
     }
+}
+
+/// A refusal that lies in our own state, not in the message, only ignores a relayed copy.
+fn unless_relayed(
+    verdict: Result<Verdict, Rejection>,
+    relayed: bool,
+) -> Result<Verdict, Rejection> {
+    match verdict {
+        Err(Rejection(code)) if relayed && !intrinsic(&code) => Ok(Verdict::Ignore),
+        verdict => verdict,
+    }
+}
+
+/// A gossip message past the checks that need no opening.
+pub(super) struct Admitted {
+    pub(super) field: String,
+    pub(super) kind: TopicKind,
+    pub(super) token: String,
+}
+
+/// A message opened: its publisher, its envelope and, for a threat report, the report
+/// checked in itself.
+pub(super) type Opening = Result<
+    (
+        String,
+        Envelope,
+        Option<Result<PreparedReport, ThreatError>>,
+    ),
+    Rejection,
+>;
+
+/// Opens admitted messages: their signatures in one batch, and threat reports checked in
+/// themselves. Pure work, for any thread.
+pub(super) fn open_admitted(
+    verifier: &CredentialVerifier,
+    threats: &Threats,
+    admitted: &[Admitted],
+    max_bytes: usize,
+    now: i64,
+) -> Vec<Opening> {
+    let sealed: Vec<Sealed<'_>> = admitted
+        .iter()
+        .map(|message| Sealed {
+            token: &message.token,
+            field: &message.field,
+            kind: message.kind,
+        })
+        .collect();
+    open_envelopes(verifier, &sealed, max_bytes, now)
+        .into_iter()
+        .zip(admitted)
+        .map(|(opened, message)| {
+            let (publisher, envelope) = opened.map_err(|rejection| Rejection(rejection.code))?;
+            let report = (message.kind == TopicKind::Threat)
+                .then(|| threats.prepare(&message.field, &envelope.body, Origin::Gossip));
+            Ok((publisher, envelope, report))
+        })
+        .collect()
+}
+
+/// What judging an opened message came to.
+pub(super) enum Judged {
+    /// A verdict.
+    Done(Result<Verdict, Rejection>),
+    /// A threat report to take with the others.
+    Threat(PendingThreat),
+}
+
+/// A threat report judged so far, waiting for the book.
+pub(super) struct PendingThreat {
+    pub(super) field: String,
+    pub(super) publisher: String,
+    pub(super) relayed: bool,
+    pub(super) report: PreparedReport,
 }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EndorseMode;
 use crate::credential::CredentialVerifier;
+use crate::credential::now_unix;
 use crate::handshake::GatewayEvent;
 use crate::lifecycle::ServiceTask;
 use crate::metrics;
@@ -34,6 +35,7 @@ use crate::net::{
 };
 use crate::services::Services;
 use crate::services::threats::Threats;
+use crate::threats::{ThreatCode, ThreatError};
 
 mod checkpoints;
 mod envelope;
@@ -45,15 +47,18 @@ mod sync;
 mod tests;
 
 pub use checkpoints::{Checkpoint, CheckpointMismatch, PeerCheckpoints, kept_checkpoints};
-pub use envelope::{Envelope, EnvelopeRejection, open_envelope};
+pub use envelope::{Envelope, EnvelopeRejection, Sealed, open_envelope, open_envelopes};
 pub use holders::Holder;
-pub use publisher::{Delivery, OpDraft, Publisher, ThreatPublication};
+pub use publisher::{
+    AttachmentWanted, Delivery, FetchFailure, OpDraft, Publisher, ThreatPublication,
+};
 
 use checkpoints::{
     CHECKPOINT_INTERVAL, MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_PEERS, keep_checkpoint,
 };
 use envelope::{Bucket, RATE_BURST, Rejection, intrinsic};
 use gossip::enforce;
+use gossip::{Admitted, Judged, Opening, PendingThreat};
 use sync::{call_connected, members, pull_members, pull_ops, pull_status_lists, sync};
 
 /// How often a verified member of each field is asked where the others listen.
@@ -70,6 +75,20 @@ const DISCOVERY_FOLLOW_UPS: [std::time::Duration; 2] = [
 const THREAT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// How often one member's refused threat reports are audited.
 const REFUSAL_AUDIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The most gossip messages judged as one batch.
+pub const MAX_GOSSIP_BATCH: usize = 256;
+/// The fewest messages worth a blocking task of their own.
+pub const MIN_OPENING_SHARE: usize = 16;
+
+/// A gossip message as the network delivered it.
+struct GossipIn {
+    field: String,
+    message_id: crate::net::MessageId,
+    source: PeerId,
+    topic: String,
+    data: Vec<u8>,
+}
 
 /// The running exchange service.
 pub struct Exchange {
@@ -97,7 +116,8 @@ impl Exchange {
             services,
             commands,
             publisher: publisher.clone(),
-            verifier: CredentialVerifier::new(),
+            verifier: Arc::new(CredentialVerifier::new()),
+            cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             buckets: HashMap::new(),
             max_message_bytes: settings.max_message_bytes,
             endorse: settings.endorse,
@@ -143,7 +163,9 @@ struct Service {
     services: Arc<Services>,
     commands: mpsc::Sender<Command>,
     publisher: Publisher,
-    verifier: CredentialVerifier,
+    verifier: Arc<CredentialVerifier>,
+    /// The cores gossip messages are opened on.
+    cores: usize,
     buckets: HashMap<String, Bucket>,
     max_message_bytes: usize,
     endorse: EndorseMode,
@@ -199,7 +221,7 @@ impl Service {
                     }
                 }
                 event = content.recv() => match event {
-                    Some(event) => self.content_event(event).await,
+                    Some(event) => self.content_events(event, &mut content).await,
                     None => break,
                 },
                 event = handshakes.recv() => match event {
@@ -216,6 +238,200 @@ impl Service {
         crate::lifecycle::drain(&mut self.tasks).await;
     }
 
+    /// Takes `first` and the gossip messages already waiting behind it (at most
+    /// [`MAX_GOSSIP_BATCH`]) as one batch; another kind of event ends the batch and is taken
+    /// after it.
+    async fn content_events(
+        &mut self,
+        first: ContentEvent,
+        content: &mut mpsc::Receiver<ContentEvent>,
+    ) {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(event) = next.take() {
+            match event {
+                ContentEvent::Gossip {
+                    field,
+                    message_id,
+                    source,
+                    topic,
+                    data,
+                } => {
+                    batch.push(GossipIn {
+                        field,
+                        message_id,
+                        source,
+                        topic,
+                        data,
+                    });
+                    if batch.len() < MAX_GOSSIP_BATCH {
+                        next = content.try_recv().ok();
+                    }
+                }
+                other => {
+                    self.gossip_batch(std::mem::take(&mut batch)).await;
+                    self.content_event(other).await;
+                }
+            }
+        }
+        self.gossip_batch(batch).await;
+    }
+
+    /// Judges gossip messages in order, as [`Service::judge_gossip`] judges one: their
+    /// envelopes are opened on the blocking pool across the cores, signatures in batches, and
+    /// consecutive threat reports are taken by the threat book at once.
+    async fn gossip_batch(&mut self, mut messages: Vec<GossipIn>) {
+        let mut verdicts: Vec<Option<Result<Verdict, Rejection>>> =
+            messages.iter().map(|_| None).collect();
+        let mut admitted = Vec::new();
+        for (index, message) in messages.iter_mut().enumerate() {
+            let data = std::mem::take(&mut message.data);
+            match self.admit_gossip(message.source, &message.field, &message.topic, data) {
+                Ok(Some(message)) => admitted.push((index, message)),
+                Ok(None) => verdicts[index] = Some(Ok(Verdict::Ignore)),
+                Err(rejection) => verdicts[index] = Some(Err(rejection)),
+            }
+        }
+        let mut pending = Vec::new();
+        for (index, admitted, opening) in self.open_on_cores(admitted).await {
+            if admitted.kind != TopicKind::Threat {
+                self.take_threats(std::mem::take(&mut pending), &mut verdicts)
+                    .await;
+            }
+            match self.judge_opened(messages[index].source, &admitted, opening) {
+                Judged::Done(verdict) => verdicts[index] = Some(verdict),
+                Judged::Threat(threat) => pending.push((index, threat)),
+            }
+        }
+        self.take_threats(pending, &mut verdicts).await;
+        for (message, verdict) in messages.into_iter().zip(verdicts) {
+            // A message whose opening was lost (its task panicked) is dropped unjudged.
+            let verdict = verdict.unwrap_or(Ok(Verdict::Ignore));
+            self.finish_gossip(message, verdict).await;
+        }
+    }
+
+    /// Opens admitted messages on the blocking pool, split across the cores; returns them
+    /// in order with their openings.
+    async fn open_on_cores(
+        &self,
+        admitted: Vec<(usize, Admitted)>,
+    ) -> Vec<(usize, Admitted, Opening)> {
+        let share = admitted.len().div_ceil(self.cores).max(MIN_OPENING_SHARE);
+        let mut shares = Vec::new();
+        let mut rest = admitted;
+        while rest.len() > share {
+            let tail = rest.split_off(share);
+            shares.push(std::mem::replace(&mut rest, tail));
+        }
+        shares.push(rest);
+        let now = now_unix();
+        let tasks: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let (verifier, threats) = (Arc::clone(&self.verifier), Arc::clone(&self.threats));
+                let max_bytes = self.max_message_bytes;
+                tokio::task::spawn_blocking(move || {
+                    let (indexes, messages): (Vec<usize>, Vec<Admitted>) =
+                        share.into_iter().unzip();
+                    let openings =
+                        gossip::open_admitted(&verifier, &threats, &messages, max_bytes, now);
+                    (indexes, messages, openings)
+                })
+            })
+            .collect();
+        let mut opened = Vec::new();
+        for task in tasks {
+            match task.await {
+                Ok((indexes, messages, openings)) => opened.extend(
+                    indexes
+                        .into_iter()
+                        .zip(messages)
+                        .zip(openings)
+                        .map(|((index, message), opening)| (index, message, opening)),
+                ),
+                Err(error) => tracing::error!(%error, "gossip messages not opened"),
+            }
+        }
+        opened
+    }
+
+    /// Has the threat book take the pending reports at once, on the blocking pool, and
+    /// sets their verdicts.
+    async fn take_threats(
+        &mut self,
+        pending: Vec<(usize, PendingThreat)>,
+        verdicts: &mut [Option<Result<Verdict, Rejection>>],
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let (judged, reports): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .map(|(index, threat)| {
+                let publisher = threat.publisher.clone();
+                (
+                    (index, threat.field, threat.publisher, threat.relayed),
+                    (publisher, threat.report),
+                )
+            })
+            .unzip();
+        let threats = Arc::clone(&self.threats);
+        let outcomes = tokio::task::spawn_blocking(move || threats.take(reports))
+            .await
+            .unwrap_or_default();
+        let mut outcomes = outcomes.into_iter();
+        for (index, field, publisher, relayed) in judged {
+            let outcome = outcomes.next().unwrap_or_else(|| {
+                Err(ThreatError::new(
+                    ThreatCode::Store,
+                    "the threat book failed",
+                ))
+            });
+            verdicts[index] = Some(self.threat_verdict(&field, &publisher, relayed, outcome));
+        }
+    }
+
+    /// Acts on a gossip message's verdict: endorsements and discovery after an op, the
+    /// metrics, and the verdict to gossipsub.
+    async fn finish_gossip(&mut self, message: GossipIn, verdict: Result<Verdict, Rejection>) {
+        let GossipIn {
+            field,
+            message_id,
+            source,
+            topic,
+            ..
+        } = message;
+        if let Ok(Verdict::Accept) = verdict
+            && let Some((field, TopicKind::Gov)) = parse_topic(&topic)
+        {
+            self.endorse_pending_in(&field).await;
+            // A member admitted: meet it soon rather than in a round's time. Other
+            // ops bring nobody new to meet.
+            if std::mem::take(&mut self.admission_taken) {
+                self.next_discovery = self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
+                self.discovery_follow_ups = DISCOVERY_FOLLOW_UPS.iter().rev().copied().collect();
+            }
+        }
+        let (verdict, label) = match &verdict {
+            Ok(verdict @ Verdict::Accept) => (*verdict, "accept"),
+            Ok(verdict) => (*verdict, "ignore"),
+            // Over its rate: the message is dropped and its sender alone loses score.
+            // Rejecting it would also count against every relay that delivered a
+            // copy while it waited here, honest ones included.
+            Err(Rejection(code)) if code == "rate_limited" => {
+                let _ = self.commands.send(Command::Penalise(source)).await;
+                (Verdict::Ignore, code.as_str())
+            }
+            Err(Rejection(code)) => {
+                tracing::info!(%source, %topic, %code, "gossip message rejected");
+                (Verdict::Reject, code.as_str())
+            }
+        };
+        self.services.metrics.count(metrics::GOSSIP, label);
+        self.validated(field, message_id, source, verdict).await;
+    }
+
     async fn content_event(&mut self, event: ContentEvent) {
         match event {
             ContentEvent::Gossip {
@@ -225,37 +441,14 @@ impl Service {
                 topic,
                 data,
             } => {
-                let verdict = self.judge_gossip(source, &field, &topic, &data);
-                if let Ok(Verdict::Accept) = verdict
-                    && let Some((field, TopicKind::Gov)) = parse_topic(&topic)
-                {
-                    self.endorse_pending_in(&field).await;
-                    // A member admitted: meet it soon rather than in a round's time. Other
-                    // ops bring nobody new to meet.
-                    if std::mem::take(&mut self.admission_taken) {
-                        self.next_discovery =
-                            self.next_discovery.min(Instant::now() + DISCOVERY_SETTLE);
-                        self.discovery_follow_ups =
-                            DISCOVERY_FOLLOW_UPS.iter().rev().copied().collect();
-                    }
-                }
-                let (verdict, label) = match &verdict {
-                    Ok(verdict @ Verdict::Accept) => (*verdict, "accept"),
-                    Ok(verdict) => (*verdict, "ignore"),
-                    // Over its rate: the message is dropped and its sender alone loses score.
-                    // Rejecting it would also count against every relay that delivered a
-                    // copy while it waited here, honest ones included.
-                    Err(Rejection(code)) if code == "rate_limited" => {
-                        let _ = self.commands.send(Command::Penalise(source)).await;
-                        (Verdict::Ignore, code.as_str())
-                    }
-                    Err(Rejection(code)) => {
-                        tracing::info!(%source, %topic, %code, "gossip message rejected");
-                        (Verdict::Reject, code.as_str())
-                    }
+                let message = GossipIn {
+                    field,
+                    message_id,
+                    source,
+                    topic,
+                    data,
                 };
-                self.services.metrics.count(metrics::GOSSIP, label);
-                self.validated(field, message_id, source, verdict).await;
+                self.gossip_batch(vec![message]).await;
             }
             ContentEvent::DataRequest {
                 peer,

@@ -44,6 +44,109 @@ impl Publisher {
         })
         .await
     }
+
+    /// Pulls attachment `sha256` of record `id` from `peer`, chunk by chunk, each chunk
+    /// decided anew by the holder (so a revocation stops the transfer between two chunks),
+    /// and checks the whole against its hash.
+    pub async fn fetch_attachment(
+        &self,
+        peer: PeerId,
+        wanted: AttachmentWanted,
+    ) -> Result<Vec<u8>, FetchFailure> {
+        use base64::Engine;
+        let mut content = Vec::new();
+        for index in 0u32.. {
+            let request = DataRequest::Chunk {
+                field: wanted.field.clone(),
+                tier: wanted.tier,
+                id: wanted.id.clone(),
+                sha256: wanted.sha256.clone(),
+                index,
+                purpose: wanted.purpose.clone(),
+            };
+            let response = self.request_data(peer, request).await.map_err(|reason| {
+                FetchFailure::broken(
+                    "unreachable",
+                    format!("{peer} stopped answering at chunk {index}: {reason}"),
+                )
+            })?;
+            let (data, last) = match response {
+                DataResponse::Chunk { data, last, .. } => (data, last),
+                DataResponse::Refused { code, reason } => {
+                    return Err(FetchFailure {
+                        code,
+                        message: format!("transfer stopped at chunk {index}: {reason}"),
+                        refused: true,
+                    });
+                }
+                DataResponse::Allowed { .. } => {
+                    return Err(FetchFailure::broken(
+                        "protocol",
+                        "the holder answered a chunk request with records".into(),
+                    ));
+                }
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|_| {
+                    FetchFailure::broken("data_malformed", format!("chunk {index} is not base64"))
+                })?;
+            content.extend_from_slice(&bytes);
+            if content.len() as u64 > crate::spaces::MAX_ATTACHMENT_BYTES {
+                return Err(FetchFailure::broken(
+                    "data_malformed",
+                    "the attachment is larger than allowed".into(),
+                ));
+            }
+            if last {
+                break;
+            }
+        }
+        if crate::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&content)) != wanted.sha256 {
+            return Err(FetchFailure::broken(
+                "record_tampered",
+                "the attachment received does not match the record's hash".into(),
+            ));
+        }
+        Ok(content)
+    }
+}
+
+/// The attachment to fetch, and the purpose declared for every chunk.
+#[derive(Debug, Clone)]
+pub struct AttachmentWanted {
+    /// The field id.
+    pub field: String,
+    /// The space's tier.
+    pub tier: u8,
+    /// The record that refers to it.
+    pub id: String,
+    /// Its hash (one of the record's).
+    pub sha256: String,
+    /// The declared purpose.
+    pub purpose: String,
+}
+
+/// Why an attachment fetch stopped: a stable code, a sentence, and whether the holder
+/// refused (rather than the transfer breaking).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    /// `unreachable`, `protocol`, `data_malformed`, `record_tampered`, or the holder's code.
+    pub code: String,
+    /// Why.
+    pub message: String,
+    /// Whether the holder refused.
+    pub refused: bool,
+}
+
+impl FetchFailure {
+    fn broken(code: &str, message: String) -> Self {
+        Self {
+            code: code.to_owned(),
+            message,
+            refused: false,
+        }
+    }
 }
 
 impl Publisher {

@@ -188,13 +188,14 @@ impl Services {
 
     /// The fields to name to `peer` first: those where it has standing here as a member,
     /// and those this gateway applies to where `peer` is a founder or an admin (who screen
-    /// applicants). Never a field where this gateway is barred.
+    /// applicants).
     pub fn fields_to_name(&self, peer: &str) -> Vec<String> {
-        let me = self.key.did();
+        // Named even where we hold ourselves barred: a member that learnt of its own
+        // suspension learns of its reinstatement only from a peer that verifies it again,
+        // and a peer that still holds it barred refuses it anyway.
         self.fields
             .all()
             .iter()
-            .filter(|field| !self.is_barred(&field.charter.field_id(), &me))
             .filter(|field| {
                 self.member_standing(field, peer)
                     || (self.applies_to(field)
@@ -204,15 +205,15 @@ impl Services {
             .collect()
     }
 
-    /// Whether this gateway answers `peer` in `field` when `peer` names it: joined, not
-    /// barred here, and `peer` has standing as a member, or applies where this gateway
-    /// screens applicants.
+    /// Whether this gateway answers `peer` in `field` when `peer` names it: joined, `peer`
+    /// not barred here, and `peer` has standing as a member, or applies where this gateway
+    /// screens applicants. Whether we hold ourselves barred does not matter (see
+    /// [`Services::fields_to_name`]).
     pub fn answers(&self, peer: &str, field: &str) -> bool {
         let Some(joined) = self.fields.get(field) else {
             return false;
         };
-        let me = self.key.did();
-        if self.is_barred(field, &me) || self.barred(field, peer) {
+        if self.barred(field, peer) {
             return false;
         }
         self.member_standing(&joined, peer) || self.screens_applicants(&joined)

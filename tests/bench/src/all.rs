@@ -49,6 +49,17 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
                 "--quiet-seconds",
                 "1",
             ]),
+            args(&[
+                "scale-model",
+                "--sizes",
+                "100",
+                "--rounds",
+                "10",
+                "--measure-gateways",
+                "5",
+                "--measure-rounds",
+                "3",
+            ]),
         ];
     }
     // The throughput run does not depend on N: once, in a process of its own.
@@ -67,9 +78,10 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
             "--connections",
             "100",
         ]));
-        // Each round suspends another member, and three founders stay: at most N − 4.
-        let rounds = 10.min(size - 4).to_string();
-        runs.push(args(&["revocation", "--gateways", &n, "--rounds", &rounds]));
+        // The p99s need their rounds: 100 up to 20 gateways, 30 at 50 (each round at 50
+        // costs seconds: a reinstatement and the field's re-verification follow it).
+        let rounds = if size <= 20 { "100" } else { "30" };
+        runs.push(args(&["revocation", "--gateways", &n, "--rounds", rounds]));
         runs.push(args(&[
             "threats",
             "--indicators",
@@ -77,7 +89,7 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
             "--gateways",
             &n,
             "--rounds",
-            "20",
+            rounds,
         ]));
         runs.push(args(&["data", "--gateways", &n, "--rounds", "200"]));
         // A split needs three founders on one side and someone to suspend on the other.
@@ -87,6 +99,7 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
     runs.push(args(&["memory"]));
     runs.push(args(&["load", "--clients", "1000", "--seconds", "60"]));
     runs.push(args(&["flood", "--rate", "10000", "--seconds", "10"]));
+    runs.push(args(&["scale-model"]));
     runs
 }
 

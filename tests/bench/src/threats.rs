@@ -2,14 +2,17 @@
 //! verification of the same envelopes; and an indicator's propagation until every gateway of
 //! a field has applied it, beside bare gossipsub over as many nodes.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
 use tfc_gateway::credential::{CredentialVerifier, now_unix, sign_message};
+use tfc_gateway::exchange::{MAX_GOSSIP_BATCH, MIN_OPENING_SHARE, Sealed, open_envelopes};
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair, PublicKey};
+use tfc_gateway::net::TopicKind;
 use tfc_gateway::services::PeerRecord;
-use tfc_gateway::services::threats::Origin;
+use tfc_gateway::services::threats::{Origin, PreparedReport, Threats};
 use tfc_gateway::threats::Severity;
 use tfc_testkit::{Authorities, Node, block_address_indicator};
 
@@ -24,7 +27,8 @@ const POLL: Duration = Duration::from_millis(1);
 /// Throughput at one gateway.
 pub(crate) struct Throughput {
     pub(crate) indicators: usize,
-    /// Verified and applied per second (one task, as the gateway's exchange service runs).
+    /// Verified and applied per second (batches as the gateway's exchange service takes
+    /// them).
     pub(crate) applied_per_second: f64,
     /// Raw Ed25519 verifications of the same envelopes per second, on one core.
     pub(crate) raw_verify_per_second: f64,
@@ -85,21 +89,41 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
             sign_message(reporter, &envelope).map_err(anyhow::Error::from)
         })
         .collect::<anyhow::Result<_>>()?;
-    let threats = std::sync::Arc::clone(node.gateway.publisher().threats());
-    let verifier = CredentialVerifier::new();
+    let threats = Arc::clone(node.gateway.publisher().threats());
+    let verifier = Arc::new(CredentialVerifier::new());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let envelopes = Arc::new(envelopes);
     meter.begin()?;
     let started = Instant::now();
     let mut applying = Duration::ZERO;
-    for token in &envelopes {
-        let (publisher, payload) = verifier
-            .open_message(token, 1024 * 1024)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let body = payload.get("body").context("an envelope has a body")?;
+    // As the exchange service judges gossip: batches of what is waiting, each opened on the
+    // blocking pool across the cores (signatures in batches), then taken by the book at once.
+    for batch in (0..count).step_by(MAX_GOSSIP_BATCH) {
+        let batch = batch..(batch + MAX_GOSSIP_BATCH).min(count);
+        let share = batch.len().div_ceil(cores).max(MIN_OPENING_SHARE);
+        let tasks: Vec<_> = batch
+            .clone()
+            .step_by(share)
+            .map(|from| {
+                let part = from..(from + share).min(batch.end);
+                let (verifier, threats) = (Arc::clone(&verifier), Arc::clone(&threats));
+                let (envelopes, field) = (Arc::clone(&envelopes), field.clone());
+                tokio::task::spawn_blocking(move || {
+                    open_reports(&verifier, &threats, &envelopes[part], &field)
+                })
+            })
+            .collect();
+        let mut reports = Vec::with_capacity(batch.len());
+        for task in tasks {
+            reports.extend(task.await??);
+        }
         let begin = Instant::now();
-        threats
-            .receive(&field, &publisher, body, Origin::Gossip)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let book = Arc::clone(&threats);
+        let outcomes = tokio::task::spawn_blocking(move || book.take(reports)).await?;
         applying += begin.elapsed();
+        for outcome in outcomes {
+            outcome.map_err(|error| anyhow::anyhow!("{error}"))?;
+        }
     }
     let elapsed = started.elapsed();
     meter.loaded()?;
@@ -120,7 +144,36 @@ pub(crate) async fn throughput(count: usize) -> anyhow::Result<Throughput> {
     })
 }
 
-/// Raw Ed25519 verification of the envelopes' signatures, keys parsed beforehand.
+/// Opens envelopes as the exchange service does and prepares their reports for the book.
+fn open_reports(
+    verifier: &CredentialVerifier,
+    threats: &Threats,
+    envelopes: &[String],
+    field: &str,
+) -> anyhow::Result<Vec<(String, PreparedReport)>> {
+    let sealed: Vec<Sealed<'_>> = envelopes
+        .iter()
+        .map(|token| Sealed {
+            token,
+            field,
+            kind: TopicKind::Threat,
+        })
+        .collect();
+    open_envelopes(verifier, &sealed, 1024 * 1024, now_unix())
+        .into_iter()
+        .map(|opened| {
+            let (publisher, envelope) =
+                opened.map_err(|rejection| anyhow::anyhow!("{}", rejection.message))?;
+            let report = threats
+                .prepare(field, &envelope.body, Origin::Gossip)
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            Ok((publisher, report))
+        })
+        .collect()
+}
+
+/// Raw Ed25519 verification of the envelopes' signatures, keys parsed beforehand, one
+/// after another on one core.
 fn raw_verify(envelopes: &[String]) -> anyhow::Result<f64> {
     use base64::Engine as _;
     let decode = |part: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part);

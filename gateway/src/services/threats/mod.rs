@@ -339,6 +339,24 @@ impl Threats {
         body: &Value,
         origin: Origin,
     ) -> Result<ReportOutcome, ThreatError> {
+        let report = self.prepare(field, body, origin)?;
+        let mut outcomes = self.take(vec![(reporter.to_owned(), report)]);
+        outcomes.pop().unwrap_or_else(|| {
+            Err(ThreatError::new(
+                ThreatCode::Store,
+                "a report came back without an outcome",
+            ))
+        })
+    }
+
+    /// Checks a report in itself (its field, shape, bundle and marking), without the book:
+    /// the part of taking it that needs no lock, for the caller to run on any core.
+    pub fn prepare(
+        &self,
+        field: &str,
+        body: &Value,
+        origin: Origin,
+    ) -> Result<PreparedReport, ThreatError> {
         if self.services.fields.get(field).is_none() {
             return Err(ThreatError::new(
                 ThreatCode::WrongField,
@@ -367,15 +385,104 @@ impl Threats {
             now,
         )?;
         self.check_marking(&bundle, &recipients, origin)?;
-        let mut book = self.lock()?;
+        Ok(PreparedReport {
+            field: field.to_owned(),
+            recipients,
+            bundle,
+            origin,
+        })
+    }
+
+    /// Takes prepared reports, each from its reporter, in order, under one lock: their
+    /// indicators are written in one batch, the actions they touch are judged once, and each
+    /// reporter's reports are audited in one entry. One outcome per report, in order.
+    pub fn take(
+        &self,
+        reports: Vec<(String, PreparedReport)>,
+    ) -> Vec<Result<ReportOutcome, ThreatError>> {
+        let count = reports.len();
+        let mut book = match self.lock() {
+            Ok(book) => book,
+            Err(error) => return vec![Err(error); count],
+        };
+        let mut intake = Intake::default();
+        let mut taken: Vec<(String, PreparedReport, Result<ReportOutcome, ThreatError>)> =
+            Vec::with_capacity(count);
+        for (reporter, report) in reports {
+            let outcome = self.take_one(&mut book, &reporter, &report, &mut intake);
+            taken.push((reporter, report, outcome));
+        }
+        if let Err(error) = self
+            .indicators
+            .put_all(&intake.indicators)
+            .and_then(|()| self.log.put_all(&intake.log))
+        {
+            drop(book);
+            tracing::error!(%error, "threat indicators not stored");
+            return vec![Err(ThreatError::from(error)); count];
+        }
+        let now = crate::credential::now_unix();
+        let mut events = audit_reports(&taken);
+        let mut touched: Vec<ActionId> = intake.touched.iter().flatten().copied().collect();
+        touched.sort();
+        touched.dedup();
+        self.rejudge(&mut book, touched, now, &mut events);
+        let outcomes = taken
+            .into_iter()
+            .zip(intake.touched)
+            .map(|((_, _, outcome), ids)| {
+                outcome.map(|mut outcome| {
+                    outcome.actions = ids
+                        .iter()
+                        .filter_map(|id| self.view(&mut book, *id, now))
+                        .collect();
+                    outcome
+                })
+            })
+            .collect();
+        drop(book);
+        // On disk with the indicators, at the commit of whoever acknowledges the report.
+        self.services.audit.record_all(events);
+        outcomes
+    }
+
+    /// One report's indicators into the book; what to write goes to `intake`.
+    fn take_one(
+        &self,
+        book: &mut Book,
+        reporter: &str,
+        report: &PreparedReport,
+        intake: &mut Intake,
+    ) -> Result<ReportOutcome, ThreatError> {
+        let mut touched = Vec::new();
+        let outcome = self.take_indicators(book, reporter, report, intake, &mut touched);
+        // Indicators taken before a quota stopped the report are held: judge their actions.
+        intake.touched.push(touched);
+        let outcome = outcome?;
+        if outcome.taken == 0 {
+            return Err(ThreatError::new(
+                ThreatCode::Replayed,
+                "every indicator is already held in this version or a newer one",
+            ));
+        }
+        Ok(outcome)
+    }
+
+    fn take_indicators(
+        &self,
+        book: &mut Book,
+        reporter: &str,
+        report: &PreparedReport,
+        intake: &mut Intake,
+        touched: &mut Vec<ActionId>,
+    ) -> Result<ReportOutcome, ThreatError> {
+        let (field, origin) = (report.field.as_str(), report.origin);
         if matches!(origin, Origin::Gossip | Origin::Direct) {
-            self.within_rate(&mut book, reporter, bundle.indicators.len())?;
+            self.within_rate(book, reporter, report.bundle.indicators.len())?;
         }
         let mut outcome = ReportOutcome::default();
-        let mut touched = Vec::new();
         let added_ms = crate::audit::now_ms();
-        let (indicators, log) = (&self.indicators, &self.log);
-        for indicator in bundle.indicators {
+        for indicator in &report.bundle.indicators {
             let key = indicator_key(field, reporter, &indicator.id);
             let digest = digest16(&key);
             let previous = book.held.get(&digest).copied();
@@ -404,51 +511,23 @@ impl Threats {
                 reporter: reporter.to_owned(),
                 origin,
                 tlp: indicator.tlp,
-                recipients: recipients.clone(),
+                recipients: report.recipients.clone(),
                 added_ms,
                 expires: indicator.expires,
                 object: indicator.object.clone(),
             };
-            indicators.put(key.as_bytes(), &held)?;
-            log.put(
-                format!("{field}/{added_ms:016x}/{key}").as_bytes(),
-                &LogEntry(key.clone()),
-            )?;
             if let Some((_, old_action)) = previous {
-                Self::withdraw(&mut book, &old_action, reporter, &indicator.id);
+                Self::withdraw(book, &old_action, reporter, &indicator.id);
                 touched.push(old_action);
             }
-            touched.push(self.remember(&mut book, digest, &held, &indicator));
+            touched.push(self.remember(book, digest, &held, indicator));
+            intake.log.push((
+                format!("{field}/{added_ms:016x}/{key}").into_bytes(),
+                LogEntry(key.clone()),
+            ));
+            intake.indicators.push((key.into_bytes(), held));
             outcome.taken += 1;
         }
-        if outcome.taken == 0 {
-            return Err(ThreatError::new(
-                ThreatCode::Replayed,
-                "every indicator is already held in this version or a newer one",
-            ));
-        }
-        touched.sort();
-        touched.dedup();
-        let mut events = vec![Event {
-            actor: reporter.to_owned(),
-            action: "threat.report".into(),
-            object: field.to_owned(),
-            decision: "taken".into(),
-            reason: format!(
-                "{} indicators taken, {} unchanged, by {origin:?}",
-                outcome.taken, outcome.unchanged
-            ),
-            field: Some(field.to_owned()),
-            ..Event::default()
-        }];
-        self.rejudge(&mut book, touched.clone(), now, &mut events);
-        outcome.actions = touched
-            .iter()
-            .filter_map(|id| self.view(&mut book, *id, now))
-            .collect();
-        drop(book);
-        // On disk with the indicators, at the commit of whoever acknowledges the report.
-        self.services.audit.record_all(events);
         Ok(outcome)
     }
 
@@ -627,4 +706,61 @@ impl Threats {
                 .unwrap_or_else(|| did.to_owned()),
         }
     }
+}
+
+/// A report checked in itself, ready for [`Threats::take`].
+#[derive(Debug)]
+pub struct PreparedReport {
+    field: String,
+    recipients: Vec<String>,
+    bundle: crate::threats::Bundle,
+    origin: Origin,
+}
+
+/// What a batch of reports writes, and the actions each report touched.
+#[derive(Default)]
+struct Intake {
+    indicators: Vec<(Vec<u8>, HeldIndicator)>,
+    log: Vec<(Vec<u8>, LogEntry)>,
+    touched: Vec<Vec<ActionId>>,
+}
+
+/// One audit entry per reporter for the reports taken in a batch, in the order of each
+/// reporter's first report.
+fn audit_reports(
+    taken: &[(String, PreparedReport, Result<ReportOutcome, ThreatError>)],
+) -> Vec<Event> {
+    let mut tallies: Vec<(&str, &str, Origin, usize, usize, usize)> = Vec::new();
+    for (reporter, report, outcome) in taken {
+        let Ok(outcome) = outcome else { continue };
+        let at = tallies
+            .iter()
+            .position(|tally| tally.0 == reporter && tally.1 == report.field)
+            .unwrap_or_else(|| {
+                tallies.push((reporter, &report.field, report.origin, 0, 0, 0));
+                tallies.len() - 1
+            });
+        let tally = &mut tallies[at];
+        tally.3 += 1;
+        tally.4 += outcome.taken;
+        tally.5 += outcome.unchanged;
+    }
+    tallies
+        .into_iter()
+        .map(|(reporter, field, origin, reports, taken, unchanged)| Event {
+            actor: reporter.to_owned(),
+            action: "threat.report".into(),
+            object: field.to_owned(),
+            decision: "taken".into(),
+            reason: if reports == 1 {
+                format!("{taken} indicators taken, {unchanged} unchanged, by {origin:?}")
+            } else {
+                format!(
+                    "{reports} reports: {taken} indicators taken, {unchanged} unchanged, by {origin:?}"
+                )
+            },
+            field: Some(field.to_owned()),
+            ..Event::default()
+        })
+        .collect()
 }
