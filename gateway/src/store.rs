@@ -453,16 +453,6 @@ impl StoreTree {
         Ok(())
     }
 
-    /// Writes several values in one sled batch: all of them or, on error, none.
-    pub fn put_all<T: Stored>(&self, entries: &[(Vec<u8>, T)]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in entries {
-            batch.insert(key.as_slice(), encode(key, value)?);
-        }
-        self.tree.apply_batch(batch)?;
-        Ok(())
-    }
-
     /// Writes a value and returns only once it is on disk: use before acknowledging.
     pub async fn put_durable<T: Stored>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
         self.put(key, value)?;

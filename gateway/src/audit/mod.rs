@@ -261,13 +261,11 @@ impl AuditLog {
                 hash: String::new(),
             };
             entry.hash = entry.compute_hash();
+            self.tree.put(&entry.seq.to_be_bytes(), &entry)?;
             next += 1;
             hash.clone_from(&entry.hash);
-            entries.push((entry.seq.to_be_bytes().to_vec(), entry));
+            entries.push(entry);
         }
-        // One batch: the chain gains all the entries or none.
-        self.tree.put_all(&entries)?;
-        let entries: Vec<AuditEntry> = entries.into_iter().map(|(_, entry)| entry).collect();
         head.next = next;
         head.hash = hash;
         drop(head);

@@ -277,10 +277,13 @@ impl Service {
         self.gossip_batch(batch).await;
     }
 
-    /// Judges gossip messages in order, as [`Service::judge_gossip`] judges one: their
+    /// Judges gossip messages in order, each in the order of the module doc: their
     /// envelopes are opened on the blocking pool across the cores, signatures in batches, and
     /// consecutive threat reports are taken by the threat book at once.
     async fn gossip_batch(&mut self, mut messages: Vec<GossipIn>) {
+        if messages.is_empty() {
+            return;
+        }
         let mut verdicts: Vec<Option<Result<Verdict, Rejection>>> =
             messages.iter().map(|_| None).collect();
         let mut admitted = Vec::new();

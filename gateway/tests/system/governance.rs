@@ -1,7 +1,8 @@
 //! Governance across real gateways on loopback: quorum admission, automatic endorsement,
 //! an admin's emergency revoke enforced at every gateway, a gateway that was offline
 //! converging on reconnection, a partition whose two sides merge into one state, and bad
-//! ops and non-members refused. Every wait has a timeout.
+//! ops and non-members refused, and a suspended member reinstated: verified again, and told.
+//! Every wait has a timeout.
 
 use std::sync::Arc;
 
@@ -408,6 +409,73 @@ async fn the_two_sides_of_a_partition_merge_into_one_state() {
     })
     .await;
     revoked_x.gateway.shutdown().await.unwrap();
+    for node in nodes {
+        node.gateway.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reinstated_member_is_verified_again_and_learns_of_it() {
+    let authorities = Authorities::new();
+    let nodes = start(&authorities, 4, |text| text).await;
+    let charter = charter(&authorities, &nodes);
+    form(&nodes, &charter).await;
+    let field = nodes[0].field_id();
+    let member = nodes[3].did.clone();
+    nodes[0]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Admit, &member))
+        .await
+        .unwrap();
+    for node in &nodes {
+        until_standing(node.gateway.services(), &member, Some(StandingKind::Member)).await;
+    }
+    // Suspended, and the member itself learns of it: from then on it held itself barred and
+    // named the field to nobody, so a reinstatement could never reach it.
+    nodes[0]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Suspend, &member))
+        .await
+        .unwrap();
+    for node in &nodes {
+        until_standing(
+            node.gateway.services(),
+            &member,
+            Some(StandingKind::Suspended),
+        )
+        .await;
+    }
+    let reinstatement = nodes[0]
+        .gateway
+        .publisher()
+        .propose(&field, draft(OpKind::Reinstate, &member))
+        .await
+        .unwrap();
+    until_holds(nodes[1].gateway.services(), &field, &reinstatement.id).await;
+    nodes[1]
+        .gateway
+        .publisher()
+        .endorse(&field, &reinstatement.id)
+        .await
+        .unwrap();
+    until_standing(
+        nodes[0].gateway.services(),
+        &member,
+        Some(StandingKind::Member),
+    )
+    .await;
+    // Verified again by the admin's gateway, and the reinstatement reaches the member.
+    nodes[0]
+        .verdict_where(nodes[3].peer_id(), |record| top_tier(record) == 2)
+        .await;
+    until_standing(
+        nodes[3].gateway.services(),
+        &member,
+        Some(StandingKind::Member),
+    )
+    .await;
     for node in nodes {
         node.gateway.shutdown().await.unwrap();
     }

@@ -393,9 +393,9 @@ impl Threats {
         })
     }
 
-    /// Takes prepared reports, each from its reporter, in order, under one lock: their
-    /// indicators are written in one batch, the actions they touch are judged once, and each
-    /// reporter's reports are audited in one entry. One outcome per report, in order.
+    /// Takes prepared reports, each from its reporter, in order, under one lock: the actions
+    /// they touch are judged once, and each reporter's reports are audited in one entry. One
+    /// outcome per report, in order.
     pub fn take(
         &self,
         reports: Vec<(String, PreparedReport)>,
@@ -412,11 +412,16 @@ impl Threats {
             let outcome = self.take_one(&mut book, &reporter, &report, &mut intake);
             taken.push((reporter, report, outcome));
         }
-        if let Err(error) = self
+        // One by one: a sled batch takes a lock global to the process (every tree of every
+        // store in it), which cost more than it saved.
+        let written = intake
             .indicators
-            .put_all(&intake.indicators)
-            .and_then(|()| self.log.put_all(&intake.log))
-        {
+            .iter()
+            .try_for_each(|(key, held)| self.indicators.put(key, held))
+            .and_then(|()| {
+                (intake.log.iter()).try_for_each(|(key, entry)| self.log.put(key, entry))
+            });
+        if let Err(error) = written {
             drop(book);
             tracing::error!(%error, "threat indicators not stored");
             return vec![Err(ThreatError::from(error)); count];
