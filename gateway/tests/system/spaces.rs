@@ -1,16 +1,18 @@
 //! Data spaces across real gateways: the holder decides every request with the field's
 //! Cedar policy from facts it verified itself, answers with the decision's reason, audits it
 //! with its purpose, and a revocation takes effect on the next request. Submissions are kept
-//! by the recipient as custodian.
+//! by the recipient as custodian. A revocation cuts an attachment transfer between two
+//! chunks.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tfc_gateway::api::types::DataAnswer;
-use tfc_gateway::exchange::OpDraft;
+use tfc_gateway::exchange::{AttachmentWanted, OpDraft};
 use tfc_gateway::governance::{OpKind, StandingKind};
 use tfc_gateway::net::DataRequest;
 use tfc_gateway::policy::{Category, ValueLevel};
-use tfc_gateway::spaces::Labels;
+use tfc_gateway::spaces::{Labels, MAX_ATTACHMENT_BYTES};
 use tfc_testkit::{Authorities, Node, top_tier, wait_until};
 
 fn labels(category: Category, disclosure: &[&str]) -> Labels {
@@ -258,6 +260,152 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
     })
     .await;
     for node in [city, reader, outsider] {
+        node.gateway.shutdown().await.unwrap();
+    }
+}
+
+/// The chunk decisions the holder allowed `reader`, after audit entry `after`.
+fn chunks_allowed(city: &Node, reader: &str, after: u64) -> usize {
+    city.gateway
+        .services()
+        .audit
+        .since(0)
+        .unwrap()
+        .iter()
+        .filter(|entry| {
+            entry.seq > after
+                && entry.actor == reader
+                && entry.action.starts_with("data.")
+                && entry.decision == "allow"
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_cuts_an_attachment_transfer_between_two_chunks() {
+    let authorities = Authorities::new();
+    let city = Node::start_default().await;
+    let reader = Node::start_default().await;
+    for node in [&city, &reader] {
+        node.import_wallet(&authorities.tier2_wallet(&node.did))
+            .await;
+    }
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/policies/housing-subsidy.cedar"
+        ),
+        authorities.dir.path().join("policy.cedar"),
+    )
+    .unwrap();
+    let city_key = city.org_key();
+    let charter = authorities.write_governed_charter(
+        "field",
+        &[&city_key],
+        std::slice::from_ref(&city.did),
+        "1",
+        &format!(
+            "policy = \"policy.cedar\"\n{}",
+            Authorities::bootstrap_line(std::slice::from_ref(&city.address))
+        ),
+    );
+    for node in [&city, &reader] {
+        node.join(&charter).await;
+    }
+    city.verdict_where(reader.peer_id(), |record| top_tier(record) >= 1)
+        .await;
+    tfc_testkit::until_verified(&reader, city.peer_id()).await;
+    let field = city.field_id();
+    // 64 MiB: 128 chunks, each decided anew by the holder.
+    let content: Vec<u8> = (0..MAX_ATTACHMENT_BYTES).map(|n| (n % 251) as u8).collect();
+    let spaces = city.gateway.spaces();
+    let mut upload = spaces.upload();
+    upload.write(&content).unwrap();
+    let attachment = upload.finish().unwrap();
+    let record = spaces
+        .put(
+            "admin",
+            &city_key,
+            &city.did,
+            &field,
+            1,
+            None,
+            labels(Category::NonPersonal, &[&reader.did]),
+            serde_json::json!({"drawing": "site plan"}),
+            vec![attachment.clone()],
+        )
+        .unwrap();
+    let wanted = AttachmentWanted {
+        field: field.clone(),
+        tier: 1,
+        id: record.id,
+        sha256: attachment.sha256,
+        purpose: "screening".into(),
+    };
+    let (publisher, holder) = (reader.gateway.publisher(), city.peer_id());
+    let transfer = tokio::spawn(async move {
+        let fetched = publisher.fetch_attachment(holder, wanted).await;
+        (fetched, Instant::now())
+    });
+    // Mid-transfer: a few chunks served, most of them still to come.
+    wait_until("four chunks served", || {
+        let served = chunks_allowed(&city, &reader.did, 0);
+        async move { served >= 4 }
+    })
+    .await;
+    city.gateway
+        .publisher()
+        .propose(
+            &field,
+            OpDraft {
+                kind: OpKind::Revoke,
+                target: reader.did.clone(),
+                reason: "test".into(),
+                types: vec![],
+                policy: None,
+            },
+        )
+        .await
+        .unwrap();
+    // Held here once the op is taken: its audit entry orders what came before and after.
+    let held = Instant::now();
+    let revoked_at = city
+        .gateway
+        .services()
+        .audit
+        .since(0)
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|entry| entry.action == "governance.revoke")
+        .map(|entry| entry.seq)
+        .expect("the revocation is audited");
+    let (fetched, ended) = transfer.await.unwrap();
+    let failure = fetched.expect_err("the transfer is cut");
+    let served_before =
+        chunks_allowed(&city, &reader.did, 0) - chunks_allowed(&city, &reader.did, revoked_at);
+    // A chunk whose decision was under way when the op was taken may still be answered;
+    // no decision begun after it allows one.
+    let served_after = chunks_allowed(&city, &reader.did, revoked_at);
+    assert!(
+        served_after <= 1,
+        "{served_after} chunks allowed after the revocation"
+    );
+    assert!(
+        served_before < 127,
+        "the transfer was nearly over before the revocation ({served_before} chunks)"
+    );
+    assert!(
+        failure.refused || failure.code == "unreachable",
+        "{failure:?}"
+    );
+    println!(
+        "revocation held → transfer cut: {:.1} ms ({}: {}); {served_before} chunks served before, {served_after} in flight",
+        ended.saturating_duration_since(held).as_secs_f64() * 1e3,
+        failure.code,
+        failure.message
+    );
+    for node in [city, reader] {
         node.gateway.shutdown().await.unwrap();
     }
 }

@@ -120,6 +120,11 @@ fn the_data_scenario_reads_records_through_the_holder() {
         report["ratio_p50"].as_f64().unwrap() > 1.0,
         "a decided read cannot beat a bare round trip: {report}"
     );
+    let attachment = &report["attachment_1mib"];
+    assert_series(&attachment["fetch"], 30);
+    for key in ["bytes_per_second", "baseline_bytes_per_second", "ratio"] {
+        assert!(attachment[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
     assert_resources(&report["resources"], 3);
 }
 
@@ -225,7 +230,8 @@ fn all_quick_runs_every_scenario_in_one_document() {
             "partition",
             "memory",
             "load",
-            "flood"
+            "flood",
+            "scale-model"
         ],
         "{report}"
     );
@@ -245,6 +251,27 @@ fn all_quick_runs_every_scenario_in_one_document() {
             .unwrap()
             > 0.0,
         "{throughput}"
+    );
+    assert!(
+        throughput["baseline_raw_ed25519_verify_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{throughput}"
+    );
+    let model = &report["runs"][9]["report"]["report"];
+    let wan = &model["wan"][0];
+    assert_eq!(wan["n"], 100, "{model}");
+    assert!(
+        wan["revocation"]["p99_99pct_ms"].as_f64().unwrap() > 0.0,
+        "{model}"
+    );
+    assert!(
+        model["measured"]["cpu_us_per_gateway_per_indicator"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{model}"
     );
     let propagation = &report["runs"][3]["report"]["propagation"][0];
     assert!(
