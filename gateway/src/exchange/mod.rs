@@ -90,6 +90,28 @@ struct GossipIn {
     data: Vec<u8>,
 }
 
+impl GossipIn {
+    /// The gossip message `event` carries, or the event back if it carries something else.
+    fn from_event(event: ContentEvent) -> Result<Self, ContentEvent> {
+        match event {
+            ContentEvent::Gossip {
+                field,
+                message_id,
+                source,
+                topic,
+                data,
+            } => Ok(Self {
+                field,
+                message_id,
+                source,
+                topic,
+                data,
+            }),
+            other => Err(other),
+        }
+    }
+}
+
 /// The running exchange service.
 pub struct Exchange {
     publisher: Publisher,
@@ -249,26 +271,14 @@ impl Service {
         let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some(event) = next.take() {
-            match event {
-                ContentEvent::Gossip {
-                    field,
-                    message_id,
-                    source,
-                    topic,
-                    data,
-                } => {
-                    batch.push(GossipIn {
-                        field,
-                        message_id,
-                        source,
-                        topic,
-                        data,
-                    });
+            match GossipIn::from_event(event) {
+                Ok(message) => {
+                    batch.push(message);
                     if batch.len() < MAX_GOSSIP_BATCH {
                         next = content.try_recv().ok();
                     }
                 }
-                other => {
+                Err(other) => {
                     self.gossip_batch(std::mem::take(&mut batch)).await;
                     self.content_event(other).await;
                 }
@@ -437,21 +447,10 @@ impl Service {
 
     async fn content_event(&mut self, event: ContentEvent) {
         match event {
-            ContentEvent::Gossip {
-                field,
-                message_id,
-                source,
-                topic,
-                data,
-            } => {
-                let message = GossipIn {
-                    field,
-                    message_id,
-                    source,
-                    topic,
-                    data,
-                };
-                self.gossip_batch(vec![message]).await;
+            event @ ContentEvent::Gossip { .. } => {
+                if let Ok(message) = GossipIn::from_event(event) {
+                    self.gossip_batch(vec![message]).await;
+                }
             }
             ContentEvent::DataRequest {
                 peer,

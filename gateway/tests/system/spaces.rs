@@ -25,6 +25,28 @@ fn labels(category: Category, disclosure: &[&str]) -> Labels {
     }
 }
 
+/// A field the city founds alone (quorum 1, its bootstrap), with the example policy.
+fn city_charter(authorities: &Authorities, city: &Node) -> std::path::PathBuf {
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/policies/housing-subsidy.cedar"
+        ),
+        authorities.dir.path().join("policy.cedar"),
+    )
+    .unwrap();
+    authorities.write_governed_charter(
+        "field",
+        &[&city.org_key()],
+        std::slice::from_ref(&city.did),
+        "1",
+        &format!(
+            "policy = \"policy.cedar\"\n{}",
+            Authorities::bootstrap_line(std::slice::from_ref(&city.address))
+        ),
+    )
+}
+
 async fn ask(node: &Node, holder: &Node, request: DataRequest) -> DataAnswer {
     node.gateway
         .publisher()
@@ -54,25 +76,8 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
             None,
         ))
         .await;
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../config/policies/housing-subsidy.cedar"
-        ),
-        authorities.dir.path().join("policy.cedar"),
-    )
-    .unwrap();
+    let charter = city_charter(&authorities, &city);
     let city_key = city.org_key();
-    let charter = authorities.write_governed_charter(
-        "field",
-        &[&city_key],
-        std::slice::from_ref(&city.did),
-        "1",
-        &format!(
-            "policy = \"policy.cedar\"\n{}",
-            Authorities::bootstrap_line(std::slice::from_ref(&city.address))
-        ),
-    );
     for node in [&city, &reader, &outsider] {
         node.join(&charter).await;
     }
@@ -290,25 +295,8 @@ async fn a_revocation_cuts_an_attachment_transfer_between_two_chunks() {
         node.import_wallet(&authorities.tier2_wallet(&node.did))
             .await;
     }
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../config/policies/housing-subsidy.cedar"
-        ),
-        authorities.dir.path().join("policy.cedar"),
-    )
-    .unwrap();
+    let charter = city_charter(&authorities, &city);
     let city_key = city.org_key();
-    let charter = authorities.write_governed_charter(
-        "field",
-        &[&city_key],
-        std::slice::from_ref(&city.did),
-        "1",
-        &format!(
-            "policy = \"policy.cedar\"\n{}",
-            Authorities::bootstrap_line(std::slice::from_ref(&city.address))
-        ),
-    );
     for node in [&city, &reader] {
         node.join(&charter).await;
     }
