@@ -92,7 +92,7 @@ struct GossipIn {
 
 impl GossipIn {
     /// The gossip message `event` carries, or the event back if it carries something else.
-    fn from_event(event: ContentEvent) -> Result<Self, ContentEvent> {
+    fn from_event(event: ContentEvent) -> Result<Self, Box<ContentEvent>> {
         match event {
             ContentEvent::Gossip {
                 field,
@@ -107,7 +107,7 @@ impl GossipIn {
                 topic,
                 data,
             }),
-            other => Err(other),
+            other => Err(Box::new(other)),
         }
     }
 }
@@ -280,7 +280,7 @@ impl Service {
                 }
                 Err(other) => {
                     self.gossip_batch(std::mem::take(&mut batch)).await;
-                    self.content_event(other).await;
+                    self.content_event(*other).await;
                 }
             }
         }
