@@ -405,40 +405,31 @@ impl Threats {
             Ok(book) => book,
             Err(error) => return vec![Err(error); count],
         };
-        let mut intake = Intake::default();
-        let mut taken: Vec<(String, PreparedReport, Result<ReportOutcome, ThreatError>)> =
-            Vec::with_capacity(count);
+        let mut taken = Vec::with_capacity(count);
         for (reporter, report) in reports {
-            let outcome = self.take_one(&mut book, &reporter, &report, &mut intake);
-            taken.push((reporter, report, outcome));
-        }
-        // One by one: a sled batch takes a lock global to the process (every tree of every
-        // store in it), which cost more than it saved.
-        let written = intake
-            .indicators
-            .iter()
-            .try_for_each(|(key, held)| self.indicators.put(key, held))
-            .and_then(|()| {
-                (intake.log.iter()).try_for_each(|(key, entry)| self.log.put(key, entry))
+            let mut touched = Vec::new();
+            let outcome = self.take_one(&mut book, &reporter, &report, &mut touched);
+            taken.push(Taken {
+                reporter,
+                report,
+                outcome,
+                touched,
             });
-        if let Err(error) = written {
-            drop(book);
-            tracing::error!(%error, "threat indicators not stored");
-            return vec![Err(ThreatError::from(error)); count];
         }
         let now = crate::credential::now_unix();
         let mut events = audit_reports(&taken);
-        let mut touched: Vec<ActionId> = intake.touched.iter().flatten().copied().collect();
+        let mut touched: Vec<ActionId> = taken
+            .iter()
+            .flat_map(|report| report.touched.iter().copied())
+            .collect();
         touched.sort();
         touched.dedup();
         self.rejudge(&mut book, touched, now, &mut events);
         let outcomes = taken
             .into_iter()
-            .zip(intake.touched)
-            .map(|((_, _, outcome), ids)| {
-                outcome.map(|mut outcome| {
-                    outcome.actions = ids
-                        .iter()
+            .map(|report| {
+                report.outcome.map(|mut outcome| {
+                    outcome.actions = (report.touched.iter())
                         .filter_map(|id| self.view(&mut book, *id, now))
                         .collect();
                     outcome
@@ -451,19 +442,16 @@ impl Threats {
         outcomes
     }
 
-    /// One report's indicators into the book; what to write goes to `intake`.
+    /// One report's indicators into the book and the store; the actions they touch go to
+    /// `touched`, also those of indicators taken before a quota stopped the report.
     fn take_one(
         &self,
         book: &mut Book,
         reporter: &str,
         report: &PreparedReport,
-        intake: &mut Intake,
+        touched: &mut Vec<ActionId>,
     ) -> Result<ReportOutcome, ThreatError> {
-        let mut touched = Vec::new();
-        let outcome = self.take_indicators(book, reporter, report, intake, &mut touched);
-        // Indicators taken before a quota stopped the report are held: judge their actions.
-        intake.touched.push(touched);
-        let outcome = outcome?;
+        let outcome = self.take_indicators(book, reporter, report, touched)?;
         if outcome.taken == 0 {
             return Err(ThreatError::new(
                 ThreatCode::Replayed,
@@ -478,7 +466,6 @@ impl Threats {
         book: &mut Book,
         reporter: &str,
         report: &PreparedReport,
-        intake: &mut Intake,
         touched: &mut Vec<ActionId>,
     ) -> Result<ReportOutcome, ThreatError> {
         let (field, origin) = (report.field.as_str(), report.origin);
@@ -521,16 +508,16 @@ impl Threats {
                 expires: indicator.expires,
                 object: indicator.object.clone(),
             };
+            self.indicators.put(key.as_bytes(), &held)?;
+            self.log.put(
+                format!("{field}/{added_ms:016x}/{key}").as_bytes(),
+                &LogEntry(key.clone()),
+            )?;
             if let Some((_, old_action)) = previous {
                 Self::withdraw(book, &old_action, reporter, &indicator.id);
                 touched.push(old_action);
             }
             touched.push(self.remember(book, digest, &held, indicator));
-            intake.log.push((
-                format!("{field}/{added_ms:016x}/{key}").into_bytes(),
-                LogEntry(key.clone()),
-            ));
-            intake.indicators.push((key.into_bytes(), held));
             outcome.taken += 1;
         }
         Ok(outcome)
@@ -722,21 +709,25 @@ pub struct PreparedReport {
     origin: Origin,
 }
 
-/// What a batch of reports writes, and the actions each report touched.
-#[derive(Default)]
-struct Intake {
-    indicators: Vec<(Vec<u8>, HeldIndicator)>,
-    log: Vec<(Vec<u8>, LogEntry)>,
-    touched: Vec<Vec<ActionId>>,
+/// A report taken: who sent it, what it was, how it went, and the actions it touched.
+struct Taken {
+    reporter: String,
+    report: PreparedReport,
+    outcome: Result<ReportOutcome, ThreatError>,
+    touched: Vec<ActionId>,
 }
 
 /// One audit entry per reporter for the reports taken in a batch, in the order of each
 /// reporter's first report.
-fn audit_reports(
-    taken: &[(String, PreparedReport, Result<ReportOutcome, ThreatError>)],
-) -> Vec<Event> {
+fn audit_reports(taken: &[Taken]) -> Vec<Event> {
     let mut tallies: Vec<(&str, &str, Origin, usize, usize, usize)> = Vec::new();
-    for (reporter, report, outcome) in taken {
+    for Taken {
+        reporter,
+        report,
+        outcome,
+        ..
+    } in taken
+    {
         let Ok(outcome) = outcome else { continue };
         let at = tallies
             .iter()
