@@ -590,6 +590,13 @@ async fn one_clock_off_by(offset: &str, skew: i64) {
         for token in authorities.tier2_wallet(&gateway.did()) {
             gateway.services().import_credential(&token).await.unwrap();
         }
+        // Set up without a clock offset: it must not meet the honest member now, or the
+        // honest member would verify it by the right clock before the test begins.
+        gateway
+            .network()
+            .send(Command::Block(honest.peer_id()))
+            .await
+            .unwrap();
         gateway.join_field(&charter).await.unwrap();
         gateway.shutdown().await.unwrap();
     }
