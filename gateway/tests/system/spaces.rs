@@ -47,6 +47,24 @@ fn city_charter(authorities: &Authorities, city: &Node) -> std::path::PathBuf {
     )
 }
 
+/// The city, the field's admin, revokes `did`.
+async fn revoke(city: &Node, field: &str, did: &str) {
+    city.gateway
+        .publisher()
+        .propose(
+            field,
+            OpDraft {
+                kind: OpKind::Revoke,
+                target: did.to_owned(),
+                reason: "test".into(),
+                types: vec![],
+                policy: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
 async fn ask(node: &Node, holder: &Node, request: DataRequest) -> DataAnswer {
     node.gateway
         .publisher()
@@ -221,20 +239,7 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
     );
 
     // The admin revokes the reader: its very next request is refused.
-    city.gateway
-        .publisher()
-        .propose(
-            &field,
-            OpDraft {
-                kind: OpKind::Revoke,
-                target: reader.did.clone(),
-                reason: "test".into(),
-                types: vec![],
-                policy: None,
-            },
-        )
-        .await
-        .unwrap();
+    revoke(&city, &field, &reader.did).await;
     assert_eq!(city.standing(&reader.did), Some(StandingKind::Revoked));
     let after = reader
         .gateway
@@ -341,20 +346,7 @@ async fn a_revocation_cuts_an_attachment_transfer_between_two_chunks() {
         async move { served >= 4 }
     })
     .await;
-    city.gateway
-        .publisher()
-        .propose(
-            &field,
-            OpDraft {
-                kind: OpKind::Revoke,
-                target: reader.did.clone(),
-                reason: "test".into(),
-                types: vec![],
-                policy: None,
-            },
-        )
-        .await
-        .unwrap();
+    revoke(&city, &field, &reader.did).await;
     // Held here once the op is taken: its audit entry orders what came before and after.
     let held = Instant::now();
     let revoked_at = city

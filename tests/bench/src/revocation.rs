@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tfc_gateway::governance::{OpKind, StandingKind};
+use tfc_gateway::localnet::wait_until;
 use tfc_testkit::{Authorities, Node};
 
 use crate::resources::Meter;
@@ -50,7 +51,8 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
             .propose(&field, tfc_testkit::suspension(&target))
             .await
             .context("the admin's suspension was refused")?;
-        until_everyone(&nodes, &field, &target, "suspended", |standing| {
+        let others = nodes.iter().filter(|node| node.did != target);
+        until_held(others, &field, &target, "suspended", |standing| {
             standing == Some(StandingKind::Suspended)
         })
         .await?;
@@ -94,68 +96,47 @@ async fn reinstate(nodes: &[Node], field: &str, target: &str) -> anyhow::Result<
         .propose(field, draft)
         .await
         .context("the reinstatement was refused")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(error) = nodes[1]
+    let endorser = nodes[1].gateway.services();
+    wait_until("the reinstatement reaches gateway 1", POLL, || {
+        let held = endorser.governance.op(field, &proposed.id).is_some();
+        async move { held }
+    })
+    .await?;
+    nodes[1]
         .gateway
         .publisher()
         .endorse(field, &proposed.id)
         .await
-    {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the reinstatement never reached gateway 1: {error}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    until_everyone(nodes, field, target, "reinstated", |standing| {
+        .context("gateway 1 could not endorse the reinstatement")?;
+    // Every pair verified again, and every gateway, the member itself included (it learns
+    // by anti-entropy once verified), holds the reinstatement: the catch-up is over before
+    // the next round starts.
+    governed::until_all_verified(nodes, 2).await?;
+    until_held(nodes.iter(), field, target, "reinstated", |standing| {
         standing.is_some_and(StandingKind::in_good_standing)
     })
-    .await?;
-    governed::until_all_verified(nodes, 2).await?;
-    // The member itself learns of it by anti-entropy once verified again: the catch-up is
-    // over before the next round starts.
-    let member = nodes
-        .iter()
-        .find(|node| node.did == target)
-        .context("the target is one of the nodes")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !member
-        .gateway
-        .services()
-        .governance
-        .standing(field, target)
-        .is_some_and(StandingKind::in_good_standing)
-    {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the reinstated member never learnt of its reinstatement"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    Ok(())
+    .await
 }
 
-/// Returns once every gateway but `target` itself holds a standing of `target` that `holds`
-/// accepts (`what` names it in the error).
-async fn until_everyone(
-    nodes: &[Node],
+/// Returns once each of `nodes` holds a standing of `target` that `holds` accepts (`what`
+/// names it in the error).
+async fn until_held<'a>(
+    nodes: impl Iterator<Item = &'a Node> + Clone,
     field: &str,
     target: &str,
     what: &str,
     holds: fn(Option<StandingKind>) -> bool,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = nodes.iter().all(|node| {
-            node.did == target || holds(node.gateway.services().governance.standing(field, target))
-        });
-        if all {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "a gateway never held {target} {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    wait_until(
+        &format!("every gateway holds {target} {what}"),
+        POLL,
+        || {
+            let all = nodes
+                .clone()
+                .all(|node| holds(node.gateway.services().governance.standing(field, target)));
+            async move { all }
+        },
+    )
+    .await?;
+    Ok(())
 }

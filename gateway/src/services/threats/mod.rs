@@ -451,23 +451,6 @@ impl Threats {
         report: &PreparedReport,
         touched: &mut Vec<ActionId>,
     ) -> Result<ReportOutcome, ThreatError> {
-        let outcome = self.take_indicators(book, reporter, report, touched)?;
-        if outcome.taken == 0 {
-            return Err(ThreatError::new(
-                ThreatCode::Replayed,
-                "every indicator is already held in this version or a newer one",
-            ));
-        }
-        Ok(outcome)
-    }
-
-    fn take_indicators(
-        &self,
-        book: &mut Book,
-        reporter: &str,
-        report: &PreparedReport,
-        touched: &mut Vec<ActionId>,
-    ) -> Result<ReportOutcome, ThreatError> {
         let (field, origin) = (report.field.as_str(), report.origin);
         if matches!(origin, Origin::Gossip | Origin::Direct) {
             self.within_rate(book, reporter, report.bundle.indicators.len())?;
@@ -519,6 +502,12 @@ impl Threats {
             }
             touched.push(self.remember(book, digest, &held, indicator));
             outcome.taken += 1;
+        }
+        if outcome.taken == 0 {
+            return Err(ThreatError::new(
+                ThreatCode::Replayed,
+                "every indicator is already held in this version or a newer one",
+            ));
         }
         Ok(outcome)
     }
