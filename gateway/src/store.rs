@@ -234,6 +234,37 @@ pub trait Stored: Serialize + DeserializeOwned {
     }
 }
 
+/// Opens the sled database in `dir` as it is, without the store's writer or migration: for
+/// [`Store::open`], and for offline tools and tests that read or tamper with the trees.
+///
+/// sled locks its directory. A store just closed in this process may hold the lock a little
+/// longer (its I/O threads finish in the background), so a busy lock is retried briefly
+/// before it is reported as in use.
+pub fn open_database(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(error))
+                if error.kind() == std::io::ErrorKind::WouldBlock
+                    || error.to_string().contains("could not acquire lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::InUse {
+                        dir: dir.to_owned(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 /// The gateway's database.
 #[derive(Clone)]
 pub struct Store {
@@ -243,33 +274,8 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, migrating it to [`SCHEMA_VERSION`].
-    ///
-    /// sled locks its directory. A store just closed in this process may hold the lock a
-    /// little longer (its I/O threads finish in the background), so a busy lock is retried
-    /// briefly before it is reported as in use.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            match sled::Config::new()
-                .path(dir)
-                .cache_capacity(CACHE_BYTES)
-                .open()
-            {
-                Ok(db) => return Self::from_db(db),
-                Err(sled::Error::Io(error))
-                    if error.kind() == std::io::ErrorKind::WouldBlock
-                        || error.to_string().contains("could not acquire lock") =>
-                {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(StoreError::InUse {
-                            dir: dir.to_owned(),
-                        });
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
+        Self::from_db(open_database(dir)?)
     }
 
     /// A store in memory that vanishes when dropped, for tests.

@@ -33,7 +33,7 @@ fn offline_verify(dir: &Path) -> (i32, String) {
 /// tree back as it was.
 fn with_tampered(dir: &Path, tamper: impl Fn(&sled::Tree)) -> (i32, String) {
     let snapshot: Vec<(sled::IVec, sled::IVec)> = {
-        let db = sled::open(dir.join("store")).unwrap();
+        let db = tfc_gateway::store::open_database(&dir.join("store")).unwrap();
         let tree = db.open_tree("audit").unwrap();
         let snapshot = tree.iter().map(Result::unwrap).collect();
         tamper(&tree);
@@ -41,7 +41,7 @@ fn with_tampered(dir: &Path, tamper: impl Fn(&sled::Tree)) -> (i32, String) {
         snapshot
     };
     let result = offline_verify(dir);
-    let db = sled::open(dir.join("store")).unwrap();
+    let db = tfc_gateway::store::open_database(&dir.join("store")).unwrap();
     let tree = db.open_tree("audit").unwrap();
     tree.clear().unwrap();
     for (key, value) in snapshot {

@@ -14,7 +14,7 @@ use tfc_testkit::{Authorities, Node, top_tier, wait_until};
 /// Rewrites every entry of a stopped gateway's chain: `edit` changes entry 0, then every hash
 /// and link is recomputed, as someone holding the store could.
 fn rewrite_history(data_dir: &Path, edit: impl Fn(&mut AuditEntry)) {
-    let db = sled::open(data_dir.join("store")).unwrap();
+    let db = tfc_gateway::store::open_database(&data_dir.join("store")).unwrap();
     let tree = db.open_tree("audit").unwrap();
     let mut prev = tfc_gateway::audit::GENESIS.to_owned();
     for item in tree.iter() {
