@@ -4,9 +4,9 @@
 //! measured when it was chosen), and keeps the attribute names in one place, next to the schema.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
-use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -124,7 +124,7 @@ impl OrgFacts {
 }
 
 /// A record's category (カテゴリ).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// Personal data.
@@ -149,7 +149,7 @@ impl Category {
 }
 
 /// A record's value level (価値).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ValueLevel {
     /// Low.
@@ -198,7 +198,7 @@ impl SpaceRef {
 }
 
 /// A record's labels.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecordLabels {
     /// The record id.
@@ -221,7 +221,7 @@ pub struct RecordLabels {
 }
 
 /// The object of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Resource {
     /// A whole space (list, write a new record).
@@ -389,53 +389,132 @@ fn record_entity(
         .map_err(|error| error.to_string())
 }
 
-/// Entities kept between requests: a principal's entity depends only on its facts, a
-/// space's only on its reference, and both recur on every request of a session.
+/// Entities kept between requests. A principal's entity depends only on its facts and a
+/// space's only on its reference, and both recur on every request of a session. The closed
+/// set of a whole request is kept too, under its principal: Cedar closes the hierarchy of
+/// every set it is given (about a third of a decision), and the same principal asks about
+/// the same resource again and again (each chunk of an attachment, a record read after it
+/// was listed). Keys are the whole facts, so a changed fact (a suspension, a new label) is a
+/// different key, never a stale entry.
 #[derive(Default)]
 pub(super) struct EntityCache {
-    principals: Mutex<HashMap<OrgFacts, Entity>>,
+    orgs: Mutex<OrgCache>,
     spaces: Mutex<HashMap<SpaceRef, Entity>>,
 }
 
-/// Entries kept per cache before it is emptied.
-const ENTITY_CACHE_CAPACITY: usize = 4096;
-
-fn cached<K: std::hash::Hash + Eq + Clone, V: Clone>(
-    cache: &Mutex<HashMap<K, V>>,
-    key: &K,
-    build: impl FnOnce(&K) -> Result<V, String>,
-) -> Result<V, String> {
-    if let Ok(cache) = cache.lock()
-        && let Some(value) = cache.get(key)
-    {
-        return Ok(value.clone());
-    }
-    let value = build(key)?;
-    if let Ok(mut cache) = cache.lock() {
-        if cache.len() >= ENTITY_CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(key.clone(), value.clone());
-    }
-    Ok(value)
+#[derive(Default)]
+struct OrgCache {
+    orgs: HashMap<OrgFacts, OrgEntry>,
+    /// Closed request sets held across all orgs.
+    requests_held: usize,
 }
 
+struct OrgEntry {
+    entity: Entity,
+    requests: HashMap<Resource, Arc<Entities>>,
+}
+
+/// Principals or spaces kept before their cache is emptied.
+const ENTITY_CACHE_CAPACITY: usize = 4096;
+
+/// Closed request sets kept before the cache is emptied (each holds two entities).
+const REQUEST_CACHE_CAPACITY: usize = 1024;
+
 impl EntityCache {
-    /// The principal and resource entities of a request (Cedar closes the hierarchy over
-    /// every entity given, at a cost per entity, so only these two are given).
+    /// The closed entities of a request on `resource` by `principal`.
     pub(super) fn request_entities(
         &self,
         principal: &OrgFacts,
         resource: &Resource,
-        resource_uid: &EntityUid,
-    ) -> Result<Vec<Entity>, String> {
-        let principal = cached(&self.principals, principal, org_entity)?;
-        let resource = match resource {
-            Resource::Space { space } => cached(&self.spaces, space, space_entity)?,
-            Resource::Record { space, labels } => {
-                record_entity(space, labels, resource_uid.clone())?
-            }
+    ) -> Result<Arc<Entities>, String> {
+        let known = match self.orgs.lock() {
+            Ok(cache) => match cache.orgs.get(principal) {
+                Some(entry) => match entry.requests.get(resource) {
+                    Some(entities) => return Ok(Arc::clone(entities)),
+                    None => Some(entry.entity.clone()),
+                },
+                None => None,
+            },
+            Err(_) => None,
         };
-        Ok(vec![principal, resource])
+        let principal_entity = match known {
+            Some(entity) => entity,
+            None => org_entity(principal)?,
+        };
+        let entities = Entities::from_entities(
+            [principal_entity.clone(), self.resource_entity(resource)?],
+            None,
+        )
+        .map(Arc::new)
+        .map_err(|error| error.to_string())?;
+        if let Ok(mut cache) = self.orgs.lock() {
+            cache.keep(principal, principal_entity, resource, &entities);
+        }
+        Ok(entities)
+    }
+
+    /// The principal and resource entities of a request, built afresh (to check them
+    /// against the schema).
+    pub(super) fn entities_of(
+        &self,
+        principal: &OrgFacts,
+        resource: &Resource,
+    ) -> Result<Vec<Entity>, String> {
+        Ok(vec![
+            org_entity(principal)?,
+            self.resource_entity(resource)?,
+        ])
+    }
+
+    fn resource_entity(&self, resource: &Resource) -> Result<Entity, String> {
+        match resource {
+            Resource::Space { space } => {
+                if let Ok(spaces) = self.spaces.lock()
+                    && let Some(entity) = spaces.get(space)
+                {
+                    return Ok(entity.clone());
+                }
+                let entity = space_entity(space)?;
+                if let Ok(mut spaces) = self.spaces.lock() {
+                    if spaces.len() >= ENTITY_CACHE_CAPACITY {
+                        spaces.clear();
+                    }
+                    spaces.insert(space.clone(), entity.clone());
+                }
+                Ok(entity)
+            }
+            Resource::Record { space, labels } => record_entity(space, labels, resource.uid()),
+        }
+    }
+}
+
+impl OrgCache {
+    fn keep(
+        &mut self,
+        principal: &OrgFacts,
+        entity: Entity,
+        resource: &Resource,
+        entities: &Arc<Entities>,
+    ) {
+        if self.requests_held >= REQUEST_CACHE_CAPACITY || self.orgs.len() >= ENTITY_CACHE_CAPACITY
+        {
+            self.orgs.clear();
+            self.requests_held = 0;
+        }
+        if !self.orgs.contains_key(principal) {
+            let entry = OrgEntry {
+                entity,
+                requests: HashMap::new(),
+            };
+            self.orgs.insert(principal.clone(), entry);
+        }
+        if let Some(entry) = self.orgs.get_mut(principal)
+            && entry
+                .requests
+                .insert(resource.clone(), Arc::clone(entities))
+                .is_none()
+        {
+            self.requests_held += 1;
+        }
     }
 }

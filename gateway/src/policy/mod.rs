@@ -238,22 +238,39 @@ impl PolicyEngine {
         let slice = self
             .index
             .slice(&action, &resource_uid, &ancestors, resource_type);
-        self.evaluate(request, &slice)
+        let built = self
+            .entities
+            .request_entities(&request.principal, &request.resource);
+        self.evaluate(request, &slice, built)
     }
 
-    /// Decides a request against every policy of the field (the reference for `decide`).
+    /// Decides a request against every policy of the field, on entities built afresh: the
+    /// reference for `decide`, which neither its slicing nor its caches may change.
     pub fn decide_unsliced(&self, request: &AccessRequest) -> Decision {
-        self.evaluate(request, &self.policies)
+        let built = self
+            .entities
+            .entities_of(&request.principal, &request.resource)
+            .and_then(|entities| {
+                Entities::from_entities(entities, None).map_err(|error| error.to_string())
+            });
+        self.evaluate(request, &self.policies, built)
     }
 
-    fn evaluate(&self, request: &AccessRequest, policies: &PolicySet) -> Decision {
-        let (cedar_request, entities) = match self.build(request, None) {
+    fn evaluate(
+        &self,
+        request: &AccessRequest,
+        policies: &PolicySet,
+        entities: Result<impl std::borrow::Borrow<Entities>, String>,
+    ) -> Decision {
+        let built =
+            entities.and_then(|entities| Ok((self.cedar_request(request, None)?, entities)));
+        let (cedar_request, entities) = match built {
             Ok(built) => built,
             Err(error) => return deny_with(&format!("request could not be built: {error}")),
         };
         let response = self
             .authorizer
-            .is_authorized(&cedar_request, policies, &entities);
+            .is_authorized(&cedar_request, policies, entities.borrow());
         let allowed = response.decision() == CedarDecision::Allow;
         // The diagnostics hold a set: sort by policy id so that the reason is stable.
         let mut decided: Vec<&(String, Option<String>)> = response
@@ -285,18 +302,12 @@ impl PolicyEngine {
         }
     }
 
-    /// Builds the Cedar request and entities; with `schema`, also checks them against it.
-    fn build(
+    /// The Cedar request; with `schema`, checked against it.
+    fn cedar_request(
         &self,
         request: &AccessRequest,
         schema: Option<&Schema>,
-    ) -> Result<(Request, Entities), String> {
-        let resource_uid = request.resource.uid();
-        let all =
-            self.entities
-                .request_entities(&request.principal, &request.resource, &resource_uid)?;
-        let principal_uid = entities::uid("Org", &request.principal.did);
-        let entities = Entities::from_entities(all, schema).map_err(|error| error.to_string())?;
+    ) -> Result<Request, String> {
         let context = Context::from_pairs([
             (
                 "purpose".to_owned(),
@@ -308,15 +319,19 @@ impl PolicyEngine {
             ),
         ])
         .map_err(|error| error.to_string())?;
+        let principal = entities::uid("Org", &request.principal.did);
         let action = entities::uid("Action", request.action.as_str());
-        let cedar_request = Request::new(principal_uid, action, resource_uid, context, schema)
-            .map_err(|error| error.to_string())?;
-        Ok((cedar_request, entities))
+        Request::new(principal, action, request.resource.uid(), context, schema)
+            .map_err(|error| error.to_string())
     }
 
     /// Checks a request and its entities against the schema (tests and `tfcctl policy check`).
     pub fn check_request_shape(&self, request: &AccessRequest) -> Result<(), String> {
-        self.build(request, Some(&self.schema)).map(drop)
+        let entities = self
+            .entities
+            .entities_of(&request.principal, &request.resource)?;
+        Entities::from_entities(entities, Some(&self.schema)).map_err(|error| error.to_string())?;
+        self.cedar_request(request, Some(&self.schema)).map(drop)
     }
 }
 

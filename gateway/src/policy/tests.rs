@@ -315,3 +315,41 @@ fn slicing_is_exercised_on_both_outcomes() {
         "allowed {allowed}, denied {denied}"
     );
 }
+
+#[test]
+fn a_changed_label_or_fact_is_decided_afresh_after_a_cached_decision() {
+    let engine = PolicyEngine::new(HOUSING).unwrap();
+    let city = org("did:key:zCity", 3);
+    let disclosed = record(
+        "f",
+        3,
+        "did:key:zOwner",
+        ValueLevel::Medium,
+        &["subsidy-review"],
+        &["did:key:zCity"],
+    );
+    let ask = |principal: &OrgFacts, resource: &Resource| {
+        engine.decide(&request(
+            principal.clone(),
+            Action::Read,
+            resource.clone(),
+            "subsidy-review",
+        ))
+    };
+    // Asked twice: the second answer comes from the cached closed entities.
+    assert!(ask(&city, &disclosed).allowed);
+    assert!(ask(&city, &disclosed).allowed);
+    let withdrawn = record(
+        "f",
+        3,
+        "did:key:zOwner",
+        ValueLevel::Medium,
+        &["subsidy-review"],
+        &[],
+    );
+    assert!(!ask(&city, &withdrawn).allowed);
+    let mut suspended = city.clone();
+    suspended.suspended = true;
+    assert!(!ask(&suspended, &disclosed).allowed);
+    assert!(ask(&city, &disclosed).allowed);
+}
