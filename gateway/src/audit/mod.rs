@@ -317,6 +317,17 @@ impl AuditLog {
             .collect())
     }
 
+    /// Up to `limit` entries after entry `seq`, in order: for a reader that follows the log
+    /// without reading it all again.
+    pub fn after(&self, seq: u64, limit: usize) -> Result<Vec<AuditEntry>, AuditError> {
+        Ok(self
+            .tree
+            .scan::<AuditEntry>(&[], Some(&seq.to_be_bytes()), limit)?
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect())
+    }
+
     /// The hash of entry `seq`, if held.
     pub fn hash_at(&self, seq: u64) -> Result<Option<String>, AuditError> {
         Ok(self

@@ -100,3 +100,12 @@ fn export_filters_by_time() {
     assert_eq!(all.len(), 3);
     assert!(log.since(all[2].time_ms + 1).unwrap().is_empty());
 }
+
+#[test]
+fn a_follower_reads_only_the_entries_after_the_one_it_saw() {
+    let (_store, log) = log_with(5);
+    let seqs = |entries: Vec<AuditEntry>| entries.iter().map(|entry| entry.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(log.after(1, 10).unwrap()), [2, 3, 4]);
+    assert_eq!(seqs(log.after(0, 2).unwrap()), [1, 2]);
+    assert!(log.after(4, 10).unwrap().is_empty());
+}

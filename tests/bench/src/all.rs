@@ -60,6 +60,7 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
                 "--measure-rounds",
                 "3",
             ]),
+            args(&["cut", "--rounds", "2"]),
         ];
     }
     // The throughput run does not depend on N: once, in a process of its own.
@@ -100,6 +101,7 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
     runs.push(args(&["load", "--clients", "1000", "--seconds", "60"]));
     runs.push(args(&["flood", "--rate", "10000", "--seconds", "10"]));
     runs.push(args(&["scale-model"]));
+    runs.push(args(&["cut", "--rounds", "100"]));
     runs
 }
 

@@ -8,6 +8,9 @@
 //! `tfc-bench revocation [--gateways N] [--rounds R] [--json]`: an admin's suspension until
 //! every gateway holds it, beside bare gossipsub propagation over as many nodes.
 //!
+//! `tfc-bench cut [--rounds R] [--json]`: a suspension cuts a 64 MiB attachment transfer
+//! under way: from the suspension held at the holder until the reader's fetch fails.
+//!
 //! `tfc-bench threats [--indicators K] [--gateways N]... [--rounds R] [--json]`: indicators
 //! verified and applied per second at one gateway, beside raw Ed25519 verification of the
 //! same envelopes; then an indicator's propagation until every gateway applied it, for each
@@ -37,6 +40,7 @@
 
 mod all;
 mod baseline;
+mod cut;
 mod data;
 mod field;
 mod flood;
@@ -86,6 +90,12 @@ enum Scenario {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(5..=100))]
         gateways: u16,
         /// Suspensions to measure (each lifted again before the next round).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        rounds: u32,
+    },
+    /// A suspension cuts a 64 MiB attachment transfer under way.
+    Cut {
+        /// Transfers to cut (the member is reinstated after each).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         rounds: u32,
     },
@@ -256,6 +266,15 @@ fn main() -> anyhow::Result<()> {
             let gateways = if throughput_only { vec![] } else { gateways };
             runtime.block_on(threat_scenario(indicators, &gateways, rounds, cli.json))
         }
+        Scenario::Cut { rounds } => runtime.block_on(async {
+            let figures = cut::run(rounds).await?;
+            if as_json {
+                println!("{}", figures.json(rounds));
+            } else {
+                figures.print(rounds);
+            }
+            Ok(())
+        }),
         Scenario::Partition { gateways, rounds } => runtime.block_on(async {
             let figures = partition::run(gateways.into(), rounds).await?;
             if as_json {

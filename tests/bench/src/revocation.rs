@@ -84,7 +84,7 @@ pub(crate) async fn run(gateways: usize, rounds: u32) -> anyhow::Result<Figures>
 /// Lifts `target`'s suspension with a quorum (the admin proposes, gateway 1 endorses once
 /// the proposal reached it) and returns once every gateway holds it reinstated and every
 /// pair has verified each other again.
-async fn reinstate(nodes: &[Node], field: &str, target: &str) -> anyhow::Result<()> {
+pub(crate) async fn reinstate(nodes: &[Node], field: &str, target: &str) -> anyhow::Result<()> {
     let draft = tfc_gateway::exchange::OpDraft {
         kind: OpKind::Reinstate,
         reason: "benchmark round over".into(),

@@ -231,7 +231,8 @@ fn all_quick_runs_every_scenario_in_one_document() {
             "memory",
             "load",
             "flood",
-            "scale-model"
+            "scale-model",
+            "cut"
         ],
         "{report}"
     );
@@ -280,5 +281,22 @@ fn all_quick_runs_every_scenario_in_one_document() {
             .unwrap()
             > 0.0,
         "{propagation}"
+    );
+    let cut = &report["runs"][10]["report"];
+    assert_eq!(
+        cut["revocation_held_to_transfer_cut"]["samples"], 2,
+        "{cut}"
+    );
+    assert!(
+        cut["most_chunks_allowed_after_the_suspension"]
+            .as_u64()
+            .unwrap()
+            <= 1,
+        "{cut}"
+    );
+    assert_eq!(
+        cut["ended_refused"].as_u64().unwrap() + cut["ended_connection_closed"].as_u64().unwrap(),
+        2,
+        "{cut}"
     );
 }
