@@ -1,23 +1,25 @@
 //! `tfc-bench flood`: a misbehaving member aimed at one gateway. The attacker is a gateway's
 //! network and handshake service without the rest (nothing it receives is judged): a
 //! co-founder of the field with a tier-2 wallet, it completes a real handshake, so the victim
-//! lets it into the field's gossip, then publishes invalid messages on the field's threat
-//! topic at a fixed rate. Measured: what was sent and what the victim
-//! had to judge, the victim's `/v1/status` latency before and during the flood, and when the
-//! victim's gossipsub score of the attacker crossed the graylist threshold (from then on its
-//! messages are dropped unread) or the attacker was disconnected.
+//! lets it into the field's gossip. It then opens a second connection under the same key and
+//! writes raw gossipsub frames on the field's protocol itself, distinct invalid messages on
+//! the threat topic at a fixed rate: no gossipsub queue of its own caps it. Measured: what
+//! was written and what the victim had to judge, the victim's `/v1/status` latency before
+//! and during the flood, and when the victim's gossipsub score of the attacker crossed the
+//! graylist threshold (from then on its frames are dropped unread) or the attacker was
+//! disconnected.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use libp2p::PeerId;
 use libp2p::gossipsub;
+use libp2p::{PeerId, StreamProtocol, noise, tcp, yamux};
 use serde_json::{Value, json};
 use tfc_gateway::field::Field;
 use tfc_gateway::handshake::Handshakes;
 use tfc_gateway::identity::{KeyAlgorithm, KeyPair};
-use tfc_gateway::net::{Command, Network, NetworkSettings, TopicKind, topic_name};
+use tfc_gateway::net::{Command, Network, NetworkSettings, TopicKind, mesh_protocol, topic_name};
 use tfc_gateway::services::Services;
 use tfc_gateway::store::Store;
 use tfc_testkit::{Authorities, Node};
@@ -45,8 +47,8 @@ pub(crate) struct Figures {
     pub(crate) rate: u32,
     pub(crate) seconds: u64,
     pub(crate) sent: u64,
-    pub(crate) publish_failures: u64,
-    pub(crate) publish_failure_kinds: std::collections::BTreeMap<String, u64>,
+    pub(crate) frames: u64,
+    pub(crate) stream_closed: Option<(Duration, String)>,
     pub(crate) judged_by_victim: u64,
     pub(crate) before: Series,
     pub(crate) during: Series,
@@ -70,10 +72,13 @@ impl Figures {
             "target_rate_per_second": self.rate,
             "seconds": self.seconds,
             "message_bytes": MESSAGE_BYTES,
+            "attacker": "raw gossipsub frames on a second connection under the member's key",
             "sent": self.sent,
             "sent_per_second": self.sent as f64 / self.seconds as f64,
-            "publish_failures": self.publish_failures,
-            "publish_failures_by_kind": self.publish_failure_kinds,
+            "frames": self.frames,
+            "messages_per_frame": FRAME_MESSAGES,
+            "stream_closed_after_ms": millis(self.stream_closed.as_ref().map(|(after, _)| *after)),
+            "stream_closed_by": self.stream_closed.as_ref().map(|(_, error)| error),
             "judged_invalid_by_victim": self.judged_by_victim,
             "api_status_before_flood": self.before.figures(),
             "api_status_during_flood": self.during.figures(),
@@ -92,17 +97,22 @@ impl Figures {
     /// The human report.
     pub(crate) fn print(&self) {
         println!(
-            "flood scenario: a tier-2 member publishes {} invalid {MESSAGE_BYTES}-byte messages/s for {} s at one gateway",
+            "flood scenario: a tier-2 member writes {} invalid {MESSAGE_BYTES}-byte messages/s in raw gossipsub frames for {} s at one gateway",
             self.rate, self.seconds
         );
         println!(
-            "sent {} ({:.0}/s); {} publishes refused by the attacker's own gossipsub {:?}; the victim judged {} invalid",
+            "sent {} in {} frames ({:.0}/s); the victim judged {} invalid",
             self.sent,
+            self.frames,
             self.sent as f64 / self.seconds as f64,
-            self.publish_failures,
-            self.publish_failure_kinds,
             self.judged_by_victim
         );
+        if let Some((after, error)) = &self.stream_closed {
+            println!(
+                "the attacker's raw stream closed {:.0} ms into the flood: {error}",
+                after.as_secs_f64() * 1e3
+            );
+        }
         crate::print_table(&[
             ("GET /v1/status before the flood", &self.before),
             ("GET /v1/status during the flood", &self.during),
@@ -206,60 +216,151 @@ async fn join_as_member(
     }
 }
 
+/// Messages per RPC frame the attacker writes: about 10 KiB, far below the field's bound.
+const FRAME_MESSAGES: u64 = 32;
+
 /// What the attacker did.
 struct Flooded {
     sent: u64,
-    failures: u64,
-    failure_kinds: std::collections::BTreeMap<String, u64>,
+    frames: u64,
+    /// When a write failed: the victim closed the stream or the connection.
+    stream_closed: Option<(Duration, String)>,
     disconnected: Option<Duration>,
 }
 
-/// Publishes `rate` distinct invalid messages per second on `topic` for `length`, paced by
-/// the clock; notes when the victim disconnects the attacker.
+/// Opens the attacker's raw side: a second connection under the member's own key (the
+/// victim lets it into the field's gossip as the member it verified) on which the attacker
+/// writes gossipsub frames itself, with no gossipsub of its own to queue or pace them. The
+/// victim's own gossip stream to it is read and dropped.
+async fn open_raw_link(
+    key: &KeyPair,
+    victim: &Node,
+    field: &str,
+) -> anyhow::Result<(libp2p::Stream, tokio::task::JoinHandle<()>)> {
+    use futures::StreamExt;
+    let protocol = StreamProtocol::try_from_owned(mesh_protocol(field))?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.libp2p_keypair()?)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    let mut control = swarm.behaviour().new_control();
+    let mut incoming = control.accept(protocol.clone())?;
+    swarm.dial(victim.address.clone())?;
+    let driver = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = swarm.select_next_some() => {}
+                Some((_, mut stream)) = incoming.next() => {
+                    tokio::spawn(async move {
+                        let _ = futures::io::copy(&mut stream, &mut futures::io::sink()).await;
+                    });
+                }
+            }
+        }
+    });
+    // The victim offers the field's protocol on the connection once it has installed the
+    // field's gossip there: until then the stream is refused, so it is asked again.
+    let deadline = Instant::now() + SETUP_WAIT;
+    loop {
+        match control
+            .open_stream(victim.peer_id(), protocol.clone())
+            .await
+        {
+            Ok(stream) => return Ok((stream, driver)),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => {
+                driver.abort();
+                anyhow::bail!("the victim refused the raw gossip stream: {error}");
+            }
+        }
+    }
+}
+
+/// Appends `value` as an unsigned LEB128 varint (protobuf and the frame's length prefix).
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends protobuf field `number` of wire type 2 (bytes) holding `bytes`.
+fn bytes_field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
+    varint(out, (number << 3) | 2);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// One gossipsub RPC frame publishing each of `payloads` on `topic`: the length as a varint,
+/// then `RPC { repeated Message publish = 2 }` with `Message { data = 2; topic = 4 }`, no
+/// author, sequence number or signature, as the field's anonymous gossip expects.
+fn rpc_frame(topic: &str, payloads: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut rpc = Vec::new();
+    for data in payloads {
+        let mut message = Vec::with_capacity(data.len() + topic.len() + 8);
+        bytes_field(&mut message, 2, &data);
+        bytes_field(&mut message, 4, topic.as_bytes());
+        bytes_field(&mut rpc, 2, &message);
+    }
+    let mut frame = Vec::with_capacity(rpc.len() + 4);
+    varint(&mut frame, rpc.len() as u64);
+    frame.extend(rpc);
+    frame
+}
+
+/// A distinct invalid message of [`MESSAGE_BYTES`]: distinct, so that each one is judged.
+fn invalid_message(n: u64) -> Vec<u8> {
+    let mut data = format!("not an envelope #{n} ").into_bytes();
+    data.resize(MESSAGE_BYTES, b'#');
+    data
+}
+
+/// Writes `rate` distinct invalid messages per second on `topic` for `length`, in frames of
+/// [`FRAME_MESSAGES`], paced by the clock; notes when a write fails and when the victim
+/// disconnects the member.
 async fn flood(
     attacker: Attacker,
+    mut stream: libp2p::Stream,
     topic: String,
     victim: PeerId,
     rate: u32,
     length: Duration,
     started: Instant,
 ) -> Flooded {
-    let mut sent = 0u64;
-    let mut failures = 0u64;
-    let mut failure_kinds = std::collections::BTreeMap::new();
-    let mut disconnected = None;
+    use futures::AsyncWriteExt;
+    let mut flooded = Flooded {
+        sent: 0,
+        frames: 0,
+        stream_closed: None,
+        disconnected: None,
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let filler = "#".repeat(MESSAGE_BYTES);
     while started.elapsed() < length {
         tick.tick().await;
         let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
-        while sent + failures < due {
-            let mut data = format!("not an envelope #{}", sent + failures).into_bytes();
-            data.extend_from_slice(filler.as_bytes());
-            data.truncate(MESSAGE_BYTES);
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let publish = Command::Publish {
-                topic: topic.clone(),
-                data,
-                reply: Some(reply),
-            };
-            let outcome = match attacker.network.send(publish).await {
-                Ok(()) => answer
-                    .await
-                    .unwrap_or(Err(tfc_gateway::net::NetError::Stopped))
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
-            };
-            match outcome {
-                Ok(()) => sent += 1,
-                Err(error) => {
-                    failures += 1;
-                    *failure_kinds.entry(error).or_insert(0) += 1;
+        while flooded.stream_closed.is_none() && flooded.sent < due {
+            let count = FRAME_MESSAGES.min(due - flooded.sent);
+            let first = flooded.sent;
+            let frame = rpc_frame(&topic, (first..first + count).map(invalid_message));
+            match stream.write_all(&frame).await {
+                Ok(()) => {
+                    flooded.sent += count;
+                    flooded.frames += 1;
                 }
+                Err(error) => flooded.stream_closed = Some((started.elapsed(), error.to_string())),
             }
         }
-        if disconnected.is_none() {
+        if flooded.disconnected.is_none() {
             let (reply, answer) = tokio::sync::oneshot::channel();
             if attacker
                 .network
@@ -268,18 +369,14 @@ async fn flood(
                 .is_ok()
                 && answer.await.is_ok_and(|peers| !peers.contains(&victim))
             {
-                disconnected = Some(started.elapsed());
+                flooded.disconnected = Some(started.elapsed());
             }
         }
     }
+    let _ = stream.close().await;
     attacker.handshakes.shutdown().await;
     attacker.network.shutdown().await;
-    Flooded {
-        sent,
-        failures,
-        failure_kinds,
-        disconnected,
-    }
+    flooded
 }
 
 /// `GET /v1/status` every [`PROBE`] until `until`: the latencies and the failures.
@@ -333,6 +430,7 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
     let attacker = start_attacker(&key, authorities.tier2_wallet(&key.did()), &charter).await?;
     let tier = join_as_member(&attacker, &victim, attacker_peer, &field).await?;
     anyhow::ensure!(tier == 2, "the attacker reached tier {tier}, not 2");
+    let (stream, raw_driver) = open_raw_link(&key, &victim, &field).await?;
     meter.idle().await?;
 
     let client = crate::load::admin_client(victim.dir.path())?;
@@ -353,6 +451,7 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
     let started = Instant::now();
     let flooding = tokio::spawn(flood(
         attacker,
+        stream,
         topic,
         victim.peer_id(),
         rate,
@@ -387,6 +486,7 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
     probe_errors += errors;
     let during = Series { samples, wall };
     let flooded = flooding.await.context("the attacker task failed")?;
+    raw_driver.abort();
     let (lowest_score, scored_out_after) = watching.await.context("the score watcher failed")?;
     meter.loaded()?;
     let judged_by_victim = victim
@@ -399,8 +499,8 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
         rate,
         seconds,
         sent: flooded.sent,
-        publish_failures: flooded.failures,
-        publish_failure_kinds: flooded.failure_kinds,
+        frames: flooded.frames,
+        stream_closed: flooded.stream_closed,
         judged_by_victim,
         before,
         during,
@@ -411,4 +511,31 @@ pub(crate) async fn run(rate: u32, seconds: u64, quiet_seconds: u64) -> anyhow::
         disconnected_after: flooded.disconnected,
         meter,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_a_length_prefixed_rpc_of_anonymous_messages() {
+        let frame = rpc_frame("t", [b"ab".to_vec()].into_iter());
+        // RPC.publish (field 2) holding Message { data (field 2): "ab", topic (field 4): "t" }.
+        assert_eq!(frame, [9, 0x12, 7, 0x12, 2, b'a', b'b', 0x22, 1, b't']);
+    }
+
+    #[test]
+    fn varints_past_one_byte_carry_a_continuation_bit() {
+        let mut out = Vec::new();
+        varint(&mut out, 300);
+        varint(&mut out, 127);
+        assert_eq!(out, [0xac, 0x02, 0x7f]);
+    }
+
+    #[test]
+    fn invalid_messages_are_distinct_and_of_one_size() {
+        let (first, second) = (invalid_message(1), invalid_message(2));
+        assert_ne!(first, second);
+        assert_eq!((first.len(), second.len()), (MESSAGE_BYTES, MESSAGE_BYTES));
+    }
 }

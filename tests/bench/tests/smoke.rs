@@ -189,6 +189,7 @@ fn the_flood_scenario_scores_the_attacker_out() {
     ]);
     assert_eq!(report["scenario"], "flood");
     assert!(report["sent"].as_u64().unwrap() > 500, "{report}");
+    assert!(report["frames"].as_u64().unwrap() > 0, "{report}");
     assert!(
         report["judged_invalid_by_victim"].as_u64().unwrap() >= 3,
         "{report}"
