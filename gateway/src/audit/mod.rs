@@ -69,8 +69,34 @@ impl Stored for AuditEntry {
 }
 
 impl AuditEntry {
-    /// The hash this entry should carry: SHA-256 of its canonical JSON without `hash`.
+    /// The hash this entry should carry: SHA-256 of its canonical JSON (RFC 8785) without
+    /// `hash`.
+    ///
+    /// The canonical form is written straight into the hash from [`CanonicalView`], whose
+    /// fields are in RFC 8785's key order: for these fields that is exactly what `serde_jcs`
+    /// writes (the same string escapes; integers as their digits), without building a JSON
+    /// value and sorting it on every entry. Past 2^53, RFC 8785 writes an integer as the
+    /// nearest double: such an entry takes `serde_jcs` itself.
     pub fn compute_hash(&self) -> String {
+        let exact = |value: i128| value.unsigned_abs() <= 1 << 53;
+        let integers = [
+            Some(i128::from(self.seq)),
+            Some(i128::from(self.time_ms)),
+            self.session_start_ms.map(i128::from),
+            self.duration_ms.map(i128::from),
+        ];
+        if !integers.into_iter().flatten().all(exact) {
+            return self.compute_hash_jcs();
+        }
+        let mut hasher = HashWriter(Sha256::new());
+        if serde_json::to_writer(&mut hasher, &CanonicalView::of(self)).is_err() {
+            return self.compute_hash_jcs();
+        }
+        hex(&hasher.0.finalize())
+    }
+
+    /// [`AuditEntry::compute_hash`] through `serde_jcs`: the reference.
+    fn compute_hash_jcs(&self) -> String {
         let mut value = match serde_json::to_value(self) {
             Ok(value) => value,
             Err(_) => return String::new(),
@@ -80,6 +106,70 @@ impl AuditEntry {
         }
         let canonical = serde_jcs::to_string(&value).unwrap_or_default();
         hex(&Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// An entry's hashed fields in RFC 8785's key order (by UTF-16 code units; all ASCII here).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CanonicalView<'a> {
+    action: &'a str,
+    actor: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_name: Option<&'a str>,
+    decision: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    object: &'a str,
+    prev: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose: Option<&'a str>,
+    reason: &'a str,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_start_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject_name: Option<&'a str>,
+    time_ms: i64,
+}
+
+impl<'a> CanonicalView<'a> {
+    fn of(entry: &'a AuditEntry) -> Self {
+        Self {
+            action: &entry.action,
+            actor: &entry.actor,
+            actor_name: entry.actor_name.as_deref(),
+            decision: &entry.decision,
+            duration_ms: entry.duration_ms,
+            field: entry.field.as_deref(),
+            object: &entry.object,
+            prev: &entry.prev,
+            purpose: entry.purpose.as_deref(),
+            reason: &entry.reason,
+            seq: entry.seq,
+            session_start_ms: entry.session_start_ms,
+            subject: entry.subject.as_deref(),
+            subject_name: entry.subject_name.as_deref(),
+            time_ms: entry.time_ms,
+        }
+    }
+}
+
+/// Feeds what is written into a SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
