@@ -453,8 +453,8 @@ impl EntityCache {
         Ok(entities)
     }
 
-    /// The principal and resource entities of a request, built afresh (to check them
-    /// against the schema).
+    /// The principal and resource entities of a request, built afresh: for the reference
+    /// decision (`decide_unsliced`) and the schema check, which the caches must not touch.
     pub(super) fn entities_of(
         &self,
         principal: &OrgFacts,

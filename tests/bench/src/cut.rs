@@ -17,7 +17,7 @@ use tfc_gateway::policy::{Category, ValueLevel};
 use tfc_gateway::spaces::{Labels, MAX_ATTACHMENT_BYTES};
 use tfc_testkit::{Authorities, Node};
 
-use crate::{Series, governed, revocation};
+use crate::{Series, data, governed, revocation};
 
 /// The example policy: members read records disclosed to them, for a purpose it allows.
 const POLICY: &str = include_str!("../../../config/policies/housing-subsidy.cedar");
@@ -85,7 +85,7 @@ pub(crate) async fn run(rounds: u32) -> anyhow::Result<Figures> {
     )
     .await?;
     governed::until_all_verified(&nodes, TIER).await?;
-    let wanted = store_attachment(&nodes[0], &nodes[2]).await?;
+    let wanted = store_attachment(&nodes[0], &nodes[2])?;
     let mut figures = Figures {
         cut: Series {
             samples: Vec::with_capacity(rounds as usize),
@@ -108,17 +108,7 @@ pub(crate) async fn run(rounds: u32) -> anyhow::Result<Figures> {
 }
 
 /// The holder (the admin) stores a 64 MiB attachment with a record disclosed to `reader`.
-async fn store_attachment(holder: &Node, reader: &Node) -> anyhow::Result<AttachmentWanted> {
-    let field = holder.field_id();
-    let content: Vec<u8> = (0..MAX_ATTACHMENT_BYTES).map(|n| (n % 251) as u8).collect();
-    let spaces = holder.gateway.spaces();
-    let mut upload = spaces.upload();
-    upload
-        .write(&content)
-        .map_err(|error| anyhow::anyhow!("the upload failed: {error}"))?;
-    let attachment = upload
-        .finish()
-        .map_err(|error| anyhow::anyhow!("the upload failed: {error}"))?;
+fn store_attachment(holder: &Node, reader: &Node) -> anyhow::Result<AttachmentWanted> {
     let labels = Labels {
         category: Category::NonPersonal,
         value_level: ValueLevel::Medium,
@@ -126,23 +116,13 @@ async fn store_attachment(holder: &Node, reader: &Node) -> anyhow::Result<Attach
         allowed_purposes: [PURPOSE.to_owned()].into(),
         disclosure: [reader.did.clone()].into(),
     };
-    let record = spaces
-        .put(
-            "bench",
-            &holder.org_key(),
-            &holder.did,
-            &field,
-            TIER,
-            None,
-            labels,
-            json!({"drawing": "site plan"}),
-            vec![attachment.clone()],
-        )
-        .map_err(|error| anyhow::anyhow!("the holder's write failed: {error}"))?;
+    let body = json!({"drawing": "site plan"});
+    let content = data::pattern(usize::try_from(MAX_ATTACHMENT_BYTES)?);
+    let (id, attachment) = data::put_attachment(holder, &content, TIER, labels, body)?;
     Ok(AttachmentWanted {
-        field,
+        field: holder.field_id(),
         tier: TIER,
-        id: record.id,
+        id,
         sha256: attachment.sha256,
         purpose: PURPOSE.into(),
     })

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tfc_gateway::net::{DataRequest, DataResponse};
 use tfc_gateway::policy::{Category, ValueLevel};
-use tfc_gateway::spaces::Labels;
+use tfc_gateway::spaces::{AttachmentRef, Labels};
 use tfc_testkit::Authorities;
 
 use crate::resources::Meter;
@@ -243,39 +243,20 @@ async fn fetch_attachments(
 ) -> anyhow::Result<Attachment> {
     let holder = &nodes[0];
     let field = holder.field_id();
-    let content: Vec<u8> = (0..ATTACHMENT_BYTES).map(|n| (n % 251) as u8).collect();
-    let spaces = holder.gateway.spaces();
-    let mut upload = spaces.upload();
-    upload
-        .write(&content)
-        .map_err(|error| anyhow::anyhow!("the upload failed: {error}"))?;
-    let reference = upload
-        .finish()
-        .map_err(|error| anyhow::anyhow!("the upload failed: {error}"))?;
-    let record = spaces
-        .put(
-            "bench",
-            &holder.org_key(),
-            &holder.did,
-            &field,
-            TIER,
-            None,
-            labels.clone(),
-            body(RECORDS),
-            vec![reference.clone()],
-        )
-        .map_err(|error| anyhow::anyhow!("the holder's write failed: {error}"))?;
+    let content = pattern(ATTACHMENT_BYTES);
+    let (record_id, reference) =
+        put_attachment(holder, &content, TIER, labels.clone(), body(RECORDS))?;
     let wanted = tfc_gateway::exchange::AttachmentWanted {
         field: field.clone(),
         tier: TIER,
-        id: record.id.clone(),
+        id: record_id.clone(),
         sha256: reference.sha256.clone(),
         purpose: PURPOSE.to_owned(),
     };
     let chunk = DataRequest::Chunk {
         field,
         tier: TIER,
-        id: record.id,
+        id: record_id,
         sha256: reference.sha256,
         index: 0,
         purpose: PURPOSE.to_owned(),
@@ -319,4 +300,42 @@ async fn fetch_attachments(
         },
         chunk_sizes,
     })
+}
+
+/// `bytes` bytes of a fixed pattern: an attachment's content.
+pub(crate) fn pattern(bytes: usize) -> Vec<u8> {
+    (0..bytes).map(|n| (n % 251) as u8).collect()
+}
+
+/// The holder stores `content` as an attachment with a record in its `tier` space: the
+/// record's id and the attachment's reference.
+pub(crate) fn put_attachment(
+    holder: &tfc_testkit::Node,
+    content: &[u8],
+    tier: u8,
+    labels: Labels,
+    body: Value,
+) -> anyhow::Result<(String, AttachmentRef)> {
+    let spaces = holder.gateway.spaces();
+    let mut upload = spaces.upload();
+    upload
+        .write(content)
+        .map_err(|error| anyhow::anyhow!("the upload failed: {error}"))?;
+    let reference = upload
+        .finish()
+        .map_err(|error| anyhow::anyhow!("the upload failed: {error}"))?;
+    let record = spaces
+        .put(
+            "bench",
+            &holder.org_key(),
+            &holder.did,
+            &holder.field_id(),
+            tier,
+            None,
+            labels,
+            body,
+            vec![reference.clone()],
+        )
+        .map_err(|error| anyhow::anyhow!("the holder's write failed: {error}"))?;
+    Ok((record.id, reference))
 }
