@@ -14,25 +14,8 @@ async fn a_clerk_screens_explains_and_admits_an_applicant() {
     let city = Node::start_default().await;
     city.import_wallet(&authorities.tier2_wallet(&city.did))
         .await;
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../config/policies/housing-subsidy.cedar"
-        ),
-        authorities.dir.path().join("policy.cedar"),
-    )
-    .unwrap();
     let city_key = city.org_key();
-    let charter = authorities.write_governed_charter(
-        "field",
-        &[&city_key],
-        std::slice::from_ref(&city.did),
-        "1",
-        &format!(
-            "policy = \"policy.cedar\"\n{}",
-            Authorities::bootstrap_line(std::slice::from_ref(&city.address))
-        ),
-    );
+    let charter = authorities.write_city_charter(&city);
     city.join(&charter).await;
     // The contractor has identity and credit (tier 1), no licence (tier 2).
     let contractor = Node::start_default().await;

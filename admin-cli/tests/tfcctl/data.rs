@@ -19,24 +19,7 @@ async fn records_are_written_listed_asked_for_and_deleted_through_tfcctl() {
     reader
         .import_wallet(&authorities.tier2_wallet(&reader.did))
         .await;
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../config/policies/housing-subsidy.cedar"
-        ),
-        authorities.dir.path().join("policy.cedar"),
-    )
-    .unwrap();
-    let charter = authorities.write_governed_charter(
-        "field",
-        &[&city.org_key()],
-        std::slice::from_ref(&city.did),
-        "1",
-        &format!(
-            "policy = \"policy.cedar\"\n{}",
-            Authorities::bootstrap_line(std::slice::from_ref(&city.address))
-        ),
-    );
+    let charter = authorities.write_city_charter(&city);
     city.join(&charter).await;
     reader.join(&charter).await;
     city.verdict_where(reader.peer_id(), |record| top_tier(record) == 2)

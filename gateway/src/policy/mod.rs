@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, PolicyId, PolicySet, Request,
-    RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Entities, EntityUid, PolicyId, PolicySet,
+    Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
 
@@ -241,7 +241,7 @@ impl PolicyEngine {
         let built = self
             .entities
             .request_entities(&request.principal, &request.resource);
-        self.evaluate(request, &slice, built)
+        self.evaluate(request, resource_uid, &slice, built)
     }
 
     /// Decides a request against every policy of the field, on entities built afresh: the
@@ -253,17 +253,18 @@ impl PolicyEngine {
             .and_then(|entities| {
                 Entities::from_entities(entities, None).map_err(|error| error.to_string())
             });
-        self.evaluate(request, &self.policies, built)
+        self.evaluate(request, request.resource.uid(), &self.policies, built)
     }
 
     fn evaluate(
         &self,
         request: &AccessRequest,
+        resource: EntityUid,
         policies: &PolicySet,
         entities: Result<impl std::borrow::Borrow<Entities>, String>,
     ) -> Decision {
-        let built =
-            entities.and_then(|entities| Ok((self.cedar_request(request, None)?, entities)));
+        let built = entities
+            .and_then(|entities| Ok((self.cedar_request(request, resource, None)?, entities)));
         let (cedar_request, entities) = match built {
             Ok(built) => built,
             Err(error) => return deny_with(&format!("request could not be built: {error}")),
@@ -306,6 +307,7 @@ impl PolicyEngine {
     fn cedar_request(
         &self,
         request: &AccessRequest,
+        resource: EntityUid,
         schema: Option<&Schema>,
     ) -> Result<Request, String> {
         let context = Context::from_pairs([
@@ -321,7 +323,7 @@ impl PolicyEngine {
         .map_err(|error| error.to_string())?;
         let principal = entities::uid("Org", &request.principal.did);
         let action = entities::uid("Action", request.action.as_str());
-        Request::new(principal, action, request.resource.uid(), context, schema)
+        Request::new(principal, action, resource, context, schema)
             .map_err(|error| error.to_string())
     }
 
@@ -331,7 +333,8 @@ impl PolicyEngine {
             .entities
             .entities_of(&request.principal, &request.resource)?;
         Entities::from_entities(entities, Some(&self.schema)).map_err(|error| error.to_string())?;
-        self.cedar_request(request, Some(&self.schema)).map(drop)
+        self.cedar_request(request, request.resource.uid(), Some(&self.schema))
+            .map(drop)
     }
 }
 

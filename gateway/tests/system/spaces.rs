@@ -25,26 +25,28 @@ fn labels(category: Category, disclosure: &[&str]) -> Labels {
     }
 }
 
-/// A field the city founds alone (quorum 1, its bootstrap), with the example policy.
-fn city_charter(authorities: &Authorities, city: &Node) -> std::path::PathBuf {
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../config/policies/housing-subsidy.cedar"
-        ),
-        authorities.dir.path().join("policy.cedar"),
-    )
-    .unwrap();
-    authorities.write_governed_charter(
-        "field",
-        &[&city.org_key()],
-        std::slice::from_ref(&city.did),
-        "1",
-        &format!(
-            "policy = \"policy.cedar\"\n{}",
-            Authorities::bootstrap_line(std::slice::from_ref(&city.address))
-        ),
-    )
+/// `node` writes a record to tier 1 of `field` as its own owner and writer.
+fn put(
+    node: &Node,
+    field: &str,
+    labels: Labels,
+    body: serde_json::Value,
+    attachments: Vec<tfc_gateway::spaces::AttachmentRef>,
+) -> tfc_gateway::spaces::Record {
+    node.gateway
+        .spaces()
+        .put(
+            "admin",
+            &node.org_key(),
+            &node.did,
+            field,
+            1,
+            None,
+            labels,
+            body,
+            attachments,
+        )
+        .unwrap()
 }
 
 /// The city, the field's admin, revokes `did`.
@@ -94,8 +96,7 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
             None,
         ))
         .await;
-    let charter = city_charter(&authorities, &city);
-    let city_key = city.org_key();
+    let charter = authorities.write_city_charter(&city);
     for node in [&city, &reader, &outsider] {
         node.join(&charter).await;
     }
@@ -109,32 +110,20 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
     }
     let field = city.field_id();
     let spaces = city.gateway.spaces();
-    let disclosed = spaces
-        .put(
-            "admin",
-            &city_key,
-            &city.did,
-            &field,
-            1,
-            None,
-            labels(Category::NonPersonal, &[&reader.did]),
-            serde_json::json!({"notice": "審査基準"}),
-            vec![],
-        )
-        .unwrap();
-    let secret = spaces
-        .put(
-            "admin",
-            &city_key,
-            &city.did,
-            &field,
-            1,
-            None,
-            labels(Category::TradeSecret, &[]),
-            serde_json::json!({"budget": 1}),
-            vec![],
-        )
-        .unwrap();
+    let disclosed = put(
+        &city,
+        &field,
+        labels(Category::NonPersonal, &[&reader.did]),
+        serde_json::json!({"notice": "審査基準"}),
+        vec![],
+    );
+    let secret = put(
+        &city,
+        &field,
+        labels(Category::TradeSecret, &[]),
+        serde_json::json!({"budget": 1}),
+        vec![],
+    );
 
     let get = |id: &str, purpose: &str| DataRequest::Get {
         field: field.clone(),
@@ -206,22 +195,13 @@ async fn the_holder_decides_each_request_by_policy_and_revocation_applies_at_onc
     assert!(now_allowed.allowed, "{now_allowed:?}");
 
     // A submission: the reader writes its own application and hands it to the city.
-    let reader_key = reader.org_key();
-    let application = reader
-        .gateway
-        .spaces()
-        .put(
-            "admin",
-            &reader_key,
-            &reader.did,
-            &field,
-            1,
-            None,
-            labels(Category::PersonalRelated, &[&city.did]),
-            serde_json::json!({"applicationId": "A-1"}),
-            vec![],
-        )
-        .unwrap();
+    let application = put(
+        &reader,
+        &field,
+        labels(Category::PersonalRelated, &[&city.did]),
+        serde_json::json!({"applicationId": "A-1"}),
+        vec![],
+    );
     let submitted = ask(
         &reader,
         &city,
@@ -300,8 +280,7 @@ async fn a_revocation_cuts_an_attachment_transfer_between_two_chunks() {
         node.import_wallet(&authorities.tier2_wallet(&node.did))
             .await;
     }
-    let charter = city_charter(&authorities, &city);
-    let city_key = city.org_key();
+    let charter = authorities.write_city_charter(&city);
     for node in [&city, &reader] {
         node.join(&charter).await;
     }
@@ -315,19 +294,13 @@ async fn a_revocation_cuts_an_attachment_transfer_between_two_chunks() {
     let mut upload = spaces.upload();
     upload.write(&content).unwrap();
     let attachment = upload.finish().unwrap();
-    let record = spaces
-        .put(
-            "admin",
-            &city_key,
-            &city.did,
-            &field,
-            1,
-            None,
-            labels(Category::NonPersonal, &[&reader.did]),
-            serde_json::json!({"drawing": "site plan"}),
-            vec![attachment.clone()],
-        )
-        .unwrap();
+    let record = put(
+        &city,
+        &field,
+        labels(Category::NonPersonal, &[&reader.did]),
+        serde_json::json!({"drawing": "site plan"}),
+        vec![attachment.clone()],
+    );
     let wanted = AttachmentWanted {
         field: field.clone(),
         tier: 1,

@@ -266,20 +266,28 @@ async fn open_raw_link(
     });
     // The victim offers the field's protocol on the connection once it has installed the
     // field's gossip there: until then the stream is refused, so it is asked again.
-    let deadline = Instant::now() + SETUP_WAIT;
-    loop {
-        match control
-            .open_stream(victim.peer_id(), protocol.clone())
-            .await
-        {
-            Ok(stream) => return Ok((stream, driver)),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    let opened = std::sync::Mutex::new(None);
+    let waited = tfc_gateway::localnet::wait_until(
+        "the victim accepts the raw gossip stream",
+        Duration::from_millis(20),
+        || {
+            let (mut control, protocol, opened) = (control.clone(), protocol.clone(), &opened);
+            async move {
+                let stream = control.open_stream(victim.peer_id(), protocol).await.ok();
+                let done = stream.is_some();
+                if let Ok(mut slot) = opened.lock() {
+                    *slot = stream;
+                }
+                done
             }
-            Err(error) => {
-                driver.abort();
-                anyhow::bail!("the victim refused the raw gossip stream: {error}");
-            }
+        },
+    )
+    .await;
+    match (waited, opened.into_inner().ok().flatten()) {
+        (Ok(()), Some(stream)) => Ok((stream, driver)),
+        (waited, _) => {
+            driver.abort();
+            anyhow::bail!("the victim refused the raw gossip stream: {waited:?}")
         }
     }
 }

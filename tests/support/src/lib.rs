@@ -121,6 +121,26 @@ impl Authorities {
         path
     }
 
+    /// Writes the city's field `field.toml`: the city founds it alone (quorum 1, its bootstrap
+    /// peer) with the example housing-subsidy policy; returns its path.
+    pub fn write_city_charter(&self, city: &Node) -> PathBuf {
+        std::fs::write(
+            self.dir.path().join("policy.cedar"),
+            include_str!("../../../config/policies/housing-subsidy.cedar"),
+        )
+        .expect("policy written");
+        self.write_governed_charter(
+            "field",
+            &[&city.org_key()],
+            std::slice::from_ref(&city.did),
+            "1",
+            &format!(
+                "policy = \"policy.cedar\"\n{}",
+                Self::bootstrap_line(std::slice::from_ref(&city.address))
+            ),
+        )
+    }
+
     /// Writes the charter, signed by the founder, as `<name>.toml`; returns its path.
     pub fn write_charter(&self, name: &str, extra: &str) -> PathBuf {
         let text = self.charter_text(extra);
