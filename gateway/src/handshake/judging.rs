@@ -211,6 +211,7 @@ impl Shared {
     /// Reports a peer verified in some field: audit, metrics, the swarm (remember its
     /// addresses, open the gossip of the fields it takes part in) and the subscribers.
     pub(super) async fn report(&self, peer: PeerId, record: PeerRecord) {
+        tracing::info!(%peer, did = %record.did, tiers = %tiers_text(&record), "peer verified");
         self.services
             .metrics
             .count(metrics::DECISIONS, "admission:allow");

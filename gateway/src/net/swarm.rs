@@ -451,8 +451,16 @@ impl SwarmTask {
         }
     }
 
+    /// Every dial takes a fresh local port. With the listen port reused, two gateways
+    /// that dial each other within a round trip (both learn of the other from a third) open
+    /// one TCP connection by simultaneous open, on which both act as the Noise initiator:
+    /// the pair then never connects. On loopback it did not show; at 50 ms RTT it did.
     fn dial(&mut self, address: Multiaddr) {
-        if let Err(error) = self.swarm.dial(address.clone()) {
+        let options = DialOpts::unknown_peer_id()
+            .address(address.clone())
+            .allocate_new_port()
+            .build();
+        if let Err(error) = self.swarm.dial(options) {
             tracing::warn!(%address, %error, "dial failed");
         }
     }
@@ -536,6 +544,7 @@ impl SwarmTask {
         let options = DialOpts::peer_id(peer)
             .addresses(addresses.clone())
             .condition(PeerCondition::DisconnectedAndNotDialing)
+            .allocate_new_port()
             .build();
         match self.swarm.dial(options) {
             Ok(()) => tracing::debug!(%peer, "member dialled again"),
@@ -560,6 +569,7 @@ impl SwarmTask {
         let options = DialOpts::peer_id(peer)
             .addresses(addresses)
             .condition(PeerCondition::DisconnectedAndNotDialing)
+            .allocate_new_port()
             .build();
         if let Err(error) = self.swarm.dial(options) {
             tracing::debug!(%peer, %error, "field member not dialled");

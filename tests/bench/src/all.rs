@@ -101,6 +101,9 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
     runs.push(args(&["load", "--clients", "1000", "--seconds", "60"]));
     runs.push(args(&["flood", "--rate", "10000", "--seconds", "10"]));
     runs.push(args(&["scale-model"]));
+    // The model's check against real processes on a delayed network (root and a TUN device).
+    runs.push(args(&["netns", "--gateways", "20", "--rounds", "100"]));
+    runs.push(args(&["netns", "--gateways", "50", "--rounds", "30"]));
     runs.push(args(&["cut", "--rounds", "100"]));
     runs
 }

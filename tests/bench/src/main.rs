@@ -32,6 +32,10 @@
 //! fields of 100 to 5,000 gateways on WAN links, fed with the CPU per event measured on a
 //! loopback field first, beside that measurement.
 //!
+//! `tfc-bench netns [--gateways N] [--rounds R] [--rtt-ms T] [--json]`: the scale model
+//! checked against real `tfc-gateway run` processes in network namespaces, every pair T ms
+//! apart through a delaying relay (needs root and `/dev/net/tun`).
+//!
 //! `tfc-bench all [--quick] [--json]`: every scenario at 5, 20 and 50 gateways, each in its
 //! own process, in one report.
 //!
@@ -42,11 +46,13 @@ mod all;
 mod baseline;
 mod cut;
 mod data;
+mod delaynet;
 mod field;
 mod flood;
 mod governed;
 mod load;
 mod memory;
+mod netns;
 mod partition;
 mod resources;
 mod revocation;
@@ -186,7 +192,6 @@ enum Scenario {
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
         cache_mib: u64,
     },
-    /// Every scenario at 5, 20 and 50 gateways, each run in its own process.
     /// A discrete-event model of a field of 100 to 5,000 gateways on WAN links, fed with the
     /// CPU per gateway per event measured first on a loopback field here.
     ScaleModel {
@@ -203,6 +208,23 @@ enum Scenario {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         measure_rounds: u32,
     },
+    /// The scale model against real `tfc-gateway run` processes in network namespaces,
+    /// every pair a round-trip time apart (needs root and `/dev/net/tun`).
+    Netns {
+        /// Gateways in the field (the admin in this process, the others child processes).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(3..=250))]
+        gateways: u16,
+        /// Suspensions to measure (each lifted again before the next round).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        rounds: u32,
+        /// Round-trip time between every two gateways, in milliseconds.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=2_000))]
+        rtt_ms: u64,
+        /// The `tfc-gateway` binary (default: next to this one).
+        #[arg(long)]
+        gateway_bin: Option<PathBuf>,
+    },
+    /// Every scenario at 5, 20 and 50 gateways, each run in its own process.
     All {
         /// Only 5 gateways and few rounds: a smoke test of every scenario.
         #[arg(long)]
@@ -383,6 +405,21 @@ fn main() -> anyhow::Result<()> {
             measure_rounds,
             as_json,
         )),
+        Scenario::Netns {
+            gateways,
+            rounds,
+            rtt_ms,
+            gateway_bin,
+        } => runtime.block_on(async {
+            let rtt = Duration::from_millis(rtt_ms);
+            let figures = netns::run(gateways.into(), rounds, rtt, gateway_bin).await?;
+            if as_json {
+                println!("{}", figures.json());
+            } else {
+                figures.print();
+            }
+            Ok(())
+        }),
         Scenario::All { quick } => all::run(quick, as_json),
     }
 }

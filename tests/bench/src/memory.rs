@@ -281,7 +281,7 @@ async fn write_records(
 }
 
 /// The `tfc-gateway` binary: `explicit`, or next to this executable.
-fn gateway_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(crate) fn gateway_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let path = match explicit {
         Some(path) => path,
         None => std::env::current_exe()?

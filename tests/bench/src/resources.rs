@@ -46,15 +46,23 @@ pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
 
 /// User plus system CPU time this process has consumed, in seconds.
 pub(crate) fn cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    cpu_seconds_of("self")
+}
+
+/// User plus system CPU time process `pid` has consumed, in seconds.
+pub(crate) fn cpu_seconds_of(pid: &str) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    let (_, rest) = stat.rsplit_once(')').context("malformed /proc/self/stat")?;
+    let (_, rest) = stat
+        .rsplit_once(')')
+        .context("malformed /proc/<pid>/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the name come state (field 3), …, utime (14) and stime (15).
     let ticks = |index: usize| -> anyhow::Result<f64> {
         Ok(fields
             .get(index - 3)
-            .context("a short /proc/self/stat")?
+            .context("a short /proc/<pid>/stat")?
             .parse::<f64>()?)
     };
     Ok((ticks(14)? + ticks(15)?) / CLOCK_TICKS_PER_SECOND)
