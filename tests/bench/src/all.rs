@@ -108,6 +108,23 @@ fn plan(quick: bool) -> Vec<Vec<String>> {
     runs
 }
 
+/// What a failed run said: anyhow's error and its causes without the backtrace after them,
+/// or else the last 2,000 characters (a panic's message comes before its backtrace too).
+fn failure(stderr: &str) -> String {
+    let start = stderr
+        .rfind("\nError: ")
+        .or_else(|| stderr.rfind("panicked at"))
+        .unwrap_or(0);
+    let text = &stderr[start..];
+    let text = text
+        .split("\nStack backtrace:")
+        .next()
+        .and_then(|text| text.split("\nstack backtrace:").next())
+        .unwrap_or(text);
+    let chars: Vec<char> = text.trim().chars().collect();
+    chars[chars.len().saturating_sub(2000)..].iter().collect()
+}
+
 /// The commit of the working directory, if git knows it.
 fn git_commit() -> Option<String> {
     let output = Command::new("git")
@@ -149,16 +166,11 @@ pub(crate) fn run(quick: bool, as_json: bool) -> anyhow::Result<()> {
             .with_context(|| format!("cannot run {}", exe.display()))?;
         let seconds = begin.elapsed().as_secs_f64();
         let report: Result<Value, String> = if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let tail: String = stderr
-                .chars()
-                .rev()
-                .take(2000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            Err(format!("{}: {tail}", output.status))
+            Err(format!(
+                "{}: {}",
+                output.status,
+                failure(&String::from_utf8_lossy(&output.stderr))
+            ))
         } else if as_json {
             serde_json::from_slice(&output.stdout)
                 .map_err(|error| format!("the report is not JSON: {error}"))
@@ -195,4 +207,22 @@ pub(crate) fn run(quick: bool, as_json: bool) -> anyhow::Result<()> {
     }
     anyhow::ensure!(failed == 0, "{failed} runs failed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure;
+
+    #[test]
+    fn a_failed_run_reports_its_error_without_the_backtrace() {
+        let stderr = "log line\n\nError: the field did not converge in 60 s\n\nCaused by:\n    x\n\nStack backtrace:\n   0: main\n";
+        assert_eq!(
+            failure(stderr),
+            "Error: the field did not converge in 60 s\n\nCaused by:\n    x"
+        );
+        let panic = "thread 'main' panicked at src/x.rs:1:2:\nboom\nstack backtrace:\n   0: f\n";
+        assert_eq!(failure(panic), "panicked at src/x.rs:1:2:\nboom");
+        let long = "y".repeat(3000);
+        assert_eq!(failure(&long).len(), 2000, "otherwise the tail");
+    }
 }
