@@ -22,6 +22,19 @@ pub(crate) async fn start_field(
     configure: fn(String) -> String,
     extra: &str,
 ) -> anyhow::Result<(Vec<Node>, PathBuf)> {
+    let nodes = start_unjoined(authorities, gateways, configure).await?;
+    let bootstrap = Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address));
+    let charter = found(authorities, &nodes, "2", &format!("{extra}\n{bootstrap}")).await;
+    Ok((nodes, charter))
+}
+
+/// Starts `gateways` gateways configured by `configure`, each with a tier-2 wallet, in no
+/// field yet.
+pub(crate) async fn start_unjoined(
+    authorities: &Authorities,
+    gateways: usize,
+    configure: fn(String) -> String,
+) -> anyhow::Result<Vec<Node>> {
     anyhow::ensure!(gateways >= 3, "a governed field has three founders");
     let mut nodes = Vec::with_capacity(gateways);
     for _ in 0..gateways {
@@ -30,21 +43,30 @@ pub(crate) async fn start_field(
             .await;
         nodes.push(node);
     }
+    Ok(nodes)
+}
+
+/// Writes a charter that all of `nodes` found (the first is its admin), with `quorum` and
+/// the `extra` lines (a bootstrap line among them), and has every node join it; returns its
+/// path.
+pub(crate) async fn found(
+    authorities: &Authorities,
+    nodes: &[Node],
+    quorum: &str,
+    extra: &str,
+) -> PathBuf {
     let keys: Vec<_> = nodes.iter().map(Node::org_key).collect();
     let charter = authorities.write_governed_charter(
         "field",
         &keys.iter().collect::<Vec<_>>(),
         std::slice::from_ref(&nodes[0].did),
-        "2",
-        &format!(
-            "{extra}\n{}",
-            Authorities::bootstrap_line(std::slice::from_ref(&nodes[0].address))
-        ),
+        quorum,
+        extra,
     );
-    for node in &nodes {
+    for node in nodes {
         node.join(&charter).await;
     }
-    Ok((nodes, charter))
+    charter
 }
 
 /// How long a field of `gateways` may take to verify every pair: 20 s, plus 1 s per gateway

@@ -3,10 +3,10 @@
 //!
 //! Gateway 0, the field's admin, runs in this process (its address is in this namespace);
 //! the others are child processes, watched through their JSON log lines. Each round the admin
-//! suspends a member on the emergency path and is measured from the proposal until every
-//! other process has logged the op held (by the timestamps of their log lines). Between
-//! rounds the admin reinstates the member (the field's quorum is 1) and the round waits until
-//! every process holds the reinstatement and has verified the member again. The CPU the
+//! suspends a member (the field's quorum is 1: its signature alone commits) and is measured
+//! from the proposal until every other process has logged the op held (by the timestamps of
+//! their log lines). Between rounds the admin reinstates the member and the round waits until
+//! every other process holds the reinstatement and has verified the member again. The CPU the
 //! processes spent while suspensions spread, per gateway per suspension, then feeds the model
 //! of the same field (everyone connected, the same cores, the same round-trip time), whose
 //! figures are reported beside the measured ones.
@@ -29,9 +29,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
 
-use crate::Series;
 use crate::delaynet::{self, DelayNet};
 use crate::scale_model::{self, EventKind, Mode, ModelInputs, PropagationFigures};
+use crate::{Series, governed};
 
 /// The port every gateway listens on (each has its own address).
 const PORT: u16 = 7400;
@@ -69,7 +69,7 @@ pub(crate) async fn run(
     let (mut dirs, field) = prepare(gateways).await?;
     let admin = Node::resume(dirs.remove(0)).await;
     let mut processes = Processes::spawn(&binary, &dirs)?;
-    let patience = crate::governed::formation_patience(gateways) + ROUND_PATIENCE;
+    let patience = governed::formation_patience(gateways) + ROUND_PATIENCE;
     processes
         .until(
             "every process verified every other gateway",
@@ -83,28 +83,11 @@ pub(crate) async fn run(
     let (mut measured, mut cpu) = (Duration::ZERO, 0.0);
     for round in 0..=rounds as usize {
         let target = 1 + round % (gateways - 1);
-        let cpu_before = processes.cpu_seconds()?;
-        let sent = OffsetDateTime::now_utc();
-        let op = admin
-            .gateway
-            .publisher()
-            .propose(&field_id, tfc_testkit::suspension(&field.dids[target]))
-            .await
-            .context("the admin's suspension was refused")?;
-        let others: Vec<usize> = (1..gateways).filter(|g| *g != target).collect();
-        processes
-            .until(
-                "every other process holds the suspension",
-                ROUND_PATIENCE,
-                |watch| watch.held_by(&op.id, &others).is_some(),
-            )
-            .await?;
-        let last = processes.watch.held_by(&op.id, &others).unwrap_or(sent) - sent;
-        let last = Duration::try_from(last).unwrap_or(Duration::ZERO);
+        let (last, cpu_spent) = suspend(&admin, &mut processes, &field, &field_id, target).await?;
         if round > 0 {
             samples.push(last);
             measured += last;
-            cpu += processes.cpu_seconds()? - cpu_before;
+            cpu += cpu_spent;
         }
         reinstate(&admin, &mut processes, &field, &field_id, target).await?;
     }
@@ -139,6 +122,36 @@ pub(crate) async fn run(
     })
 }
 
+/// The admin suspends `target`; returns the time from the proposal until the last other
+/// process logged it held, and the CPU seconds the processes spent meanwhile.
+async fn suspend(
+    admin: &Node,
+    processes: &mut Processes,
+    field: &PreparedField,
+    field_id: &str,
+    target: usize,
+) -> anyhow::Result<(Duration, f64)> {
+    let cpu_before = processes.cpu_seconds()?;
+    let sent = OffsetDateTime::now_utc();
+    let op = admin
+        .gateway
+        .publisher()
+        .propose(field_id, tfc_testkit::suspension(&field.dids[target]))
+        .await
+        .context("the admin's suspension was refused")?;
+    let others: Vec<usize> = (1..field.dids.len()).filter(|g| *g != target).collect();
+    processes
+        .until(
+            "every other process holds the suspension",
+            ROUND_PATIENCE,
+            |watch| watch.held_by(&op.id, &others).is_some(),
+        )
+        .await?;
+    let cpu = processes.cpu_seconds()? - cpu_before;
+    let last = processes.watch.held_by(&op.id, &others).unwrap_or(sent) - sent;
+    Ok((Duration::try_from(last).unwrap_or(Duration::ZERO), cpu))
+}
+
 /// The admin reinstates `target`; returns once every other process holds the reinstatement,
 /// the member and every gateway have verified each other again, and the admin gossips with
 /// it. The member's own intake of the reinstatement is not awaited: it often missed its
@@ -164,7 +177,6 @@ async fn reinstate(
         .await
         .context("the reinstatement was refused")?;
     let others: Vec<usize> = (1..field.dids.len()).filter(|g| *g != target).collect();
-    let target_peer = field.peers[target].to_string();
     let verified_since = |watch: &Watch, by: usize, peer: &PeerId| {
         watch.verified[by].get(&peer.to_string()) > Some(&mark)
     };
@@ -182,7 +194,7 @@ async fn reinstate(
             |watch| {
                 others
                     .iter()
-                    .all(|g| watch.verified[*g].get(&target_peer) > Some(&mark))
+                    .all(|g| verified_since(watch, *g, &field.peers[target]))
             },
         )
         .await?;
@@ -231,30 +243,15 @@ struct PreparedField {
 /// delayed network.
 async fn prepare(gateways: usize) -> anyhow::Result<(Vec<tempfile::TempDir>, PreparedField)> {
     let authorities = Authorities::new();
-    let mut nodes = Vec::with_capacity(gateways);
-    for _ in 0..gateways {
-        let node = Node::start(crate::governed::quiet).await;
-        node.import_wallet(&authorities.tier2_wallet(&node.did))
-            .await;
-        nodes.push(node);
-    }
+    let nodes = governed::start_unjoined(&authorities, gateways, governed::quiet).await?;
     let admin_address = format!(
         "/ip4/{}/tcp/{PORT}/p2p/{}",
         delaynet::address(0),
         nodes[0].peer_id()
     )
     .parse()?;
-    let keys: Vec<_> = nodes.iter().map(Node::org_key).collect();
-    let charter = authorities.write_governed_charter(
-        "field",
-        &keys.iter().collect::<Vec<_>>(),
-        std::slice::from_ref(&nodes[0].did),
-        "1",
-        &Authorities::bootstrap_line(&[admin_address]),
-    );
-    for node in &nodes {
-        node.join(&charter).await;
-    }
+    let bootstrap = Authorities::bootstrap_line(&[admin_address]);
+    governed::found(&authorities, &nodes, "1", &bootstrap).await;
     let dids = nodes.iter().map(|node| node.did.clone()).collect();
     let peers = nodes.iter().map(Node::peer_id).collect();
     let mut dirs = Vec::with_capacity(gateways);
