@@ -451,10 +451,11 @@ impl SwarmTask {
         }
     }
 
-    /// Every dial takes a fresh local port. With the listen port reused, two gateways
-    /// that dial each other within a round trip (both learn of the other from a third) open
-    /// one TCP connection by simultaneous open, on which both act as the Noise initiator:
-    /// the pair then never connects. On loopback it did not show; at 50 ms RTT it did.
+    /// Every dial (here, in `redial` and in `dial_member`) takes a fresh local port. With the
+    /// listen port reused, two gateways that dial each other within a round trip (both learn
+    /// of the other from a third) make one TCP connection by simultaneous open, on which both
+    /// act as the dialer: its upgrade fails and the pair never connects. On loopback it did
+    /// not show; at 50 ms RTT (`tfc-bench netns`) it did.
     fn dial(&mut self, address: Multiaddr) {
         let options = DialOpts::unknown_peer_id()
             .address(address.clone())
