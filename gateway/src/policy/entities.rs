@@ -427,18 +427,17 @@ impl EntityCache {
         principal: &OrgFacts,
         resource: &Resource,
     ) -> Result<Arc<Entities>, String> {
-        let known = match self.orgs.lock() {
-            Ok(cache) => match cache.orgs.get(principal) {
-                Some(entry) => match entry.requests.get(resource) {
-                    Some(entities) => return Ok(Arc::clone(entities)),
-                    None => Some(entry.entity.clone()),
-                },
-                None => None,
-            },
-            Err(_) => None,
-        };
-        let principal_entity = match known {
-            Some(entity) => entity,
+        // The whole closed set if held; else the principal's entity if held.
+        let held = self.orgs.lock().ok().and_then(|cache| {
+            let entry = cache.orgs.get(principal)?;
+            Some(match entry.requests.get(resource) {
+                Some(entities) => Ok(Arc::clone(entities)),
+                None => Err(entry.entity.clone()),
+            })
+        });
+        let principal_entity = match held {
+            Some(Ok(entities)) => return Ok(entities),
+            Some(Err(entity)) => entity,
             None => org_entity(principal)?,
         };
         let entities = Entities::from_entities(
@@ -453,38 +452,43 @@ impl EntityCache {
         Ok(entities)
     }
 
-    /// The principal and resource entities of a request, built afresh: for the reference
-    /// decision (`decide_unsliced`) and the schema check, which the caches must not touch.
-    pub(super) fn entities_of(
-        &self,
-        principal: &OrgFacts,
-        resource: &Resource,
-    ) -> Result<Vec<Entity>, String> {
-        Ok(vec![
-            org_entity(principal)?,
-            self.resource_entity(resource)?,
-        ])
-    }
-
+    /// A space's entity from the cache (it recurs on every request in the space); a record's,
+    /// built.
     fn resource_entity(&self, resource: &Resource) -> Result<Entity, String> {
-        match resource {
-            Resource::Space { space } => {
-                if let Ok(spaces) = self.spaces.lock()
-                    && let Some(entity) = spaces.get(space)
-                {
-                    return Ok(entity.clone());
-                }
-                let entity = space_entity(space)?;
-                if let Ok(mut spaces) = self.spaces.lock() {
-                    if spaces.len() >= ENTITY_CACHE_CAPACITY {
-                        spaces.clear();
-                    }
-                    spaces.insert(space.clone(), entity.clone());
-                }
-                Ok(entity)
-            }
-            Resource::Record { space, labels } => record_entity(space, labels, resource.uid()),
+        let Resource::Space { space } = resource else {
+            return fresh_resource_entity(resource);
+        };
+        if let Ok(spaces) = self.spaces.lock()
+            && let Some(entity) = spaces.get(space)
+        {
+            return Ok(entity.clone());
         }
+        let entity = space_entity(space)?;
+        if let Ok(mut spaces) = self.spaces.lock() {
+            if spaces.len() >= ENTITY_CACHE_CAPACITY {
+                spaces.clear();
+            }
+            spaces.insert(space.clone(), entity.clone());
+        }
+        Ok(entity)
+    }
+}
+
+/// The closed entities of a request, built afresh without any cache (checked against
+/// `schema` if given): for the reference decision (`decide_unsliced`) and the schema check.
+pub(super) fn closed_afresh(
+    principal: &OrgFacts,
+    resource: &Resource,
+    schema: Option<&cedar_policy::Schema>,
+) -> Result<Entities, String> {
+    let entities = [org_entity(principal)?, fresh_resource_entity(resource)?];
+    Entities::from_entities(entities, schema).map_err(|error| error.to_string())
+}
+
+fn fresh_resource_entity(resource: &Resource) -> Result<Entity, String> {
+    match resource {
+        Resource::Space { space } => space_entity(space),
+        Resource::Record { space, labels } => record_entity(space, labels, resource.uid()),
     }
 }
 
@@ -501,18 +505,17 @@ impl OrgCache {
             self.orgs.clear();
             self.requests_held = 0;
         }
-        if !self.orgs.contains_key(principal) {
-            let entry = OrgEntry {
+        let entry = self
+            .orgs
+            .entry(principal.clone())
+            .or_insert_with(|| OrgEntry {
                 entity,
                 requests: HashMap::new(),
-            };
-            self.orgs.insert(principal.clone(), entry);
-        }
-        if let Some(entry) = self.orgs.get_mut(principal)
-            && entry
-                .requests
-                .insert(resource.clone(), Arc::clone(entities))
-                .is_none()
+            });
+        if entry
+            .requests
+            .insert(resource.clone(), Arc::clone(entities))
+            .is_none()
         {
             self.requests_held += 1;
         }

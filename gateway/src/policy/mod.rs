@@ -247,12 +247,7 @@ impl PolicyEngine {
     /// Decides a request against every policy of the field, on entities built afresh: the
     /// reference for `decide`, which neither its slicing nor its caches may change.
     pub fn decide_unsliced(&self, request: &AccessRequest) -> Decision {
-        let built = self
-            .entities
-            .entities_of(&request.principal, &request.resource)
-            .and_then(|entities| {
-                Entities::from_entities(entities, None).map_err(|error| error.to_string())
-            });
+        let built = entities::closed_afresh(&request.principal, &request.resource, None);
         self.evaluate(request, request.resource.uid(), &self.policies, built)
     }
 
@@ -329,10 +324,7 @@ impl PolicyEngine {
 
     /// Checks a request and its entities against the schema (tests and `tfcctl policy check`).
     pub fn check_request_shape(&self, request: &AccessRequest) -> Result<(), String> {
-        let entities = self
-            .entities
-            .entities_of(&request.principal, &request.resource)?;
-        Entities::from_entities(entities, Some(&self.schema)).map_err(|error| error.to_string())?;
+        entities::closed_afresh(&request.principal, &request.resource, Some(&self.schema))?;
         self.cedar_request(request, request.resource.uid(), Some(&self.schema))
             .map(drop)
     }
